@@ -1,0 +1,165 @@
+//! The command line: clap definitions, and merging `--config onefile.toml`
+//! with the flags (flags win).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Build, inspect and check onefile packed executables.
+///
+/// A packed executable is a small launcher (the `bootstrap` stub) followed by
+/// your app, compressed. Users run it like any program: it unpacks itself
+/// once into a per-user cache and starts your app.
+#[derive(Debug, Parser)]
+#[command(name = "payload-tools", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pack an app (a folder or a single program) into one executable.
+    ///
+    /// Example: payload-tools pack dist/myapp/ --entry bin/myapp --name myapp --version 1.0 -o myapp.bin
+    Pack(PackArgs),
+    /// Show what a packed executable contains.
+    Inspect {
+        /// The packed executable.
+        exe: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every checksum and that the payload unpacks; exit 0 if intact.
+    Verify {
+        /// The packed executable.
+        exe: PathBuf,
+    },
+    /// Unpack the app's files into a new folder, as the launcher would.
+    Unpack {
+        /// The packed executable.
+        exe: PathBuf,
+        /// Folder to create (must not exist, or be empty).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Write the update.toml that announces an existing packed executable.
+    UpdateToml {
+        /// The packed executable being published.
+        exe: PathBuf,
+        /// URL the executable will be downloaded from.
+        #[arg(long)]
+        url: String,
+        /// Where to write update.toml (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The app: a folder (packed whole) or a single program.
+    pub input: Option<PathBuf>,
+    /// The packed executable to write.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// The launcher stub [default: the 'bootstrap' binary next to payload-tools].
+    #[arg(long)]
+    pub stub: Option<PathBuf>,
+    /// Program to run, relative to the folder, e.g. bin/myapp [default: the file named like --name].
+    #[arg(long)]
+    pub entry: Option<String>,
+    /// App name, used for the cache folder [default: the output's file stem].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Version of this build [default: 0.0.0].
+    #[arg(long = "version")]
+    pub app_version: Option<String>,
+    /// zstd compression level, 1 (fastest) to 19 (smallest) [default: 9].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: Option<i32>,
+    /// Compression threads [default: one per core].
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Read these settings from a TOML file (same keys as the flags, with _ for -).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// URL of the update.toml to check at each launch; turns self-update on.
+    /// {VERSION}, {NAME}, {OS} and {ARCH} are expanded at run time.
+    #[arg(long)]
+    pub update_url_spec: Option<String>,
+    /// Also write the update.toml that announces this build, here.
+    #[arg(long)]
+    pub auto_update_toml_file: Option<PathBuf>,
+    /// URL this build will be downloaded from, for --auto-update-toml-file
+    /// [default: the folder of the expanded --update-url-spec plus the output's file name].
+    #[arg(long)]
+    pub download_url: Option<String>,
+    /// Seconds the launcher may wait, after the app exits, for an update download to finish [default: 5].
+    #[arg(long)]
+    pub update_exit_wait: Option<f64>,
+}
+
+/// `onefile.toml`: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub input: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub stub: Option<PathBuf>,
+    pub entry: Option<String>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub level: Option<i32>,
+    pub threads: Option<u32>,
+    pub update_url_spec: Option<String>,
+    pub auto_update_toml_file: Option<PathBuf>,
+    pub download_url: Option<String>,
+    pub update_exit_wait: Option<f64>,
+}
+
+impl ConfigFile {
+    /// Reads a config file; relative paths in it are relative to its folder.
+    pub fn load(path: &Path) -> Result<ConfigFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config '{}': {e}", path.display()))?;
+        let mut config: ConfigFile = toml::from_str(&text)
+            .map_err(|e| format!("bad config '{}': {}", path.display(), e.message()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.input,
+            &mut config.output,
+            &mut config.stub,
+            &mut config.auto_update_toml_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl PackArgs {
+    /// Fills every flag not given on the command line from the config.
+    pub fn merge(mut self, config: ConfigFile) -> PackArgs {
+        self.input = self.input.or(config.input);
+        self.output = self.output.or(config.output);
+        self.stub = self.stub.or(config.stub);
+        self.entry = self.entry.or(config.entry);
+        self.name = self.name.or(config.name);
+        self.app_version = self.app_version.or(config.version);
+        self.level = self.level.or(config.level);
+        self.threads = self.threads.or(config.threads);
+        self.update_url_spec = self.update_url_spec.or(config.update_url_spec);
+        self.auto_update_toml_file = self.auto_update_toml_file.or(config.auto_update_toml_file);
+        self.download_url = self.download_url.or(config.download_url);
+        self.update_exit_wait = self.update_exit_wait.or(config.update_exit_wait);
+        self
+    }
+}

@@ -1,0 +1,288 @@
+//! The subcommands, each turning its arguments into library calls and its
+//! results into output: data on stdout, a summary on stderr.
+
+use std::path::{Path, PathBuf};
+
+use payload_tools::extract::{Sink, extract};
+use payload_tools::manifest::{UpdateManifest, default_download_url};
+use payload_tools::metadata::{DEFAULT_EXIT_WAIT_MS, UpdateSettings};
+use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
+use payload_tools::persist::{parent_dir, write_atomically};
+use payload_tools::rangeio::file_crc32;
+use payload_tools::{PackedFile, persist};
+
+use crate::Failure;
+use crate::args::{ConfigFile, PackArgs};
+use crate::progress::Bar;
+
+pub fn pack(args: PackArgs) -> Result<(), Failure> {
+    let args = match &args.config {
+        Some(path) => {
+            let config = ConfigFile::load(path)?;
+            args.merge(config)
+        }
+        None => args,
+    };
+    let input = args.input.ok_or_else(|| Failure {
+        message: "no input given".into(),
+        hint: Some("payload-tools pack <FOLDER or PROGRAM> -o <OUTPUT>".into()),
+    })?;
+    let output = args.output.ok_or_else(|| Failure {
+        message: "no output given".into(),
+        hint: Some("add -o <OUTPUT>, the packed executable to write".into()),
+    })?;
+    let stub = match args.stub {
+        Some(s) => s,
+        None => default_stub()?,
+    };
+    let name = match args.name {
+        Some(n) => n,
+        None => output
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                format!(
+                    "cannot derive a name from '{}'; pass --name",
+                    output.display()
+                )
+            })?,
+    };
+    let version = args.app_version.unwrap_or_else(|| "0.0.0".into());
+    let exit_wait_ms = match args.update_exit_wait {
+        Some(secs) if !(0.0..=3600.0).contains(&secs) => {
+            return Err(
+                format!("--update-exit-wait {secs} is out of range (0 to 3600 seconds)").into(),
+            );
+        }
+        Some(secs) => (secs * 1000.0).round() as u64,
+        None => DEFAULT_EXIT_WAIT_MS,
+    };
+    let update = args.update_url_spec.clone().map(|url_spec| UpdateSettings {
+        url_spec,
+        exit_wait_ms,
+    });
+    if args.auto_update_toml_file.is_some() && update.is_none() && args.download_url.is_none() {
+        return Err(Failure {
+            message: "--auto-update-toml-file needs to know the download URL".into(),
+            hint: Some("add --update-url-spec (or --download-url)".into()),
+        });
+    }
+    let threads = match args.threads {
+        Some(t) => t,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+    };
+    let opts = PackOptions {
+        input,
+        output: output.clone(),
+        stub,
+        entry: args.entry,
+        name,
+        version,
+        level: args.level.unwrap_or(DEFAULT_LEVEL),
+        threads,
+        update,
+    };
+    let out_dir = parent_dir(&output);
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| format!("cannot create '{}': {e}", out_dir.display()))?;
+    let report = payload_tools::pack::pack(&opts, &mut Bar::new())?;
+    let m = &report.metadata;
+    eprintln!(
+        "packed {} {} ({} entries, {} bytes) into '{}': {} bytes, {} frame(s)",
+        m.name,
+        m.version,
+        m.entry_count,
+        m.unpacked_size,
+        output.display(),
+        report.file_len,
+        m.frames.len()
+    );
+    if let Some(toml_path) = args.auto_update_toml_file {
+        let file_name = output
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("'{}' has no usable file name", output.display()))?;
+        let url = match (&args.download_url, &args.update_url_spec) {
+            (Some(url), _) => url.clone(),
+            (None, Some(spec)) => default_download_url(spec, &m.name, &m.version, file_name),
+            (None, None) => unreachable!("checked above"),
+        };
+        let manifest = UpdateManifest {
+            url,
+            crc32: report.file_crc32,
+            size: Some(report.file_len),
+            version: Some(m.version.clone()),
+        };
+        write_manifest(&manifest, Some(&toml_path))?;
+    }
+    Ok(())
+}
+
+/// The stub shipped next to this command.
+fn default_stub() -> Result<PathBuf, Failure> {
+    let me =
+        std::env::current_exe().map_err(|e| format!("cannot locate payload-tools itself: {e}"))?;
+    let stub = parent_dir(&me).join(format!("bootstrap{}", std::env::consts::EXE_SUFFIX));
+    if !stub.is_file() {
+        return Err(Failure {
+            message: format!("no stub at '{}'", stub.display()),
+            hint: Some("build it with 'make build', or pass --stub PATH".into()),
+        });
+    }
+    Ok(stub)
+}
+
+fn open_packed(exe: &Path) -> Result<PackedFile, Failure> {
+    PackedFile::open(exe)?.ok_or_else(|| Failure {
+        message: format!("'{}' carries no payload", exe.display()),
+        hint: Some("it is a bare stub, another program, or a truncated download".into()),
+    })
+}
+
+pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
+    let packed = open_packed(exe)?;
+    let (file_len, file_crc) = file_crc32(&packed.file, exe)?;
+    let t = &packed.trailer;
+    let m = &packed.metadata;
+    if json {
+        let value = serde_json::json!({
+            "format_version": u32::from(m.format_version),
+            "name": m.name,
+            "version": m.version,
+            "entry": m.entry,
+            "file_len": file_len,
+            "file_crc32": file_crc,
+            "payload_offset": t.payload_offset,
+            "payload_len": t.payload_len,
+            "payload_crc32": t.payload_crc32,
+            "metadata_offset": t.metadata_offset,
+            "metadata_len": t.metadata_len,
+            "metadata_crc32": t.metadata_crc32,
+            "unpacked_size": m.unpacked_size,
+            "entry_count": m.entry_count,
+            "frames": m.frames.len(),
+            "frame_index": m.frames.iter().map(|f| [f.compressed_len, f.tar_len]).collect::<Vec<_>>(),
+            "update": m.update.as_ref().map(|u| serde_json::json!({
+                "url_spec": u.url_spec,
+                "exit_wait_ms": u.exit_wait_ms,
+            })),
+        });
+        println!("{value:#}");
+        return Ok(());
+    }
+    println!("format version  {}", u32::from(m.format_version));
+    println!("name            {}", m.name);
+    println!("version         {}", m.version);
+    println!("entry           {}", m.entry);
+    println!("file            {file_len} bytes, CRC-32 {file_crc:08x}");
+    println!("stub            {} bytes", t.payload_offset);
+    println!(
+        "payload         offset {}, {} bytes, CRC-32 {:08x}, {} frame(s)",
+        t.payload_offset,
+        t.payload_len,
+        t.payload_crc32,
+        m.frames.len()
+    );
+    println!(
+        "metadata        offset {}, {} bytes, CRC-32 {:08x}",
+        t.metadata_offset, t.metadata_len, t.metadata_crc32
+    );
+    println!(
+        "unpacked        {} bytes in {} entries",
+        m.unpacked_size, m.entry_count
+    );
+    match &m.update {
+        Some(u) => println!(
+            "updates         from {} (waits up to {} ms after exit)",
+            u.url_spec, u.exit_wait_ms
+        ),
+        None => println!("updates         off"),
+    }
+    Ok(())
+}
+
+pub fn verify(exe: &Path) -> Result<(), Failure> {
+    let packed = open_packed(exe)?;
+    let report = extract(&packed, Sink::Discard, cores())?;
+    println!(
+        "ok: '{}' is intact ({} {}, {} entries, {} bytes in {} frame(s))",
+        exe.display(),
+        packed.metadata.name,
+        packed.metadata.version,
+        report.entries,
+        report.bytes,
+        report.frames
+    );
+    Ok(())
+}
+
+pub fn unpack(exe: &Path, output: &Path) -> Result<(), Failure> {
+    let packed = open_packed(exe)?;
+    if output.exists() {
+        let empty = std::fs::read_dir(output)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(format!("'{}' exists and is not an empty folder", output.display()).into());
+        }
+        std::fs::remove_dir(output)
+            .map_err(|e| format!("cannot replace '{}': {e}", output.display()))?;
+    }
+    let staging = persist::temp_sibling_path(output);
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| format!("cannot create '{}': {e}", staging.display()))?;
+    let result = extract(&packed, Sink::Disk(&staging), cores());
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e.into());
+        }
+    };
+    std::fs::rename(&staging, output).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&staging);
+        format!("cannot rename into '{}': {e}", output.display())
+    })?;
+    eprintln!(
+        "unpacked {} entries ({} bytes) into '{}'; run {}",
+        report.entries,
+        report.bytes,
+        output.display(),
+        output.join(&packed.metadata.entry).display()
+    );
+    Ok(())
+}
+
+pub fn update_toml(exe: &Path, url: &str, output: Option<&Path>) -> Result<(), Failure> {
+    let packed = open_packed(exe)?;
+    let (len, crc) = file_crc32(&packed.file, exe)?;
+    let manifest = UpdateManifest {
+        url: url.to_owned(),
+        crc32: crc,
+        size: Some(len),
+        version: Some(packed.metadata.version.clone()),
+    };
+    write_manifest(&manifest, output)
+}
+
+fn write_manifest(manifest: &UpdateManifest, output: Option<&Path>) -> Result<(), Failure> {
+    let text = manifest.to_toml();
+    match output {
+        None => print!("{text}"),
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create '{}': {e}", dir.display()))?;
+            }
+            write_atomically(path, text.as_bytes(), 0o644)?;
+            eprintln!("wrote '{}' (crc32 = {})", path.display(), manifest.crc32);
+        }
+    }
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

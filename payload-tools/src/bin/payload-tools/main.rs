@@ -1,0 +1,74 @@
+//! `payload-tools`: the command that packs, inspects, verifies and unpacks
+//! onefile executables. This file is the one place that turns errors into
+//! what the user reads: one `error:` line, maybe a `hint:` line, exit 1.
+
+mod args;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+/// A failed command: what to print, and what the user can do about it.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl From<payload_tools::Error> for Failure {
+    fn from(err: payload_tools::Error) -> Failure {
+        use payload_tools::Error as E;
+        let hint = match &err {
+            E::Checksum { .. } | E::Truncated { .. } | E::Payload { .. } => {
+                Some("the file is damaged: download or build it again".to_owned())
+            }
+            E::UnsupportedVersion { .. } | E::UnsupportedFeature { .. } => {
+                Some("use a newer payload-tools".to_owned())
+            }
+            E::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                Some("free some disk space and try again".to_owned())
+            }
+            _ => None,
+        };
+        Failure {
+            message: err.to_string(),
+            hint,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            message,
+            hint: None,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pack(args) => commands::pack(args),
+        Command::Inspect { exe, json } => commands::inspect(&exe, json),
+        Command::Verify { exe } => commands::verify(&exe),
+        Command::Unpack { exe, output } => commands::unpack(&exe, &output),
+        Command::UpdateToml { exe, url, output } => {
+            commands::update_toml(&exe, &url, output.as_deref())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("payload-tools: error: {}", failure.message);
+            if let Some(hint) = failure.hint {
+                eprintln!("payload-tools: hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Extraction of a payload, shared by the stub's cold start, `unpack` and
+//! `verify` (which reads everything and writes nothing).
+//!
+//! 1. Frames are independent, so worker threads take them in turn, each
+//!    reading its frame by positioned reads and CRC-ing the compressed bytes
+//!    on the way (no second pass over the file).
+//! 2. Each entry is checked before anything is written: member paths stay
+//!    inside, only files, directories and symlinks are accepted, files are
+//!    created exclusively without following links, set-id bits never exist.
+//! 3. Symlinks are created last, after every file, so nothing is ever written
+//!    through a link that the payload itself planted.
+//! 4. The per-frame CRCs are combined in order and compared with the
+//!    trailer; decoded sizes are compared with the frame index and the
+//!    declared unpacked size.
+//!
+//! The caller owns `dest` (a fresh private directory) and renames it into
+//! place only when this returns `Ok`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::error::{Error, Result};
+use crate::metadata::Frame;
+use crate::packed::PackedFile;
+use crate::paths::{check_member_path, check_symlink_target};
+use crate::rangeio::RangeReader;
+use crate::sys;
+
+/// Largest zstd window accepted (2^24 = 16 MiB). `pack` levels up to 19
+/// stay below it; it bounds the memory one decoding thread can be made to use.
+pub const MAX_WINDOW_LOG: u32 = 24;
+
+/// Most decoding threads used, whatever the core count: each holds a window.
+pub const MAX_THREADS: usize = 4;
+
+/// Where extracted entries go.
+#[derive(Debug, Clone, Copy)]
+pub enum Sink<'a> {
+    /// Into this existing, empty, private directory.
+    Disk(&'a Path),
+    /// Nowhere: decode and check everything, write nothing (`verify`).
+    Discard,
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractReport {
+    pub frames: usize,
+    pub entries: u64,
+    pub bytes: u64,
+    pub threads: usize,
+}
+
+/// Extracts (or, with [`Sink::Discard`], checks) the whole payload.
+pub fn extract(packed: &PackedFile, sink: Sink<'_>, threads: usize) -> Result<ExtractReport> {
+    let frames = &packed.metadata.frames;
+    let mut offsets = Vec::with_capacity(frames.len());
+    let mut at = packed.trailer.payload_offset;
+    for f in frames {
+        offsets.push(at);
+        at += f.compressed_len;
+    }
+    let threads = threads.clamp(1, MAX_THREADS).min(frames.len());
+    let job = Job {
+        packed,
+        sink,
+        offsets,
+        next: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+        bytes: AtomicU64::new(0),
+        entries: AtomicU64::new(0),
+        crcs: Mutex::new(vec![None; frames.len()]),
+        links: Mutex::new(Vec::new()),
+        first_error: Mutex::new(None),
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|| job.work());
+        }
+        job.work();
+    });
+    if let Some(err) = lock(&job.first_error).take() {
+        return Err(err);
+    }
+
+    let mut crc = crc32fast::Hasher::new();
+    for part in lock(&job.crcs).iter() {
+        match part {
+            Some(h) => crc.combine(h),
+            None => return Err(job.payload_error("a frame was not decoded".into())),
+        }
+    }
+    let actual = crc.finalize();
+    if actual != packed.trailer.payload_crc32 {
+        return Err(Error::Checksum {
+            path: packed.path.clone(),
+            part: "payload",
+            expected: packed.trailer.payload_crc32,
+            actual,
+        });
+    }
+
+    let mut links = std::mem::take(&mut *lock(&job.links));
+    links.sort();
+    create_links(&job, &links)?;
+    Ok(ExtractReport {
+        frames: frames.len(),
+        entries: job.entries.load(Ordering::Relaxed),
+        bytes: job.bytes.load(Ordering::Relaxed),
+        threads,
+    })
+}
+
+/// Locks a mutex, recovering the data if a worker panicked while holding it
+/// (the panic itself is reported by the thread scope).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Job<'a> {
+    packed: &'a PackedFile,
+    sink: Sink<'a>,
+    offsets: Vec<u64>,
+    next: AtomicUsize,
+    failed: AtomicBool,
+    bytes: AtomicU64,
+    entries: AtomicU64,
+    crcs: Mutex<Vec<Option<crc32fast::Hasher>>>,
+    links: Mutex<Vec<(String, String)>>,
+    first_error: Mutex<Option<Error>>,
+}
+
+impl Job<'_> {
+    fn work(&self) {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut made_dirs = HashSet::new();
+        while !self.failed.load(Ordering::Relaxed) {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            if index >= self.offsets.len() {
+                return;
+            }
+            match self.frame(index, &mut buf, &mut made_dirs) {
+                Ok(crc) => lock(&self.crcs)[index] = Some(crc),
+                Err(err) => {
+                    self.failed.store(true, Ordering::Relaxed);
+                    lock(&self.first_error).get_or_insert(err);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn frame(
+        &self,
+        index: usize,
+        buf: &mut [u8],
+        made_dirs: &mut HashSet<PathBuf>,
+    ) -> Result<crc32fast::Hasher> {
+        let frame: Frame = self.packed.metadata.frames[index];
+        let mut range =
+            RangeReader::new(&self.packed.file, self.offsets[index], frame.compressed_len);
+        let bad_frame = |what: String| self.payload_error(format!("frame {index}: {what}"));
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+            128 * 1024,
+            &mut range,
+        ))
+        .map_err(|e| bad_frame(e.to_string()))?
+        .single_frame();
+        decoder
+            .window_log_max(MAX_WINDOW_LOG)
+            .map_err(|e| bad_frame(e.to_string()))?;
+        let mut counted = CountingReader {
+            inner: decoder,
+            count: 0,
+        };
+        {
+            let mut archive = tar::Archive::new(&mut counted);
+            let entries = archive
+                .entries()
+                .map_err(|e| bad_frame(format!("not a tar stream ({e})")))?;
+            for entry in entries {
+                if self.failed.load(Ordering::Relaxed) {
+                    return Err(bad_frame("stopped".into()));
+                }
+                let entry = entry.map_err(|e| bad_frame(format!("bad tar entry ({e})")))?;
+                self.entry(entry, buf, made_dirs).map_err(|e| match e {
+                    Error::Io { .. } | Error::UnsafeEntry { .. } | Error::Payload { .. } => e,
+                    other => bad_frame(other.to_string()),
+                })?;
+            }
+        }
+        // The end-of-archive blocks of the last frame, and anything a hostile
+        // payload hid after them, still count towards the frame's length.
+        io::copy(&mut counted, &mut io::sink())
+            .map_err(|e| bad_frame(format!("does not decompress ({e})")))?;
+        if counted.count != frame.tar_len {
+            return Err(bad_frame(format!(
+                "decompresses to {} bytes, the index says {}",
+                counted.count, frame.tar_len
+            )));
+        }
+        drop(counted);
+        if range.remaining() != 0 {
+            return Err(bad_frame(format!(
+                "{} compressed bytes left over after the frame",
+                range.remaining()
+            )));
+        }
+        Ok(range.crc())
+    }
+
+    fn entry<R: Read>(
+        &self,
+        mut entry: tar::Entry<'_, R>,
+        buf: &mut [u8],
+        made_dirs: &mut HashSet<PathBuf>,
+    ) -> Result<()> {
+        let raw_path = entry.path_bytes();
+        let name = String::from_utf8_lossy(&raw_path).into_owned();
+        let unsafe_entry = |reason: &str| Error::UnsafeEntry {
+            path: self.packed.path.clone(),
+            entry: name.clone(),
+            reason: reason.to_owned(),
+        };
+        if std::str::from_utf8(&raw_path).is_err() {
+            return Err(unsafe_entry("path is not UTF-8"));
+        }
+        let member = check_member_path(&name).map_err(unsafe_entry)?.to_owned();
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        let header = entry.header();
+        match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = header.size().map_err(|_| unsafe_entry("bad size field"))?;
+                let mode = header.mode().map_err(|_| unsafe_entry("bad mode field"))?;
+                let total = self
+                    .bytes
+                    .fetch_add(size, Ordering::Relaxed)
+                    .saturating_add(size);
+                if total > self.packed.metadata.unpacked_size {
+                    return Err(self.payload_error(format!(
+                        "it unpacks to more than the {} bytes its metadata declares",
+                        self.packed.metadata.unpacked_size
+                    )));
+                }
+                let Sink::Disk(root) = self.sink else {
+                    return copy_entry_data(&mut entry, &mut io::sink(), buf)
+                        .map_err(|e| self.payload_error(format!("'{name}': {e}")));
+                };
+                let target = root.join(&member);
+                self.make_parent(&target, made_dirs)?;
+                let mut file = sys::create_new_file(&target, mode & 0o111 != 0).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        unsafe_entry("it appears twice")
+                    } else {
+                        Error::io("cannot create", &target)(e)
+                    }
+                })?;
+                copy_entry_data(&mut entry, &mut file, buf).map_err(|e| {
+                    if e.kind() == io::ErrorKind::InvalidData
+                        || e.kind() == io::ErrorKind::UnexpectedEof
+                    {
+                        self.payload_error(format!("'{name}': {e}"))
+                    } else {
+                        Error::io("cannot write", &target)(e)
+                    }
+                })
+            }
+            tar::EntryType::Directory => {
+                if let Sink::Disk(root) = self.sink {
+                    let target = root.join(&member);
+                    if made_dirs.insert(target.clone()) {
+                        fs::create_dir_all(&target).map_err(Error::io("cannot create", &target))?;
+                    }
+                }
+                Ok(())
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry("symlink without a target"))?;
+                let target = std::str::from_utf8(&target)
+                    .map_err(|_| unsafe_entry("symlink target is not UTF-8"))?
+                    .to_owned();
+                check_symlink_target(&member, &target).map_err(unsafe_entry)?;
+                lock(&self.links).push((member, target));
+                Ok(())
+            }
+            tar::EntryType::Link => Err(unsafe_entry("hard links are not allowed")),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                Err(unsafe_entry("device nodes are not allowed"))
+            }
+            tar::EntryType::Fifo => Err(unsafe_entry("fifos are not allowed")),
+            _ => Err(unsafe_entry("entry type not allowed")),
+        }
+    }
+
+    fn make_parent(&self, target: &Path, made_dirs: &mut HashSet<PathBuf>) -> Result<()> {
+        if let Some(parent) = target.parent() {
+            if !made_dirs.contains(parent) {
+                fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+                made_dirs.insert(parent.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    fn payload_error(&self, reason: String) -> Error {
+        Error::Payload {
+            path: self.packed.path.clone(),
+            reason,
+        }
+    }
+}
+
+fn create_links(job: &Job<'_>, links: &[(String, String)]) -> Result<()> {
+    let Sink::Disk(root) = job.sink else {
+        return Ok(());
+    };
+    let link_set: HashSet<&str> = links.iter().map(|(m, _)| m.as_str()).collect();
+    for (member, target) in links {
+        let unsafe_entry = |reason: &str| Error::UnsafeEntry {
+            path: job.packed.path.clone(),
+            entry: member.clone(),
+            reason: reason.to_owned(),
+        };
+        let mut ancestor = member.as_str();
+        while let Some((parent, _)) = ancestor.rsplit_once('/') {
+            if link_set.contains(parent) {
+                return Err(unsafe_entry("it would be created through a symlink"));
+            }
+            ancestor = parent;
+        }
+        let path = root.join(member);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+        }
+        sys::symlink(target, &path).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                unsafe_entry("it appears twice")
+            } else {
+                Error::io("cannot create symlink", &path)(e)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn copy_entry_data<R: Read, W: Write>(from: &mut R, to: &mut W, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,34 @@
+//! The onefile packed-executable format.
+//!
+//! A packed executable is `[stub][payload][metadata][trailer]` (byte-exact
+//! description in `docs/format.md`). This crate owns every piece of it:
+//!
+//! - [`trailer`]: the fixed-size trailer at the end of the file;
+//! - [`metadata`]: the TOML block describing the app and its frames;
+//! - [`packed`]: opening a packed file and checking both;
+//! - [`pack`]: writing one from an app and a stub;
+//! - [`extract`]: unpacking (or only checking) the payload, safely;
+//! - [`manifest`]: `update.toml` and the update URL spec;
+//! - [`frames`], [`tree`], [`paths`], [`persist`]: the pieces those use.
+//!
+//! The stub depends on this crate with default features off, which leaves
+//! out everything only the `payload-tools` command needs.
+
+pub mod error;
+pub mod extract;
+pub mod frames;
+pub mod manifest;
+pub mod metadata;
+pub mod pack;
+pub mod packed;
+pub mod paths;
+pub mod persist;
+pub mod rangeio;
+pub mod sys;
+pub mod trailer;
+pub mod tree;
+
+pub use error::{Error, Result};
+pub use metadata::Metadata;
+pub use packed::PackedFile;
+pub use trailer::Trailer;

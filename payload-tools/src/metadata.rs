@@ -1,0 +1,293 @@
+//! The TOML metadata block: what the app is called, which build it is, how
+//! to run it, how the payload is cut into frames, and how it updates itself.
+//!
+//! - [`Metadata::to_toml`] writes it (`pack`), [`Metadata::parse`] reads
+//!   and validates it (every reader).
+//! - Unknown keys are ignored, so older stubs read newer metadata; a key
+//!   that must not be ignored is announced in `requires` instead, and a
+//!   reader that does not know a name listed there refuses the file.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Metadata schema versions. Version 1 is the only one so far; an unknown
+/// number is reported as "made by a newer payload-tools", not misread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub enum FormatVersion {
+    V1,
+}
+
+impl TryFrom<u32> for FormatVersion {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        match v {
+            1 => Ok(FormatVersion::V1),
+            other => Err(format!("unknown format_version {other}")),
+        }
+    }
+}
+
+impl From<FormatVersion> for u32 {
+    fn from(v: FormatVersion) -> u32 {
+        match v {
+            FormatVersion::V1 => 1,
+        }
+    }
+}
+
+/// Format features a reader must understand to handle the file safely.
+/// This build understands none beyond the base format.
+pub const KNOWN_REQUIREMENTS: &[&str] = &[];
+
+/// The metadata block, field for field as in `docs/format.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub format_version: FormatVersion,
+    /// Names of format features without which the file must not be used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// The app's name: a safe file name, used for the cache directory.
+    pub name: String,
+    /// The build's version: a safe file name, used for the cache directory.
+    pub version: String,
+    /// Path of the program to run, relative to the unpacked tree, `/`-separated.
+    pub entry: String,
+    /// Total bytes of regular-file contents in the payload.
+    pub unpacked_size: u64,
+    /// Number of entries (files, directories, symlinks) in the payload.
+    pub entry_count: u64,
+    /// The payload's zstd frames, in order.
+    pub frames: Vec<Frame>,
+    /// Self-update settings; absent when the build does not update itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateSettings>,
+}
+
+/// One independent zstd frame of the payload, holding whole tar entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "[u64; 2]", into = "[u64; 2]")]
+pub struct Frame {
+    /// Length of the compressed frame in the file.
+    pub compressed_len: u64,
+    /// Length of the tar bytes it decompresses to.
+    pub tar_len: u64,
+}
+
+impl From<[u64; 2]> for Frame {
+    fn from([compressed_len, tar_len]: [u64; 2]) -> Self {
+        Frame {
+            compressed_len,
+            tar_len,
+        }
+    }
+}
+
+impl From<Frame> for [u64; 2] {
+    fn from(f: Frame) -> Self {
+        [f.compressed_len, f.tar_len]
+    }
+}
+
+/// How a build finds and installs its successors (see `docs/updates.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateSettings {
+    /// URL of `update.toml`, with `{VERSION}`, `{NAME}`, `{OS}`, `{ARCH}`
+    /// expanded at run time.
+    pub url_spec: String,
+    /// How long the launcher may wait after the app exits for a download
+    /// that is still running, in milliseconds.
+    #[serde(default = "default_exit_wait_ms")]
+    pub exit_wait_ms: u64,
+}
+
+/// Default of [`UpdateSettings::exit_wait_ms`].
+pub const DEFAULT_EXIT_WAIT_MS: u64 = 5_000;
+
+fn default_exit_wait_ms() -> u64 {
+    DEFAULT_EXIT_WAIT_MS
+}
+
+impl Metadata {
+    /// Parses and validates a metadata block read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Metadata> {
+        let meta: Metadata = match toml::from_str(text) {
+            Ok(m) => m,
+            Err(e) => {
+                // Tell "newer format" apart from "damaged" when we can.
+                if let Ok(table) = text.parse::<toml::Table>() {
+                    if let Some(v) = table.get("format_version").and_then(|v| v.as_integer()) {
+                        if v != 1 {
+                            return Err(Error::UnsupportedVersion {
+                                path: path.into(),
+                                found: u32::try_from(v).unwrap_or(u32::MAX),
+                                supported: 1,
+                            });
+                        }
+                    }
+                }
+                return Err(Error::Metadata {
+                    path: path.into(),
+                    reason: e.message().to_owned(),
+                });
+            }
+        };
+        for feature in &meta.requires {
+            if !KNOWN_REQUIREMENTS.contains(&feature.as_str()) {
+                return Err(Error::UnsupportedFeature {
+                    path: path.into(),
+                    feature: feature.clone(),
+                });
+            }
+        }
+        let bad = |reason: String| Error::Metadata {
+            path: path.into(),
+            reason,
+        };
+        check_safe_name("name", &meta.name).map_err(|e| bad(e.to_string()))?;
+        check_safe_name("version", &meta.version).map_err(|e| bad(e.to_string()))?;
+        check_entry_path(&meta.entry).map_err(|e| bad(e.to_string()))?;
+        if meta.frames.is_empty() {
+            return Err(bad("no frames".into()));
+        }
+        Ok(meta)
+    }
+
+    /// The TOML text of this metadata, as `pack` writes it.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain strings, integers and arrays cannot fail; an
+        // empty string would only make the reader refuse the file.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Sum of the frames' compressed lengths: must equal the payload length.
+    pub fn frames_compressed_len(&self) -> u64 {
+        self.frames
+            .iter()
+            .fold(0u64, |acc, f| acc.saturating_add(f.compressed_len))
+    }
+}
+
+/// Longest name or version accepted.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// A name or version becomes a directory name in the cache: it must be
+/// one safe path component on every platform.
+pub fn check_safe_name(what: &'static str, value: &str) -> Result<()> {
+    let invalid = |reason| Error::InvalidValue {
+        what,
+        value: value.to_owned(),
+        reason,
+    };
+    if value.is_empty() || value.len() > MAX_NAME_LEN {
+        return Err(invalid("it must be 1 to 100 characters long"));
+    }
+    if value.starts_with('.') || value.starts_with('-') {
+        return Err(invalid("it must not start with '.' or '-'"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+    {
+        return Err(invalid(
+            "use only letters, digits and . _ - + (it names a cache directory)",
+        ));
+    }
+    Ok(())
+}
+
+/// The entry is a relative `/`-separated path with no `.`, `..` or empty
+/// components.
+pub fn check_entry_path(entry: &str) -> Result<()> {
+    let invalid = |reason| Error::InvalidValue {
+        what: "entry",
+        value: entry.to_owned(),
+        reason,
+    };
+    if entry.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if entry.contains('\\') || entry.contains('\0') {
+        return Err(invalid("use '/' as the separator"));
+    }
+    for part in entry.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return Err(invalid(
+                "it must be a relative path inside the app, without '.', '..' or '//'",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Metadata {
+        Metadata {
+            format_version: FormatVersion::V1,
+            requires: vec![],
+            name: "myapp".into(),
+            version: "1.0".into(),
+            entry: "bin/myapp".into(),
+            unpacked_size: 42,
+            entry_count: 3,
+            frames: vec![Frame {
+                compressed_len: 10,
+                tar_len: 2048,
+            }],
+            update: None,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let text = m.to_toml();
+        assert_eq!(Metadata::parse(&text, Path::new("x")).ok(), Some(m));
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_but_unknown_requirements_are_not() {
+        let text = format!("{}\nfuture_key = 1\n", sample().to_toml());
+        assert!(Metadata::parse(&text, Path::new("x")).is_ok());
+        let text = format!("requires = [\"delta-v9\"]\n{}", sample().to_toml());
+        assert!(matches!(
+            Metadata::parse(&text, Path::new("x")),
+            Err(Error::UnsupportedFeature { .. })
+        ));
+    }
+
+    #[test]
+    fn newer_format_version_is_named() {
+        let text = sample()
+            .to_toml()
+            .replace("format_version = 1", "format_version = 7");
+        assert!(matches!(
+            Metadata::parse(&text, Path::new("x")),
+            Err(Error::UnsupportedVersion { found: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn names_must_be_safe_file_names() {
+        for bad in ["", ".hidden", "-x", "a/b", "a b", "..", "é"] {
+            assert!(check_safe_name("name", bad).is_err(), "{bad:?}");
+        }
+        for good in ["myapp", "My_App-2", "1.0.0-beta+7"] {
+            assert!(check_safe_name("name", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn entry_paths_stay_inside() {
+        for bad in ["", "/bin/x", "../x", "a/../b", "a//b", "./a", "a\\b"] {
+            assert!(check_entry_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_entry_path("bin/app").is_ok());
+    }
+}

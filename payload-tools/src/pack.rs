@@ -1,0 +1,362 @@
+//! `pack`: turns an app (a directory or one file) and a stub into one
+//! packed executable.
+//!
+//! 1. Scan the input and check everything (names, entry, links) first.
+//! 2. Write the stub, then the payload as framed zstd of a deterministic
+//!    tar stream, then the metadata and the trailer, into a temporary
+//!    sibling of the output.
+//! 3. Give it the stub's permissions plus exec bits, sync, rename into place.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::frames::{FramePolicy, FrameWriter};
+use crate::metadata::{FormatVersion, Metadata, UpdateSettings, check_entry_path, check_safe_name};
+use crate::packed::PackedFile;
+use crate::persist::{TempSibling, parent_dir};
+use crate::sys;
+use crate::trailer::Trailer;
+use crate::tree::{EntryKind, InputTree};
+
+/// The default zstd level: a good ratio at a pack speed fit for every build.
+pub const DEFAULT_LEVEL: i32 = 9;
+
+/// Everything `pack` needs to know.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub stub: PathBuf,
+    /// Entry path inside a directory input; `None` picks the file named
+    /// like the app at the top of the tree.
+    pub entry: Option<String>,
+    pub name: String,
+    pub version: String,
+    pub level: i32,
+    /// zstd worker threads (0: one per core).
+    pub threads: u32,
+    pub update: Option<UpdateSettings>,
+}
+
+/// What `pack` wrote.
+#[derive(Debug, Clone)]
+pub struct PackReport {
+    pub metadata: Metadata,
+    pub trailer: Trailer,
+    /// Length of the whole packed file.
+    pub file_len: u64,
+    /// CRC-32 of the whole packed file (what `update.toml` announces).
+    pub file_crc32: u32,
+}
+
+/// Progress of a pack, for a progress bar.
+pub trait Progress {
+    fn start(&mut self, total_bytes: u64);
+    fn advance(&mut self, bytes: u64);
+    fn finish(&mut self) {}
+}
+
+/// A [`Progress`] that shows nothing.
+#[derive(Debug)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+}
+
+/// Packs `opts.input` into `opts.output`.
+pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackReport> {
+    check_safe_name("name", &opts.name)?;
+    check_safe_name("version", &opts.version)?;
+    refuse_output_inside_input(opts)?;
+    let tree = InputTree::scan(&opts.input)?;
+    let entry = choose_entry(opts, &tree)?;
+
+    if PackedFile::open(&opts.stub)?.is_some() {
+        return Err(Error::Input {
+            path: opts.stub.clone(),
+            reason:
+                "this stub already carries a payload; pass the bare 'bootstrap' binary with --stub"
+                    .into(),
+        });
+    }
+    let stub_bytes =
+        std::fs::read(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
+    let stub_meta =
+        std::fs::metadata(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
+
+    let mut tmp = TempSibling::create(&opts.output)?;
+    let tmp_path = tmp.path().to_owned();
+    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.file()));
+    out.write_all(&stub_bytes)
+        .map_err(Error::io("cannot write", &tmp_path))?;
+    let payload_offset = stub_bytes.len() as u64;
+
+    progress.start(tree.total_size);
+    let framed = write_payload(&tree, &entry, &mut out, opts, progress)?;
+    progress.finish();
+
+    let metadata = Metadata {
+        format_version: FormatVersion::V1,
+        requires: Vec::new(),
+        name: opts.name.clone(),
+        version: opts.version.clone(),
+        entry,
+        unpacked_size: tree.total_size,
+        entry_count: tree.entries.len() as u64,
+        frames: framed.frames,
+        update: opts.update.clone(),
+    };
+    let metadata_text = metadata.to_toml();
+    let trailer = Trailer {
+        payload_offset,
+        payload_len: framed.compressed_len,
+        metadata_offset: payload_offset + framed.compressed_len,
+        metadata_len: metadata_text.len() as u64,
+        payload_crc32: framed.crc32,
+        metadata_crc32: crc32fast::hash(metadata_text.as_bytes()),
+    };
+    out.write_all(metadata_text.as_bytes())
+        .map_err(Error::io("cannot write", &tmp_path))?;
+    out.write_all(&trailer.to_bytes())
+        .map_err(Error::io("cannot write", &tmp_path))?;
+    out.flush().map_err(Error::io("cannot write", &tmp_path))?;
+    let file_len = out.len;
+    let file_crc32 = out.crc.clone().finalize();
+    drop(out);
+    debug_assert_eq!(file_len, trailer.file_len());
+
+    let mode = sys::mode_of(&stub_meta) | 0o111;
+    tmp.persist(&opts.output, mode)?;
+    Ok(PackReport {
+        metadata,
+        trailer,
+        file_len,
+        file_crc32,
+    })
+}
+
+fn refuse_output_inside_input(opts: &PackOptions) -> Result<()> {
+    let (Ok(input), Ok(out_dir)) = (
+        opts.input.canonicalize(),
+        parent_dir(&opts.output).canonicalize(),
+    ) else {
+        // A missing input is reported by the scan, a missing output folder by
+        // the write, each with its own message.
+        return Ok(());
+    };
+    if input.is_dir() && out_dir.starts_with(&input) {
+        return Err(Error::Input {
+            path: opts.output.clone(),
+            reason: "the output would be inside the input folder; write it elsewhere".into(),
+        });
+    }
+    Ok(())
+}
+
+fn choose_entry(opts: &PackOptions, tree: &InputTree) -> Result<String> {
+    if let Some(single) = &tree.single_file {
+        return match &opts.entry {
+            Some(e) if e != single => Err(Error::InvalidValue {
+                what: "entry",
+                value: e.clone(),
+                reason: "the input is a single file, which is the entry itself; leave --entry out",
+            }),
+            _ => Ok(single.clone()),
+        };
+    }
+    let entry = match &opts.entry {
+        Some(e) => e.trim_start_matches("./").to_owned(),
+        None if tree.find(&opts.name).is_some() => opts.name.clone(),
+        None => {
+            return Err(Error::Input {
+                path: opts.input.clone(),
+                reason: format!(
+                    "no file named '{}' at its top; pass --entry with the path of the program to run",
+                    opts.name
+                ),
+            });
+        }
+    };
+    check_entry_path(&entry)?;
+    let resolved = opts.input.join(&entry);
+    match tree.find(&entry).map(|e| &e.kind) {
+        Some(EntryKind::File { .. }) => Ok(entry),
+        Some(EntryKind::Symlink { .. }) if resolved.is_file() => Ok(entry),
+        Some(_) => Err(Error::Input {
+            path: resolved,
+            reason: "the entry must be a file (or a link to one inside the app)".into(),
+        }),
+        None => Err(Error::Input {
+            path: resolved,
+            reason: "the entry does not exist in the input".into(),
+        }),
+    }
+}
+
+/// Writes the framed tar stream of `tree` and returns its frame index.
+fn write_payload<'o, W: Write>(
+    tree: &InputTree,
+    entry: &str,
+    out: &'o mut W,
+    opts: &PackOptions,
+    progress: &mut dyn Progress,
+) -> Result<crate::frames::FramedPayload<&'o mut W>> {
+    let output_err = |e: io::Error| Error::io("cannot write", &opts.output)(e);
+    let frames =
+        FrameWriter::new(out, opts.level, opts.threads).map_err(|e| Error::InvalidValue {
+            what: "level",
+            value: opts.level.to_string(),
+            reason: if e.kind() == io::ErrorKind::Other {
+                "zstd refused it; use 1 to 22"
+            } else {
+                "zstd could not start"
+            },
+        })?;
+    let policy = FramePolicy;
+    let mut builder = tar::Builder::new(frames);
+    builder.mode(tar::HeaderMode::Deterministic);
+    for item in &tree.entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        let size = match item.kind {
+            EntryKind::File { size, .. } => size,
+            _ => 0,
+        };
+        if policy.cut_before(size) {
+            builder.get_mut().cut().map_err(output_err)?;
+        }
+        match &item.kind {
+            EntryKind::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                builder
+                    .append_data(&mut header, format!("{}/", item.member), io::empty())
+                    .map_err(output_err)?;
+            }
+            EntryKind::File { size, executable } => {
+                let file =
+                    File::open(&item.source).map_err(Error::io("cannot read", &item.source))?;
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(if *executable || item.member == entry {
+                    0o755
+                } else {
+                    0o644
+                });
+                header.set_size(*size);
+                let mut reader = ExactReader {
+                    inner: file,
+                    left: *size,
+                    path: &item.source,
+                    progress: &mut *progress,
+                };
+                builder
+                    .append_data(&mut header, &item.member, &mut reader)
+                    .map_err(|e| classify_append_error(e, &item.source, &opts.output))?;
+            }
+            EntryKind::Symlink { target } => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                builder
+                    .append_link(&mut header, &item.member, target)
+                    .map_err(output_err)?;
+            }
+        }
+        let frame_len = builder.get_mut().frame_len();
+        if policy.cut_after(&item.member, size, frame_len) {
+            builder.get_mut().cut().map_err(output_err)?;
+        }
+    }
+    let frames = builder.into_inner().map_err(output_err)?;
+    frames.finish().map_err(output_err)
+}
+
+/// Reads exactly the size the scan saw: a file that grows or shrinks while
+/// it is packed would otherwise corrupt the tar stream.
+struct ExactReader<'a> {
+    inner: File,
+    left: u64,
+    path: &'a Path,
+    progress: &'a mut dyn Progress,
+}
+
+impl Read for ExactReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                ChangedWhilePacking(self.path.to_path_buf()),
+            ));
+        }
+        self.left -= n as u64;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct ChangedWhilePacking(PathBuf);
+
+impl std::fmt::Display for ChangedWhilePacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "'{}' shrank while it was being packed", self.0.display())
+    }
+}
+
+impl std::error::Error for ChangedWhilePacking {}
+
+fn classify_append_error(e: io::Error, source: &Path, output: &Path) -> Error {
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<ChangedWhilePacking>())
+    {
+        return Error::Input {
+            path: source.into(),
+            reason: "the file changed while it was being packed; pack again".into(),
+        };
+    }
+    Error::io("cannot write", output)(e)
+}
+
+/// Counts and hashes everything written through it.
+struct HashingWriter<W> {
+    inner: W,
+    len: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<W> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            len: 0,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,84 @@
+//! Opening a packed executable: the trailer, then the metadata it points
+//! to, both checked. This reads a few KiB however large the payload is,
+//! which is what keeps a warm launch independent of the app's size.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::rangeio::read_exact_at;
+use crate::trailer::Trailer;
+
+/// An open packed executable with its checked trailer and metadata.
+#[derive(Debug)]
+pub struct PackedFile {
+    pub path: PathBuf,
+    pub file: File,
+    pub len: u64,
+    pub trailer: Trailer,
+    pub metadata: Metadata,
+}
+
+impl PackedFile {
+    /// Opens `path`. `Ok(None)` if it carries no payload (a bare stub or
+    /// any other file); `Err` if it carries a damaged one.
+    pub fn open(path: &Path) -> Result<Option<PackedFile>> {
+        let file = File::open(path).map_err(Error::io("cannot open", path))?;
+        PackedFile::from_file(file, path)
+    }
+
+    /// Like [`PackedFile::open`], for a file that is already open (the
+    /// updater checks the very handle it downloaded into).
+    pub fn from_file(file: File, path: &Path) -> Result<Option<PackedFile>> {
+        let len = file
+            .metadata()
+            .map_err(Error::io("cannot read the size of", path))?
+            .len();
+        let Some(trailer) = Trailer::read_from(&file, len, path)? else {
+            return Ok(None);
+        };
+        let metadata = read_metadata(&file, &trailer, path)?;
+        if metadata.frames_compressed_len() != trailer.payload_len {
+            return Err(Error::Metadata {
+                path: path.into(),
+                reason: format!(
+                    "the frame index covers {} bytes but the payload is {} bytes",
+                    metadata.frames_compressed_len(),
+                    trailer.payload_len
+                ),
+            });
+        }
+        Ok(Some(PackedFile {
+            path: path.into(),
+            file,
+            len,
+            trailer,
+            metadata,
+        }))
+    }
+}
+
+fn read_metadata(file: &File, trailer: &Trailer, path: &Path) -> Result<Metadata> {
+    // The trailer's layout check bounded metadata_len by MAX_METADATA_LEN.
+    let len = usize::try_from(trailer.metadata_len).map_err(|_| Error::Truncated {
+        path: path.into(),
+        what: "metadata length does not fit in memory".into(),
+    })?;
+    let mut bytes = vec![0u8; len];
+    read_exact_at(file, &mut bytes, trailer.metadata_offset, path)?;
+    let actual = crc32fast::hash(&bytes);
+    if actual != trailer.metadata_crc32 {
+        return Err(Error::Checksum {
+            path: path.into(),
+            part: "metadata",
+            expected: trailer.metadata_crc32,
+            actual,
+        });
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::Metadata {
+        path: path.into(),
+        reason: "not UTF-8".into(),
+    })?;
+    Metadata::parse(text, path)
+}

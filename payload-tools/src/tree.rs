@@ -1,0 +1,149 @@
+//! Reading the input of `pack`: a directory tree or a single file, turned
+//! into a sorted list of entries, with everything the format refuses
+//! reported before a single byte is written.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::paths::check_symlink_target;
+use crate::sys;
+
+/// What one entry of the input is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File { size: u64, executable: bool },
+    Symlink { target: String },
+}
+
+/// One entry of the input, with its `/`-separated path inside the payload.
+#[derive(Debug, Clone)]
+pub struct TreeEntry {
+    pub member: String,
+    pub source: PathBuf,
+    pub kind: EntryKind,
+}
+
+/// The scanned input.
+#[derive(Debug)]
+pub struct InputTree {
+    /// Entries in payload order: depth-first, names sorted bytewise.
+    pub entries: Vec<TreeEntry>,
+    /// Set when the input was one file rather than a directory.
+    pub single_file: Option<String>,
+    /// Sum of the regular files' sizes.
+    pub total_size: u64,
+}
+
+impl InputTree {
+    /// Scans `input`, a directory or a single file.
+    pub fn scan(input: &Path) -> Result<InputTree> {
+        let meta = fs::metadata(input).map_err(Error::io("cannot read", input))?;
+        if meta.is_file() {
+            let name = utf8_name(input, input.file_name())?;
+            return Ok(InputTree {
+                total_size: meta.len(),
+                entries: vec![TreeEntry {
+                    member: name.clone(),
+                    source: input.into(),
+                    kind: EntryKind::File {
+                        size: meta.len(),
+                        executable: true,
+                    },
+                }],
+                single_file: Some(name),
+            });
+        }
+        if !meta.is_dir() {
+            return Err(Error::Input {
+                path: input.into(),
+                reason: "it is neither a directory nor a regular file".into(),
+            });
+        }
+        let mut tree = InputTree {
+            entries: Vec::new(),
+            single_file: None,
+            total_size: 0,
+        };
+        tree.walk(input, "")?;
+        Ok(tree)
+    }
+
+    fn walk(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        let mut children = Vec::new();
+        for item in fs::read_dir(dir).map_err(Error::io("cannot list", dir))? {
+            let item = item.map_err(Error::io("cannot list", dir))?;
+            let path = item.path();
+            let name = utf8_name(&path, Some(&item.file_name()))?;
+            children.push((name, path));
+        }
+        children.sort();
+        for (name, path) in children {
+            let member = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let meta = fs::symlink_metadata(&path).map_err(Error::io("cannot read", &path))?;
+            let file_type = meta.file_type();
+            if file_type.is_symlink() {
+                let target = fs::read_link(&path).map_err(Error::io("cannot read link", &path))?;
+                let target = target.to_str().ok_or_else(|| Error::Input {
+                    path: path.clone(),
+                    reason: "the symlink target is not UTF-8".into(),
+                })?;
+                check_symlink_target(&member, target).map_err(|reason| Error::Input {
+                    path: path.clone(),
+                    reason: format!(
+                        "{reason} ('{target}'); a packed app may only link inside itself, copy the file in instead"
+                    ),
+                })?;
+                self.entries.push(TreeEntry {
+                    member,
+                    source: path,
+                    kind: EntryKind::Symlink {
+                        target: target.to_owned(),
+                    },
+                });
+            } else if file_type.is_dir() {
+                self.entries.push(TreeEntry {
+                    member: member.clone(),
+                    source: path.clone(),
+                    kind: EntryKind::Dir,
+                });
+                self.walk(&path, &member)?;
+            } else if file_type.is_file() {
+                self.total_size += meta.len();
+                self.entries.push(TreeEntry {
+                    member,
+                    kind: EntryKind::File {
+                        size: meta.len(),
+                        executable: sys::is_executable(&meta),
+                    },
+                    source: path,
+                });
+            } else {
+                return Err(Error::Input {
+                    path,
+                    reason: "it is a device, socket or fifo; only files, directories and symlinks can be packed".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks an entry up by its member path.
+    pub fn find(&self, member: &str) -> Option<&TreeEntry> {
+        self.entries.iter().find(|e| e.member == member)
+    }
+}
+
+fn utf8_name(path: &Path, name: Option<&std::ffi::OsStr>) -> Result<String> {
+    name.and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Input {
+            path: path.into(),
+            reason: "its name is not valid UTF-8; rename it".into(),
+        })
+}
