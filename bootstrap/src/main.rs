@@ -1,1 +1,33 @@
-fn main() {}
+//! The onefile stub. It sits in front of a payload in a packed executable;
+//! when run, it unpacks the payload once into a per-user cache and runs the
+//! app inside (see `launch`). This file is the one place that turns a
+//! failure of the launcher into what the user reads: one `error:` line, a
+//! `hint:` line, and a documented exit code.
+
+mod cache;
+mod error;
+mod launch;
+mod run;
+mod sys;
+mod trace;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    trace::init();
+    let err = launch::launch();
+    let program = std::env::args_os()
+        .next()
+        .as_deref()
+        .and_then(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "onefile".to_owned());
+    eprintln!("{program}: error: {err}");
+    if let Some(hint) = err.hint() {
+        eprintln!("{program}: hint: {hint}");
+    }
+    ExitCode::from(err.exit_code())
+}

@@ -1,0 +1,97 @@
+//! One launch, from the packed file to the running app.
+//!
+//! 1. Open our own executable; read its trailer and metadata (a few KiB,
+//!    whatever the app's size).
+//! 2. Make sure the build is unpacked in the cache (warm: a lock and a
+//!    `stat`; cold: unpack once) and hold it in use.
+//! 3. Remove builds of the app that nothing uses any more.
+//! 4. Run the entry with our arguments, stdio, environment and working
+//!    directory, plus `ONEFILE_*` variables: by `exec` when nothing needs
+//!    the launcher afterwards, else as a child whose exit we take on.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use log::debug;
+use payload_tools::PackedFile;
+
+use crate::cache::Cache;
+use crate::error::LaunchError;
+use crate::run;
+use crate::sys;
+
+/// Runs the app. Returns only if the launcher itself failed.
+pub fn launch() -> LaunchError {
+    match try_launch() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn try_launch() -> Result<Never, LaunchError> {
+    let started = Instant::now();
+    let exe = std::env::current_exe().map_err(LaunchError::SelfPath)?;
+    let packed = PackedFile::open(&exe)?.ok_or_else(|| LaunchError::NoPayload(exe.clone()))?;
+    let meta = &packed.metadata;
+    debug!(
+        "Running '{}' ({} {}, payload of {} bytes).",
+        exe.display(),
+        meta.name,
+        meta.version,
+        packed.trailer.payload_len
+    );
+    let cache = Cache::for_app(&packed)?;
+    let prepared = cache.prepare(&packed)?;
+    let entry = prepared.dir.join(&meta.entry);
+    let cmd = app_command(&entry, &exe, &prepared.dir, &packed);
+
+    // With nothing to do after the app starts, the launcher steps aside.
+    cache.remove_unused_versions();
+    debug!(
+        "Executing '{}' after {:.2} ms.",
+        entry.display(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let err = run::exec(cmd, &[&prepared.in_use]);
+    Err(cannot_execute(&entry, &prepared.dir, err))
+}
+
+/// The app's command line: our arguments, with our own argv[0] so the app
+/// sees the name it was started by.
+fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Command {
+    let mut args = std::env::args_os();
+    let argv0: OsString = args.next().unwrap_or_else(|| exe.as_os_str().to_owned());
+    let mut cmd = Command::new(entry);
+    cmd.args(args)
+        .env("ONEFILE_EXE", exe)
+        .env("ONEFILE_DIR", dir)
+        .env("ONEFILE_NAME", &packed.metadata.name)
+        .env("ONEFILE_VERSION", &packed.metadata.version);
+    set_argv0(&mut cmd, argv0);
+    cmd
+}
+
+#[cfg(unix)]
+fn set_argv0(cmd: &mut Command, argv0: OsString) {
+    use std::os::unix::process::CommandExt;
+    cmd.arg0(argv0);
+}
+
+#[cfg(not(unix))]
+fn set_argv0(_cmd: &mut Command, _argv0: OsString) {}
+
+fn cannot_execute(entry: &Path, dir: &Path, err: io::Error) -> LaunchError {
+    if err.kind() == io::ErrorKind::NotFound {
+        return LaunchError::EntryMissing(entry.to_owned());
+    }
+    LaunchError::CannotExecute {
+        path: PathBuf::from(entry),
+        noexec_mount: err.kind() == io::ErrorKind::PermissionDenied && sys::is_noexec_mount(dir),
+        source: err,
+    }
+}

@@ -1,0 +1,54 @@
+//! Unix: private directories, lock identity, the default cache root, and
+//! telling a full disk and a `noexec` mount from other errors.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Creates `path` and any missing parents with mode 0700.
+pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Whether the open `file` is the file now at `path`.
+pub fn is_same_file(file: &File, path: &Path) -> io::Result<bool> {
+    let open = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(now) => Ok(open.dev() == now.dev() && open.ino() == now.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `~/.cache`.
+pub fn default_cache_root() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(PathBuf::from(home).join(".cache"))
+}
+
+/// Errors that mean "no room left": disk full, quota, file-size limit.
+pub fn is_disk_full(errno: i32) -> bool {
+    errno == libc::ENOSPC || errno == libc::EDQUOT || errno == libc::EFBIG
+}
+
+/// Whether `dir` is on a filesystem mounted `noexec`.
+pub fn is_noexec_mount(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c_path is a valid NUL-terminated string and stats points to
+    // writable memory of the right type; statvfs fills it on success.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let stats = unsafe { stats.assume_init() };
+    stats.f_flag & libc::ST_NOEXEC != 0
+}
