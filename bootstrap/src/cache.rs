@@ -220,7 +220,8 @@ fn cache_root() -> Result<PathBuf, LaunchError> {
             .map(PathBuf::from)
     };
     if let Some(dir) = non_empty("ONEFILE_CACHE_DIR") {
-        return Ok(dir);
+        // Relative to where the user started the app, once and for all.
+        return std::path::absolute(&dir).map_err(|e| cache_error(&dir, e));
     }
     if let Some(dir) = non_empty("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
         return Ok(dir);

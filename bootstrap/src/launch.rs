@@ -7,13 +7,14 @@
 //! 3. Remove builds of the app that nothing uses any more.
 //! 4. Run the entry with our arguments, stdio, environment and working
 //!    directory, plus `ONEFILE_*` variables: by `exec` when nothing needs
-//!    the launcher afterwards, else as a child whose exit we take on.
+//!    the launcher afterwards, else as a child whose exit we take on while
+//!    the update sidecar (`update`) works beside it.
 
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::debug;
 use payload_tools::PackedFile;
@@ -22,6 +23,7 @@ use crate::cache::Cache;
 use crate::error::LaunchError;
 use crate::run;
 use crate::sys;
+use crate::update;
 
 /// Runs the app. Returns only if the launcher itself failed.
 pub fn launch() -> LaunchError {
@@ -49,6 +51,28 @@ fn try_launch() -> Result<Never, LaunchError> {
     let prepared = cache.prepare(&packed)?;
     let entry = prepared.dir.join(&meta.entry);
     let cmd = app_command(&entry, &exe, &prepared.dir, &packed);
+
+    if let Some(settings) = meta.update.clone().filter(|_| !update::disabled_by_env()) {
+        // The app starts first: nothing the network does may delay it.
+        let mut app = run::spawn(cmd).map_err(|e| cannot_execute(&entry, &prepared.dir, e))?;
+        debug!(
+            "Started '{}' as process {} after {:.2} ms.",
+            entry.display(),
+            app.id(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        let sidecar = update::start(update::RunningBuild {
+            exe: exe.clone(),
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            settings: settings.clone(),
+        });
+        cache.remove_unused_versions();
+        let exit = app.wait().map_err(LaunchError::Wait)?;
+        sidecar.finish_after_exit(Duration::from_millis(settings.exit_wait_ms));
+        drop(prepared);
+        run::exit_like(exit);
+    }
 
     // With nothing to do after the app starts, the launcher steps aside.
     cache.remove_unused_versions();

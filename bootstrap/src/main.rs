@@ -10,6 +10,7 @@ mod launch;
 mod run;
 mod sys;
 mod trace;
+mod update;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,7 @@
 use std::io::Write;
 
 /// `log` target of the updater's traces.
-pub const UPDATE: &str = "update";
+pub const UPDATE: &str = "onefile_update";
 
 /// Turns traces on if the environment asks for them.
 pub fn init() {
@@ -15,7 +15,10 @@ pub fn init() {
         return;
     }
     env_logger::Builder::new()
-        .filter_level(log::LevelFilter::Debug)
+        // Our own traces only: the HTTP client's are for its developers.
+        .filter_level(log::LevelFilter::Off)
+        .filter_module(env!("CARGO_CRATE_NAME"), log::LevelFilter::Debug)
+        .filter_module(UPDATE, log::LevelFilter::Debug)
         .target(env_logger::Target::Stderr)
         // One write per line, so a trace never lands in the middle of a
         // line of the app's own output.

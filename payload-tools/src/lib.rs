@@ -9,6 +9,7 @@
 //! - [`pack`]: writing one from an app and a stub;
 //! - [`extract`]: unpacking (or only checking) the payload, safely;
 //! - [`manifest`]: `update.toml` and the update URL spec;
+//! - [`version`]: which of two versions is newer;
 //! - [`frames`], [`tree`], [`paths`], [`persist`]: the pieces those use.
 //!
 //! The stub depends on this crate with default features off, which leaves
@@ -27,6 +28,7 @@ pub mod rangeio;
 pub mod sys;
 pub mod trailer;
 pub mod tree;
+pub mod version;
 
 pub use error::{Error, Result};
 pub use metadata::Metadata;

@@ -52,3 +52,32 @@ pub fn is_noexec_mount(dir: &Path) -> bool {
     let stats = unsafe { stats.assume_init() };
     stats.f_flag & libc::ST_NOEXEC != 0
 }
+
+/// Whether this process may replace `exe`: it must be ours. Replacing a
+/// file that belongs to another user (an admin's install, say) is never
+/// what that user wants, even where the folder would allow it.
+pub fn check_replaceable(exe: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(exe).map_err(|e| e.to_string())?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!("it belongs to user {}, not to us ({me})", meta.uid()));
+    }
+    Ok(())
+}
+
+/// Renames the verified download `new` over `exe`: same permissions as the
+/// old file, synced, renamed in one atomic step, folder synced. A running
+/// copy of the old file keeps working: it holds the old inode.
+pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(exe)?.permissions().mode() & 0o7777;
+    std::fs::set_permissions(new, std::fs::Permissions::from_mode(mode))?;
+    File::open(new)?.sync_all()?;
+    std::fs::rename(new, exe)?;
+    let dir = payload_tools::persist::parent_dir(exe);
+    super::sync_dir(dir)
+}
+
+/// Nothing is left behind by a replacement on Unix.
+pub fn remove_replaced_leftover(_exe: &Path) {}

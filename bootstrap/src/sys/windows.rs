@@ -29,3 +29,41 @@ pub fn is_disk_full(errno: i32) -> bool {
 pub fn is_noexec_mount(_dir: &Path) -> bool {
     false
 }
+
+/// Windows ACLs decide; a failed rename reports what they refused.
+pub fn check_replaceable(_exe: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// Where the running executable is moved so its name can be reused:
+/// Windows cannot rename over, or delete, a running executable, but it can
+/// rename it.
+fn aside_path(exe: &Path) -> PathBuf {
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    exe.with_file_name(format!(".{name}.old"))
+}
+
+/// Moves the running `exe` aside, moves `new` into its place, and moves the
+/// old one back if that fails. The aside copy is deleted by a later start
+/// ([`remove_replaced_leftover`]), once nothing runs it.
+pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
+    let aside = aside_path(exe);
+    let _ = std::fs::remove_file(&aside);
+    File::open(new)?.sync_all()?;
+    std::fs::rename(exe, &aside)?;
+    if let Err(e) = std::fs::rename(new, exe) {
+        // Put the old executable back so the user is never left without one.
+        let _ = std::fs::rename(&aside, exe);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Deletes the copy a previous update moved aside (it fails harmlessly
+/// while an old instance still runs it).
+pub fn remove_replaced_leftover(exe: &Path) {
+    let _ = std::fs::remove_file(aside_path(exe));
+}

@@ -1,0 +1,41 @@
+# onefile: one self-updating executable for any app.
+#
+#   make demo    build, pack a sample app, serve updates on loopback, run it, update it
+#   make test    the whole test suite (unit + end-to-end against the real binaries)
+#   make lint    rustfmt check, clippy with -D warnings, rustdoc with -D warnings
+#   make bench   benchmarks: ratios against baselines measured in the same run
+#   make build   release binaries: target/release/{bootstrap,payload-tools}
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all build debug test lint demo bench fuzz clean deps
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build:
+	$(CARGO) build --release --locked -p bootstrap -p payload-tools
+
+# The end-to-end tests drive the binaries of the same profile as themselves,
+# so `cargo build` first puts them in place.
+test:
+	$(CARGO) build --locked -p bootstrap -p payload-tools
+	$(CARGO) test --locked --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --document-private-items
+
+demo: build
+	@bash demo/demo.sh
+
+bench: build
+	@bash bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf demo-work bench-work

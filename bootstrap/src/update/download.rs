@@ -1,0 +1,257 @@
+//! Downloading a build next to the executable, resumably.
+//!
+//! The download goes to `.<exe name>.download` in the executable's folder
+//! (so the final rename stays on one filesystem and is atomic), with its
+//! resume information in `.<exe name>.download.toml`: the URL, the
+//! announced CRC-32 and the server's validator (ETag or Last-Modified). A
+//! later launch that finds both, for the same URL and CRC, asks for the
+//! rest with `Range` + `If-Range`; a server that answers 200 instead sends
+//! the whole file again, and the download restarts from zero.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use log::debug;
+use payload_tools::manifest::UpdateManifest;
+use payload_tools::persist::write_atomically;
+use serde::{Deserialize, Serialize};
+use ureq::Agent;
+
+use super::UpdateError;
+use crate::trace::UPDATE;
+
+/// Largest download accepted when `update.toml` gives no `size`.
+pub const MAX_DOWNLOAD_LEN: u64 = 4 << 30;
+
+/// A finished download, open for reading.
+#[derive(Debug)]
+pub struct Fetched {
+    pub file: File,
+    pub len: u64,
+    pub crc32: u32,
+    pub url: String,
+}
+
+/// The download files of one executable.
+#[derive(Debug)]
+pub struct Download {
+    data: PathBuf,
+    resume_info: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct ResumeInfo {
+    url: String,
+    crc32: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_modified: Option<String>,
+}
+
+impl Download {
+    pub fn beside(exe: &Path) -> Download {
+        let name = exe
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Download {
+            data: exe.with_file_name(format!(".{name}.download")),
+            resume_info: exe.with_file_name(format!(".{name}.download.toml")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.data
+    }
+
+    /// Removes the download and its resume information.
+    pub fn discard(&self) {
+        let _ = fs::remove_file(&self.data);
+        self.forget_resume_info();
+    }
+
+    pub fn forget_resume_info(&self) {
+        let _ = fs::remove_file(&self.resume_info);
+    }
+
+    /// Downloads `manifest.url`, resuming an earlier partial download of
+    /// the same build where the server allows it.
+    pub fn fetch(&self, agent: &Agent, manifest: &UpdateManifest) -> Result<Fetched, UpdateError> {
+        let url = manifest.url.as_str();
+        let cap = manifest.size.unwrap_or(MAX_DOWNLOAD_LEN);
+        let resume = self.resumable(manifest);
+        let mut request = agent.get(url);
+        if let Some((have, validator)) = &resume {
+            debug!(target: UPDATE, "Resuming download at byte {have}.");
+            request = request
+                .header("Range", format!("bytes={have}-"))
+                .header("If-Range", validator.as_str());
+        }
+        let mut response = request.call().map_err(|e| UpdateError::Transport {
+            url: url.to_owned(),
+            reason: super::http::describe(&e),
+        })?;
+        let status = response.status().as_u16();
+        let start = match (status, &resume) {
+            (206, Some((have, _))) if content_range_start(&response) == Some(*have) => *have,
+            (200, _) => {
+                if resume.is_some() {
+                    debug!(target: UPDATE, "The server sent the whole file; downloading from the start.");
+                }
+                0
+            }
+            (206, _) => {
+                self.discard();
+                return Err(UpdateError::Download {
+                    url: url.to_owned(),
+                    reason: "the server answered a range that was not asked for".into(),
+                });
+            }
+            (status, _) => {
+                return Err(UpdateError::Status {
+                    url: url.to_owned(),
+                    status,
+                });
+            }
+        };
+
+        let mut file = self.open_data(start)?;
+        let mut crc = crc32fast::Hasher::new();
+        if start > 0 {
+            hash_existing(&mut file, start, &mut crc).map_err(UpdateError::io("cannot read", &self.data))?;
+        } else {
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let info = ResumeInfo {
+                url: url.to_owned(),
+                crc32: manifest.crc32,
+                etag: header("etag").filter(|e| !e.starts_with("W/")),
+                last_modified: header("last-modified"),
+            };
+            // Without a validator a resumed download could mix two files:
+            // such a download restarts from zero instead.
+            if info.etag.is_some() || info.last_modified.is_some() {
+                let text = toml::to_string(&info).unwrap_or_default();
+                write_atomically(&self.resume_info, text.as_bytes(), 0o600)
+                    .map_err(|e| UpdateError::Io {
+                        action: "write",
+                        path: self.resume_info.clone(),
+                        source: io::Error::other(e.to_string()),
+                    })?;
+            } else {
+                self.forget_resume_info();
+            }
+        }
+
+        let mut len = start;
+        let mut body = response
+            .body_mut()
+            .with_config()
+            .limit(cap.saturating_sub(start).saturating_add(1))
+            .reader();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = file.flush();
+                    return Err(UpdateError::Download {
+                        url: url.to_owned(),
+                        reason: format!("{e} after {len} bytes (kept for resuming)"),
+                    });
+                }
+            };
+            if len + n as u64 > cap {
+                drop(file);
+                self.discard();
+                return Err(UpdateError::Size {
+                    url: url.to_owned(),
+                    expected: cap,
+                    actual: len + n as u64,
+                });
+            }
+            if let Err(e) = file.write_all(&buf[..n]) {
+                drop(file);
+                self.discard();
+                return Err(UpdateError::io("write", &self.data)(e));
+            }
+            crc.update(&buf[..n]);
+            len += n as u64;
+        }
+        file.sync_all().map_err(UpdateError::io("flush", &self.data))?;
+        Ok(Fetched {
+            file,
+            len,
+            crc32: crc.finalize(),
+            url: url.to_owned(),
+        })
+    }
+
+    /// The length and validator of a partial download of this very build.
+    fn resumable(&self, manifest: &UpdateManifest) -> Option<(u64, String)> {
+        let text = fs::read_to_string(&self.resume_info).ok()?;
+        let info: ResumeInfo = toml::from_str(&text).ok()?;
+        if info.url != manifest.url || info.crc32 != manifest.crc32 {
+            self.discard();
+            return None;
+        }
+        let have = fs::metadata(&self.data).ok()?.len();
+        if have == 0 || manifest.size.is_some_and(|size| have >= size) {
+            return None;
+        }
+        info.etag.or(info.last_modified).map(|v| (have, v))
+    }
+
+    fn open_data(&self, start: u64) -> Result<File, UpdateError> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true);
+        set_private_mode(&mut options);
+        let mut file = options
+            .open(&self.data)
+            .map_err(UpdateError::io("create", &self.data))?;
+        file.set_len(start).map_err(UpdateError::io("truncate", &self.data))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(UpdateError::io("seek in", &self.data))?;
+        Ok(file)
+    }
+}
+
+#[cfg(unix)]
+fn set_private_mode(options: &mut OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.mode(0o600);
+}
+
+#[cfg(not(unix))]
+fn set_private_mode(_options: &mut OpenOptions) {}
+
+fn hash_existing(file: &mut File, len: u64, crc: &mut crc32fast::Hasher) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut limited = (&mut *file).take(len);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = limited.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        crc.update(&buf[..n]);
+    }
+    file.seek(SeekFrom::Start(len))?;
+    Ok(())
+}
+
+/// The first byte of a `Content-Range: bytes START-END/TOTAL` header.
+fn content_range_start(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    let value = response.headers().get("content-range")?.to_str().ok()?;
+    let range = value.trim().strip_prefix("bytes")?.trim_start();
+    range.split('-').next()?.trim().parse().ok()
+}

@@ -1,0 +1,74 @@
+//! Why an update did not happen. The sidecar only ever traces these: a
+//! failed update is never the app's problem.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("Cannot fetch '{url}': {reason}.")]
+    Transport { url: String, reason: String },
+
+    #[error("Cannot fetch '{url}': HTTP status {status}.")]
+    Status { url: String, status: u16 },
+
+    #[error("Bad update info from '{url}': {reason}.")]
+    Manifest { url: String, reason: String },
+
+    #[error("Download of '{url}' failed: {reason}.")]
+    Download { url: String, reason: String },
+
+    #[error("Download of '{url}' is {actual} bytes, update info says {expected}; discarded.")]
+    Size { url: String, expected: u64, actual: u64 },
+
+    #[error("CRC32 of '{url}' is {actual}, update info says {expected}; discarded.")]
+    Crc { url: String, expected: u32, actual: u32 },
+
+    #[error("Download of '{url}' is not a valid packed executable ({reason}); discarded.")]
+    NotPacked { url: String, reason: String },
+
+    #[error("Download of '{url}' is a build of '{found}', not of '{expected}'; discarded.")]
+    OtherApp {
+        url: String,
+        found: String,
+        expected: String,
+    },
+
+    #[error("Another instance is updating; skipping.")]
+    Busy,
+
+    #[error("The executable was already replaced by another instance; skipping.")]
+    AlreadyReplaced,
+
+    #[error("Cannot replace '{exe}': {reason}; skipping.")]
+    NotReplaceable { exe: PathBuf, reason: String },
+
+    #[error("Cannot replace '{exe}': {source}; the old executable is kept.")]
+    Replace {
+        exe: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("Cannot {action} '{path}': {source}; not updating.")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{0}; not updating.")]
+    Format(#[source] payload_tools::Error),
+}
+
+impl UpdateError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> UpdateError {
+        let path = path.into();
+        move |source| UpdateError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

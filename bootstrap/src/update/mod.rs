@@ -1,0 +1,211 @@
+//! The update sidecar: a thread that runs beside the app and, where the
+//! published build differs from the running one, installs it for the next
+//! launch. It never delays the app and prints nothing but `AUTO UPDATE:`
+//! traces (with `AUTO_UPDATE_DEBUG`).
+//!
+//! 1. Expand the info URL and fetch `update.toml` ([`http`]).
+//! 2. Compare its `crc32` with our own executable's: equal, nothing to do.
+//!    A `version` that is not newer than ours: nothing to do either.
+//! 3. Lock our executable (one updater at a time), then download the new
+//!    build next to it, resuming an interrupted download ([`download`]).
+//! 4. Check size, CRC-32, and that it is a well-formed packed build of the
+//!    same app whose payload unpacks ([`verify`]).
+//! 5. Wait until the app has exited, then rename the download over the
+//!    executable (`sys::replace_executable`).
+//!
+//! Any failure is traced and leaves the executable untouched.
+
+mod download;
+mod error;
+mod http;
+mod verify;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use log::debug;
+use payload_tools::manifest::expand_url_spec;
+use payload_tools::metadata::UpdateSettings;
+use payload_tools::rangeio::file_crc32;
+use payload_tools::version::is_newer;
+
+use crate::sys;
+use crate::trace::UPDATE;
+use download::Download;
+pub use error::UpdateError;
+
+/// What the sidecar needs to know about the running build.
+#[derive(Debug, Clone)]
+pub struct RunningBuild {
+    pub exe: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub settings: UpdateSettings,
+}
+
+/// Whether the user turned updates off for this run.
+pub fn disabled_by_env() -> bool {
+    std::env::var_os("AUTO_UPDATE_DISABLE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Handle of the running sidecar, kept by the launcher's main thread.
+#[derive(Debug)]
+pub struct Sidecar {
+    app: Arc<AppState>,
+    finished: mpsc::Receiver<()>,
+}
+
+#[derive(Debug, Default)]
+struct AppState {
+    exited: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl AppState {
+    fn mark_exited(&self) {
+        *self.exited.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until the app has exited, tracing whether it had to wait.
+    fn wait_for_exit(&self) {
+        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        if !*exited {
+            debug!(target: UPDATE, "May not yet update.");
+            while !*exited {
+                exited = self.changed.wait(exited).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        debug!(target: UPDATE, "May update.");
+    }
+}
+
+/// Starts the sidecar thread.
+pub fn start(build: RunningBuild) -> Sidecar {
+    let app = Arc::new(AppState::default());
+    let (done, finished) = mpsc::channel::<()>();
+    let thread_app = Arc::clone(&app);
+    let spawned = std::thread::Builder::new()
+        .name("onefile-update".into())
+        .spawn(move || {
+            // Dropped when the thread ends, however it ends: that is the
+            // signal the main thread waits for.
+            let _done = done;
+            debug!(target: UPDATE, "Thread started.");
+            if let Err(e) = check_and_update(&build, &thread_app) {
+                debug!(target: UPDATE, "{e}");
+            }
+        });
+    if let Err(e) = spawned {
+        debug!(target: UPDATE, "Cannot start the update thread: {e}.");
+    }
+    Sidecar { app, finished }
+}
+
+impl Sidecar {
+    /// Tells the sidecar the app has exited, then gives it at most `budget`
+    /// to finish. Returns whether it finished.
+    pub fn finish_after_exit(self, budget: Duration) -> bool {
+        self.app.mark_exited();
+        match self.finished.recv_timeout(budget) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+            Err(RecvTimeoutError::Timeout) => {
+                debug!(
+                    target: UPDATE,
+                    "Still busy {} ms after the app exited; leaving the rest for the next launch.",
+                    budget.as_millis()
+                );
+                false
+            }
+        }
+    }
+}
+
+fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateError> {
+    let download = Download::beside(&build.exe);
+    sys::remove_replaced_leftover(&build.exe);
+
+    let info_url = expand_url_spec(&build.settings.url_spec, &build.name, &build.version);
+    debug!(target: UPDATE, "Expanded info URL to '{info_url}'.");
+    let agent = http::agent();
+    let manifest = http::fetch_manifest(&agent, &info_url)?;
+
+    let own = File::open(&build.exe).map_err(UpdateError::io("cannot open", &build.exe))?;
+    if is_same_build(&own, &build.exe, manifest.size, manifest.crc32)? {
+        debug!(target: UPDATE, "CRC32 {} matches already.", manifest.url);
+        download.discard();
+        return Ok(());
+    }
+    if let Some(announced) = &manifest.version {
+        if !is_newer(announced, &build.version) {
+            debug!(
+                target: UPDATE,
+                "Version '{announced}' is not newer than the running '{}'; not updating.",
+                build.version
+            );
+            return Ok(());
+        }
+    }
+    debug!(target: UPDATE, "URL to check '{}'.", manifest.url);
+
+    // One updater at a time: the lock is on the executable itself, so it
+    // needs no file of its own and dies with the process.
+    match own.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(UpdateError::Busy),
+        Err(std::fs::TryLockError::Error(e)) => return Err(UpdateError::io("cannot lock", &build.exe)(e)),
+    }
+    if !sys::is_same_file(&own, &build.exe).unwrap_or(false) {
+        return Err(UpdateError::AlreadyReplaced);
+    }
+    sys::check_replaceable(&build.exe).map_err(|reason| UpdateError::NotReplaceable {
+        exe: build.exe.clone(),
+        reason,
+    })?;
+
+    let fetched = download.fetch(&agent, &manifest)?;
+    let checked = verify::check(&fetched, &manifest, build);
+    let file = match checked {
+        Ok(file) => file,
+        Err(e) => {
+            download.discard();
+            return Err(e);
+        }
+    };
+    debug!(target: UPDATE, "Downloaded to '{}'.", download.path().display());
+
+    app.wait_for_exit();
+    let replaced = sys::replace_executable(download.path(), &build.exe);
+    drop(file);
+    match replaced {
+        Ok(()) => {
+            download.forget_resume_info();
+            debug!(target: UPDATE, "Updated.");
+            Ok(())
+        }
+        Err(e) => {
+            download.discard();
+            Err(UpdateError::Replace {
+                exe: build.exe.clone(),
+                source: e,
+            })
+        }
+    }
+}
+
+/// Whether our executable is the announced build. Different sizes settle it
+/// without reading the file; otherwise its CRC-32 is computed, off the
+/// launch path.
+fn is_same_build(own: &File, exe: &Path, size: Option<u64>, crc32: u32) -> Result<bool, UpdateError> {
+    if let Some(size) = size {
+        let len = own.metadata().map_err(UpdateError::io("cannot read", exe))?.len();
+        if len != size {
+            return Ok(false);
+        }
+    }
+    let (_, crc) = file_crc32(own, exe).map_err(UpdateError::Format)?;
+    Ok(crc == crc32)
+}
