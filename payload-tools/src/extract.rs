@@ -247,8 +247,13 @@ impl Job<'_> {
                     )));
                 }
                 let Sink::Disk(root) = self.sink else {
-                    return copy_entry_data(&mut entry, &mut io::sink(), buf)
-                        .map_err(|e| self.payload_error(format!("'{name}': {e}")));
+                    return copy_entry_data(&mut entry, &mut io::sink(), buf).map_err(
+                        |e| match e {
+                            CopyError::Read(e) | CopyError::Write(e) => {
+                                self.payload_error(format!("'{name}': {e}"))
+                            }
+                        },
+                    );
                 };
                 let target = root.join(&member);
                 self.make_parent(&target, made_dirs)?;
@@ -259,14 +264,11 @@ impl Job<'_> {
                         Error::io("cannot create", &target)(e)
                     }
                 })?;
-                copy_entry_data(&mut entry, &mut file, buf).map_err(|e| {
-                    if e.kind() == io::ErrorKind::InvalidData
-                        || e.kind() == io::ErrorKind::UnexpectedEof
-                    {
-                        self.payload_error(format!("'{name}': {e}"))
-                    } else {
-                        Error::io("cannot write", &target)(e)
-                    }
+                copy_entry_data(&mut entry, &mut file, buf).map_err(|e| match e {
+                    // Reading fails when the payload is bad (zstd's own
+                    // checksum, a cut-short frame): that is the file's fault.
+                    CopyError::Read(e) => self.payload_error(format!("'{name}': {e}")),
+                    CopyError::Write(e) => Error::io("cannot write", &target)(e),
                 })
             }
             tar::EntryType::Directory => {
@@ -349,15 +351,24 @@ fn create_links(job: &Job<'_>, links: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
-fn copy_entry_data<R: Read, W: Write>(from: &mut R, to: &mut W, buf: &mut [u8]) -> io::Result<()> {
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+fn copy_entry_data<R: Read, W: Write>(
+    from: &mut R,
+    to: &mut W,
+    buf: &mut [u8],
+) -> Result<(), CopyError> {
     loop {
         let n = match from.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CopyError::Read(e)),
         };
-        to.write_all(&buf[..n])?;
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
     }
 }
 

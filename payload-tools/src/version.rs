@@ -72,8 +72,18 @@ mod tests {
     #[test]
     fn ordering() {
         let ascending = [
-            "0.9", "1.0-alpha", "1.0-alpha.2", "1.0-beta", "1.0-rc.1", "1.0", "1.0.1", "1.1", "1.2",
-            "1.10", "2.0", "10.0",
+            "0.9",
+            "1.0-alpha",
+            "1.0-alpha.2",
+            "1.0-beta",
+            "1.0-rc.1",
+            "1.0",
+            "1.0.1",
+            "1.1",
+            "1.2",
+            "1.10",
+            "2.0",
+            "10.0",
         ];
         for pair in ascending.windows(2) {
             assert!(is_newer(pair[1], pair[0]), "{} > {}", pair[1], pair[0]);
@@ -91,6 +101,9 @@ mod tests {
 
     #[test]
     fn huge_numbers_do_not_overflow() {
-        assert!(is_newer("1.99999999999999999999999", "1.9999999999999999999999"));
+        assert!(is_newer(
+            "1.99999999999999999999999",
+            "1.9999999999999999999999"
+        ));
     }
 }

@@ -1,1 +1,5 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `bootstrap` and `payload-tools` binaries,
+//! real processes, real files, and real HTTP servers on 127.0.0.1.
+
+mod launch;
+mod support;

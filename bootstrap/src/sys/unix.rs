@@ -61,7 +61,10 @@ pub fn check_replaceable(exe: &Path) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
-        return Err(format!("it belongs to user {}, not to us ({me})", meta.uid()));
+        return Err(format!(
+            "it belongs to user {}, not to us ({me})",
+            meta.uid()
+        ));
     }
     Ok(())
 }

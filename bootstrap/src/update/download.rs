@@ -120,7 +120,8 @@ impl Download {
         let mut file = self.open_data(start)?;
         let mut crc = crc32fast::Hasher::new();
         if start > 0 {
-            hash_existing(&mut file, start, &mut crc).map_err(UpdateError::io("cannot read", &self.data))?;
+            hash_existing(&mut file, start, &mut crc)
+                .map_err(UpdateError::io("cannot read", &self.data))?;
         } else {
             let header = |name: &str| {
                 response
@@ -139,12 +140,13 @@ impl Download {
             // such a download restarts from zero instead.
             if info.etag.is_some() || info.last_modified.is_some() {
                 let text = toml::to_string(&info).unwrap_or_default();
-                write_atomically(&self.resume_info, text.as_bytes(), 0o600)
-                    .map_err(|e| UpdateError::Io {
+                write_atomically(&self.resume_info, text.as_bytes(), 0o600).map_err(|e| {
+                    UpdateError::Io {
                         action: "write",
                         path: self.resume_info.clone(),
                         source: io::Error::other(e.to_string()),
-                    })?;
+                    }
+                })?;
             } else {
                 self.forget_resume_info();
             }
@@ -187,7 +189,8 @@ impl Download {
             crc.update(&buf[..n]);
             len += n as u64;
         }
-        file.sync_all().map_err(UpdateError::io("flush", &self.data))?;
+        file.sync_all()
+            .map_err(UpdateError::io("flush", &self.data))?;
         Ok(Fetched {
             file,
             len,
@@ -218,7 +221,8 @@ impl Download {
         let mut file = options
             .open(&self.data)
             .map_err(UpdateError::io("create", &self.data))?;
-        file.set_len(start).map_err(UpdateError::io("truncate", &self.data))?;
+        file.set_len(start)
+            .map_err(UpdateError::io("truncate", &self.data))?;
         file.seek(SeekFrom::Start(start))
             .map_err(UpdateError::io("seek in", &self.data))?;
         Ok(file)

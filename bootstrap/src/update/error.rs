@@ -19,10 +19,18 @@ pub enum UpdateError {
     Download { url: String, reason: String },
 
     #[error("Download of '{url}' is {actual} bytes, update info says {expected}; discarded.")]
-    Size { url: String, expected: u64, actual: u64 },
+    Size {
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
 
     #[error("CRC32 of '{url}' is {actual}, update info says {expected}; discarded.")]
-    Crc { url: String, expected: u32, actual: u32 },
+    Crc {
+        url: String,
+        expected: u32,
+        actual: u32,
+    },
 
     #[error("Download of '{url}' is not a valid packed executable ({reason}); discarded.")]
     NotPacked { url: String, reason: String },
@@ -63,7 +71,10 @@ pub enum UpdateError {
 }
 
 impl UpdateError {
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> UpdateError {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> UpdateError {
         let path = path.into();
         move |source| UpdateError::Io {
             action,

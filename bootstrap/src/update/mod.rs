@@ -156,7 +156,9 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     match own.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Err(UpdateError::Busy),
-        Err(std::fs::TryLockError::Error(e)) => return Err(UpdateError::io("cannot lock", &build.exe)(e)),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(UpdateError::io("cannot lock", &build.exe)(e));
+        }
     }
     if !sys::is_same_file(&own, &build.exe).unwrap_or(false) {
         return Err(UpdateError::AlreadyReplaced);
@@ -199,9 +201,17 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
 /// Whether our executable is the announced build. Different sizes settle it
 /// without reading the file; otherwise its CRC-32 is computed, off the
 /// launch path.
-fn is_same_build(own: &File, exe: &Path, size: Option<u64>, crc32: u32) -> Result<bool, UpdateError> {
+fn is_same_build(
+    own: &File,
+    exe: &Path,
+    size: Option<u64>,
+    crc32: u32,
+) -> Result<bool, UpdateError> {
     if let Some(size) = size {
-        let len = own.metadata().map_err(UpdateError::io("cannot read", exe))?.len();
+        let len = own
+            .metadata()
+            .map_err(UpdateError::io("cannot read", exe))?
+            .len();
         if len != size {
             return Ok(false);
         }

@@ -1,0 +1,225 @@
+//! Helpers shared by the end-to-end tests: where the binaries are, a fresh
+//! directory per test, building app trees, packing them and running the
+//! result as a user would.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The folder holding `bootstrap` and `payload-tools` of the same build
+/// profile as this test (`make test` builds them first), or
+/// `$ONEFILE_BIN_DIR`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ONEFILE_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let me = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/it-<hash>
+    me.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_owned()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p bootstrap -p payload-tools` (make test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn stub() -> PathBuf {
+    bin("bootstrap")
+}
+
+/// The native test app (see `tests/src/bin/probe.rs`).
+pub fn probe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_probe"))
+}
+
+/// A scratch folder for one test, with a private cache folder inside.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::Builder::new()
+                .prefix("onefile-it-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path("cache")
+    }
+
+    /// An app folder holding the probe as `bin/probe` and `version.txt`.
+    pub fn probe_app(&self, rel: &str, version: &str) -> PathBuf {
+        let root = self.path(rel);
+        fs::create_dir_all(root.join("bin")).expect("mkdir");
+        fs::copy(probe(), root.join("bin/probe")).expect("copy probe");
+        fs::write(root.join("bin/version.txt"), format!("{version}\n")).expect("write");
+        root
+    }
+
+    /// Runs a packed executable with this scratch's cache.
+    pub fn run<I, S>(&self, exe: &Path, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command(exe)
+            .args(args)
+            .output()
+            .expect("run packed executable")
+    }
+
+    /// A command for a packed executable with this scratch's cache and
+    /// traces on.
+    pub fn command(&self, exe: &Path) -> Command {
+        let mut cmd = Command::new(exe);
+        cmd.env("ONEFILE_CACHE_DIR", self.cache())
+            .env("AUTO_UPDATE_DEBUG", "1")
+            .env_remove("AUTO_UPDATE_DISABLE")
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// Runs `payload-tools` with `args`.
+pub fn tools<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(bin("payload-tools"))
+        .args(args)
+        .output()
+        .expect("run payload-tools")
+}
+
+/// Packs `input` into `output` with the probe-app defaults plus `extra`
+/// flags; panics with payload-tools' stderr if it fails.
+pub fn pack(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<&OsStr> = vec![
+        "pack".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        output.as_os_str(),
+        "--stub".as_ref(),
+    ];
+    let stub = stub();
+    args.push(stub.as_os_str());
+    let has = |flag: &str| extra.contains(&flag);
+    if !has("--entry") && input.is_dir() {
+        args.extend([OsStr::new("--entry"), OsStr::new("bin/probe")]);
+    }
+    if !has("--name") {
+        args.extend([OsStr::new("--name"), OsStr::new("probeapp")]);
+    }
+    args.extend(extra.iter().map(OsStr::new));
+    let out = tools(&args);
+    assert!(out.status.success(), "pack failed: {}", stderr(&out));
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Lines of stderr that are not traces.
+pub fn messages(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter(|l| !l.starts_with("ONEFILE: ") && !l.starts_with("AUTO UPDATE: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `AUTO UPDATE: ` traces, prefix removed.
+pub fn update_traces(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("AUTO UPDATE: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn write_file(path: &Path, bytes: &[u8], executable: bool) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("mkdir");
+    }
+    fs::write(path, bytes).expect("write");
+    let mode = if executable { 0o755 } else { 0o644 };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible enough to
+/// make frames and sizes realistic.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Files (relative path, kind, content or target, exec bit) below `root`,
+/// sorted: the comparable picture of a tree.
+pub fn snapshot(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+    for item in fs::read_dir(dir).expect("read_dir") {
+        let path = item.expect("entry").path();
+        let rel = path
+            .strip_prefix(root)
+            .expect("prefix")
+            .to_string_lossy()
+            .into_owned();
+        let meta = fs::symlink_metadata(&path).expect("stat");
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&path).expect("readlink");
+            out.push((rel, format!("link -> {}", target.display())));
+        } else if meta.is_dir() {
+            out.push((rel, "dir".into()));
+            walk(root, &path, out);
+        } else {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            let crc = crc32fast::hash(&fs::read(&path).expect("read"));
+            out.push((rel, format!("file {} {crc:08x} exec={exec}", meta.len())));
+        }
+    }
+}
+
+/// `payload-tools inspect --json`.
+pub fn inspect(exe: &Path) -> serde_json::Value {
+    let out = tools(["inspect".as_ref(), "--json".as_ref(), exe.as_os_str()]);
+    assert!(out.status.success(), "inspect failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("inspect --json output is JSON")
+}
