@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `bootstrap` and `payload-tools` binaries,
 //! real processes, real files, and real HTTP servers on 127.0.0.1.
 
+mod craft;
 mod launch;
+mod pack;
 mod support;
