@@ -4,4 +4,6 @@
 mod craft;
 mod launch;
 mod pack;
+mod server;
 mod support;
+mod update;

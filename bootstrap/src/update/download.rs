@@ -165,10 +165,22 @@ impl Download {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let _ = file.flush();
+                    // Kept only if a later launch can resume it safely.
+                    let kept = self.resume_info.exists();
+                    drop(file);
+                    if !kept {
+                        self.discard();
+                    }
                     return Err(UpdateError::Download {
                         url: url.to_owned(),
-                        reason: format!("{e} after {len} bytes (kept for resuming)"),
+                        reason: format!(
+                            "{e} after {len} bytes ({})",
+                            if kept {
+                                "kept for resuming"
+                            } else {
+                                "discarded"
+                            }
+                        ),
                     });
                 }
             };

@@ -12,7 +12,8 @@
 //! - `wait-signal PIDFILE`: writes its pid, waits for INT/TERM/HUP/QUIT,
 //!   prints `got N` and exits 0
 //! - `sleep SECONDS [PIDFILE]`: writes its pid, sleeps, ignoring SIGTERM
-//! - `version`: prints the contents of `version.txt` next to the program
+//! - `version [SECONDS]`: sleeps, then prints `version.txt` from next to
+//!   the program
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -105,6 +106,9 @@ fn main() {
             std::thread::sleep(Duration::from_secs_f64(rest[0].parse().expect("seconds")));
         }
         "version" => {
+            if let Some(secs) = rest.first() {
+                std::thread::sleep(Duration::from_secs_f64(secs.parse().expect("seconds")));
+            }
             let me = std::env::current_exe().expect("exe");
             let text =
                 std::fs::read_to_string(me.with_file_name("version.txt")).expect("version.txt");

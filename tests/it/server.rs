@@ -1,0 +1,240 @@
+//! A real HTTP/1.1 server on 127.0.0.1, started per test on a free port,
+//! serving routes from memory, with the faults a real network produces:
+//! statuses, redirects, stalls, bodies cut short, ranges honoured or not.
+//! It records every request so tests can check what the updater asked for.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How the server answers one path.
+#[derive(Clone, Debug)]
+pub enum Route {
+    /// 200 with the body; with `ranges`, a `Range: bytes=N-` whose
+    /// `If-Range` matches the ETag gets 206 and the rest.
+    File {
+        body: Vec<u8>,
+        etag: Option<String>,
+        ranges: bool,
+    },
+    /// This status with an empty body.
+    Status(u16),
+    /// 302 to this location.
+    Redirect(String),
+    /// Reads the request and never answers.
+    Stall,
+    /// Announces the whole body (Content-Length, ETag), sends `send` bytes
+    /// of it, and closes the connection.
+    CutShort {
+        body: Vec<u8>,
+        etag: Option<String>,
+        send: usize,
+    },
+    /// Answers each request with the next route; the last one stays.
+    Sequence(Vec<Route>),
+}
+
+impl Route {
+    pub fn file(body: Vec<u8>) -> Route {
+        Route::File {
+            body,
+            etag: None,
+            ranges: false,
+        }
+    }
+}
+
+/// One request as received.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub path: String,
+    pub range: Option<String>,
+}
+
+struct Inner {
+    routes: Mutex<HashMap<String, Route>>,
+    log: Mutex<Vec<Request>>,
+    stop: AtomicBool,
+}
+
+pub struct Server {
+    pub port: u16,
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("addr").port();
+        let inner = Arc::new(Inner {
+            routes: Mutex::new(HashMap::new()),
+            log: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let shared = Arc::clone(&inner);
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let conn = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    let _ = handle(&conn, stream);
+                });
+            }
+        });
+        Server {
+            port,
+            inner,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn route(&self, path: &str, route: Route) {
+        self.inner
+            .routes
+            .lock()
+            .expect("routes")
+            .insert(path.to_owned(), route);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.inner.log.lock().expect("log").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 || head.len() > 65536 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.lines();
+    let path = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("/")
+        .to_owned();
+    let mut headers = HashMap::new();
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let range = headers.get("range").cloned();
+    inner.log.lock().expect("log").push(Request {
+        path: path.clone(),
+        range: range.clone(),
+    });
+    let route = {
+        let mut routes = inner.routes.lock().expect("routes");
+        match routes.get_mut(&path) {
+            Some(Route::Sequence(seq)) if seq.len() > 1 => Some(seq.remove(0)),
+            Some(Route::Sequence(seq)) => seq.first().cloned(),
+            Some(r) => Some(r.clone()),
+            None => None,
+        }
+    };
+    match route {
+        None => respond(&mut stream, 404, &[], b""),
+        Some(Route::Status(code)) => respond(&mut stream, code, &[], b""),
+        Some(Route::Redirect(to)) => respond(&mut stream, 302, &[("Location", to)], b""),
+        Some(Route::Stall) => {
+            while !inner.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        }
+        Some(Route::CutShort { body, etag, send }) => {
+            let mut extra = vec![];
+            if let Some(e) = etag {
+                extra.push(("ETag", e));
+            }
+            write_head(&mut stream, 200, &extra, body.len())?;
+            stream.write_all(&body[..send.min(body.len())])?;
+            stream.flush()
+        }
+        Some(Route::File { body, etag, ranges }) => {
+            let mut extra = vec![];
+            if let Some(e) = &etag {
+                extra.push(("ETag", e.clone()));
+            }
+            let start = range
+                .as_deref()
+                .filter(|_| ranges)
+                .filter(|_| {
+                    headers
+                        .get("if-range")
+                        .is_none_or(|v| Some(v) == etag.as_ref())
+                })
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.strip_suffix('-'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n < body.len());
+            match start {
+                Some(n) => {
+                    extra.push((
+                        "Content-Range",
+                        format!("bytes {n}-{}/{}", body.len() - 1, body.len()),
+                    ));
+                    respond(&mut stream, 206, &extra, &body[n..])
+                }
+                None => respond(&mut stream, 200, &extra, &body),
+            }
+        }
+        Some(Route::Sequence(_)) => respond(&mut stream, 500, &[], b""),
+    }
+}
+
+fn write_head(
+    stream: &mut TcpStream,
+    status: u16,
+    extra: &[(&str, String)],
+    len: usize,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {len}\r\nConnection: close\r\nContent-Type: application/octet-stream\r\n"
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    extra: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    write_head(stream, status, extra, body.len())?;
+    stream.write_all(body)?;
+    stream.flush()
+}

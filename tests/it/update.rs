@@ -1,0 +1,638 @@
+//! Self-update against a real HTTP server on loopback: the demo's traces,
+//! every failure (each leaves the old executable running and no stray
+//! files), redirects, resumed downloads, concurrent instances, and folders
+//! the updater may not write to.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::server::{Route, Server};
+use crate::support::*;
+
+const NAME: &str = "AutoUpdatingTest";
+
+/// Two published builds of one app (1.0 and 1.1), served by `server`,
+/// and a user's copy of 1.0.
+struct Published {
+    s: Scratch,
+    server: Server,
+    exe: PathBuf,
+    v10: Vec<u8>,
+    v11: Vec<u8>,
+    toml10: Vec<u8>,
+    toml11: Vec<u8>,
+}
+
+fn publish(extra: &[&str]) -> Published {
+    let s = Scratch::new();
+    let server = Server::start();
+    let spec = format!("http://127.0.0.1:{}/{{VERSION}}/update.toml", server.port);
+    let mut built = Vec::new();
+    for version in ["1.0", "1.1"] {
+        let app = s.probe_app(&format!("app-{version}"), version);
+        let out = s.path(&format!("site/{version}/{NAME}.bin"));
+        let toml = s.path(&format!("site/{version}/update.toml"));
+        let mut args = vec![
+            "--name",
+            NAME,
+            "--version",
+            version,
+            "--update-url-spec",
+            &spec,
+            "--auto-update-toml-file",
+            toml.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        pack(&app, &out, &args);
+        built.push((
+            fs::read(&out).expect("read"),
+            fs::read(&toml).expect("read"),
+        ));
+    }
+    let [(v10, toml10), (v11, toml11)] = <[_; 2]>::try_from(built).expect("two builds");
+    server.route(&format!("/1.0/{NAME}.bin"), Route::file(v10.clone()));
+    server.route(&format!("/1.1/{NAME}.bin"), Route::file(v11.clone()));
+    server.route("/1.0/update.toml", Route::file(toml10.clone()));
+    server.route("/1.1/update.toml", Route::file(toml11.clone()));
+    let exe = s.path(&format!("user/{NAME}.bin"));
+    write_file(&exe, &v10, true);
+    Published {
+        s,
+        server,
+        exe,
+        v10,
+        v11,
+        toml10,
+        toml11,
+    }
+}
+
+impl Published {
+    /// Publishes 1.1 where 1.0 looks for updates.
+    fn announce_11(&self) {
+        self.server
+            .route("/1.0/update.toml", Route::file(self.toml11.clone()));
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.s.run(&self.exe, args)
+    }
+
+    /// The version the user's executable runs now (updates off for this check).
+    fn version_now(&self) -> String {
+        let out = self
+            .s
+            .command(&self.exe)
+            .arg("version")
+            .env("AUTO_UPDATE_DISABLE", "1")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_owned()
+    }
+
+    /// The user's folder holds the executable and nothing else, or also a
+    /// resumable partial download when `partial_ok`.
+    fn assert_clean(&self, partial_ok: bool) {
+        let dir = self.exe.parent().expect("dir");
+        for entry in fs::read_dir(dir).expect("list").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let partial = name == format!(".{NAME}.bin.download")
+                || name == format!(".{NAME}.bin.download.toml");
+            assert!(
+                name == format!("{NAME}.bin") || (partial_ok && partial),
+                "stray file {name}"
+            );
+        }
+    }
+
+    fn assert_still_10(&self) {
+        assert_eq!(
+            fs::read(&self.exe).expect("read"),
+            self.v10,
+            "executable changed"
+        );
+        assert_eq!(self.version_now(), "1.0");
+    }
+}
+
+#[test]
+fn the_demo_traces_word_for_word() {
+    let p = publish(&[]);
+    let info10 = p.server.url("/1.0/update.toml");
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert_eq!(
+        update_traces(&out),
+        [
+            "Thread started.".to_owned(),
+            format!("Expanded info URL to '{info10}'."),
+            format!(
+                "CRC32 {} matches already.",
+                p.server.url(&format!("/1.0/{NAME}.bin"))
+            ),
+        ]
+    );
+
+    p.announce_11();
+    // The app runs for a second: the download finishes while it runs.
+    let out = p.run(&["version", "1"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    let download = p.exe.with_file_name(format!(".{NAME}.bin.download"));
+    assert_eq!(
+        update_traces(&out),
+        [
+            "Thread started.".to_owned(),
+            format!("Expanded info URL to '{info10}'."),
+            format!(
+                "URL to check '{}'.",
+                p.server.url(&format!("/1.1/{NAME}.bin"))
+            ),
+            format!("Downloaded to '{}'.", download.display()),
+            "May not yet update.".to_owned(),
+            "May update.".to_owned(),
+            "Updated.".to_owned(),
+        ],
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.1\n");
+    assert_eq!(
+        update_traces(&out),
+        [
+            "Thread started.".to_owned(),
+            format!(
+                "Expanded info URL to '{}'.",
+                p.server.url("/1.1/update.toml")
+            ),
+            format!(
+                "CRC32 {} matches already.",
+                p.server.url(&format!("/1.1/{NAME}.bin"))
+            ),
+        ]
+    );
+    p.assert_clean(false);
+}
+
+#[test]
+fn updated_executable_keeps_its_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = publish(&[]);
+    fs::set_permissions(&p.exe, fs::Permissions::from_mode(0o750)).expect("chmod");
+    p.announce_11();
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out).contains(&"Updated.".to_owned()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::metadata(&p.exe).expect("stat").permissions().mode() & 0o777,
+        0o750
+    );
+}
+
+/// Runs 1.0 against a faulty publication and checks the outcome.
+fn expect_failure(p: &Published, trace_part: &str) {
+    let started = Instant::now();
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "the app ran: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+    let traces = update_traces(&out);
+    assert!(
+        traces.iter().any(|t| t.contains(trace_part)),
+        "no trace with {trace_part:?}: {traces:#?}"
+    );
+    assert!(!traces.contains(&"Updated.".to_owned()));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    p.assert_still_10();
+}
+
+#[test]
+fn http_errors_are_traced_and_harmless() {
+    let p = publish(&[]);
+    p.server.route("/1.0/update.toml", Route::Status(404));
+    expect_failure(&p, "HTTP status 404");
+    p.server.route("/1.0/update.toml", Route::Status(500));
+    expect_failure(&p, "HTTP status 500");
+    p.announce_11();
+    p.server
+        .route(&format!("/1.1/{NAME}.bin"), Route::Status(503));
+    expect_failure(&p, "HTTP status 503");
+    p.assert_clean(false);
+}
+
+#[test]
+fn connection_refused_is_traced_and_harmless() {
+    let p = publish(&[]);
+    let dead_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    // Repack 1.0 pointing at the closed port.
+    let app = p.s.path("app-1.0");
+    let spec = format!("http://127.0.0.1:{dead_port}/{{VERSION}}/update.toml");
+    pack(
+        &app,
+        &p.exe,
+        &[
+            "--name",
+            NAME,
+            "--version",
+            "1.0",
+            "--update-url-spec",
+            &spec,
+        ],
+    );
+    let before = fs::read(&p.exe).expect("read");
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("Cannot fetch")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&p.exe).expect("read"), before);
+    p.assert_clean(false);
+}
+
+#[test]
+fn a_server_that_never_answers_delays_nothing() {
+    let p = publish(&["--update-exit-wait", "1"]);
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let started = Instant::now();
+    let out = p.run(&["version"]);
+    let took = started.elapsed();
+    assert_eq!(stdout(&out), "1.0\n");
+    assert!(
+        took < Duration::from_secs(8),
+        "the launcher waited {took:?}"
+    );
+    assert!(
+        update_traces(&out).iter().any(|t| t.contains("Still busy")),
+        "{}",
+        stderr(&out)
+    );
+    p.assert_still_10();
+    p.assert_clean(false);
+}
+
+#[test]
+fn the_app_starts_at_once_while_the_server_stalls() {
+    let p = publish(&["--update-exit-wait", "1"]);
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let mut child =
+        p.s.command(&p.exe)
+            .args(["print", "started", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+    let mut stdout_pipe = child.stdout.take().expect("stdout");
+    let started = Instant::now();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(&mut stdout_pipe, &mut first).expect("read");
+    assert_eq!(&first, b"started\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the app was delayed"
+    );
+    child.wait().expect("wait");
+}
+
+#[test]
+fn a_body_cut_short_is_discarded() {
+    let p = publish(&[]);
+    p.announce_11();
+    p.server.route(
+        &format!("/1.1/{NAME}.bin"),
+        Route::CutShort {
+            body: p.v11.clone(),
+            etag: None,
+            send: p.v11.len() / 3,
+        },
+    );
+    expect_failure(&p, "Download of");
+    p.assert_clean(false);
+}
+
+#[test]
+fn a_wrong_crc_is_discarded() {
+    let p = publish(&[]);
+    let text = String::from_utf8(p.toml11.clone()).expect("utf8");
+    let crc_line = text
+        .lines()
+        .find(|l| l.starts_with("crc32"))
+        .expect("crc32 line");
+    let bad = text.replace(crc_line, "crc32 = 12345");
+    p.server
+        .route("/1.0/update.toml", Route::file(bad.into_bytes()));
+    expect_failure(&p, "CRC32 of");
+    p.assert_clean(false);
+}
+
+fn announce_body(p: &Published, body: Vec<u8>) {
+    let toml = format!(
+        "url = \"{}\"\ncrc32 = {}\nsize = {}\nversion = \"1.1\"\n",
+        p.server.url("/other.bin"),
+        crc32fast::hash(&body),
+        body.len()
+    );
+    p.server.route("/other.bin", Route::file(body));
+    p.server
+        .route("/1.0/update.toml", Route::file(toml.into_bytes()));
+}
+
+#[test]
+fn a_file_that_is_not_a_packed_executable_is_discarded() {
+    let p = publish(&[]);
+    announce_body(&p, noise(300_000, 5));
+    expect_failure(&p, "not a valid packed executable");
+    // A damaged packed file whose CRC-32 the manifest vouches for.
+    let mut damaged = p.v11.clone();
+    let n = damaged.len();
+    damaged[n - 200] ^= 0xff;
+    announce_body(&p, damaged);
+    expect_failure(&p, "not a valid packed executable");
+    p.assert_clean(false);
+}
+
+#[test]
+fn a_packed_executable_of_another_app_is_discarded() {
+    let p = publish(&[]);
+    let other = p.s.path("other.bin");
+    pack(
+        &p.s.path("app-1.1"),
+        &other,
+        &["--name", "SomethingElse", "--version", "9"],
+    );
+    announce_body(&p, fs::read(&other).expect("read"));
+    expect_failure(&p, "not of 'AutoUpdatingTest'");
+    p.assert_clean(false);
+}
+
+#[test]
+fn malformed_and_oversized_update_toml_are_traced() {
+    let p = publish(&[]);
+    for (body, expect) in [
+        (b"<html>not toml</html>".to_vec(), "Bad update info"),
+        (b"url = \"x\"\n".to_vec(), "Bad update info"),
+        (b"".to_vec(), "Bad update info"),
+        (
+            b"url = \"http://x/y\"\ncrc32 = \"abc\"\n".to_vec(),
+            "Bad update info",
+        ),
+        (vec![b'#'; 200_000], "larger than"),
+    ] {
+        p.server.route("/1.0/update.toml", Route::file(body));
+        expect_failure(&p, expect);
+    }
+    p.assert_clean(false);
+}
+
+#[test]
+fn older_announced_versions_are_not_installed() {
+    let p = publish(&[]);
+    let text = String::from_utf8(p.toml11.clone())
+        .expect("utf8")
+        .replace("version = \"1.1\"", "version = \"0.9\"");
+    p.server
+        .route("/1.0/update.toml", Route::file(text.into_bytes()));
+    expect_failure(&p, "not newer");
+}
+
+#[test]
+fn redirects_are_followed() {
+    let p = publish(&[]);
+    p.server.route(
+        "/1.0/update.toml",
+        Route::Redirect(p.server.url("/moved/update.toml")),
+    );
+    let text = String::from_utf8(p.toml11.clone())
+        .expect("utf8")
+        .replace(&format!("/1.1/{NAME}.bin"), "/moved/app.bin");
+    p.server
+        .route("/moved/update.toml", Route::file(text.into_bytes()));
+    p.server.route(
+        "/moved/app.bin",
+        Route::Redirect(p.server.url(&format!("/1.1/{NAME}.bin"))),
+    );
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out).contains(&"Updated.".to_owned()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(p.version_now(), "1.1");
+    p.assert_clean(false);
+}
+
+#[test]
+fn an_interrupted_download_resumes_with_range() {
+    let p = publish(&[]);
+    p.announce_11();
+    let cut = p.v11.len() / 2;
+    let etag = "\"v11\"".to_owned();
+    p.server.route(
+        &format!("/1.1/{NAME}.bin"),
+        Route::Sequence(vec![
+            Route::CutShort {
+                body: p.v11.clone(),
+                etag: Some(etag.clone()),
+                send: cut,
+            },
+            Route::File {
+                body: p.v11.clone(),
+                etag: Some(etag),
+                ranges: true,
+            },
+        ]),
+    );
+    expect_failure(&p, "kept for resuming");
+    p.assert_clean(true);
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(
+        traces.contains(&format!("Resuming download at byte {cut}.")),
+        "{traces:#?}"
+    );
+    assert!(traces.contains(&"Updated.".to_owned()), "{traces:#?}");
+    let asked: Vec<_> = p
+        .server
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.range)
+        .collect();
+    assert_eq!(asked, [format!("bytes={cut}-")]);
+    assert_eq!(p.version_now(), "1.1");
+    p.assert_clean(false);
+}
+
+#[test]
+fn a_server_without_range_support_restarts_the_download() {
+    let p = publish(&[]);
+    p.announce_11();
+    let etag = "\"v11\"".to_owned();
+    p.server.route(
+        &format!("/1.1/{NAME}.bin"),
+        Route::Sequence(vec![
+            Route::CutShort {
+                body: p.v11.clone(),
+                etag: Some(etag.clone()),
+                send: 1000,
+            },
+            Route::File {
+                body: p.v11.clone(),
+                etag: Some(etag),
+                ranges: false,
+            },
+        ]),
+    );
+    expect_failure(&p, "kept for resuming");
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(
+        traces.iter().any(|t| t.contains("from the start")),
+        "{traces:#?}"
+    );
+    assert!(traces.contains(&"Updated.".to_owned()), "{traces:#?}");
+    assert_eq!(p.version_now(), "1.1");
+    p.assert_clean(false);
+}
+
+#[test]
+fn two_instances_update_once() {
+    let p = publish(&[]);
+    p.announce_11();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            p.s.command(&p.exe)
+                .args(["version", "1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let updated = outs
+        .iter()
+        .filter(|o| update_traces(o).contains(&"Updated.".to_owned()))
+        .count();
+    for o in &outs {
+        assert_eq!(stdout(o), "1.0\n");
+    }
+    assert_eq!(
+        updated,
+        1,
+        "{:#?}",
+        outs.iter().map(stderr).collect::<Vec<_>>()
+    );
+    assert_eq!(p.version_now(), "1.1");
+    p.assert_clean(false);
+}
+
+#[test]
+fn a_read_only_folder_is_skipped() {
+    let p = publish(&[]);
+    p.announce_11();
+    let dir = p.exe.parent().expect("dir").to_owned();
+    if !remount(&dir, true) {
+        eprintln!("skipped: cannot mount a read-only filesystem here (needs root)");
+        return;
+    }
+    let out = p.run(&["version"]);
+    let ro_exe = fs::read(&p.exe).expect("read");
+    let _ = std::process::Command::new("umount").arg(&dir).status();
+    assert_eq!(stdout(&out), "1.0\n");
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("Read-only") || t.contains("read-only")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ro_exe, p.v10);
+}
+
+#[test]
+fn an_executable_of_another_user_is_not_replaced() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = publish(&[]);
+    p.announce_11();
+    let c_path = std::ffi::CString::new(p.exe.as_os_str().as_bytes()).expect("c path");
+    // SAFETY: valid C string; chown to "nobody".
+    if unsafe { libc::chown(c_path.as_ptr(), 65534, 65534) } != 0 {
+        eprintln!("skipped: cannot chown here (needs root)");
+        return;
+    }
+    expect_failure(&p, "belongs to user 65534");
+    p.assert_clean(false);
+}
+
+/// Puts a small tmpfs holding a copy of `dir`'s files over `dir`, read-only
+/// when `read_only`. Returns false where mounting is not allowed.
+fn remount(dir: &Path, read_only: bool) -> bool {
+    let saved = dir.with_extension("saved");
+    let _ = fs::remove_dir_all(&saved);
+    if std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir)
+        .arg(&saved)
+        .status()
+        .is_err()
+    {
+        return false;
+    }
+    let mount = |args: &[&str]| {
+        std::process::Command::new("mount")
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let target = dir.to_str().expect("utf8");
+    if !mount(&["-t", "tmpfs", "-o", "size=64m", "tmpfs", target]) {
+        return false;
+    }
+    let copied = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cp -a '{}'/. '{}'/",
+            saved.display(),
+            dir.display()
+        ))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !copied || (read_only && !mount(&["-o", "remount,ro", target])) {
+        let _ = std::process::Command::new("umount").arg(dir).status();
+        return false;
+    }
+    true
+}
+
+#[test]
+fn updates_can_be_turned_off_per_run() {
+    let p = publish(&[]);
+    p.announce_11();
+    let out =
+        p.s.command(&p.exe)
+            .arg("version")
+            .env("AUTO_UPDATE_DISABLE", "1")
+            .output()
+            .expect("run");
+    assert_eq!(stdout(&out), "1.0\n");
+    assert!(update_traces(&out).is_empty(), "{}", stderr(&out));
+    assert!(p.server.requests().is_empty());
+    let _ = (&p.v10, &p.toml10);
+}
