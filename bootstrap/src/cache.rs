@@ -152,10 +152,12 @@ impl Cache {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(".tmp-") || name.starts_with(".trash-") {
                 leftovers = true;
-            } else if let Some(build) = name.strip_suffix(".lock") {
-                if build != self.build && !build.is_empty() && !build.starts_with('.') {
-                    others.push(build.to_owned());
-                }
+            } else if let Some(build) = name.strip_suffix(".lock")
+                && build != self.build
+                && !build.is_empty()
+                && !build.starts_with('.')
+            {
+                others.push(build.to_owned());
             }
         }
         if others.is_empty() && !leftovers {

@@ -85,7 +85,7 @@ fn try_launch() -> Result<Never, LaunchError> {
     Err(cannot_execute(&entry, &prepared.dir, err))
 }
 
-/// The app's command line: our arguments, with our own argv[0] so the app
+/// The app's command line: our arguments, with our own `argv[0]` so the app
 /// sees the name it was started by.
 fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Command {
     let mut args = std::env::args_os();

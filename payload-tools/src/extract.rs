@@ -301,11 +301,11 @@ impl Job<'_> {
     }
 
     fn make_parent(&self, target: &Path, made_dirs: &mut HashSet<PathBuf>) -> Result<()> {
-        if let Some(parent) = target.parent() {
-            if !made_dirs.contains(parent) {
-                fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
-                made_dirs.insert(parent.to_owned());
-            }
+        if let Some(parent) = target.parent()
+            && !made_dirs.contains(parent)
+        {
+            fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+            made_dirs.insert(parent.to_owned());
         }
         Ok(())
     }
@@ -342,7 +342,8 @@ fn create_links(job: &Job<'_>, links: &[(String, String)]) -> Result<()> {
         }
         sys::symlink(target, &path).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
-                unsafe_entry("it appears twice")
+                // Entries below the link were unpacked as a real folder.
+                unsafe_entry("another entry also uses this symlink's path")
             } else {
                 Error::io("cannot create symlink", &path)(e)
             }

@@ -38,7 +38,8 @@ impl FramePolicy {
     pub fn cut_after(&self, path: &str, size: u64, frame_len: u64) -> bool {
         size >= LARGE_FILE
             || frame_len >= MAX_FRAME
-            || (frame_len >= MIN_FRAME && crc32fast::hash(path.as_bytes()) % CUT_MODULUS == 0)
+            || (frame_len >= MIN_FRAME
+                && crc32fast::hash(path.as_bytes()).is_multiple_of(CUT_MODULUS))
     }
 }
 

@@ -118,16 +118,15 @@ impl Metadata {
             Ok(m) => m,
             Err(e) => {
                 // Tell "newer format" apart from "damaged" when we can.
-                if let Ok(table) = text.parse::<toml::Table>() {
-                    if let Some(v) = table.get("format_version").and_then(|v| v.as_integer()) {
-                        if v != 1 {
-                            return Err(Error::UnsupportedVersion {
-                                path: path.into(),
-                                found: u32::try_from(v).unwrap_or(u32::MAX),
-                                supported: 1,
-                            });
-                        }
-                    }
+                if let Ok(table) = text.parse::<toml::Table>()
+                    && let Some(v) = table.get("format_version").and_then(|v| v.as_integer())
+                    && v != 1
+                {
+                    return Err(Error::UnsupportedVersion {
+                        path: path.into(),
+                        found: u32::try_from(v).unwrap_or(u32::MAX),
+                        supported: 1,
+                    });
                 }
                 return Err(Error::Metadata {
                     path: path.into(),

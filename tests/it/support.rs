@@ -161,12 +161,30 @@ pub fn update_traces(out: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Writes a file. An executable is written by `cp` from a staging file:
+/// had this (multi-threaded) test process opened it for writing, a child
+/// forked meanwhile by another test could still hold that descriptor when
+/// the file is run, and Linux would refuse with "text file busy".
 pub fn write_file(path: &Path, bytes: &[u8], executable: bool) {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).expect("mkdir");
     }
-    fs::write(path, bytes).expect("write");
     let mode = if executable { 0o755 } else { 0o644 };
+    if !executable {
+        fs::write(path, bytes).expect("write");
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+        return;
+    }
+    let staging = path.with_extension("staging");
+    fs::write(&staging, bytes).expect("write");
+    let _ = fs::remove_file(path);
+    let copied = Command::new("cp")
+        .arg(&staging)
+        .arg(path)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    fs::remove_file(&staging).expect("remove staging");
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 

@@ -430,6 +430,16 @@ fn redirects_are_followed() {
         "{}",
         stderr(&out)
     );
+    let paths: Vec<String> = p.server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/1.0/update.toml".to_owned(),
+            "/moved/update.toml".to_owned(),
+            "/moved/app.bin".to_owned(),
+            format!("/1.1/{NAME}.bin"),
+        ]
+    );
     assert_eq!(p.version_now(), "1.1");
     p.assert_clean(false);
 }

@@ -139,15 +139,15 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         download.discard();
         return Ok(());
     }
-    if let Some(announced) = &manifest.version {
-        if !is_newer(announced, &build.version) {
-            debug!(
-                target: UPDATE,
-                "Version '{announced}' is not newer than the running '{}'; not updating.",
-                build.version
-            );
-            return Ok(());
-        }
+    if let Some(announced) = &manifest.version
+        && !is_newer(announced, &build.version)
+    {
+        debug!(
+            target: UPDATE,
+            "Version '{announced}' is not newer than the running '{}'; not updating.",
+            build.version
+        );
+        return Ok(());
     }
     debug!(target: UPDATE, "URL to check '{}'.", manifest.url);
 

@@ -19,14 +19,14 @@ pub fn check(
     build: &RunningBuild,
 ) -> Result<File, UpdateError> {
     let url = &fetched.url;
-    if let Some(size) = manifest.size {
-        if fetched.len != size {
-            return Err(UpdateError::Size {
-                url: url.clone(),
-                expected: size,
-                actual: fetched.len,
-            });
-        }
+    if let Some(size) = manifest.size
+        && fetched.len != size
+    {
+        return Err(UpdateError::Size {
+            url: url.clone(),
+            expected: size,
+            actual: fetched.len,
+        });
     }
     if fetched.crc32 != manifest.crc32 {
         return Err(UpdateError::Crc {

@@ -1,8 +1,8 @@
 //! `probe`: the app the end-to-end tests pack. A real native program (not a
-//! script, whose interpreter would hide argv[0]) that reports what it was
+//! script, whose interpreter would hide `argv[0]`) that reports what it was
 //! given and behaves as told: `probe COMMAND [ARGS]`.
 //!
-//! - `args`: prints argv, one per line, argv[0] first
+//! - `args`: prints argv, one per line, `argv[0]` first
 //! - `env NAME...`: prints `NAME=value` (or `NAME unset`)
 //! - `cwd`: prints the working directory
 //! - `cat`: copies stdin to stdout
