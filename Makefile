@@ -34,7 +34,7 @@ demo: build
 	@bash demo/demo.sh
 
 bench: build
-	@bash bench/run.sh
+	@python3 bench/run.py
 
 clean:
 	$(CARGO) clean

@@ -8,6 +8,8 @@ command -v python3 >/dev/null || need_apt+=(python3)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v make >/dev/null || need_apt+=(make)
+command -v curl >/dev/null || need_apt+=(curl)
+[ -x /usr/bin/time ] || need_apt+=(time)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -23,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use log::debug;
+use log::info;
 use payload_tools::PackedFile;
 use payload_tools::extract::{Sink, extract};
 
@@ -68,13 +68,13 @@ impl Cache {
     /// Makes sure the build is unpacked and holds it in use.
     pub fn prepare(&self, packed: &PackedFile) -> Result<Prepared, LaunchError> {
         let dir = self.build_dir();
-        debug!("Cache directory '{}'.", dir.display());
+        info!("Cache directory '{}'.", dir.display());
         sys::create_private_dir_all(&self.app_dir).map_err(|e| cache_error(&self.app_dir, e))?;
         let in_use = sys::lock_file(&self.app_dir.join(format!("{}.lock", self.build)), false)
             .map_err(|e| cache_error(&self.app_dir, e))?;
         let entry = dir.join(&packed.metadata.entry);
         if fs::symlink_metadata(&entry).is_ok() {
-            debug!("Warm start: already unpacked.");
+            info!("Warm start: already unpacked.");
             return Ok(Prepared { dir, in_use });
         }
         self.unpack(packed, &dir, &entry)?;
@@ -87,11 +87,11 @@ impl Cache {
             .map_err(|e| cache_error(&self.app_dir, e))?;
         // Another launcher may have finished while we waited for the lock.
         if fs::symlink_metadata(entry).is_ok() {
-            debug!("Warm start: unpacked meanwhile by another launch.");
+            info!("Warm start: unpacked meanwhile by another launch.");
             return Ok(());
         }
         if dir.exists() {
-            debug!("Repairing '{}': its entry is missing.", dir.display());
+            info!("Repairing '{}': its entry is missing.", dir.display());
             self.discard(dir);
         }
         self.remove_stale_temporaries();
@@ -100,7 +100,7 @@ impl Cache {
             .join(format!(".tmp-{}-{}", self.build, std::process::id()));
         sys::create_private_dir_all(&staging).map_err(|e| cache_error(&staging, e))?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        debug!(
+        info!(
             "Cold start: unpacking {} frame(s), {} bytes, into '{}'.",
             packed.metadata.frames.len(),
             packed.metadata.unpacked_size,
@@ -125,7 +125,7 @@ impl Cache {
             }
         };
         let _ = sys::sync_dir(&self.app_dir);
-        debug!(
+        info!(
             "Unpacked {} entries ({} bytes) on {} thread(s) in {:.1} ms.",
             report.entries,
             report.bytes,
@@ -180,7 +180,7 @@ impl Cache {
             // gets a fresh file (lock_file checks it locked the live one).
             let _ = fs::remove_file(&lock_path);
             drop(lock);
-            debug!("Removed unused build '{build}'.");
+            info!("Removed unused build '{build}'.");
         }
     }
 
@@ -207,7 +207,7 @@ impl Cache {
             let name = item.file_name();
             let name = name.to_string_lossy();
             if name.starts_with(".tmp-") || name.starts_with(".trash-") {
-                debug!("Removing leftover '{name}'.");
+                info!("Removing leftover '{name}'.");
                 let _ = fs::remove_dir_all(item.path());
             }
         }

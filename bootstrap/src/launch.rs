@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::info;
 use payload_tools::PackedFile;
 
 use crate::cache::Cache;
@@ -40,7 +40,7 @@ fn try_launch() -> Result<Never, LaunchError> {
     let exe = std::env::current_exe().map_err(LaunchError::SelfPath)?;
     let packed = PackedFile::open(&exe)?.ok_or_else(|| LaunchError::NoPayload(exe.clone()))?;
     let meta = &packed.metadata;
-    debug!(
+    info!(
         "Running '{}' ({} {}, payload of {} bytes).",
         exe.display(),
         meta.name,
@@ -55,7 +55,7 @@ fn try_launch() -> Result<Never, LaunchError> {
     if let Some(settings) = meta.update.clone().filter(|_| !update::disabled_by_env()) {
         // The app starts first: nothing the network does may delay it.
         let mut app = run::spawn(cmd).map_err(|e| cannot_execute(&entry, &prepared.dir, e))?;
-        debug!(
+        info!(
             "Started '{}' as process {} after {:.2} ms.",
             entry.display(),
             app.id(),
@@ -76,7 +76,7 @@ fn try_launch() -> Result<Never, LaunchError> {
 
     // With nothing to do after the app starts, the launcher steps aside.
     cache.remove_unused_versions();
-    debug!(
+    info!(
         "Executing '{}' after {:.2} ms.",
         entry.display(),
         started.elapsed().as_secs_f64() * 1e3

@@ -17,8 +17,8 @@ pub fn init() {
     env_logger::Builder::new()
         // Our own traces only: the HTTP client's are for its developers.
         .filter_level(log::LevelFilter::Off)
-        .filter_module(env!("CARGO_CRATE_NAME"), log::LevelFilter::Debug)
-        .filter_module(UPDATE, log::LevelFilter::Debug)
+        .filter_module(env!("CARGO_CRATE_NAME"), log::LevelFilter::Info)
+        .filter_module(UPDATE, log::LevelFilter::Info)
         .target(env_logger::Target::Stderr)
         // One write per line, so a trace never lands in the middle of a
         // line of the app's own output.

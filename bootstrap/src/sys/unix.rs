@@ -69,14 +69,16 @@ pub fn check_replaceable(exe: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Renames the verified download `new` over `exe`: same permissions as the
-/// old file, synced, renamed in one atomic step, folder synced. A running
+/// Renames the verified (and already synced) download `new` over `exe`:
+/// same permissions as the old file, renamed in one atomic step, folder
+/// synced. A running
 /// copy of the old file keeps working: it holds the old inode.
 pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(exe)?.permissions().mode() & 0o7777;
     std::fs::set_permissions(new, std::fs::Permissions::from_mode(mode))?;
-    File::open(new)?.sync_all()?;
+    // The download was synced when it finished; the mode change is
+    // metadata that the directory sync below makes durable with the rename.
     std::fs::rename(new, exe)?;
     let dir = payload_tools::persist::parent_dir(exe);
     super::sync_dir(dir)

@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use log::debug;
+use log::info;
 use payload_tools::manifest::UpdateManifest;
 use payload_tools::persist::write_atomically;
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,7 @@ impl Download {
         let resume = self.resumable(manifest);
         let mut request = agent.get(url);
         if let Some((have, validator)) = &resume {
-            debug!(target: UPDATE, "Resuming download at byte {have}.");
+            info!(target: UPDATE, "Resuming download at byte {have}.");
             request = request
                 .header("Range", format!("bytes={have}-"))
                 .header("If-Range", validator.as_str());
@@ -98,7 +98,7 @@ impl Download {
             (206, Some((have, _))) if content_range_start(&response) == Some(*have) => *have,
             (200, _) => {
                 if resume.is_some() {
-                    debug!(target: UPDATE, "The server sent the whole file; downloading from the start.");
+                    info!(target: UPDATE, "The server sent the whole file; downloading from the start.");
                 }
                 0
             }

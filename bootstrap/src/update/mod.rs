@@ -26,7 +26,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use log::debug;
+use log::info;
 use payload_tools::manifest::expand_url_spec;
 use payload_tools::metadata::UpdateSettings;
 use payload_tools::rangeio::file_crc32;
@@ -74,12 +74,12 @@ impl AppState {
     fn wait_for_exit(&self) {
         let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
         if !*exited {
-            debug!(target: UPDATE, "May not yet update.");
+            info!(target: UPDATE, "May not yet update.");
             while !*exited {
                 exited = self.changed.wait(exited).unwrap_or_else(|p| p.into_inner());
             }
         }
-        debug!(target: UPDATE, "May update.");
+        info!(target: UPDATE, "May update.");
     }
 }
 
@@ -94,13 +94,13 @@ pub fn start(build: RunningBuild) -> Sidecar {
             // Dropped when the thread ends, however it ends: that is the
             // signal the main thread waits for.
             let _done = done;
-            debug!(target: UPDATE, "Thread started.");
+            info!(target: UPDATE, "Thread started.");
             if let Err(e) = check_and_update(&build, &thread_app) {
-                debug!(target: UPDATE, "{e}");
+                info!(target: UPDATE, "{e}");
             }
         });
     if let Err(e) = spawned {
-        debug!(target: UPDATE, "Cannot start the update thread: {e}.");
+        info!(target: UPDATE, "Cannot start the update thread: {e}.");
     }
     Sidecar { app, finished }
 }
@@ -113,7 +113,7 @@ impl Sidecar {
         match self.finished.recv_timeout(budget) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
             Err(RecvTimeoutError::Timeout) => {
-                debug!(
+                info!(
                     target: UPDATE,
                     "Still busy {} ms after the app exited; leaving the rest for the next launch.",
                     budget.as_millis()
@@ -129,27 +129,27 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     sys::remove_replaced_leftover(&build.exe);
 
     let info_url = expand_url_spec(&build.settings.url_spec, &build.name, &build.version);
-    debug!(target: UPDATE, "Expanded info URL to '{info_url}'.");
+    info!(target: UPDATE, "Expanded info URL to '{info_url}'.");
     let agent = http::agent();
     let manifest = http::fetch_manifest(&agent, &info_url)?;
 
     let own = File::open(&build.exe).map_err(UpdateError::io("cannot open", &build.exe))?;
     if is_same_build(&own, &build.exe, manifest.size, manifest.crc32)? {
-        debug!(target: UPDATE, "CRC32 {} matches already.", manifest.url);
+        info!(target: UPDATE, "CRC32 {} matches already.", manifest.url);
         download.discard();
         return Ok(());
     }
     if let Some(announced) = &manifest.version
         && !is_newer(announced, &build.version)
     {
-        debug!(
+        info!(
             target: UPDATE,
             "Version '{announced}' is not newer than the running '{}'; not updating.",
             build.version
         );
         return Ok(());
     }
-    debug!(target: UPDATE, "URL to check '{}'.", manifest.url);
+    info!(target: UPDATE, "URL to check '{}'.", manifest.url);
 
     // One updater at a time: the lock is on the executable itself, so it
     // needs no file of its own and dies with the process.
@@ -177,7 +177,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             return Err(e);
         }
     };
-    debug!(target: UPDATE, "Downloaded to '{}'.", download.path().display());
+    info!(target: UPDATE, "Downloaded to '{}'.", download.path().display());
 
     app.wait_for_exit();
     let replaced = sys::replace_executable(download.path(), &build.exe);
@@ -185,7 +185,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     match replaced {
         Ok(()) => {
             download.forget_resume_info();
-            debug!(target: UPDATE, "Updated.");
+            info!(target: UPDATE, "Updated.");
             Ok(())
         }
         Err(e) => {
