@@ -229,7 +229,7 @@ fn write_payload<'o, W: Write>(
             _ => 0,
         };
         if policy.cut_before(size) {
-            builder.get_mut().cut().map_err(output_err)?;
+            builder.get_mut().begin_large_frame().map_err(output_err)?;
         }
         match &item.kind {
             EntryKind::Dir => {

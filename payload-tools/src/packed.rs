@@ -59,6 +59,51 @@ impl PackedFile {
     }
 }
 
+impl PackedFile {
+    /// CRC-32 of the whole file, as `update.toml` announces it, reading only
+    /// the stub, the metadata and the trailer: the payload's CRC-32 comes
+    /// from the trailer (checked when the payload was unpacked) and is
+    /// combined in, so a 200 MB app costs as much as a 2 MB one.
+    pub fn whole_file_crc32(&self) -> Result<u32> {
+        let t = &self.trailer;
+        let mut crc = crc32fast::Hasher::new();
+        hash_range(&self.file, 0, t.payload_offset, &self.path, &mut crc)?;
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            t.payload_crc32,
+            t.payload_len,
+        ));
+        let mut tail = crc32fast::Hasher::new();
+        hash_range(
+            &self.file,
+            t.metadata_offset,
+            self.len - t.metadata_offset,
+            &self.path,
+            &mut tail,
+        )?;
+        crc.combine(&tail);
+        Ok(crc.finalize())
+    }
+}
+
+fn hash_range(
+    file: &File,
+    start: u64,
+    len: u64,
+    path: &Path,
+    crc: &mut crc32fast::Hasher,
+) -> Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = start;
+    let end = start + len;
+    while at < end {
+        let n = (end - at).min(buf.len() as u64) as usize;
+        read_exact_at(file, &mut buf[..n], at, path)?;
+        crc.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
 fn read_metadata(file: &File, trailer: &Trailer, path: &Path) -> Result<Metadata> {
     // The trailer's layout check bounded metadata_len by MAX_METADATA_LEN.
     let len = usize::try_from(trailer.metadata_len).map_err(|_| Error::Truncated {
@@ -81,4 +126,41 @@ fn read_metadata(file: &File, trailer: &Trailer, path: &Path) -> Result<Metadata
         reason: "not UTF-8".into(),
     })?;
     Metadata::parse(text, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::{NoProgress, PackOptions, pack};
+
+    #[test]
+    fn whole_file_crc_from_parts_matches_reading_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = dir.path().join("app");
+        std::fs::create_dir_all(app.join("bin")).expect("mkdir");
+        std::fs::write(app.join("bin/app"), b"#!/bin/sh\n").expect("write");
+        std::fs::write(app.join("data"), vec![7u8; 300_000]).expect("write");
+        let stub = dir.path().join("stub");
+        std::fs::write(&stub, vec![1u8; 5000]).expect("write");
+        let output = dir.path().join("out.bin");
+        let report = pack(
+            &PackOptions {
+                input: app,
+                output: output.clone(),
+                stub,
+                entry: Some("bin/app".into()),
+                name: "t".into(),
+                version: "1".into(),
+                level: 3,
+                threads: 1,
+                update: None,
+            },
+            &mut NoProgress,
+        )
+        .expect("pack");
+        let packed = PackedFile::open(&output).expect("open").expect("packed");
+        let (_, full) = crate::rangeio::file_crc32(&packed.file, &output).expect("crc");
+        assert_eq!(packed.whole_file_crc32().expect("crc"), full);
+        assert_eq!(report.file_crc32, full);
+    }
 }

@@ -27,9 +27,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use log::info;
+use payload_tools::PackedFile;
 use payload_tools::manifest::expand_url_spec;
 use payload_tools::metadata::UpdateSettings;
-use payload_tools::rangeio::file_crc32;
 use payload_tools::version::is_newer;
 
 use crate::sys;
@@ -134,7 +134,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let manifest = http::fetch_manifest(&agent, &info_url)?;
 
     let own = File::open(&build.exe).map_err(UpdateError::io("cannot open", &build.exe))?;
-    if is_same_build(&own, &build.exe, manifest.size, manifest.crc32)? {
+    if is_same_build(&build.exe, manifest.size, manifest.crc32)? {
         info!(target: UPDATE, "CRC32 {} matches already.", manifest.url);
         download.discard();
         return Ok(());
@@ -199,23 +199,17 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
 }
 
 /// Whether our executable is the announced build. Different sizes settle it
-/// without reading the file; otherwise its CRC-32 is computed, off the
-/// launch path.
-fn is_same_build(
-    own: &File,
-    exe: &Path,
-    size: Option<u64>,
-    crc32: u32,
-) -> Result<bool, UpdateError> {
-    if let Some(size) = size {
-        let len = own
-            .metadata()
-            .map_err(UpdateError::io("cannot read", exe))?
-            .len();
-        if len != size {
-            return Ok(false);
-        }
+/// at once; otherwise the CRC-32 is assembled from the stub, metadata and
+/// trailer and the payload CRC-32 the trailer records, never by reading
+/// the whole (possibly large) file at every launch.
+fn is_same_build(exe: &Path, size: Option<u64>, crc32: u32) -> Result<bool, UpdateError> {
+    let packed = match PackedFile::open(exe) {
+        Ok(Some(packed)) => packed,
+        Ok(None) => return Ok(false),
+        Err(e) => return Err(UpdateError::Format(e)),
+    };
+    if size.is_some_and(|size| size != packed.len) {
+        return Ok(false);
     }
-    let (_, crc) = file_crc32(own, exe).map_err(UpdateError::Format)?;
-    Ok(crc == crc32)
+    Ok(packed.whole_file_crc32().map_err(UpdateError::Format)? == crc32)
 }
