@@ -9,7 +9,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build debug test lint demo bench fuzz clean deps
+.PHONY: all build test lint demo bench clean deps
 
 all: build
 
@@ -21,19 +21,19 @@ build:
 
 # The end-to-end tests drive the binaries of the same profile as themselves,
 # so `cargo build` first puts them in place.
-test:
+test: deps
 	$(CARGO) build --locked -p bootstrap -p payload-tools
 	$(CARGO) test --locked --workspace
 
-lint:
+lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --document-private-items
 
-demo: build
+demo: deps build
 	@bash demo/demo.sh
 
-bench: build
+bench: deps build
 	@python3 bench/run.py
 
 clean:
