@@ -75,7 +75,7 @@ pub struct PackArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Version of this build [default: 0.0.0].
-    #[arg(long = "version")]
+    #[arg(long = "version", value_name = "VERSION")]
     pub app_version: Option<String>,
     /// zstd compression level, 1 (fastest) to 19 (smallest) [default: 9].
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
