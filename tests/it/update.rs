@@ -444,11 +444,10 @@ fn redirects_are_followed() {
     p.assert_clean(false);
 }
 
-#[test]
-fn an_interrupted_download_resumes_with_range() {
-    let p = publish(&[]);
-    p.announce_11();
-    let cut = p.v11.len() / 2;
+/// The new build's first download is cut after `send` bytes (with an ETag,
+/// so it is resumable); later requests get the whole file, with or without
+/// `Range` support.
+fn interrupt_then_serve(p: &Published, send: usize, ranges: bool) {
     let etag = "\"v11\"".to_owned();
     p.server.route(
         &format!("/1.1/{NAME}.bin"),
@@ -456,15 +455,23 @@ fn an_interrupted_download_resumes_with_range() {
             Route::CutShort {
                 body: p.v11.clone(),
                 etag: Some(etag.clone()),
-                send: cut,
+                send,
             },
             Route::File {
                 body: p.v11.clone(),
                 etag: Some(etag),
-                ranges: true,
+                ranges,
             },
         ]),
     );
+}
+
+#[test]
+fn an_interrupted_download_resumes_with_range() {
+    let p = publish(&[]);
+    p.announce_11();
+    let cut = p.v11.len() / 2;
+    interrupt_then_serve(&p, cut, true);
     expect_failure(&p, "kept for resuming");
     p.assert_clean(true);
     let out = p.run(&["version"]);
@@ -489,22 +496,7 @@ fn an_interrupted_download_resumes_with_range() {
 fn a_server_without_range_support_restarts_the_download() {
     let p = publish(&[]);
     p.announce_11();
-    let etag = "\"v11\"".to_owned();
-    p.server.route(
-        &format!("/1.1/{NAME}.bin"),
-        Route::Sequence(vec![
-            Route::CutShort {
-                body: p.v11.clone(),
-                etag: Some(etag.clone()),
-                send: 1000,
-            },
-            Route::File {
-                body: p.v11.clone(),
-                etag: Some(etag),
-                ranges: false,
-            },
-        ]),
-    );
+    interrupt_then_serve(&p, 1000, false);
     expect_failure(&p, "kept for resuming");
     let out = p.run(&["version"]);
     let traces = update_traces(&out);
