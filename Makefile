@@ -9,7 +9,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint demo bench clean deps
+.PHONY: all build test lint demo bench soak clean deps
 
 all: build
 
@@ -39,3 +39,9 @@ bench: deps build
 clean:
 	$(CARGO) clean
 	rm -rf demo-work bench-work
+
+# The long fault-injection run: 50 random kills per scenario and the
+# 300-cycle soak. Seeds are printed; ONEFILE_FAULT_SEED replays one.
+soak: deps
+	$(CARGO) build --locked -p bootstrap -p payload-tools
+	ONEFILE_FAULT_TRIALS=50 $(CARGO) test --locked -p onefile-tests --test it -- faults:: --include-ignored --nocapture --test-threads 1

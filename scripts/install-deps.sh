@@ -10,9 +10,12 @@ command -v cc >/dev/null || need_apt+=(gcc)
 command -v make >/dev/null || need_apt+=(make)
 command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/bin/time ] || need_apt+=(time)
+command -v gzip >/dev/null || need_apt+=(gzip)
+# A real static server for the update tests (Range, ETag as users deploy).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "install these packages first: ${need_apt[*]}" >&2
     exit 1

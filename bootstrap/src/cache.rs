@@ -36,8 +36,9 @@ pub struct Prepared {
     /// The unpacked tree.
     pub dir: PathBuf,
     /// The shared "in use" lock; kept open (and inherited by an exec'd app)
-    /// so that no other launcher deletes the tree under the app.
-    pub in_use: File,
+    /// so that no other launcher deletes the tree under the app. `None` in
+    /// a read-only cache.
+    pub in_use: Option<File>,
 }
 
 /// The cache folder of one app.
@@ -69,10 +70,24 @@ impl Cache {
     pub fn prepare(&self, packed: &PackedFile) -> Result<Prepared, LaunchError> {
         let dir = self.build_dir();
         info!("Cache directory '{}'.", dir.display());
-        sys::create_private_dir_all(&self.app_dir).map_err(|e| cache_error(&self.app_dir, e))?;
-        let in_use = sys::lock_file(&self.app_dir.join(format!("{}.lock", self.build)), false)
-            .map_err(|e| cache_error(&self.app_dir, e))?;
         let entry = dir.join(&packed.metadata.entry);
+        let lock_path = self.app_dir.join(format!("{}.lock", self.build));
+        let locked = sys::create_private_dir_all(&self.app_dir)
+            .and_then(|()| sys::lock_file(&lock_path, false));
+        let in_use = match locked {
+            Ok(lock) => Some(lock),
+            // A read-only cache (a locked-down machine, a cache unpacked
+            // ahead of time) still runs what it holds; nothing can delete
+            // it under us there either.
+            Err(e) if fs::symlink_metadata(&entry).is_ok() => {
+                info!(
+                    "Cannot lock '{}' ({e}); using the cache read-only.",
+                    lock_path.display()
+                );
+                None
+            }
+            Err(e) => return Err(cache_error(&self.app_dir, e)),
+        };
         if fs::symlink_metadata(&entry).is_ok() {
             info!("Warm start: already unpacked.");
             return Ok(Prepared { dir, in_use });

@@ -81,7 +81,8 @@ fn try_launch() -> Result<Never, LaunchError> {
         entry.display(),
         started.elapsed().as_secs_f64() * 1e3
     );
-    let err = run::exec(cmd, &[&prepared.in_use]);
+    let inherit: Vec<&std::fs::File> = prepared.in_use.iter().collect();
+    let err = run::exec(cmd, &inherit);
     Err(cannot_execute(&entry, &prepared.dir, err))
 }
 

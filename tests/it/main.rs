@@ -2,6 +2,7 @@
 //! real processes, real files, and real HTTP servers on 127.0.0.1.
 
 mod craft;
+mod faults;
 mod hostile;
 mod launch;
 mod pack;

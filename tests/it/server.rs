@@ -34,6 +34,18 @@ pub enum Route {
         etag: Option<String>,
         send: usize,
     },
+    /// Like `CutShort`, but ends the connection with a reset (RST).
+    Reset { body: Vec<u8>, send: usize },
+    /// Sends `send` bytes of the announced body, then nothing, ever.
+    StallAfter { body: Vec<u8>, send: usize },
+    /// Sends the body `chunk` bytes at a time, `delay_ms` apart.
+    Drip {
+        body: Vec<u8>,
+        chunk: usize,
+        delay_ms: u64,
+    },
+    /// 200 with `Content-Encoding: gzip` (the body given is already gzipped).
+    Gzipped(Vec<u8>),
     /// Answers each request with the next route; the last one stays.
     Sequence(Vec<Route>),
 }
@@ -208,6 +220,58 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
                 None => respond(&mut stream, 200, &extra, &body),
             }
         }
+        Some(Route::Reset { body, send }) => {
+            write_head(&mut stream, 200, &[], body.len())?;
+            stream.write_all(&body[..send.min(body.len())])?;
+            // Linger 0: closing sends RST instead of FIN.
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&stream);
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt on an open socket with a valid option value.
+            unsafe {
+                libc::setsockopt(
+                    raw,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+            Ok(())
+        }
+        Some(Route::StallAfter { body, send }) => {
+            write_head(&mut stream, 200, &[], body.len())?;
+            stream.write_all(&body[..send.min(body.len())])?;
+            stream.flush()?;
+            while !inner.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        }
+        Some(Route::Drip {
+            body,
+            chunk,
+            delay_ms,
+        }) => {
+            write_head(&mut stream, 200, &[], body.len())?;
+            for piece in body.chunks(chunk.max(1)) {
+                if inner.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                stream.write_all(piece)?;
+                stream.flush()?;
+                std::thread::sleep(Duration::from_millis(delay_ms));
+            }
+            Ok(())
+        }
+        Some(Route::Gzipped(body)) => respond(
+            &mut stream,
+            200,
+            &[("Content-Encoding", "gzip".to_owned())],
+            &body,
+        ),
         Some(Route::Sequence(_)) => respond(&mut stream, 500, &[], b""),
     }
 }

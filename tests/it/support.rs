@@ -241,3 +241,56 @@ pub fn inspect(exe: &Path) -> serde_json::Value {
     assert!(out.status.success(), "inspect failed: {}", stderr(&out));
     serde_json::from_slice(&out.stdout).expect("inspect --json output is JSON")
 }
+
+/// Puts a small tmpfs holding a copy of `dir`'s files over `dir`, read-only
+/// when `read_only`. Returns false where mounting is not allowed.
+pub fn remount(dir: &Path, read_only: bool, size_kib: u64) -> bool {
+    let saved = dir.with_extension("saved");
+    let _ = fs::remove_dir_all(&saved);
+    if Command::new("cp")
+        .arg("-a")
+        .arg(dir)
+        .arg(&saved)
+        .status()
+        .is_err()
+    {
+        return false;
+    }
+    let mount = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let target = dir.to_str().expect("utf8");
+    if !mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        &format!("size={size_kib}k"),
+        "tmpfs",
+        target,
+    ]) {
+        return false;
+    }
+    let copied = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cp -a '{}'/. '{}'/",
+            saved.display(),
+            dir.display()
+        ))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !copied || (read_only && !mount(&["-o", "remount,ro", target])) {
+        let _ = Command::new("umount").arg(dir).status();
+        return false;
+    }
+    true
+}
+
+/// Undoes [`remount`].
+pub fn unmount(dir: &Path) {
+    let _ = Command::new("umount").arg(dir).status();
+}

@@ -11,27 +11,34 @@ use std::time::{Duration, Instant};
 use crate::server::{Route, Server};
 use crate::support::*;
 
-const NAME: &str = "AutoUpdatingTest";
+pub const NAME: &str = "AutoUpdatingTest";
 
 /// Two published builds of one app (1.0 and 1.1), served by `server`,
 /// and a user's copy of 1.0.
-struct Published {
-    s: Scratch,
-    server: Server,
-    exe: PathBuf,
-    v10: Vec<u8>,
-    v11: Vec<u8>,
-    toml10: Vec<u8>,
-    toml11: Vec<u8>,
+pub struct Published {
+    pub s: Scratch,
+    pub server: Server,
+    pub exe: PathBuf,
+    pub v10: Vec<u8>,
+    pub v11: Vec<u8>,
+    pub toml10: Vec<u8>,
+    pub toml11: Vec<u8>,
 }
 
-fn publish(extra: &[&str]) -> Published {
+pub fn publish(extra: &[&str]) -> Published {
+    publish_apps(extra, |_| {})
+}
+
+/// Like [`publish`], with `prepare` adding files to each version's app
+/// folder before it is packed.
+pub fn publish_apps(extra: &[&str], prepare: impl Fn(&Path)) -> Published {
     let s = Scratch::new();
     let server = Server::start();
     let spec = format!("http://127.0.0.1:{}/{{VERSION}}/update.toml", server.port);
     let mut built = Vec::new();
     for version in ["1.0", "1.1"] {
         let app = s.probe_app(&format!("app-{version}"), version);
+        prepare(&app);
         let out = s.path(&format!("site/{version}/{NAME}.bin"));
         let toml = s.path(&format!("site/{version}/update.toml"));
         let mut args = vec![
@@ -71,17 +78,17 @@ fn publish(extra: &[&str]) -> Published {
 
 impl Published {
     /// Publishes 1.1 where 1.0 looks for updates.
-    fn announce_11(&self) {
+    pub fn announce_11(&self) {
         self.server
             .route("/1.0/update.toml", Route::file(self.toml11.clone()));
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub fn run(&self, args: &[&str]) -> Output {
         self.s.run(&self.exe, args)
     }
 
     /// The version the user's executable runs now (updates off for this check).
-    fn version_now(&self) -> String {
+    pub fn version_now(&self) -> String {
         let out = self
             .s
             .command(&self.exe)
@@ -95,7 +102,7 @@ impl Published {
 
     /// The user's folder holds the executable and nothing else, or also a
     /// resumable partial download when `partial_ok`.
-    fn assert_clean(&self, partial_ok: bool) {
+    pub fn assert_clean(&self, partial_ok: bool) {
         let dir = self.exe.parent().expect("dir");
         for entry in fs::read_dir(dir).expect("list").flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -108,7 +115,7 @@ impl Published {
         }
     }
 
-    fn assert_still_10(&self) {
+    pub fn assert_still_10(&self) {
         assert_eq!(
             fs::read(&self.exe).expect("read"),
             self.v10,
@@ -198,7 +205,7 @@ fn updated_executable_keeps_its_permissions() {
 }
 
 /// Runs 1.0 against a faulty publication and checks the outcome.
-fn expect_failure(p: &Published, trace_part: &str) {
+pub fn expect_failure(p: &Published, trace_part: &str) {
     let started = Instant::now();
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n", "the app ran: {}", stderr(&out));
@@ -338,7 +345,7 @@ fn a_wrong_crc_is_discarded() {
     p.assert_clean(false);
 }
 
-fn announce_body(p: &Published, body: Vec<u8>) {
+pub fn announce_body(p: &Published, body: Vec<u8>) {
     let toml = format!(
         "url = \"{}\"\ncrc32 = {}\nsize = {}\nversion = \"1.1\"\n",
         p.server.url("/other.bin"),
@@ -549,13 +556,13 @@ fn a_read_only_folder_is_skipped() {
     let p = publish(&[]);
     p.announce_11();
     let dir = p.exe.parent().expect("dir").to_owned();
-    if !remount(&dir, true) {
+    if !remount(&dir, true, 64 << 10) {
         eprintln!("skipped: cannot mount a read-only filesystem here (needs root)");
         return;
     }
     let out = p.run(&["version"]);
     let ro_exe = fs::read(&p.exe).expect("read");
-    let _ = std::process::Command::new("umount").arg(&dir).status();
+    unmount(&dir);
     assert_eq!(stdout(&out), "1.0\n");
     assert!(
         update_traces(&out)
@@ -580,47 +587,6 @@ fn an_executable_of_another_user_is_not_replaced() {
     }
     expect_failure(&p, "belongs to user 65534");
     p.assert_clean(false);
-}
-
-/// Puts a small tmpfs holding a copy of `dir`'s files over `dir`, read-only
-/// when `read_only`. Returns false where mounting is not allowed.
-fn remount(dir: &Path, read_only: bool) -> bool {
-    let saved = dir.with_extension("saved");
-    let _ = fs::remove_dir_all(&saved);
-    if std::process::Command::new("cp")
-        .arg("-a")
-        .arg(dir)
-        .arg(&saved)
-        .status()
-        .is_err()
-    {
-        return false;
-    }
-    let mount = |args: &[&str]| {
-        std::process::Command::new("mount")
-            .args(args)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let target = dir.to_str().expect("utf8");
-    if !mount(&["-t", "tmpfs", "-o", "size=64m", "tmpfs", target]) {
-        return false;
-    }
-    let copied = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cp -a '{}'/. '{}'/",
-            saved.display(),
-            dir.display()
-        ))
-        .status()
-        .is_ok_and(|s| s.success());
-    if !copied || (read_only && !mount(&["-o", "remount,ro", target])) {
-        let _ = std::process::Command::new("umount").arg(dir).status();
-        return false;
-    }
-    true
 }
 
 #[test]

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use log::info;
 use payload_tools::manifest::UpdateManifest;
-use payload_tools::persist::write_atomically;
 use serde::{Deserialize, Serialize};
 use ureq::Agent;
 
@@ -139,14 +138,12 @@ impl Download {
             // Without a validator a resumed download could mix two files:
             // such a download restarts from zero instead.
             if info.etag.is_some() || info.last_modified.is_some() {
+                // Written in place, not through a temporary file: a kill
+                // mid-write leaves text that does not parse (or lacks a
+                // validator), and the next attempt simply starts over.
                 let text = toml::to_string(&info).unwrap_or_default();
-                write_atomically(&self.resume_info, text.as_bytes(), 0o600).map_err(|e| {
-                    UpdateError::Io {
-                        action: "write",
-                        path: self.resume_info.clone(),
-                        source: io::Error::other(e.to_string()),
-                    }
-                })?;
+                fs::write(&self.resume_info, text)
+                    .map_err(UpdateError::io("write", &self.resume_info))?;
             } else {
                 self.forget_resume_info();
             }
