@@ -180,11 +180,13 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     info!(target: UPDATE, "Downloaded to '{}'.", download.path().display());
 
     app.wait_for_exit();
+    // Complete and verified: nothing is left to resume. Forgotten before the
+    // rename, so that no step after the rename leaves a file behind.
+    download.forget_resume_info();
     let replaced = sys::replace_executable(download.path(), &build.exe);
     drop(file);
     match replaced {
         Ok(()) => {
-            download.forget_resume_info();
             info!(target: UPDATE, "Updated.");
             Ok(())
         }
