@@ -11,6 +11,7 @@ command -v make >/dev/null || need_apt+=(make)
 command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/bin/time ] || need_apt+=(time)
 command -v gzip >/dev/null || need_apt+=(gzip)
+command -v strace >/dev/null || need_apt+=(strace)
 # A real static server for the update tests (Range, ETag as users deploy).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 if ((${#need_apt[@]})); then

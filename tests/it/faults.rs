@@ -681,6 +681,7 @@ fn soak_launch_update_flip() {
             .route("/1.0/update.toml", Route::file(target.clone()));
         p.server
             .route("/1.1/update.toml", Route::file(target.clone()));
+        let before = fs::read(&p.exe).expect("read");
         let mut child =
             p.s.command(&p.exe)
                 .args(["exit", "0"])
@@ -696,7 +697,6 @@ fn soak_launch_update_flip() {
             assert!(child.wait().expect("wait").success(), "cycle {cycle}");
         }
         assert_is_one_of_the_builds(&p, cycle);
-        let before = fs::read(&p.exe).expect("read");
         let out = p.run(&["exit", "0"]);
         assert_eq!(
             out.status.code(),
@@ -725,4 +725,69 @@ fn soak_launch_update_flip() {
     // A last, clean launch settles any resumable partial download.
     let _ = p.run(&["exit", "0"]);
     p.assert_clean(false);
+}
+
+/// SIGKILL does not lose what the kernel has cached; power loss does. What
+/// can be checked without pulling the plug is the order of the calls that
+/// make data durable, so that is what this checks, with strace: the
+/// download is fsynced before it is renamed over the executable, the folder
+/// after; an unpacked build is synced (syncfs) before it is renamed into the
+/// cache.
+#[test]
+fn durability_order_of_an_update_and_an_unpack() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace is not installed (make deps installs it)");
+        return;
+    }
+    let p = publish(&[]);
+    p.announce_11();
+    let trace = p.s.path("strace.txt");
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(&p.exe)
+        .arg("exit")
+        .arg("0")
+        .env("ONEFILE_CACHE_DIR", p.s.cache())
+        .output()
+        .expect("strace");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(&p.exe).expect("read"),
+        p.v11,
+        "the update happened"
+    );
+    let calls: Vec<String> = fs::read_to_string(&trace)
+        .expect("trace")
+        .lines()
+        .map(|l| {
+            l.split_once(' ')
+                .map_or(l, |(_, call)| call)
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let position = |what: &dyn Fn(&str) -> bool| calls.iter().position(|c| what(c));
+    let unpacked =
+        position(&|c| c.starts_with("rename") && c.contains("/.tmp-1.0-")).expect("cache rename");
+    let synced_fs = position(&|c| c.starts_with("syncfs(")).expect("syncfs");
+    assert!(synced_fs < unpacked, "{calls:#?}");
+    let installed = position(&|c| c.starts_with("rename") && c.contains(".download\""))
+        .expect("install rename");
+    assert!(
+        calls[..installed].iter().any(|c| c.starts_with("fsync(")),
+        "the download is synced before the rename: {calls:#?}"
+    );
+    assert!(
+        calls[installed + 1..]
+            .iter()
+            .any(|c| c.starts_with("fsync(")),
+        "the folder is synced after the rename: {calls:#?}"
+    );
 }
