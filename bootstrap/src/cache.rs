@@ -72,8 +72,14 @@ impl Cache {
         info!("Cache directory '{}'.", dir.display());
         let entry = dir.join(&packed.metadata.entry);
         let lock_path = self.app_dir.join(format!("{}.lock", self.build));
-        let locked = sys::create_private_dir_all(&self.app_dir)
-            .and_then(|()| sys::lock_file(&lock_path, false));
+        let created = sys::create_private_dir_all(&self.app_dir);
+        if self.app_dir.exists() {
+            sys::check_private_dir(&self.app_dir).map_err(|reason| LaunchError::Cache {
+                path: self.app_dir.clone(),
+                reason,
+            })?;
+        }
+        let locked = created.and_then(|()| sys::lock_file(&lock_path, false));
         let in_use = match locked {
             Ok(lock) => Some(lock),
             // A read-only cache (a locked-down machine, a cache unpacked

@@ -26,6 +26,17 @@ pub struct UpdateManifest {
     /// Its version, as in its metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The minisign signature of the new executable (the whole `.minisig`
+    /// text); required by builds that carry public keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// The trusted comment a signature of a build carries, binding it to the
+/// app's name and version (so a signature cannot be replayed for another
+/// build or another app).
+pub fn trusted_comment(name: &str, version: &str) -> String {
+    format!("onefile app={name} version={version}")
 }
 
 impl UpdateManifest {
@@ -77,7 +88,8 @@ mod tests {
                 url: "http://x/a.bin".into(),
                 crc32: 123,
                 size: None,
-                version: None
+                version: None,
+                signature: None,
             })
         );
     }
@@ -99,6 +111,7 @@ mod tests {
             crc32: 0xdead_beef,
             size: Some(12),
             version: Some("1.1".into()),
+            signature: Some("untrusted comment: x\nAAAA\ntrusted comment: y\nBBBB\n".into()),
         };
         assert_eq!(UpdateManifest::parse(&m.to_toml()), Ok(m));
     }

@@ -40,8 +40,11 @@ impl From<FormatVersion> for u32 {
 }
 
 /// Format features a reader must understand to handle the file safely.
-/// This build understands none beyond the base format.
-pub const KNOWN_REQUIREMENTS: &[&str] = &[];
+pub const KNOWN_REQUIREMENTS: &[&str] = &[REQUIRES_SIGNED_UPDATES];
+
+/// Named in `requires` when the build carries public keys: a stub that did
+/// not know about signatures would otherwise install unsigned updates.
+pub const REQUIRES_SIGNED_UPDATES: &str = "signed-updates";
 
 /// The metadata block, field for field as in `docs/format.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +105,37 @@ pub struct UpdateSettings {
     /// that is still running, in milliseconds.
     #[serde(default = "default_exit_wait_ms")]
     pub exit_wait_ms: u64,
+    /// minisign public keys (base64 of the key line): when present, only a
+    /// build signed by one of them is installed. Two allow key rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<String>,
+    /// Accept a build whose version is not newer (channel switching).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_downgrade: bool,
+    /// Accept plain `http://` to hosts other than loopback.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_insecure_http: bool,
+    /// Largest download accepted when `update.toml` gives no `size`.
+    #[serde(
+        default = "default_max_download",
+        skip_serializing_if = "is_default_max_download"
+    )]
+    pub max_download_size: u64,
+}
+
+/// Default of [`UpdateSettings::max_download_size`]: 4 GiB.
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 4 << 30;
+
+fn default_max_download() -> u64 {
+    DEFAULT_MAX_DOWNLOAD
+}
+
+fn is_default_max_download(v: &u64) -> bool {
+    *v == DEFAULT_MAX_DOWNLOAD
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// Default of [`UpdateSettings::exit_wait_ms`].

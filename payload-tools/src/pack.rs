@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::frames::{FramePolicy, FrameWriter};
-use crate::metadata::{FormatVersion, Metadata, UpdateSettings, check_entry_path, check_safe_name};
+use crate::metadata::{
+    FormatVersion, Metadata, REQUIRES_SIGNED_UPDATES, UpdateSettings, check_entry_path,
+    check_safe_name,
+};
 use crate::packed::PackedFile;
 use crate::persist::{TempSibling, parent_dir};
 use crate::sys;
@@ -101,7 +104,10 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
 
     let metadata = Metadata {
         format_version: FormatVersion::V1,
-        requires: Vec::new(),
+        requires: match &opts.update {
+            Some(u) if !u.public_keys.is_empty() => vec![REQUIRES_SIGNED_UPDATES.to_owned()],
+            _ => Vec::new(),
+        },
         name: opts.name.clone(),
         version: opts.version.clone(),
         entry,

@@ -6,6 +6,7 @@ mod faults;
 mod hostile;
 mod launch;
 mod pack;
+mod security;
 mod server;
 mod support;
 mod update;

@@ -86,3 +86,27 @@ pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
 
 /// Nothing is left behind by a replacement on Unix.
 pub fn remove_replaced_leftover(_exe: &Path) {}
+
+/// A cache folder must be a real folder (not a link), owned by us and not
+/// writable by anyone else: whoever can write it can change the app we run.
+pub fn check_private_dir(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_dir() {
+        return Err("it is not a folder (a symlink?)".into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "it belongs to user {}, not to us ({me})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "other users may write to it (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}

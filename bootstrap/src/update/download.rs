@@ -11,17 +11,20 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use log::info;
 use payload_tools::manifest::UpdateManifest;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use ureq::Agent;
 
-use super::UpdateError;
+use super::{UpdateError, http};
 use crate::trace::UPDATE;
 
-/// Largest download accepted when `update.toml` gives no `size`.
-pub const MAX_DOWNLOAD_LEN: u64 = 4 << 30;
+/// A download that brings fewer bytes than this per window is abandoned
+/// (an average of 1 KiB/s over 30 s).
+const MIN_BYTES_PER_WINDOW: u64 = 30 * 1024;
+const SLOW_WINDOW: Duration = Duration::from_secs(30);
 
 /// A finished download, open for reading.
 #[derive(Debug)]
@@ -39,14 +42,61 @@ pub struct Download {
     resume_info: PathBuf,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Deserialize, PartialEq)]
 struct ResumeInfo {
     url: String,
     crc32: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     etag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     last_modified: Option<String>,
+}
+
+impl ResumeInfo {
+    /// Written by hand: the stub carries a TOML parser anyway, but a TOML
+    /// serialiser only for these four keys would cost more bytes than this.
+    fn to_toml(&self) -> String {
+        let mut out = format!("url = {}\ncrc32 = {}\n", toml_string(&self.url), self.crc32);
+        for (key, value) in [("etag", &self.etag), ("last_modified", &self.last_modified)] {
+            if let Some(value) = value {
+                out.push_str(&format!("{key} = {}\n", toml_string(value)));
+            }
+        }
+        out
+    }
+}
+
+/// A TOML basic string: quotes, backslashes and control characters escaped.
+fn toml_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_info_round_trips_through_toml() {
+        let info = ResumeInfo {
+            url: "https://h/a b?x=\"1\"&y=\\".into(),
+            crc32: 4_000_000_000,
+            etag: Some("W/\"tab\there\u{7f}\"".into()),
+            last_modified: None,
+        };
+        let parsed: ResumeInfo = toml::from_str(&info.to_toml()).expect("parses");
+        assert_eq!(parsed, info);
+    }
 }
 
 impl Download {
@@ -77,21 +127,25 @@ impl Download {
 
     /// Downloads `manifest.url`, resuming an earlier partial download of
     /// the same build where the server allows it.
-    pub fn fetch(&self, agent: &Agent, manifest: &UpdateManifest) -> Result<Fetched, UpdateError> {
+    pub fn fetch(
+        &self,
+        agent: &Agent,
+        manifest: &UpdateManifest,
+        policy: http::Policy,
+        max_len: u64,
+    ) -> Result<Fetched, UpdateError> {
         let url = manifest.url.as_str();
-        let cap = manifest.size.unwrap_or(MAX_DOWNLOAD_LEN);
+        let cap = manifest.size.unwrap_or(max_len);
         let resume = self.resumable(manifest);
-        let mut request = agent.get(url);
+        let range;
+        let mut headers = Vec::new();
         if let Some((have, validator)) = &resume {
             info!(target: UPDATE, "Resuming download at byte {have}.");
-            request = request
-                .header("Range", format!("bytes={have}-"))
-                .header("If-Range", validator.as_str());
+            range = format!("bytes={have}-");
+            headers.push(("Range", range.as_str()));
+            headers.push(("If-Range", validator.as_str()));
         }
-        let mut response = request.call().map_err(|e| UpdateError::Transport {
-            url: url.to_owned(),
-            reason: super::http::describe(&e),
-        })?;
+        let (mut response, _) = http::get(agent, url, policy, &headers, None)?;
         let status = response.status().as_u16();
         let start = match (status, &resume) {
             (206, Some((have, _))) if content_range_start(&response) == Some(*have) => *have,
@@ -141,7 +195,7 @@ impl Download {
                 // Written in place, not through a temporary file: a kill
                 // mid-write leaves text that does not parse (or lacks a
                 // validator), and the next attempt simply starts over.
-                let text = toml::to_string(&info).unwrap_or_default();
+                let text = info.to_toml();
                 fs::write(&self.resume_info, text)
                     .map_err(UpdateError::io("write", &self.resume_info))?;
             } else {
@@ -156,7 +210,23 @@ impl Download {
             .limit(cap.saturating_sub(start).saturating_add(1))
             .reader();
         let mut buf = vec![0u8; 256 * 1024];
+        let mut window = (Instant::now(), len);
         loop {
+            // Slow retrieval: a server that keeps a trickle going never
+            // trips the read timeout, so the rate is checked too.
+            if window.0.elapsed() >= SLOW_WINDOW {
+                if len - window.1 < MIN_BYTES_PER_WINDOW {
+                    return Err(UpdateError::Download {
+                        url: url.to_owned(),
+                        reason: format!(
+                            "slower than {} bytes in {} s after {len} bytes (kept for resuming)",
+                            MIN_BYTES_PER_WINDOW,
+                            SLOW_WINDOW.as_secs()
+                        ),
+                    });
+                }
+                window = (Instant::now(), len);
+            }
             let n = match body.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,

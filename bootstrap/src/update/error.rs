@@ -9,6 +9,26 @@ pub enum UpdateError {
     #[error("Cannot fetch '{url}': {reason}.")]
     Transport { url: String, reason: String },
 
+    #[error("Refusing '{url}': {reason}.")]
+    Insecure { url: String, reason: &'static str },
+
+    #[error(
+        "Download of '{url}' is not signed; this build installs only signed updates; discarded."
+    )]
+    Unsigned { url: String },
+
+    #[error("Download of '{url}' has a bad signature ({reason}); discarded.")]
+    BadSignature { url: String, reason: String },
+
+    #[error(
+        "Download of '{url}' is version '{found}', not newer than the running '{running}'; discarded."
+    )]
+    NotNewer {
+        url: String,
+        found: String,
+        running: String,
+    },
+
     #[error("Cannot fetch '{url}': HTTP status {status}.")]
     Status { url: String, status: u16 },
 
@@ -18,7 +38,7 @@ pub enum UpdateError {
     #[error("Download of '{url}' failed: {reason}.")]
     Download { url: String, reason: String },
 
-    #[error("Download of '{url}' is {actual} bytes, update info says {expected}; discarded.")]
+    #[error("Download of '{url}' is {actual} bytes, {expected} expected; discarded.")]
     Size {
         url: String,
         expected: u64,

@@ -1,11 +1,18 @@
 //! HTTP for the updater: one agent with bounded timeouts, the system's
-//! trust store for HTTPS, proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`,
-//! a few redirects at most; and the fetch of `update.toml`, capped in size.
+//! trust store for HTTPS, proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`;
+//! redirects followed here, a few at most, each hop checked against the
+//! transport policy; and the fetch of `update.toml`, capped in size.
+//!
+//! The policy: `https://` always; plain `http://` only to this machine
+//! (127.0.0.0/8, `::1`, `localhost`) unless the build opted in with
+//! `--allow-insecure-http`; never a redirect from `https` to `http`.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use payload_tools::manifest::{MAX_MANIFEST_LEN, UpdateManifest};
 use ureq::Agent;
+use ureq::http::{Response, Uri};
 use ureq::tls::{RootCerts, TlsConfig};
 
 use super::UpdateError;
@@ -19,11 +26,19 @@ const MANIFEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Redirects followed at most.
 const MAX_REDIRECTS: u32 = 5;
 
+/// Which URLs the updater may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub allow_insecure_http: bool,
+}
+
 pub fn agent() -> Agent {
     Agent::config_builder()
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_per_read(Some(READ_TIMEOUT))
-        .max_redirects(MAX_REDIRECTS)
+        // Redirects are followed by `get`, which checks every hop.
+        .max_redirects(0)
+        .max_redirects_will_error(false)
         .http_status_as_error(false)
         .user_agent(concat!("onefile/", env!("CARGO_PKG_VERSION")))
         .tls_config(
@@ -35,23 +50,118 @@ pub fn agent() -> Agent {
         .into()
 }
 
-/// Fetches and parses `update.toml`.
-pub fn fetch_manifest(agent: &Agent, url: &str) -> Result<UpdateManifest, UpdateError> {
-    let transport = |e: ureq::Error| UpdateError::Transport {
+/// GETs `url` with `headers`, following redirects that the policy allows.
+/// Returns the final response and its URL.
+pub fn get(
+    agent: &Agent,
+    url: &str,
+    policy: Policy,
+    headers: &[(&str, &str)],
+    timeout: Option<Duration>,
+) -> Result<(Response<ureq::Body>, String), UpdateError> {
+    let mut current = url.to_owned();
+    let mut was_https = false;
+    for _ in 0..=MAX_REDIRECTS {
+        let uri: Uri = current.parse().map_err(|_| UpdateError::Transport {
+            url: current.clone(),
+            reason: "not a valid URL".into(),
+        })?;
+        check_hop(was_https, &uri, &current, policy)?;
+        was_https = uri.scheme_str() == Some("https");
+        let mut request = agent.get(&current);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
+            .config()
+            .timeout_global(timeout)
+            .build()
+            .call()
+            .map_err(|e| UpdateError::Transport {
+                url: current.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match (status, location) {
+            (301 | 302 | 303 | 307 | 308, Some(location)) => {
+                current = resolve(&uri, &location);
+            }
+            _ => return Ok((response, current)),
+        }
+    }
+    Err(UpdateError::Transport {
         url: url.to_owned(),
-        reason: e.to_string(),
-    };
-    let mut response = agent
-        .get(url)
-        .config()
-        .timeout_global(Some(MANIFEST_TIMEOUT))
-        .build()
-        .call()
-        .map_err(transport)?;
+        reason: format!("more than {MAX_REDIRECTS} redirects"),
+    })
+}
+
+/// Whether the updater may request `uri`, arriving from an https URL when
+/// `was_https`.
+fn check_hop(was_https: bool, uri: &Uri, url: &str, policy: Policy) -> Result<(), UpdateError> {
+    if was_https && uri.scheme_str() != Some("https") {
+        return Err(UpdateError::Insecure {
+            url: url.to_owned(),
+            reason: "a redirect from https to http is refused",
+        });
+    }
+    check_allowed(uri, url, policy)
+}
+
+fn check_allowed(uri: &Uri, url: &str, policy: Policy) -> Result<(), UpdateError> {
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if policy.allow_insecure_http || uri.host().is_some_and(is_loopback) => Ok(()),
+        Some("http") => Err(UpdateError::Insecure {
+            url: url.to_owned(),
+            reason: "plain http is only used to this machine unless the build allows it (pack --allow-insecure-http)",
+        }),
+        _ => Err(UpdateError::Insecure {
+            url: url.to_owned(),
+            reason: "only https (and http to this machine) are used",
+        }),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The absolute URL a `Location` header points to, relative to `base`.
+fn resolve(base: &Uri, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let scheme = base.scheme_str().unwrap_or("https");
+    let authority = base.authority().map_or("", |a| a.as_str());
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = base.path();
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    format!("{scheme}://{authority}{dir}{location}")
+}
+
+/// Fetches and parses `update.toml`.
+pub fn fetch_manifest(
+    agent: &Agent,
+    url: &str,
+    policy: Policy,
+) -> Result<UpdateManifest, UpdateError> {
+    let (mut response, final_url) = get(agent, url, policy, &[], Some(MANIFEST_TIMEOUT))?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(UpdateError::Status {
-            url: url.to_owned(),
+            url: final_url,
             status,
         });
     }
@@ -65,7 +175,10 @@ pub fn fetch_manifest(agent: &Agent, url: &str) -> Result<UpdateManifest, Update
                 url: url.to_owned(),
                 reason: format!("larger than {MAX_MANIFEST_LEN} bytes"),
             },
-            other => transport(other),
+            other => UpdateError::Transport {
+                url: url.to_owned(),
+                reason: other.to_string(),
+            },
         })?;
     UpdateManifest::parse(&text).map_err(|reason| UpdateError::Manifest {
         url: url.to_owned(),
@@ -73,7 +186,50 @@ pub fn fetch_manifest(agent: &Agent, url: &str) -> Result<UpdateManifest, Update
     })
 }
 
-/// One line for a transport error.
-pub fn describe(e: &ureq::Error) -> String {
-    e.to_string()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["127.0.0.1", "127.1.2.3", "[::1]", "localhost", "LOCALHOST"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["10.0.0.1", "example.org", "localhost.example.org", "[::2]"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn transport_policy() {
+        let strict = Policy {
+            allow_insecure_http: false,
+        };
+        let lax = Policy {
+            allow_insecure_http: true,
+        };
+        let ok = |was_https, url: &str, policy| {
+            let uri: Uri = url.parse().expect("uri");
+            check_hop(was_https, &uri, url, policy).is_ok()
+        };
+        assert!(ok(false, "https://example.org/u.toml", strict));
+        assert!(ok(false, "http://127.0.0.1:8/u.toml", strict));
+        assert!(ok(false, "http://[::1]:8/u.toml", strict));
+        assert!(!ok(false, "http://example.org/u.toml", strict));
+        assert!(ok(false, "http://example.org/u.toml", lax));
+        assert!(!ok(false, "ftp://example.org/u.toml", lax));
+        // https -> http is refused even to loopback, even when allowed.
+        assert!(!ok(true, "http://127.0.0.1:8/x", strict));
+        assert!(!ok(true, "http://example.org/x", lax));
+        assert!(ok(true, "https://mirror.example.org/x", strict));
+    }
+
+    #[test]
+    fn relative_redirects() {
+        let base: Uri = "https://h:8/a/b/update.toml".parse().expect("uri");
+        assert_eq!(resolve(&base, "/x"), "https://h:8/x");
+        assert_eq!(resolve(&base, "c.toml"), "https://h:8/a/b/c.toml");
+        assert_eq!(resolve(&base, "//other/y"), "https://other/y");
+        assert_eq!(resolve(&base, "http://z/"), "http://z/");
+    }
 }

@@ -18,6 +18,7 @@
 mod download;
 mod error;
 mod http;
+mod minisig;
 mod verify;
 
 use std::fs::File;
@@ -131,7 +132,10 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let info_url = expand_url_spec(&build.settings.url_spec, &build.name, &build.version);
     info!(target: UPDATE, "Expanded info URL to '{info_url}'.");
     let agent = http::agent();
-    let manifest = http::fetch_manifest(&agent, &info_url)?;
+    let policy = http::Policy {
+        allow_insecure_http: build.settings.allow_insecure_http,
+    };
+    let manifest = http::fetch_manifest(&agent, &info_url, policy)?;
 
     let own = File::open(&build.exe).map_err(UpdateError::io("cannot open", &build.exe))?;
     if is_same_build(&build.exe, manifest.size, manifest.crc32)? {
@@ -140,6 +144,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         return Ok(());
     }
     if let Some(announced) = &manifest.version
+        && !build.settings.allow_downgrade
         && !is_newer(announced, &build.version)
     {
         info!(
@@ -168,7 +173,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         reason,
     })?;
 
-    let fetched = download.fetch(&agent, &manifest)?;
+    let fetched = download.fetch(&agent, &manifest, policy, build.settings.max_download_size)?;
     let checked = verify::check(&fetched, &manifest, build);
     let file = match checked {
         Ok(file) => file,

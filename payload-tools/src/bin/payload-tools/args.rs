@@ -23,7 +23,7 @@ pub enum Command {
     /// Pack an app (a folder or a single program) into one executable.
     ///
     /// Example: payload-tools pack dist/myapp/ --entry bin/myapp --name myapp --version 1.0 -o myapp.bin
-    Pack(PackArgs),
+    Pack(Box<PackArgs>),
     /// Show what a packed executable contains.
     Inspect {
         /// The packed executable.
@@ -53,6 +53,28 @@ pub enum Command {
         #[arg(long)]
         url: String,
         /// Where to write update.toml (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Also sign the executable with this minisign secret key and put the
+        /// signature into update.toml.
+        #[arg(long, value_name = "NAME.key")]
+        key: Option<PathBuf>,
+    },
+    /// Create a signing key pair: NAME.key (secret, keep it in your CI's
+    /// secrets) and NAME.pub (public, give it to `pack --public-key`).
+    Keygen {
+        /// Base name of the two files.
+        #[arg(short, long, value_name = "NAME")]
+        output: PathBuf,
+    },
+    /// Sign a packed executable: writes EXE.minisig (checkable with `minisign -V`).
+    Sign {
+        /// The packed executable.
+        exe: PathBuf,
+        /// The minisign secret key.
+        #[arg(long, value_name = "NAME.key")]
+        key: PathBuf,
+        /// Where to write the signature [default: EXE.minisig].
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
@@ -100,6 +122,24 @@ pub struct PackArgs {
     /// Seconds the launcher may wait, after the app exits, for an update download to finish [default: 5].
     #[arg(long)]
     pub update_exit_wait: Option<f64>,
+    /// Install only updates signed by this minisign public key (NAME.pub);
+    /// give it twice to roll keys over. Without it, updates are checked for
+    /// corruption only, not authenticated.
+    #[arg(long = "public-key", value_name = "NAME.pub")]
+    pub public_keys: Vec<PathBuf>,
+    /// Sign this build with this minisign secret key: the signature goes into
+    /// the --auto-update-toml-file.
+    #[arg(long, value_name = "NAME.key")]
+    pub key: Option<PathBuf>,
+    /// Let updates install a build whose version is not newer (channel switching).
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Let updates use plain http:// to hosts other than this machine.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// Largest update download accepted when update.toml gives no size, in bytes [default: 4 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_download_size: Option<u64>,
 }
 
 /// `onefile.toml`: the same settings as the flags.
@@ -118,6 +158,14 @@ pub struct ConfigFile {
     pub auto_update_toml_file: Option<PathBuf>,
     pub download_url: Option<String>,
     pub update_exit_wait: Option<f64>,
+    #[serde(default)]
+    pub public_keys: Vec<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_downgrade: bool,
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    pub max_download_size: Option<u64>,
 }
 
 impl ConfigFile {
@@ -133,9 +181,11 @@ impl ConfigFile {
             &mut config.output,
             &mut config.stub,
             &mut config.auto_update_toml_file,
+            &mut config.key,
         ]
         .into_iter()
         .flatten()
+        .chain(config.public_keys.iter_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -160,6 +210,13 @@ impl PackArgs {
         self.auto_update_toml_file = self.auto_update_toml_file.or(config.auto_update_toml_file);
         self.download_url = self.download_url.or(config.download_url);
         self.update_exit_wait = self.update_exit_wait.or(config.update_exit_wait);
+        if self.public_keys.is_empty() {
+            self.public_keys = config.public_keys;
+        }
+        self.key = self.key.or(config.key);
+        self.allow_downgrade |= config.allow_downgrade;
+        self.allow_insecure_http |= config.allow_insecure_http;
+        self.max_download_size = self.max_download_size.or(config.max_download_size);
         self
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use payload_tools::extract::{Sink, extract};
 use payload_tools::manifest::{UpdateManifest, default_download_url};
-use payload_tools::metadata::{DEFAULT_EXIT_WAIT_MS, UpdateSettings};
+use payload_tools::metadata::{DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
 use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::file_crc32;
@@ -14,6 +14,7 @@ use payload_tools::{PackedFile, persist};
 use crate::Failure;
 use crate::args::{ConfigFile, PackArgs};
 use crate::progress::Bar;
+use crate::signing;
 
 pub fn pack(args: PackArgs) -> Result<(), Failure> {
     let args = match &args.config {
@@ -58,10 +59,37 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         Some(secs) => (secs * 1000.0).round() as u64,
         None => DEFAULT_EXIT_WAIT_MS,
     };
+    let public_keys = args
+        .public_keys
+        .iter()
+        .map(|p| signing::load_public_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if public_keys.len() > 2 {
+        return Err(
+            "give at most two --public-key (the current key and the next one)"
+                .to_owned()
+                .into(),
+        );
+    }
+    let secret_key = args
+        .key
+        .as_deref()
+        .map(signing::load_secret_key)
+        .transpose()?;
     let update = args.update_url_spec.clone().map(|url_spec| UpdateSettings {
         url_spec,
         exit_wait_ms,
+        public_keys: public_keys.clone(),
+        allow_downgrade: args.allow_downgrade,
+        allow_insecure_http: args.allow_insecure_http,
+        max_download_size: args.max_download_size.unwrap_or(DEFAULT_MAX_DOWNLOAD),
     });
+    if update.is_none() && !public_keys.is_empty() {
+        return Err(Failure {
+            message: "--public-key only matters for builds that update themselves".into(),
+            hint: Some("add --update-url-spec".into()),
+        });
+    }
     if args.auto_update_toml_file.is_some() && update.is_none() && args.download_url.is_none() {
         return Err(Failure {
             message: "--auto-update-toml-file needs to know the download URL".into(),
@@ -88,6 +116,11 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         .map_err(|e| format!("cannot create '{}': {e}", out_dir.display()))?;
     let report = payload_tools::pack::pack(&opts, &mut Bar::new())?;
     let m = &report.metadata;
+    if m.update.as_ref().is_some_and(|u| u.public_keys.is_empty()) {
+        eprintln!(
+            "payload-tools: warning: updates of this build are checked for corruption only, not authenticated: anyone who can answer its update URL can replace it; add --public-key"
+        );
+    }
     eprintln!(
         "packed {} {} ({} entries, {} bytes) into '{}': {} bytes, {} frame(s)",
         m.name,
@@ -108,11 +141,16 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             (None, Some(spec)) => default_download_url(spec, &m.name, &m.version, file_name),
             (None, None) => unreachable!("checked above"),
         };
+        let signature = secret_key
+            .as_ref()
+            .map(|key| signing::sign_file(&output, key, &m.name, &m.version))
+            .transpose()?;
         let manifest = UpdateManifest {
             url,
             crc32: report.file_crc32,
             size: Some(report.file_len),
             version: Some(m.version.clone()),
+            signature,
         };
         write_manifest(&manifest, Some(&toml_path))?;
     }
@@ -166,6 +204,10 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             "update": m.update.as_ref().map(|u| serde_json::json!({
                 "url_spec": u.url_spec,
                 "exit_wait_ms": u.exit_wait_ms,
+                "public_keys": u.public_keys,
+                "allow_downgrade": u.allow_downgrade,
+                "allow_insecure_http": u.allow_insecure_http,
+                "max_download_size": u.max_download_size,
             })),
         });
         println!("{value:#}");
@@ -193,10 +235,18 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
         m.unpacked_size, m.entry_count
     );
     match &m.update {
-        Some(u) => println!(
-            "updates         from {} (waits up to {} ms after exit)",
-            u.url_spec, u.exit_wait_ms
-        ),
+        Some(u) => {
+            println!(
+                "updates         from {} (waits up to {} ms after exit)",
+                u.url_spec, u.exit_wait_ms
+            );
+            if u.public_keys.is_empty() {
+                println!("signatures      none: updates are not authenticated");
+            }
+            for key in &u.public_keys {
+                println!("signed by       {key}");
+            }
+        }
         None => println!("updates         off"),
     }
     Ok(())
@@ -255,16 +305,57 @@ pub fn unpack(exe: &Path, output: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn update_toml(exe: &Path, url: &str, output: Option<&Path>) -> Result<(), Failure> {
+pub fn update_toml(
+    exe: &Path,
+    url: &str,
+    output: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<(), Failure> {
     let packed = open_packed(exe)?;
     let (len, crc) = file_crc32(&packed.file, exe)?;
+    let m = &packed.metadata;
+    let signature = match key {
+        Some(key) => Some(signing::sign_file(
+            exe,
+            &signing::load_secret_key(key)?,
+            &m.name,
+            &m.version,
+        )?),
+        None => None,
+    };
     let manifest = UpdateManifest {
         url: url.to_owned(),
         crc32: crc,
         size: Some(len),
-        version: Some(packed.metadata.version.clone()),
+        version: Some(m.version.clone()),
+        signature,
     };
     write_manifest(&manifest, output)
+}
+
+pub fn keygen(base: &Path) -> Result<(), Failure> {
+    let (secret, public) = signing::keygen(base)?;
+    eprintln!(
+        "wrote '{}' (secret: keep it out of the repository) and '{}' (public: pack --public-key)",
+        secret.display(),
+        public.display()
+    );
+    Ok(())
+}
+
+pub fn sign(exe: &Path, key: &Path, output: Option<&Path>) -> Result<(), Failure> {
+    let packed = open_packed(exe)?;
+    let m = &packed.metadata;
+    let signature = signing::sign_file(exe, &signing::load_secret_key(key)?, &m.name, &m.version)?;
+    let default_out = {
+        let mut name = exe.as_os_str().to_owned();
+        name.push(".minisig");
+        PathBuf::from(name)
+    };
+    let out = output.unwrap_or(&default_out);
+    write_atomically(out, signature.as_bytes(), 0o644)?;
+    eprintln!("wrote '{}'", out.display());
+    Ok(())
 }
 
 fn write_manifest(manifest: &UpdateManifest, output: Option<&Path>) -> Result<(), Failure> {

@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 mod progress;
+mod signing;
 
 use std::process::ExitCode;
 
@@ -53,13 +54,18 @@ impl From<String> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Pack(args) => commands::pack(args),
+        Command::Pack(args) => commands::pack(*args),
         Command::Inspect { exe, json } => commands::inspect(&exe, json),
         Command::Verify { exe } => commands::verify(&exe),
         Command::Unpack { exe, output } => commands::unpack(&exe, &output),
-        Command::UpdateToml { exe, url, output } => {
-            commands::update_toml(&exe, &url, output.as_deref())
-        }
+        Command::UpdateToml {
+            exe,
+            url,
+            output,
+            key,
+        } => commands::update_toml(&exe, &url, output.as_deref(), key.as_deref()),
+        Command::Keygen { output } => commands::keygen(&output),
+        Command::Sign { exe, key, output } => commands::sign(&exe, &key, output.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

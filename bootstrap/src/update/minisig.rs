@@ -1,0 +1,152 @@
+//! Checking minisign signatures (the format of the `minisign` tool) with the
+//! primitives the stub already carries for TLS: Ed25519 from `ring`, plus
+//! BLAKE2b for minisign's pre-hashed signatures. A separate minisign crate
+//! would bring a second Ed25519 implementation into every packed file.
+//!
+//! Formats (minisign's own):
+//! - public key: base64 of `"Ed"`, an 8-byte key id, the 32-byte key;
+//! - signature file: an untrusted comment line; base64 of the algorithm
+//!   (`"ED"`: the BLAKE2b-512 hash of the file is signed; `"Ed"`: legacy, the
+//!   file itself), the key id and the 64-byte signature; a
+//!   `trusted comment: ` line; base64 of the 64-byte global signature over
+//!   the signature followed by the trusted comment.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use blake2::{Blake2b512, Digest};
+use ring::signature::{ED25519, UnparsedPublicKey};
+
+/// A decoded minisign public key.
+#[derive(Debug)]
+pub struct PublicKey {
+    key_id: [u8; 8],
+    key: [u8; 32],
+}
+
+/// A decoded minisign signature.
+#[derive(Debug)]
+pub struct Signature {
+    prehashed: bool,
+    key_id: [u8; 8],
+    signature: [u8; 64],
+    trusted_comment: String,
+    global_signature: [u8; 64],
+}
+
+impl PublicKey {
+    /// From the base64 key line.
+    pub fn from_base64(line: &str) -> Result<PublicKey, String> {
+        let bytes = STANDARD
+            .decode(line.trim())
+            .map_err(|e| format!("bad public key: {e}"))?;
+        if bytes.len() != 42 || &bytes[..2] != b"Ed" {
+            return Err("not a minisign Ed25519 public key".into());
+        }
+        let mut key_id = [0u8; 8];
+        key_id.copy_from_slice(&bytes[2..10]);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&bytes[10..]);
+        Ok(PublicKey { key_id, key })
+    }
+
+    /// Starts checking `signature` against this key; the signed bytes are
+    /// fed to the returned checker.
+    pub fn checker<'a>(&'a self, signature: &'a Signature) -> Result<Checker<'a>, String> {
+        if self.key_id != signature.key_id {
+            return Err("signed by another key".into());
+        }
+        if !signature.prehashed {
+            return Err("legacy (not pre-hashed) signatures are not accepted".into());
+        }
+        Ok(Checker {
+            key: self,
+            signature,
+            hash: Blake2b512::new(),
+        })
+    }
+
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ED25519, &self.key)
+            .verify(message, signature)
+            .is_ok()
+    }
+}
+
+impl Signature {
+    /// Parses the text of a `.minisig` file.
+    pub fn decode(text: &str) -> Result<Signature, String> {
+        let mut lines = text.lines().map(str::trim_end);
+        let _untrusted = lines.next().ok_or("empty signature")?;
+        let sig = STANDARD
+            .decode(lines.next().ok_or("no signature line")?.trim())
+            .map_err(|e| format!("bad signature line: {e}"))?;
+        let trusted_comment = lines
+            .next()
+            .and_then(|l| l.strip_prefix("trusted comment: "))
+            .ok_or("no trusted comment")?
+            .to_owned();
+        let global = STANDARD
+            .decode(lines.next().ok_or("no global signature")?.trim())
+            .map_err(|e| format!("bad global signature: {e}"))?;
+        if sig.len() != 74 || global.len() != 64 {
+            return Err("signature of the wrong length".into());
+        }
+        let prehashed = match &sig[..2] {
+            b"ED" => true,
+            b"Ed" => false,
+            _ => return Err("unknown signature algorithm".into()),
+        };
+        let mut key_id = [0u8; 8];
+        key_id.copy_from_slice(&sig[2..10]);
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(&sig[10..]);
+        let mut global_signature = [0u8; 64];
+        global_signature.copy_from_slice(&global);
+        Ok(Signature {
+            prehashed,
+            key_id,
+            signature,
+            trusted_comment,
+            global_signature,
+        })
+    }
+
+    pub fn trusted_comment(&self) -> &str {
+        &self.trusted_comment
+    }
+}
+
+/// Hashes the signed bytes as they are read, then checks both signatures.
+pub struct Checker<'a> {
+    key: &'a PublicKey,
+    signature: &'a Signature,
+    hash: Blake2b512,
+}
+
+impl std::fmt::Debug for Checker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Checker")
+    }
+}
+
+impl Checker<'_> {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hash.update(bytes);
+    }
+
+    /// Whether the file's signature and the trusted comment's (global)
+    /// signature both hold.
+    pub fn finish(self) -> Result<(), String> {
+        let digest = self.hash.finalize();
+        if !self.key.verify(&digest, &self.signature.signature) {
+            return Err("the signature does not match the file".into());
+        }
+        let mut global = Vec::with_capacity(64 + self.signature.trusted_comment.len());
+        global.extend_from_slice(&self.signature.signature);
+        global.extend_from_slice(self.signature.trusted_comment.as_bytes());
+        if !self.key.verify(&global, &self.signature.global_signature) {
+            return Err("the trusted comment's signature does not match".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! Keys and signatures in minisign's own formats, so the stock `minisign`
+//! tool interoperates: `keygen` writes `NAME.key` / `NAME.pub` as
+//! `minisign -G -W` does, signatures are `.minisig` text that
+//! `minisign -V` checks, and keys made by `minisign -G -W` load here.
+//!
+//! The secret key is not encrypted: it is meant to live in a CI secret
+//! store, which protects it better than a password typed by a script.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use minisign::{KeyPair, PublicKeyBox, SecretKey, SecretKeyBox};
+use payload_tools::manifest::trusted_comment;
+
+use crate::Failure;
+
+/// Writes a new key pair to `NAME.key` and `NAME.pub`; never overwrites.
+pub fn keygen(base: &Path) -> Result<(PathBuf, PathBuf), Failure> {
+    let secret_path = with_suffix(base, "key");
+    let public_path = with_suffix(base, "pub");
+    for path in [&secret_path, &public_path] {
+        if path.exists() {
+            return Err(Failure {
+                message: format!("'{}' exists already", path.display()),
+                hint: Some(
+                    "keys are never overwritten: choose another name, or delete it first".into(),
+                ),
+            });
+        }
+    }
+    let pair = KeyPair::generate_unencrypted_keypair()
+        .map_err(|e| format!("cannot generate keys: {e}"))?;
+    let public = pair
+        .pk
+        .to_box()
+        .map_err(|e| format!("cannot encode the public key: {e}"))?
+        .into_string();
+    let secret = pair
+        .sk
+        .to_box(None)
+        .map_err(|e| format!("cannot encode the secret key: {e}"))?
+        .into_string();
+    payload_tools::persist::write_atomically(&secret_path, secret.as_bytes(), 0o600)?;
+    payload_tools::persist::write_atomically(&public_path, public.as_bytes(), 0o644)?;
+    Ok((secret_path, public_path))
+}
+
+fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The base64 key line of a minisign public key file.
+pub fn load_public_key(path: &Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read public key '{}': {e}", path.display()))?;
+    let key = PublicKeyBox::from_string(&text)
+        .and_then(|b| b.into_public_key())
+        .map_err(|e| format!("'{}' is not a minisign public key: {e}", path.display()))?;
+    Ok(key.to_base64())
+}
+
+/// Loads an unencrypted minisign secret key.
+pub fn load_secret_key(path: &Path) -> Result<SecretKey, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret key '{}': {e}", path.display()))?;
+    let boxed = SecretKeyBox::from_string(&text)
+        .map_err(|e| format!("'{}' is not a minisign secret key: {e}", path.display()))?;
+    let unusable = |e: &dyn std::fmt::Display| Failure {
+        message: format!("cannot use secret key '{}': {e}", path.display()),
+        hint: Some("use an unencrypted key: `payload-tools keygen`, or `minisign -G -W`".into()),
+    };
+    match boxed.into_unencrypted_secret_key() {
+        Ok(key) => Ok(key),
+        // The minisign crate computes the checksum of unencrypted keys
+        // differently from minisign 0.11 (`minisign -G -W`), and refuses them
+        // as corrupted: read such a key directly, then prove it works.
+        Err(first) => {
+            let key = raw_unencrypted_key(&text).ok_or_else(|| unusable(&first))?;
+            prove_key_works(&key).map_err(|e| unusable(&e))?;
+            Ok(key)
+        }
+    }
+}
+
+fn raw_unencrypted_key(text: &str) -> Option<SecretKey> {
+    use ct_codecs::{Base64, Decoder};
+    let line = text.lines().nth(1)?.trim();
+    let bytes = Base64::decode_to_vec(line, None).ok()?;
+    // Bytes 2..4 are the key-derivation algorithm: zero when unencrypted.
+    if bytes.get(2..4)? != [0, 0] {
+        return None;
+    }
+    SecretKey::from_bytes(&bytes).ok()
+}
+
+/// Signs and verifies a probe message: a damaged key fails here, not later.
+fn prove_key_works(key: &SecretKey) -> Result<(), String> {
+    let public = minisign::PublicKey::from_secret_key(key).map_err(|e| e.to_string())?;
+    let probe: &[u8] = b"onefile key check";
+    let signature =
+        minisign::sign(Some(&public), key, probe, None, None).map_err(|e| e.to_string())?;
+    minisign::verify(
+        &public,
+        &signature,
+        std::io::Cursor::new(probe),
+        true,
+        false,
+        false,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Signs the file at `path` (a build of `name` `version`): the `.minisig`
+/// text, whose trusted comment binds the signature to that app and version.
+pub fn sign_file(
+    path: &Path,
+    key: &SecretKey,
+    name: &str,
+    version: &str,
+) -> Result<String, Failure> {
+    let file = File::open(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
+    let comment = trusted_comment(name, version);
+    let signature = minisign::sign(
+        None,
+        key,
+        file,
+        Some(&comment),
+        Some("signature from payload-tools"),
+    )
+    .map_err(|e| format!("cannot sign '{}': {e}", path.display()))?;
+    Ok(signature.into_string())
+}
