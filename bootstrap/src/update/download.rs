@@ -82,23 +82,6 @@ fn toml_string(value: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resume_info_round_trips_through_toml() {
-        let info = ResumeInfo {
-            url: "https://h/a b?x=\"1\"&y=\\".into(),
-            crc32: 4_000_000_000,
-            etag: Some("W/\"tab\there\u{7f}\"".into()),
-            last_modified: None,
-        };
-        let parsed: ResumeInfo = toml::from_str(&info.to_toml()).expect("parses");
-        assert_eq!(parsed, info);
-    }
-}
-
 impl Download {
     pub fn beside(exe: &Path) -> Download {
         let name = exe
@@ -337,4 +320,21 @@ fn content_range_start(response: &ureq::http::Response<ureq::Body>) -> Option<u6
     let value = response.headers().get("content-range")?.to_str().ok()?;
     let range = value.trim().strip_prefix("bytes")?.trim_start();
     range.split('-').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_info_round_trips_through_toml() {
+        let info = ResumeInfo {
+            url: "https://h/a b?x=\"1\"&y=\\".into(),
+            crc32: 4_000_000_000,
+            etag: Some("W/\"tab\there\u{7f}\"".into()),
+            last_modified: None,
+        };
+        let parsed: ResumeInfo = toml::from_str(&info.to_toml()).expect("parses");
+        assert_eq!(parsed, info);
+    }
 }
