@@ -1,0 +1,139 @@
+//! Property tests: for arbitrary trees, pack → open → unpack gives the tree
+//! back (files, contents, exec bits, folders, inner symlinks); for arbitrary
+//! field values, trailers and metadata survive encode → decode.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use payload_tools::extract::{Sink, extract};
+use payload_tools::metadata::{Frame, FormatVersion, Metadata};
+use payload_tools::pack::{NoProgress, PackOptions, pack};
+use payload_tools::{PackedFile, Trailer};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Node {
+    File(Vec<u8>, bool),
+    Dir(BTreeMap<String, Node>),
+}
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-z0-9_.-]{1,10}".prop_filter("not . or ..", |n| n != "." && n != ".." && !n.starts_with('-'))
+}
+
+fn tree() -> impl Strategy<Value = BTreeMap<String, Node>> {
+    let leaf = (proptest::collection::vec(any::<u8>(), 0..3000), any::<bool>())
+        .prop_map(|(data, exec)| Node::File(data, exec));
+    let node = leaf.prop_recursive(3, 40, 6, |inner| {
+        proptest::collection::btree_map(name(), inner, 0..6).prop_map(Node::Dir)
+    });
+    proptest::collection::btree_map(name(), node, 1..8)
+}
+
+fn write(root: &Path, nodes: &BTreeMap<String, Node>) {
+    for (name, node) in nodes {
+        let path = root.join(name);
+        match node {
+            Node::File(data, exec) => {
+                fs::write(&path, data).expect("write");
+                let mode = if *exec { 0o755 } else { 0o644 };
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            }
+            Node::Dir(children) => {
+                fs::create_dir(&path).expect("mkdir");
+                write(&path, children);
+            }
+        }
+    }
+}
+
+fn picture(root: &Path, rel: &str, out: &mut Vec<String>) {
+    let mut entries: Vec<_> = fs::read_dir(root).expect("list").flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = format!("{rel}{}", e.file_name().to_string_lossy());
+        let meta = fs::symlink_metadata(e.path()).expect("stat");
+        if meta.file_type().is_symlink() {
+            out.push(format!("{name} -> {}", fs::read_link(e.path()).expect("link").display()));
+        } else if meta.is_dir() {
+            out.push(format!("{name}/"));
+            picture(&e.path(), &format!("{name}/"), out);
+        } else {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            out.push(format!("{name} {} {exec}", crc32fast::hash(&fs::read(e.path()).expect("read"))));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn pack_then_unpack_gives_the_tree_back(nodes in tree(), link in any::<bool>(), level in 1i32..6) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("in");
+        fs::create_dir(&input).expect("mkdir");
+        write(&input, &nodes);
+        fs::write(input.join("entry"), b"#!/bin/sh\n").expect("entry");
+        if link {
+            std::os::unix::fs::symlink("entry", input.join("entry-link")).expect("symlink");
+        }
+        let stub = dir.path().join("stub");
+        fs::write(&stub, b"not really a program").expect("stub");
+        let output = dir.path().join("out.bin");
+        let report = pack(
+            &PackOptions {
+                input: input.clone(),
+                output: output.clone(),
+                stub,
+                entry: Some("entry".into()),
+                name: "prop".into(),
+                version: "1".into(),
+                level,
+                threads: 2,
+                update: None,
+            },
+            &mut NoProgress,
+        ).expect("pack");
+        let packed = PackedFile::open(&output).expect("open").expect("packed");
+        prop_assert_eq!(&packed.metadata, &report.metadata);
+        let unpacked = dir.path().join("unpacked");
+        fs::create_dir(&unpacked).expect("mkdir");
+        extract(&packed, Sink::Disk(&unpacked), 2).expect("extract");
+        // The entry gets an exec bit from pack: compare with that applied.
+        fs::set_permissions(input.join("entry"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        picture(&input, "", &mut want);
+        picture(&unpacked, "", &mut got);
+        prop_assert_eq!(want, got);
+    }
+
+    #[test]
+    fn trailers_round_trip(
+        payload_offset in any::<u64>(), payload_len in any::<u64>(), metadata_offset in any::<u64>(),
+        metadata_len in any::<u64>(), payload_crc32 in any::<u32>(), metadata_crc32 in any::<u32>(),
+    ) {
+        let t = Trailer { payload_offset, payload_len, metadata_offset, metadata_len, payload_crc32, metadata_crc32 };
+        prop_assert_eq!(Trailer::from_bytes(&t.to_bytes()), Ok(t));
+    }
+
+    #[test]
+    fn metadata_round_trips(
+        name in "[a-zA-Z0-9][a-zA-Z0-9._+-]{0,30}", version in "[0-9][a-zA-Z0-9._+-]{0,20}",
+        entry in "[a-z]{1,8}(/[a-z0-9_.]{1,8}){0,3}",
+        frames in proptest::collection::vec((0u64..1 << 40, 0u64..1 << 40), 1..20),
+        unpacked_size in 0u64..1 << 50,
+    ) {
+        let m = Metadata {
+            format_version: FormatVersion::V1,
+            requires: vec![],
+            name, version, entry, unpacked_size,
+            entry_count: frames.len() as u64,
+            frames: frames.into_iter().map(|(c, t)| Frame { compressed_len: c, tar_len: t }).collect(),
+            update: None,
+        };
+        prop_assert_eq!(Metadata::parse(&m.to_toml(), Path::new("x")).ok(), Some(m));
+    }
+}
