@@ -9,7 +9,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint demo bench soak clean deps
+.PHONY: all build test lint demo bench soak fuzz clean deps
 
 all: build
 
@@ -45,3 +45,8 @@ clean:
 soak: deps
 	$(CARGO) build --locked -p bootstrap -p payload-tools
 	ONEFILE_FAULT_TRIALS=50 $(CARGO) test --locked -p onefile-tests --test it -- faults:: --include-ignored --nocapture --test-threads 1
+
+# Fuzz the trailer/metadata parser, update.toml and payload extraction,
+# FUZZ_SECONDS each (default 600), in parallel.
+fuzz:
+	bash scripts/fuzz.sh

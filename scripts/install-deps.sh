@@ -12,6 +12,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/bin/time ] || need_apt+=(time)
 command -v gzip >/dev/null || need_apt+=(gzip)
 command -v strace >/dev/null || need_apt+=(strace)
+# Stock minisign, to prove our keys and signatures interoperate.
+command -v minisign >/dev/null || need_apt+=(minisign)
 # A real static server for the update tests (Range, ETag as users deploy).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 if ((${#need_apt[@]})); then
