@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The end-to-end demo behind `make demo`: Nuitka's automatic-updates demo,
-# with our tools. Packs version 1.0 and 1.1 of a small app, serves them on
+# with our tools, and signed updates. Packs version 1.0 and 1.1 of a small app, serves them on
 # loopback, runs 1.0, publishes 1.1, runs again (it updates itself), and
 # runs once more (now 1.1). Traces are on, so every step shows.
 set -euo pipefail
@@ -18,12 +18,16 @@ python3 -m http.server --bind 127.0.0.1 --directory "$work/auto-update-test" "$p
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 
+# A signing key: builds install only updates signed with it.
+"$tools" keygen -o "$work/release"
+
 for version in 1.0 1.1; do
   printf '#!/bin/sh\nsleep 0.5\necho "This is version %s"\n' "$version" >"$work/app/run.sh"
   chmod +x "$work/app/run.sh"
   "$tools" pack "$work/app" --entry run.sh --name AutoUpdatingTest --version "$version" \
     --update-url-spec "http://127.0.0.1:$port/{VERSION}/update.toml" \
     --auto-update-toml-file "$work/auto-update-test/$version/update.toml" \
+    --public-key "$work/release.pub" --key "$work/release.key" \
     -o "$work/auto-update-test/$version/AutoUpdatingTest.bin"
 done
 
