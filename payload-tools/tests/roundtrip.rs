@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use payload_tools::extract::{Sink, extract};
-use payload_tools::metadata::{Frame, FormatVersion, Metadata};
+use payload_tools::metadata::{FormatVersion, Frame, Metadata};
 use payload_tools::pack::{NoProgress, PackOptions, pack};
 use payload_tools::{PackedFile, Trailer};
 use proptest::prelude::*;
@@ -20,11 +20,16 @@ enum Node {
 }
 
 fn name() -> impl Strategy<Value = String> {
-    "[a-z0-9_.-]{1,10}".prop_filter("not . or ..", |n| n != "." && n != ".." && !n.starts_with('-'))
+    "[a-z0-9_.-]{1,10}".prop_filter("not . or ..", |n| {
+        n != "." && n != ".." && !n.starts_with('-')
+    })
 }
 
 fn tree() -> impl Strategy<Value = BTreeMap<String, Node>> {
-    let leaf = (proptest::collection::vec(any::<u8>(), 0..3000), any::<bool>())
+    let leaf = (
+        proptest::collection::vec(any::<u8>(), 0..3000),
+        any::<bool>(),
+    )
         .prop_map(|(data, exec)| Node::File(data, exec));
     let node = leaf.prop_recursive(3, 40, 6, |inner| {
         proptest::collection::btree_map(name(), inner, 0..6).prop_map(Node::Dir)
@@ -56,13 +61,19 @@ fn picture(root: &Path, rel: &str, out: &mut Vec<String>) {
         let name = format!("{rel}{}", e.file_name().to_string_lossy());
         let meta = fs::symlink_metadata(e.path()).expect("stat");
         if meta.file_type().is_symlink() {
-            out.push(format!("{name} -> {}", fs::read_link(e.path()).expect("link").display()));
+            out.push(format!(
+                "{name} -> {}",
+                fs::read_link(e.path()).expect("link").display()
+            ));
         } else if meta.is_dir() {
             out.push(format!("{name}/"));
             picture(&e.path(), &format!("{name}/"), out);
         } else {
             let exec = meta.permissions().mode() & 0o111 != 0;
-            out.push(format!("{name} {} {exec}", crc32fast::hash(&fs::read(e.path()).expect("read"))));
+            out.push(format!(
+                "{name} {} {exec}",
+                crc32fast::hash(&fs::read(e.path()).expect("read"))
+            ));
         }
     }
 }
@@ -122,7 +133,7 @@ proptest! {
     #[test]
     fn metadata_round_trips(
         name in "[a-zA-Z0-9][a-zA-Z0-9._+-]{0,30}", version in "[0-9][a-zA-Z0-9._+-]{0,20}",
-        entry in "[a-z]{1,8}(/[a-z0-9_.]{1,8}){0,3}",
+        entry in "[a-z]{1,8}(/[a-z0-9_][a-z0-9_.]{0,7}){0,3}",
         frames in proptest::collection::vec((0u64..1 << 40, 0u64..1 << 40), 1..20),
         unpacked_size in 0u64..1 << 50,
     ) {
