@@ -74,6 +74,11 @@ impl Cache {
         let lock_path = self.app_dir.join(format!("{}.lock", self.build));
         let created = sys::create_private_dir_all(&self.app_dir);
         if self.app_dir.exists() {
+            let root = self.app_dir.parent().unwrap_or(&self.app_dir);
+            sys::check_cache_root(root).map_err(|reason| LaunchError::Cache {
+                path: root.to_owned(),
+                reason,
+            })?;
             sys::check_private_dir(&self.app_dir).map_err(|reason| LaunchError::Cache {
                 path: self.app_dir.clone(),
                 reason,

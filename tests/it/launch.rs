@@ -485,7 +485,7 @@ fn noexec_cache_mount_is_explained() {
     let mnt = s.path("noexec");
     fs::create_dir_all(&mnt).expect("mkdir");
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "noexec,size=64m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "noexec,size=64m,mode=0700", "tmpfs"])
         .arg(&mnt)
         .stderr(Stdio::null())
         .status()

@@ -345,3 +345,27 @@ fn a_cache_folder_others_can_write_is_refused() {
     );
     assert_eq!(stdout(&out), "");
 }
+
+#[test]
+fn a_cache_root_every_user_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let exe = s.path("a.bin");
+    pack(&app, &exe, &[]);
+    let root = s.path("shared");
+    fs::create_dir_all(&root).expect("mkdir");
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let out = s
+        .command(&exe)
+        .env("ONEFILE_CACHE_DIR", &root)
+        .args(["print", "must not run"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(123), "{}", stderr(&out));
+    assert!(
+        messages(&out)[0].contains("every user may write"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -87,6 +87,29 @@ pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
 /// Nothing is left behind by a replacement on Unix.
 pub fn remove_replaced_leftover(_exe: &Path) {}
 
+/// The cache root must be ours and not writable by every user. Group write
+/// is tolerated here: with a umask of 002 (user-private groups) `~/.cache`
+/// is group-writable by a group of one. The app folders inside, which we
+/// create 0700, are held to [`check_private_dir`].
+pub fn check_cache_root(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "it belongs to user {}, not to us ({me})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Err(format!(
+            "every user may write to it (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// A cache folder must be a real folder (not a link), owned by us and not
 /// writable by anyone else: whoever can write it can change the app we run.
 pub fn check_private_dir(dir: &Path) -> Result<(), String> {

@@ -73,3 +73,8 @@ pub fn remove_replaced_leftover(exe: &Path) {
 pub fn check_private_dir(_dir: &Path) -> Result<(), String> {
     Ok(())
 }
+
+/// ACLs are not inspected on Windows.
+pub fn check_cache_root(_dir: &Path) -> Result<(), String> {
+    Ok(())
+}
