@@ -225,7 +225,6 @@ fn kill_during_update() {
 
 #[test]
 fn file_size_limit_during_download() {
-    use std::os::unix::process::CommandExt;
     let p = publish(&[]);
     p.announce_11();
     assert!(
@@ -238,18 +237,7 @@ fn file_size_limit_during_download() {
     );
     let mut cmd = p.s.command(&p.exe);
     cmd.arg("version");
-    // SAFETY: setrlimit and signal in the child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 1 << 20,
-                rlim_max: 1 << 20,
-            };
-            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
+    limit_file_size(&mut cmd, 1 << 20);
     let out = cmd.output().expect("run");
     assert_eq!(stdout(&out), "1.0\n");
     assert!(

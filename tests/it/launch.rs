@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -456,18 +456,7 @@ fn file_size_limit_during_unpacking_is_a_full_disk() {
     pack(&app, &exe, &[]);
     let mut cmd = s.command(&exe);
     cmd.args(["print", "must not run"]);
-    // SAFETY: setrlimit and signal in the child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 1 << 20,
-                rlim_max: 1 << 20,
-            };
-            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
+    limit_file_size(&mut cmd, 1 << 20);
     let out = cmd.output().expect("run");
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
     let msgs = messages(&out);

@@ -294,3 +294,23 @@ pub fn remount(dir: &Path, read_only: bool, size_kib: u64) -> bool {
 pub fn unmount(dir: &Path) {
     let _ = Command::new("umount").arg(dir).status();
 }
+
+/// Limits the files `cmd` may write to `bytes` (`RLIMIT_FSIZE`), with
+/// SIGXFSZ ignored so that a write past it fails with EFBIG: a full disk
+/// that needs no mount.
+pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit and signal are async-signal-safe; they run in the
+    // child between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+}
