@@ -9,7 +9,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint demo bench soak fuzz clean deps
+.PHONY: all build test lint demo bench bench-peers soak fuzz clean deps
 
 all: build
 
@@ -35,6 +35,10 @@ demo: deps build
 
 bench: deps build
 	@python3 bench/run.py
+
+# Against PyInstaller (installed from PyPI into a venv under bench-work/).
+bench-peers: deps build
+	@python3 bench/peers.py
 
 clean:
 	$(CARGO) clean
