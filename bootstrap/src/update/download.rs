@@ -251,8 +251,7 @@ impl Download {
             crc.update(&buf[..n]);
             len += n as u64;
         }
-        file.sync_all()
-            .map_err(UpdateError::io("flush", &self.data))?;
+        // Synced by the caller, alongside the verification.
         Ok(Fetched {
             file,
             len,

@@ -174,7 +174,20 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     })?;
 
     let fetched = download.fetch(&agent, &manifest, policy, build.settings.max_download_size)?;
-    let checked = verify::check(&fetched, &manifest, build);
+    // The disk writes the download out while the CPU checks it: the two
+    // costs overlap, and both must succeed before anything is replaced.
+    let (synced, checked) = std::thread::scope(|scope| {
+        let sync = scope.spawn(|| fetched.file.sync_all());
+        let checked = verify::check(&fetched, &manifest, build);
+        let synced = sync
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread failed")));
+        (synced, checked)
+    });
+    if let Err(e) = synced {
+        download.discard();
+        return Err(UpdateError::io("flush", download.path())(e));
+    }
     let file = match checked {
         Ok(file) => file,
         Err(e) => {
