@@ -141,6 +141,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             (None, Some(spec)) => default_download_url(spec, &m.name, &m.version, file_name),
             (None, None) => unreachable!("checked above"),
         };
+        warn_if_unsigned(m, secret_key.is_some());
         let signature = secret_key
             .as_ref()
             .map(|key| signing::sign_file(&output, key, &m.name, &m.version))
@@ -312,6 +313,7 @@ pub fn update_toml(
     key: Option<&Path>,
 ) -> Result<(), Failure> {
     let packed = open_packed(exe)?;
+    warn_if_unsigned(&packed.metadata, key.is_some());
     let (len, crc) = file_crc32(&packed.file, exe)?;
     let m = &packed.metadata;
     let signature = match key {
@@ -376,4 +378,19 @@ fn write_manifest(manifest: &UpdateManifest, output: Option<&Path>) -> Result<()
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A manifest without a signature for a build that trusts keys is one its
+/// users will refuse: say so while it can still be fixed.
+fn warn_if_unsigned(metadata: &payload_tools::Metadata, signed: bool) {
+    let keyed = metadata
+        .update
+        .as_ref()
+        .is_some_and(|u| !u.public_keys.is_empty());
+    if keyed && !signed {
+        eprintln!(
+            "payload-tools: warning: '{}' trusts public keys but this update.toml carries no signature: its users will refuse it; add --key",
+            metadata.name
+        );
+    }
 }
