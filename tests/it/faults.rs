@@ -105,13 +105,7 @@ fn kill_during_cold_unpacking() {
     let (mut interrupted, mut finished_or_not_started) = (0, 0);
     for trial in 0..trials(6) {
         let _ = fs::remove_dir_all(s.cache());
-        let mut child = s
-            .command(&exe)
-            .args(["print", "ok"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = s.spawn_quiet(&exe, ["print", "ok"]);
         std::thread::sleep(Duration::from_micros(rng.below(cold_us * 12 / 10)));
         kill9(&mut child);
         assert_cache_trustworthy(&s.cache(), "probeapp", &app);
@@ -177,13 +171,7 @@ fn kill_during_update() {
     let mut outcomes = [0; 3];
     for trial in 0..trials(8) {
         write_file(&p.exe, &p.v10, true);
-        let mut child =
-            p.s.command(&p.exe)
-                .args(["exit", "0"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
+        let mut child = p.s.spawn_quiet(&p.exe, ["exit", "0"]);
         std::thread::sleep(Duration::from_micros(rng.below(update_us * 12 / 10)));
         kill9(&mut child);
         assert_is_one_of_the_builds(&p, trial);
@@ -671,13 +659,7 @@ fn soak_launch_update_flip() {
         p.server
             .route("/1.1/update.toml", Route::file(target.clone()));
         let before = fs::read(&p.exe).expect("read");
-        let mut child =
-            p.s.command(&p.exe)
-                .args(["exit", "0"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
+        let mut child = p.s.spawn_quiet(&p.exe, ["exit", "0"]);
         if rng.below(3) == 0 {
             std::thread::sleep(Duration::from_micros(rng.below(150_000)));
             kill9(&mut child);

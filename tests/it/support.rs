@@ -86,6 +86,17 @@ impl Scratch {
             .expect("run packed executable")
     }
 
+    /// Starts a packed executable with its output discarded (for tests that
+    /// kill it).
+    pub fn spawn_quiet<const N: usize>(&self, exe: &Path, args: [&str; N]) -> std::process::Child {
+        self.command(exe)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    }
+
     /// A command for a packed executable with this scratch's cache and
     /// traces on.
     pub fn command(&self, exe: &Path) -> Command {
