@@ -386,11 +386,7 @@ fn server_faults() {
     );
     let _ = p.run(&["version"]);
     let out = p.run(&["version"]);
-    assert!(
-        update_traces(&out).contains(&"Updated.".to_owned()),
-        "{}",
-        stderr(&out)
-    );
+    assert_updated(&out);
     assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
 }
 
@@ -473,11 +469,7 @@ fn sixteen_cold_instances_while_an_update_is_published() {
     assert!(verify.status.success(), "{}", stderr(&verify));
     if updated == 0 {
         let out = p.run(&["version"]);
-        assert!(
-            update_traces(&out).contains(&"Updated.".to_owned()),
-            "{}",
-            stderr(&out)
-        );
+        assert_updated(&out);
     }
     assert_eq!(p.version_now(), "1.1");
     p.assert_clean(false);
@@ -579,11 +571,7 @@ fn update_and_resume_against_nginx() {
     // resume information with nginx's own ETag.
     write_file(&exe, &builds[0], true);
     let first = s.run(&exe, ["version"]);
-    assert!(
-        update_traces(&first).contains(&"Updated.".to_owned()),
-        "{}",
-        stderr(&first)
-    );
+    assert_updated(&first);
     assert_eq!(fs::read(&exe).expect("read"), builds[1]);
     write_file(&exe, &builds[0], true);
     let resume_info = fs::read_dir(exe.parent().expect("dir"))

@@ -77,11 +77,7 @@ fn a_signed_update_installs() {
     assert!(String::from_utf8_lossy(&p.toml11).contains("signature"));
     p.announce_11();
     let out = p.run(&["version"]);
-    assert!(
-        update_traces(&out).contains(&"Updated.".to_owned()),
-        "{}",
-        stderr(&out)
-    );
+    assert_updated(&out);
     assert_eq!(p.version_now(), "1.1");
 }
 
@@ -185,11 +181,7 @@ fn downgrades_install_only_when_the_build_allows_them() {
     pack(&old_app, &old, &["--name", NAME, "--version", "0.9"]);
     announce(&p, &fs::read(&old).expect("read"), None);
     let out = p.run(&["version"]);
-    assert!(
-        update_traces(&out).contains(&"Updated.".to_owned()),
-        "{}",
-        stderr(&out)
-    );
+    assert_updated(&out);
 }
 
 #[test]

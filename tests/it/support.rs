@@ -163,6 +163,15 @@ pub fn messages(out: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that this run installed an update, showing its stderr if not.
+pub fn assert_updated(out: &Output) {
+    assert!(
+        update_traces(out).iter().any(|t| t == "Updated."),
+        "no update installed:\n{}",
+        stderr(out)
+    );
+}
+
 /// The `AUTO UPDATE: ` traces, prefix removed.
 pub fn update_traces(out: &Output) -> Vec<String> {
     stderr(out)

@@ -193,11 +193,7 @@ fn updated_executable_keeps_its_permissions() {
     fs::set_permissions(&p.exe, fs::Permissions::from_mode(0o750)).expect("chmod");
     p.announce_11();
     let out = p.run(&["version"]);
-    assert!(
-        update_traces(&out).contains(&"Updated.".to_owned()),
-        "{}",
-        stderr(&out)
-    );
+    assert_updated(&out);
     assert_eq!(
         fs::metadata(&p.exe).expect("stat").permissions().mode() & 0o777,
         0o750
@@ -432,11 +428,7 @@ fn redirects_are_followed() {
         Route::Redirect(p.server.url(&format!("/1.1/{NAME}.bin"))),
     );
     let out = p.run(&["version"]);
-    assert!(
-        update_traces(&out).contains(&"Updated.".to_owned()),
-        "{}",
-        stderr(&out)
-    );
+    assert_updated(&out);
     let paths: Vec<String> = p.server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
