@@ -61,11 +61,13 @@ fn try_launch() -> Result<Never, LaunchError> {
             app.id(),
             started.elapsed().as_secs_f64() * 1e3
         );
+        let (name, version) = (meta.name.clone(), meta.version.clone());
         let sidecar = update::start(update::RunningBuild {
             exe: exe.clone(),
-            name: meta.name.clone(),
-            version: meta.version.clone(),
+            name,
+            version,
             settings: settings.clone(),
+            packed,
         });
         cache.remove_unused_versions();
         let exit = app.wait().map_err(LaunchError::Wait)?;

@@ -21,8 +21,7 @@ mod http;
 mod minisig;
 mod verify;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -39,12 +38,15 @@ use download::Download;
 pub use error::UpdateError;
 
 /// What the sidecar needs to know about the running build.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunningBuild {
     pub exe: PathBuf,
     pub name: String,
     pub version: String,
     pub settings: UpdateSettings,
+    /// The running executable as the launcher opened it: the sidecar reads
+    /// its CRC-32 and locks it without opening and parsing it again.
+    pub packed: PackedFile,
 }
 
 /// Whether the user turned updates off for this run.
@@ -137,8 +139,8 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     };
     let manifest = http::fetch_manifest(&agent, &info_url, policy)?;
 
-    let own = File::open(&build.exe).map_err(UpdateError::io("cannot open", &build.exe))?;
-    if is_same_build(&build.exe, manifest.size, manifest.crc32)? {
+    let own = &build.packed.file;
+    if is_same_build(&build.packed, manifest.size, manifest.crc32)? {
         info!(target: UPDATE, "CRC32 {} matches already.", manifest.url);
         download.discard();
         return Ok(());
@@ -165,7 +167,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             return Err(UpdateError::io("cannot lock", &build.exe)(e));
         }
     }
-    if !sys::is_same_file(&own, &build.exe).unwrap_or(false) {
+    if !sys::is_same_file(own, &build.exe).unwrap_or(false) {
         return Err(UpdateError::AlreadyReplaced);
     }
     sys::check_replaceable(&build.exe).map_err(|reason| UpdateError::NotReplaceable {
@@ -222,12 +224,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
 /// at once; otherwise the CRC-32 is assembled from the stub, metadata and
 /// trailer and the payload CRC-32 the trailer records, never by reading
 /// the whole (possibly large) file at every launch.
-fn is_same_build(exe: &Path, size: Option<u64>, crc32: u32) -> Result<bool, UpdateError> {
-    let packed = match PackedFile::open(exe) {
-        Ok(Some(packed)) => packed,
-        Ok(None) => return Ok(false),
-        Err(e) => return Err(UpdateError::Format(e)),
-    };
+fn is_same_build(packed: &PackedFile, size: Option<u64>, crc32: u32) -> Result<bool, UpdateError> {
     if size.is_some_and(|size| size != packed.len) {
         return Ok(false);
     }
