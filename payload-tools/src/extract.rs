@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::metadata::Frame;
 use crate::packed::PackedFile;
 use crate::paths::{check_member_path, check_symlink_target};
-use crate::rangeio::RangeReader;
+use crate::rangeio::{Arrival, RangeReader};
 use crate::sys;
 
 /// Largest zstd window accepted (2^24 = 16 MiB). `pack` levels up to 19
@@ -57,6 +57,26 @@ pub struct ExtractReport {
 
 /// Extracts (or, with [`Sink::Discard`], checks) the whole payload.
 pub fn extract(packed: &PackedFile, sink: Sink<'_>, threads: usize) -> Result<ExtractReport> {
+    run(packed, sink, threads, None)
+}
+
+/// Like [`extract`] with [`Sink::Discard`], while `packed` is still being
+/// downloaded: frames are checked as their bytes arrive, so the check ends
+/// soon after the download does.
+pub fn check_arriving(
+    packed: &PackedFile,
+    threads: usize,
+    arrival: &dyn Arrival,
+) -> Result<ExtractReport> {
+    run(packed, Sink::Discard, threads, Some(arrival))
+}
+
+fn run(
+    packed: &PackedFile,
+    sink: Sink<'_>,
+    threads: usize,
+    arrival: Option<&dyn Arrival>,
+) -> Result<ExtractReport> {
     let frames = &packed.metadata.frames;
     let mut offsets = Vec::with_capacity(frames.len());
     let mut at = packed.trailer.payload_offset;
@@ -68,6 +88,7 @@ pub fn extract(packed: &PackedFile, sink: Sink<'_>, threads: usize) -> Result<Ex
     let job = Job {
         packed,
         sink,
+        arrival,
         offsets,
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
@@ -124,6 +145,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Job<'a> {
     packed: &'a PackedFile,
     sink: Sink<'a>,
+    arrival: Option<&'a dyn Arrival>,
     offsets: Vec<u64>,
     next: AtomicUsize,
     failed: AtomicBool,
@@ -161,8 +183,11 @@ impl Job<'_> {
         made_dirs: &mut HashSet<PathBuf>,
     ) -> Result<crc32fast::Hasher> {
         let frame: Frame = self.packed.metadata.frames[index];
-        let mut range =
-            RangeReader::new(&self.packed.file, self.offsets[index], frame.compressed_len);
+        let (file, start, len) = (&self.packed.file, self.offsets[index], frame.compressed_len);
+        let mut range = match self.arrival {
+            Some(arrival) => RangeReader::following(file, start, len, arrival),
+            None => RangeReader::new(file, start, len),
+        };
         let bad_frame = |what: String| self.payload_error(format!("frame {index}: {what}"));
         let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
             128 * 1024,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::rangeio::read_exact_at;
-use crate::trailer::Trailer;
+use crate::trailer::{TRAILER_LEN, Trailer};
 
 /// An open packed executable with its checked trailer and metadata.
 #[derive(Debug)]
@@ -39,6 +39,56 @@ impl PackedFile {
             return Ok(None);
         };
         let metadata = read_metadata(&file, &trailer, path)?;
+        PackedFile::from_parts(file, path, len, trailer, metadata).map(Some)
+    }
+
+    /// The trailer and metadata of a file of `file_len` bytes, from `tail`,
+    /// its last bytes: the updater fetches them ahead of the build, to
+    /// check the build before downloading it and its payload while it
+    /// downloads. `Ok(None)`: not a packed file.
+    pub fn read_tail(
+        path: &Path,
+        file_len: u64,
+        tail: &[u8],
+    ) -> Result<Option<(Trailer, Metadata)>> {
+        let tail_start = file_len.checked_sub(tail.len() as u64);
+        let block = tail
+            .len()
+            .checked_sub(TRAILER_LEN)
+            .and_then(|at| <&[u8; TRAILER_LEN]>::try_from(&tail[at..]).ok());
+        let (Some(tail_start), Some(block)) = (tail_start, block) else {
+            return Err(Error::Truncated {
+                path: path.into(),
+                what: "the end of the file is shorter than a trailer".into(),
+            });
+        };
+        let Some(trailer) = Trailer::from_end_of(block, file_len, path)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = trailer
+            .metadata_offset
+            .checked_sub(tail_start)
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| tail.get(at..tail.len() - TRAILER_LEN))
+        else {
+            return Err(Error::Truncated {
+                path: path.into(),
+                what: "the end of the file fetched does not hold the metadata".into(),
+            });
+        };
+        let metadata = parse_metadata(bytes, &trailer, path)?;
+        Ok(Some((trailer, metadata)))
+    }
+
+    /// A packed file from its parts, `file` being `len` bytes long (or
+    /// growing to that length): the frame index must cover the payload.
+    pub fn from_parts(
+        file: File,
+        path: &Path,
+        len: u64,
+        trailer: Trailer,
+        metadata: Metadata,
+    ) -> Result<PackedFile> {
         if metadata.frames_compressed_len() != trailer.payload_len {
             return Err(Error::Metadata {
                 path: path.into(),
@@ -49,13 +99,13 @@ impl PackedFile {
                 ),
             });
         }
-        Ok(Some(PackedFile {
+        Ok(PackedFile {
             path: path.into(),
             file,
             len,
             trailer,
             metadata,
-        }))
+        })
     }
 }
 
@@ -112,7 +162,11 @@ fn read_metadata(file: &File, trailer: &Trailer, path: &Path) -> Result<Metadata
     })?;
     let mut bytes = vec![0u8; len];
     read_exact_at(file, &mut bytes, trailer.metadata_offset, path)?;
-    let actual = crc32fast::hash(&bytes);
+    parse_metadata(&bytes, trailer, path)
+}
+
+fn parse_metadata(bytes: &[u8], trailer: &Trailer, path: &Path) -> Result<Metadata> {
+    let actual = crc32fast::hash(bytes);
     if actual != trailer.metadata_crc32 {
         return Err(Error::Checksum {
             path: path.into(),
@@ -121,7 +175,7 @@ fn read_metadata(file: &File, trailer: &Trailer, path: &Path) -> Result<Metadata
             actual,
         });
     }
-    let text = std::str::from_utf8(&bytes).map_err(|_| Error::Metadata {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::Metadata {
         path: path.into(),
         reason: "not UTF-8".into(),
     })?;

@@ -28,13 +28,31 @@ pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, path: &Path) -> R
     Ok(())
 }
 
+/// A file that is still being written (a download): readers of it wait
+/// for the bytes they need instead of finding the end of the file.
+pub trait Arrival: Sync {
+    /// Blocks until the file holds more than `offset` bytes and returns how
+    /// many it holds; fails if the writer stopped before that.
+    fn wait_beyond(&self, offset: u64) -> io::Result<u64>;
+}
+
 /// A [`Read`] over `[start, start + len)` of a file, hashing what it reads.
-#[derive(Debug)]
 pub struct RangeReader<'a> {
     file: &'a File,
     pos: u64,
     end: u64,
     crc: crc32fast::Hasher,
+    arrival: Option<&'a dyn Arrival>,
+}
+
+impl std::fmt::Debug for RangeReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeReader")
+            .field("pos", &self.pos)
+            .field("end", &self.end)
+            .field("following", &self.arrival.is_some())
+            .finish()
+    }
 }
 
 impl<'a> RangeReader<'a> {
@@ -44,6 +62,16 @@ impl<'a> RangeReader<'a> {
             pos: start,
             end: start.saturating_add(len),
             crc: crc32fast::Hasher::new(),
+            arrival: None,
+        }
+    }
+
+    /// Like [`RangeReader::new`], for a file still being written: each read
+    /// waits until `arrival` says the bytes are there.
+    pub fn following(file: &'a File, start: u64, len: u64, arrival: &'a dyn Arrival) -> Self {
+        RangeReader {
+            arrival: Some(arrival),
+            ..RangeReader::new(file, start, len)
         }
     }
 
@@ -66,6 +94,13 @@ impl Read for RangeReader<'_> {
         if want == 0 {
             return Ok(0);
         }
+        let want = match self.arrival {
+            Some(arrival) => {
+                let have = arrival.wait_beyond(self.pos)?;
+                want.min(usize::try_from(have - self.pos).unwrap_or(usize::MAX))
+            }
+            None => want,
+        };
         let n = sys::read_at(self.file, &mut buf[..want], self.pos)?;
         if n == 0 {
             return Err(io::Error::new(

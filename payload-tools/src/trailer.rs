@@ -147,7 +147,19 @@ impl Trailer {
             return Err(truncated(path, "the file is shorter than its trailer"));
         }
         read_exact_at(file, &mut block, file_len - TRAILER_LEN as u64, path)?;
-        let trailer = match Trailer::from_bytes(&block) {
+        Trailer::from_end_of(&block, file_len, path)
+    }
+
+    /// Decodes `block`, the last 64 bytes of a file of `file_len` bytes
+    /// named `path`, and checks the layout against that length: the part of
+    /// [`Trailer::read_from`] that needs no file (the updater also reads a
+    /// trailer fetched before the download).
+    pub fn from_end_of(
+        block: &[u8; TRAILER_LEN],
+        file_len: u64,
+        path: &Path,
+    ) -> Result<Option<Trailer>> {
+        let trailer = match Trailer::from_bytes(block) {
             Ok(t) => t,
             Err(TrailerFault::NoMagic) => return Ok(None),
             Err(TrailerFault::Version(v)) => {

@@ -15,7 +15,8 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub enum Route {
     /// 200 with the body; with `ranges`, a `Range: bytes=N-` whose
-    /// `If-Range` matches the ETag gets 206 and the rest.
+    /// `If-Range` matches the ETag gets 206 and the rest, and a
+    /// `Range: bytes=-N` gets 206 and the last N bytes.
     File {
         body: Vec<u8>,
         etag: Option<String>,
@@ -44,9 +45,15 @@ pub enum Route {
         chunk: usize,
         delay_ms: u64,
     },
+    /// Like `File` with ranges, except that a request for the end of the
+    /// file (`Range: bytes=-N`) is answered from `tail_of`, another file:
+    /// a server whose files change between two requests.
+    Split { tail_of: Vec<u8>, body: Vec<u8> },
     /// 200 with `Content-Encoding: gzip` (the body given is already gzipped).
     Gzipped(Vec<u8>),
-    /// Answers each request with the next route; the last one stays.
+    /// Answers each request with the next route; the last one stays. A
+    /// request for the end of a file (`Range: bytes=-N`) gets the current
+    /// route without moving on.
     Sequence(Vec<Route>),
 }
 
@@ -65,6 +72,16 @@ impl Route {
 pub struct Request {
     pub path: String,
     pub range: Option<String>,
+}
+
+impl Request {
+    /// Whether this is the updater's look at the end of a build (its
+    /// trailer and metadata) rather than a download.
+    pub fn is_tail(&self) -> bool {
+        self.range
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=-"))
+    }
 }
 
 struct Inner {
@@ -164,10 +181,18 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
         path: path.clone(),
         range: range.clone(),
     });
+    // The updater's look at the end of a build (`bytes=-N`) is not an
+    // attempt: it does not move a sequence on.
+    let is_tail = inner
+        .log
+        .lock()
+        .expect("log")
+        .last()
+        .is_some_and(Request::is_tail);
     let route = {
         let mut routes = inner.routes.lock().expect("routes");
         match routes.get_mut(&path) {
-            Some(Route::Sequence(seq)) if seq.len() > 1 => Some(seq.remove(0)),
+            Some(Route::Sequence(seq)) if seq.len() > 1 && !is_tail => Some(seq.remove(0)),
             Some(Route::Sequence(seq)) => seq.first().cloned(),
             Some(r) => Some(r.clone()),
             None => None,
@@ -206,8 +231,14 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
                         .is_none_or(|v| Some(v) == etag.as_ref())
                 })
                 .and_then(|r| r.strip_prefix("bytes="))
-                .and_then(|r| r.strip_suffix('-'))
-                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|r| match r.strip_prefix('-') {
+                    // `bytes=-N`: the last N bytes.
+                    Some(n) => n
+                        .parse::<usize>()
+                        .ok()
+                        .map(|n| body.len().saturating_sub(n)),
+                    None => r.strip_suffix('-').and_then(|n| n.parse::<usize>().ok()),
+                })
                 .filter(|&n| n < body.len());
             match start {
                 Some(n) => {
@@ -218,6 +249,23 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
                     respond(&mut stream, 206, &extra, &body[n..])
                 }
                 None => respond(&mut stream, 200, &extra, &body),
+            }
+        }
+        Some(Route::Split { tail_of, body }) => {
+            let wanted = range
+                .as_deref()
+                .and_then(|r| r.strip_prefix("bytes=-"))
+                .and_then(|n| n.parse::<usize>().ok());
+            match wanted {
+                Some(n) => {
+                    let start = tail_of.len().saturating_sub(n);
+                    let extra = [(
+                        "Content-Range",
+                        format!("bytes {start}-{}/{}", tail_of.len() - 1, tail_of.len()),
+                    )];
+                    respond(&mut stream, 206, &extra, &tail_of[start..])
+                }
+                None => respond(&mut stream, 200, &[], &body),
             }
         }
         Some(Route::Reset { body, send }) => {

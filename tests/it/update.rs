@@ -342,15 +342,152 @@ fn a_wrong_crc_is_discarded() {
 }
 
 pub fn announce_body(p: &Published, body: Vec<u8>) {
+    announce_route(p, &body, Route::file(body.clone()));
+}
+
+/// Announces `body` (its CRC-32 and size) as 1.1, served by `route`.
+pub fn announce_route(p: &Published, body: &[u8], route: Route) {
     let toml = format!(
         "url = \"{}\"\ncrc32 = {}\nsize = {}\nversion = \"1.1\"\n",
         p.server.url("/other.bin"),
-        crc32fast::hash(&body),
+        crc32fast::hash(body),
         body.len()
     );
-    p.server.route("/other.bin", Route::file(body));
+    p.server.route("/other.bin", route);
     p.server
         .route("/1.0/update.toml", Route::file(toml.into_bytes()));
+}
+
+fn with_ranges(body: &[u8]) -> Route {
+    Route::File {
+        body: body.to_vec(),
+        etag: None,
+        ranges: true,
+    }
+}
+
+const CHECKED_WHILE_DOWNLOADING: &str = "Checked the payload while it downloaded.";
+
+/// Requests for `path` that downloaded it (not those for its end).
+fn downloads_of(p: &Published, path: &str) -> usize {
+    p.server
+        .requests()
+        .iter()
+        .filter(|r| r.path == path && !r.is_tail())
+        .count()
+}
+
+#[test]
+fn the_payload_is_checked_while_it_downloads() {
+    let p = publish(&[]);
+    p.announce_11();
+    p.server
+        .route(&format!("/1.1/{NAME}.bin"), with_ranges(&p.v11));
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+    let traces = update_traces(&out);
+    assert!(
+        traces.contains(&CHECKED_WHILE_DOWNLOADING.to_owned()),
+        "{traces:#?}"
+    );
+    let tails: Vec<_> = p
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_tail())
+        .collect();
+    assert_eq!(tails.len(), 1, "{tails:?}");
+    assert_eq!(downloads_of(&p, &format!("/1.1/{NAME}.bin")), 1);
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+    p.assert_clean(false);
+}
+
+#[test]
+fn a_build_refused_by_its_end_is_not_downloaded() {
+    let p = publish(&[]);
+    let other = p.s.path("other.bin");
+    pack(
+        &p.s.path("app-1.1"),
+        &other,
+        &["--name", "SomethingElse", "--version", "9"],
+    );
+    let other = fs::read(&other).expect("read");
+    announce_route(&p, &other, with_ranges(&other));
+    expect_failure(&p, "not of 'AutoUpdatingTest'");
+    // The same build as the running one, announced as new.
+    announce_route(&p, &p.v10, with_ranges(&p.v10.clone()));
+    p.server.route("/1.0/update.toml", {
+        let text = String::from_utf8(p.toml11.clone()).expect("utf8");
+        let crc = text
+            .lines()
+            .find(|l| l.starts_with("crc32"))
+            .expect("crc32");
+        Route::file(
+            text.replace(&format!("/1.1/{NAME}.bin"), "/other.bin")
+                .replace(crc, "crc32 = 1")
+                .into_bytes(),
+        )
+    });
+    expect_failure(&p, "not newer than the running '1.0'");
+    assert_eq!(downloads_of(&p, "/other.bin"), 0);
+    p.assert_still_10();
+    p.assert_clean(false);
+}
+
+#[test]
+fn a_damaged_payload_served_with_ranges_is_refused() {
+    let p = publish(&[]);
+    // A payload byte flipped in a file whose CRC-32 update.toml vouches
+    // for: its end (trailer, metadata) is intact.
+    let mut damaged = p.v11.clone();
+    let middle = damaged.len() - 20_000;
+    damaged[middle] ^= 0xff;
+    announce_route(&p, &damaged, with_ranges(&damaged));
+    expect_failure(&p, "not a valid packed executable");
+    let out = p.run(&["version"]);
+    assert!(!update_traces(&out).contains(&CHECKED_WHILE_DOWNLOADING.to_owned()));
+    p.assert_still_10();
+    p.assert_clean(false);
+}
+
+#[test]
+fn an_end_that_does_not_match_the_download_is_not_trusted() {
+    let p = publish(&[]);
+    // Build 1.2 of the same files: the same length and payload as 1.1,
+    // other metadata. The server answers the look at the end from it.
+    let v12 = p.s.path("v12.bin");
+    let spec = format!("http://127.0.0.1:{}/{{VERSION}}/update.toml", p.server.port);
+    pack(
+        &p.s.path("app-1.1"),
+        &v12,
+        &[
+            "--name",
+            NAME,
+            "--version",
+            "1.2",
+            "--update-url-spec",
+            &spec,
+        ],
+    );
+    let v12 = fs::read(&v12).expect("read");
+    assert_eq!(v12.len(), p.v11.len());
+    announce_route(
+        &p,
+        &p.v11,
+        Route::Split {
+            tail_of: v12,
+            body: p.v11.clone(),
+        },
+    );
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+    let traces = update_traces(&out);
+    assert!(
+        !traces.contains(&CHECKED_WHILE_DOWNLOADING.to_owned()),
+        "{traces:#?}"
+    );
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+    p.assert_clean(false);
 }
 
 #[test]
@@ -430,11 +567,15 @@ fn redirects_are_followed() {
     let out = p.run(&["version"]);
     assert_updated(&out);
     let paths: Vec<String> = p.server.requests().into_iter().map(|r| r.path).collect();
+    // The build's redirects are followed twice: for its end (trailer and
+    // metadata), then for the download.
     assert_eq!(
         paths,
         [
             "/1.0/update.toml".to_owned(),
             "/moved/update.toml".to_owned(),
+            "/moved/app.bin".to_owned(),
+            format!("/1.1/{NAME}.bin"),
             "/moved/app.bin".to_owned(),
             format!("/1.1/{NAME}.bin"),
         ]
@@ -484,6 +625,7 @@ fn an_interrupted_download_resumes_with_range() {
         .server
         .requests()
         .into_iter()
+        .filter(|r| !r.is_tail())
         .filter_map(|r| r.range)
         .collect();
     assert_eq!(asked, [format!("bytes={cut}-")]);

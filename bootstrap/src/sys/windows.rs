@@ -78,3 +78,7 @@ pub fn check_private_dir(_dir: &Path) -> Result<(), String> {
 pub fn check_cache_root(_dir: &Path) -> Result<(), String> {
     Ok(())
 }
+
+/// Windows has no cheap "start writing this range" call; the sync after
+/// the download does all of the writing.
+pub fn start_writeback(_file: &File, _offset: u64, _len: u64) {}

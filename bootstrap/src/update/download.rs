@@ -11,14 +11,17 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use log::info;
 use payload_tools::manifest::UpdateManifest;
+use payload_tools::rangeio::Arrival;
 use serde::Deserialize;
 use ureq::Agent;
 
 use super::{UpdateError, http};
+use crate::sys;
 use crate::trace::UPDATE;
 
 /// A download that brings fewer bytes than this per window is abandoned
@@ -33,6 +36,112 @@ pub struct Fetched {
     pub len: u64,
     pub crc32: u32,
     pub url: String,
+}
+
+/// Bytes a checker of the download is woken for.
+const CHECK_BATCH: u64 = 4 << 20;
+
+/// How far a download has come, shared with a checker that reads the file
+/// while it grows ([`Arrival`]).
+#[derive(Debug, Default)]
+pub struct Progress {
+    state: Mutex<ProgressState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ProgressState {
+    /// The download, for readers to take handles of their own on.
+    file: Option<File>,
+    len: u64,
+    ended: bool,
+}
+
+impl Progress {
+    fn state(&self) -> MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin(&self, file: Option<File>, len: u64) {
+        let mut state = self.state();
+        state.file = file;
+        state.len = len;
+        self.changed.notify_all();
+    }
+
+    fn advance(&self, len: u64) {
+        let mut state = self.state();
+        // Waking the checker for every read from the network costs more
+        // than its work: it is woken once per batch.
+        let wake = len / CHECK_BATCH != state.len / CHECK_BATCH;
+        state.len = len;
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
+    }
+
+    /// No more bytes will come, whether the download finished or failed.
+    pub fn end(&self) {
+        self.state().ended = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits for the download to start and returns a handle of its own on
+    /// it; `None` if it ended first.
+    pub fn file(&self) -> Option<File> {
+        let mut state = self.state();
+        loop {
+            if let Some(file) = &state.file {
+                return file.try_clone().ok();
+            }
+            if state.ended {
+                return None;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Arrival for Progress {
+    fn wait_beyond(&self, offset: u64) -> io::Result<u64> {
+        let mut state = self.state();
+        loop {
+            if state.len > offset {
+                return Ok(state.len);
+            }
+            if state.ended {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the download stopped",
+                ));
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Bytes handed to the disk at a time by [`write_back`], and how far
+/// behind the download.
+const WRITEBACK_CHUNK: u64 = 8 << 20;
+const WRITEBACK_LAG: u64 = 32 << 20;
+
+/// Hands the download to the disk while it runs, so that the sync after it
+/// has little left to do; returns when the download ends. The ranges lag
+/// behind the bytes being written: writing back pages the download was
+/// still filling slowed it down more than the early writeback saved.
+pub fn write_back(progress: &Progress) {
+    let Some(file) = progress.file() else {
+        return;
+    };
+    let mut next = 0;
+    while progress
+        .wait_beyond(next + WRITEBACK_LAG + WRITEBACK_CHUNK - 1)
+        .is_ok()
+    {
+        sys::start_writeback(&file, next, WRITEBACK_CHUNK);
+        next += WRITEBACK_CHUNK;
+    }
 }
 
 /// The download files of one executable.
@@ -116,6 +225,7 @@ impl Download {
         manifest: &UpdateManifest,
         policy: http::Policy,
         max_len: u64,
+        progress: &Progress,
     ) -> Result<Fetched, UpdateError> {
         let url = manifest.url.as_str();
         let cap = manifest.size.unwrap_or(max_len);
@@ -131,7 +241,11 @@ impl Download {
         let (mut response, _) = http::get(agent, url, policy, &headers, None)?;
         let status = response.status().as_u16();
         let start = match (status, &resume) {
-            (206, Some((have, _))) if content_range_start(&response) == Some(*have) => *have,
+            (206, Some((have, _)))
+                if http::content_range(&response).map(|(first, _, _)| first) == Some(*have) =>
+            {
+                *have
+            }
             (200, _) => {
                 if resume.is_some() {
                     info!(target: UPDATE, "The server sent the whole file; downloading from the start.");
@@ -187,6 +301,7 @@ impl Download {
         }
 
         let mut len = start;
+        progress.begin(file.try_clone().ok(), len);
         let mut body = response
             .body_mut()
             .with_config()
@@ -250,6 +365,7 @@ impl Download {
             }
             crc.update(&buf[..n]);
             len += n as u64;
+            progress.advance(len);
         }
         // Synced by the caller, alongside the verification.
         Ok(Fetched {
@@ -312,13 +428,6 @@ fn hash_existing(file: &mut File, len: u64, crc: &mut crc32fast::Hasher) -> io::
     }
     file.seek(SeekFrom::Start(len))?;
     Ok(())
-}
-
-/// The first byte of a `Content-Range: bytes START-END/TOTAL` header.
-fn content_range_start(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
-    let value = response.headers().get("content-range")?.to_str().ok()?;
-    let range = value.trim().strip_prefix("bytes")?.trim_start();
-    range.split('-').next()?.trim().parse().ok()
 }
 
 #[cfg(test)]

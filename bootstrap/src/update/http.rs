@@ -151,6 +151,25 @@ fn resolve(base: &Uri, location: &str) -> String {
     format!("{scheme}://{authority}{dir}{location}")
 }
 
+/// The first byte, last byte and total length (`None` for `*`) of a
+/// `Content-Range: bytes FIRST-LAST/TOTAL` header.
+pub fn content_range(response: &Response<ureq::Body>) -> Option<(u64, u64, Option<u64>)> {
+    parse_content_range(response.headers().get("content-range")?.to_str().ok()?)
+}
+
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let range = value.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = range.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let parse = |n: &str| n.trim().parse::<u64>().ok();
+    let (first, last) = (parse(first)?, parse(last)?);
+    let total = match total.trim() {
+        "*" => None,
+        n => Some(parse(n).filter(|&total| last < total)?),
+    };
+    (first <= last).then_some((first, last, total))
+}
+
 /// Fetches and parses `update.toml`.
 pub fn fetch_manifest(
     agent: &Agent,
@@ -222,6 +241,25 @@ mod tests {
         assert!(!ok(true, "http://127.0.0.1:8/x", strict));
         assert!(!ok(true, "http://example.org/x", lax));
         assert!(ok(true, "https://mirror.example.org/x", strict));
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/1000"),
+            Some((100, 199, Some(1000)))
+        );
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
+        for bad in [
+            "bytes 9-5/100",
+            "bytes 5-100/100",
+            "bytes */100",
+            "items 1-2/3",
+            "bytes 1-2",
+            "bytes x-2/3",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
     }
 
     #[test]

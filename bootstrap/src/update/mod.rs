@@ -6,11 +6,17 @@
 //! 1. Expand the info URL and fetch `update.toml` ([`http`]).
 //! 2. Compare its `crc32` with our own executable's: equal, nothing to do.
 //!    A `version` that is not newer than ours: nothing to do either.
-//! 3. Lock our executable (one updater at a time), then download the new
-//!    build next to it, resuming an interrupted download ([`download`]).
-//! 4. Check size, CRC-32, and that it is a well-formed packed build of the
-//!    same app whose payload unpacks ([`verify`]).
-//! 5. Wait until the app has exited, then rename the download over the
+//! 3. Lock our executable (one updater at a time). Fetch the new build's
+//!    trailer and metadata ([`tail`]): a build of another app or an older
+//!    version is refused before it is downloaded.
+//! 4. Download the new build next to the executable, resuming an
+//!    interrupted download ([`download`]); meanwhile its payload is checked
+//!    as it arrives, and the disk writes it out.
+//! 5. Check size, CRC-32, signature, and that it is a well-formed packed
+//!    build of the same app whose payload unpacks ([`verify`]): the
+//!    payload check made during the download counts only if the finished
+//!    file has the trailer and metadata it was made with.
+//! 6. Wait until the app has exited, then rename the download over the
 //!    executable (`sys::replace_executable`).
 //!
 //! Any failure is traced and leaves the executable untouched.
@@ -19,6 +25,7 @@ mod download;
 mod error;
 mod http;
 mod minisig;
+mod tail;
 mod verify;
 
 use std::path::PathBuf;
@@ -34,7 +41,8 @@ use payload_tools::version::is_newer;
 
 use crate::sys;
 use crate::trace::UPDATE;
-use download::Download;
+use download::{Download, Progress};
+
 pub use error::UpdateError;
 
 /// What the sidecar needs to know about the running build.
@@ -175,12 +183,43 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         reason,
     })?;
 
-    let fetched = download.fetch(&agent, &manifest, policy, build.settings.max_download_size)?;
+    // The build's own trailer and metadata first, when the server serves
+    // ranges: a build that would be refused is not downloaded at all.
+    let layout = tail::fetch(&agent, &manifest.url, policy, manifest.size);
+    if let Some(layout) = &layout
+        && let Err(e) = verify::check_identity(&layout.metadata, build, &manifest.url)
+    {
+        download.discard();
+        return Err(e);
+    }
+    let progress = Progress::default();
+    let (fetched, payload_checked) = std::thread::scope(|scope| {
+        let helper = |name: &str| std::thread::Builder::new().name(name.into());
+        // Without these helpers the same work happens after the download.
+        let _ = helper("onefile-writeback").spawn_scoped(scope, || download::write_back(&progress));
+        let checker = layout.as_ref().and_then(|layout| {
+            helper("onefile-check")
+                .spawn_scoped(scope, || verify::check_while_downloading(layout, &progress))
+                .ok()
+        });
+        let fetched = download.fetch(
+            &agent,
+            &manifest,
+            policy,
+            build.settings.max_download_size,
+            &progress,
+        );
+        progress.end();
+        let checked = checker.is_some_and(|checker| checker.join().unwrap_or(false));
+        (fetched, checked)
+    });
+    let fetched = fetched?;
+    let payload_checked = layout.as_ref().filter(|_| payload_checked);
     // The disk writes the download out while the CPU checks it: the two
     // costs overlap, and both must succeed before anything is replaced.
     let (synced, checked) = std::thread::scope(|scope| {
         let sync = scope.spawn(|| fetched.file.sync_all());
-        let checked = verify::check(&fetched, &manifest, build);
+        let checked = verify::check(&fetched, &manifest, build, payload_checked);
         let synced = sync
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread failed")));

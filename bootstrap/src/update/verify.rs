@@ -6,24 +6,76 @@
 //! checksums and unpacks.
 
 use std::fs::File;
-
-use payload_tools::PackedFile;
-use payload_tools::extract::{Sink, extract};
 use std::io::Read;
+use std::path::Path;
+
+use log::info;
+use payload_tools::extract::{Sink, check_arriving, extract};
+use payload_tools::{Metadata, PackedFile};
 
 use payload_tools::manifest::{UpdateManifest, trusted_comment};
 use payload_tools::rangeio::RangeReader;
 use payload_tools::version::is_newer;
 
-use super::download::Fetched;
+use super::download::{Fetched, Progress};
 use super::minisig::{PublicKey, Signature};
+use super::tail::Layout;
 use super::{RunningBuild, UpdateError};
+use crate::trace::UPDATE;
 
-/// Checks `fetched`; returns the open download on success.
+/// Refuses a build of another app, or one not newer than the running
+/// build (unless downgrades are allowed), from its metadata.
+pub fn check_identity(meta: &Metadata, build: &RunningBuild, url: &str) -> Result<(), UpdateError> {
+    if meta.name != build.name {
+        return Err(UpdateError::OtherApp {
+            url: url.to_owned(),
+            found: meta.name.clone(),
+            expected: build.name.clone(),
+        });
+    }
+    // The version inside the file decides, not the manifest's word for it.
+    if !build.settings.allow_downgrade && !is_newer(&meta.version, &build.version) {
+        return Err(UpdateError::NotNewer {
+            url: url.to_owned(),
+            found: meta.version.clone(),
+            running: build.version.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the payload of the build described by `layout` while `progress`
+/// downloads it. `false` for any failure: the finished download is then
+/// checked in full, which names what is wrong.
+pub fn check_while_downloading(layout: &Layout, progress: &Progress) -> bool {
+    let Some(file) = progress.file() else {
+        return false;
+    };
+    let Ok(packed) = PackedFile::from_parts(
+        file,
+        Path::new(""),
+        layout.file_len,
+        layout.trailer,
+        layout.metadata.clone(),
+    ) else {
+        return false;
+    };
+    check_arriving(&packed, checking_threads(), progress).is_ok()
+}
+
+fn checking_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Checks `fetched`; returns the open download on success. `payload_checked`
+/// is the layout of a build whose payload was checked during the download:
+/// if the finished file has that very trailer and metadata, its payload is
+/// not decoded a second time.
 pub fn check(
     fetched: &Fetched,
     manifest: &UpdateManifest,
     build: &RunningBuild,
+    payload_checked: Option<&Layout>,
 ) -> Result<File, UpdateError> {
     let url = &fetched.url;
     if let Some(size) = manifest.size
@@ -55,27 +107,21 @@ pub fn check(
         Ok(None) => return Err(not_packed("it carries no payload".into())),
         Err(e) => return Err(not_packed(e.to_string())),
     };
-    if packed.metadata.name != build.name {
-        return Err(UpdateError::OtherApp {
-            url: url.clone(),
-            found: packed.metadata.name.clone(),
-            expected: build.name.clone(),
-        });
-    }
-    let meta = &packed.metadata;
+    check_identity(&packed.metadata, build, url)?;
     if !build.settings.public_keys.is_empty() {
         check_signature(&packed, manifest, &build.settings.public_keys, url)?;
     }
-    // The version inside the file decides, not the manifest's word for it.
-    if !build.settings.allow_downgrade && !is_newer(&meta.version, &build.version) {
-        return Err(UpdateError::NotNewer {
-            url: url.clone(),
-            found: meta.version.clone(),
-            running: build.version.clone(),
-        });
+    let already_checked = payload_checked.is_some_and(|layout| {
+        layout.file_len == packed.len
+            && layout.trailer == packed.trailer
+            && layout.metadata == packed.metadata
+    });
+    if already_checked {
+        info!(target: UPDATE, "Checked the payload while it downloaded.");
+    } else {
+        extract(&packed, Sink::Discard, checking_threads())
+            .map_err(|e| not_packed(e.to_string()))?;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    extract(&packed, Sink::Discard, threads).map_err(|e| not_packed(e.to_string()))?;
     Ok(packed.file)
 }
 
