@@ -339,6 +339,14 @@ fn a_wrong_crc_is_discarded() {
         .route("/1.0/update.toml", Route::file(bad.into_bytes()));
     expect_failure(&p, "CRC32 of");
     p.assert_clean(false);
+    // Served with ranges, the CRC-32 is assembled from the parts around
+    // the payload checked during the download: the same figure.
+    p.server
+        .route(&format!("/1.1/{NAME}.bin"), with_ranges(&p.v11));
+    let actual = format!("is {}, update info says 12345", crc32fast::hash(&p.v11));
+    expect_failure(&p, &actual);
+    p.assert_still_10();
+    p.assert_clean(false);
 }
 
 pub fn announce_body(p: &Published, body: Vec<u8>) {

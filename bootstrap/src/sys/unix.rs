@@ -156,3 +156,15 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
 }
+
+/// Lowers the priority of the calling thread (Linux, where each thread has
+/// its own nice value); elsewhere the call would lower the whole process,
+/// so it does nothing.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a syscall on the calling thread, sharing no memory. Failing to
+    // lower the priority only costs speed, so its result is ignored.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}

@@ -82,3 +82,7 @@ pub fn check_cache_root(_dir: &Path) -> Result<(), String> {
 /// Windows has no cheap "start writing this range" call; the sync after
 /// the download does all of the writing.
 pub fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
+/// Helper threads keep the normal priority on Windows: the stub carries no
+/// Windows API crate for `SetThreadPriority`.
+pub fn lower_thread_priority() {}

@@ -34,7 +34,8 @@ const SLOW_WINDOW: Duration = Duration::from_secs(30);
 pub struct Fetched {
     pub file: File,
     pub len: u64,
-    pub crc32: u32,
+    /// The CRC-32 of the whole file, when the download computed it.
+    pub crc32: Option<u32>,
     pub url: String,
 }
 
@@ -123,8 +124,8 @@ impl Arrival for Progress {
 
 /// Bytes handed to the disk at a time by [`write_back`], and how far
 /// behind the download.
-const WRITEBACK_CHUNK: u64 = 8 << 20;
-const WRITEBACK_LAG: u64 = 32 << 20;
+const WRITEBACK_CHUNK: u64 = 4 << 20;
+const WRITEBACK_LAG: u64 = 8 << 20;
 
 /// Hands the download to the disk while it runs, so that the sync after it
 /// has little left to do; returns when the download ends. The ranges lag
@@ -218,7 +219,9 @@ impl Download {
     }
 
     /// Downloads `manifest.url`, resuming an earlier partial download of
-    /// the same build where the server allows it.
+    /// the same build where the server allows it. The CRC-32 of the file is
+    /// computed on the way when `hash` (otherwise a checker reading the
+    /// file as it arrives does that work, off the download's thread).
     pub fn fetch(
         &self,
         agent: &Agent,
@@ -226,6 +229,7 @@ impl Download {
         policy: http::Policy,
         max_len: u64,
         progress: &Progress,
+        hash: bool,
     ) -> Result<Fetched, UpdateError> {
         let url = manifest.url.as_str();
         let cap = manifest.size.unwrap_or(max_len);
@@ -269,7 +273,7 @@ impl Download {
 
         let mut file = self.open_data(start)?;
         let mut crc = crc32fast::Hasher::new();
-        if start > 0 {
+        if start > 0 && hash {
             hash_existing(&mut file, start, &mut crc)
                 .map_err(UpdateError::io("cannot read", &self.data))?;
         } else {
@@ -363,7 +367,9 @@ impl Download {
                 self.discard();
                 return Err(UpdateError::io("write", &self.data)(e));
             }
-            crc.update(&buf[..n]);
+            if hash {
+                crc.update(&buf[..n]);
+            }
             len += n as u64;
             progress.advance(len);
         }
@@ -371,7 +377,7 @@ impl Download {
         Ok(Fetched {
             file,
             len,
-            crc32: crc.finalize(),
+            crc32: hash.then(|| crc.finalize()),
             url: url.to_owned(),
         })
     }

@@ -194,12 +194,20 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     }
     let progress = Progress::default();
     let (fetched, payload_checked) = std::thread::scope(|scope| {
-        let helper = |name: &str| std::thread::Builder::new().name(name.into());
         // Without these helpers the same work happens after the download.
-        let _ = helper("onefile-writeback").spawn_scoped(scope, || download::write_back(&progress));
+        // They run at a low priority: they use the CPU the download leaves
+        // idle instead of slowing it down.
+        let helper = |name: &str| std::thread::Builder::new().name(name.into());
+        let _ = helper("onefile-writeback").spawn_scoped(scope, || {
+            sys::lower_thread_priority();
+            download::write_back(&progress);
+        });
         let checker = layout.as_ref().and_then(|layout| {
             helper("onefile-check")
-                .spawn_scoped(scope, || verify::check_while_downloading(layout, &progress))
+                .spawn_scoped(scope, || {
+                    sys::lower_thread_priority();
+                    verify::check_while_downloading(layout, &progress)
+                })
                 .ok()
         });
         let fetched = download.fetch(
@@ -208,6 +216,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             policy,
             build.settings.max_download_size,
             &progress,
+            layout.is_none(),
         );
         progress.end();
         let checked = checker.is_some_and(|checker| checker.join().unwrap_or(false));

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use log::info;
 use payload_tools::extract::{Sink, check_arriving, extract};
+use payload_tools::rangeio::file_crc32;
 use payload_tools::{Metadata, PackedFile};
 
 use payload_tools::manifest::{UpdateManifest, trusted_comment};
@@ -70,7 +71,8 @@ fn checking_threads() -> usize {
 /// Checks `fetched`; returns the open download on success. `payload_checked`
 /// is the layout of a build whose payload was checked during the download:
 /// if the finished file has that very trailer and metadata, its payload is
-/// not decoded a second time.
+/// not decoded a second time, and its CRC-32 (when the download did not
+/// compute it) follows from the payload's.
 pub fn check(
     fetched: &Fetched,
     manifest: &UpdateManifest,
@@ -87,22 +89,44 @@ pub fn check(
             actual: fetched.len,
         });
     }
-    if fetched.crc32 != manifest.crc32 {
-        return Err(UpdateError::Crc {
-            url: url.clone(),
-            expected: manifest.crc32,
-            actual: fetched.crc32,
-        });
-    }
     let not_packed = |reason: String| UpdateError::NotPacked {
         url: url.clone(),
         reason,
     };
-    let handle = fetched
+    let opened = fetched
         .file
         .try_clone()
-        .map_err(|e| not_packed(e.to_string()))?;
-    let packed = match PackedFile::from_file(handle, url.as_ref()) {
+        .map_err(|e| payload_tools::Error::io("cannot reopen", url)(e))
+        .and_then(|handle| PackedFile::from_file(handle, url.as_ref()));
+    // The payload check made during the download counts only for a file
+    // with the very trailer and metadata it was made with.
+    let payload_checked = match (&opened, payload_checked) {
+        (Ok(Some(packed)), Some(layout)) => {
+            layout.file_len == packed.len
+                && layout.trailer == packed.trailer
+                && layout.metadata == packed.metadata
+        }
+        _ => false,
+    };
+    let crc32 = match (fetched.crc32, &opened) {
+        (Some(crc32), _) => Ok(crc32),
+        // The payload's CRC-32 was checked against the trailer's: the
+        // whole file's follows from it and the small parts around it.
+        (None, Ok(Some(packed))) if payload_checked => packed.whole_file_crc32(),
+        (None, _) => file_crc32(&fetched.file, url.as_ref()).map(|(_, crc32)| crc32),
+    }
+    .map_err(|e| UpdateError::Download {
+        url: url.clone(),
+        reason: format!("cannot read it back ({e})"),
+    })?;
+    if crc32 != manifest.crc32 {
+        return Err(UpdateError::Crc {
+            url: url.clone(),
+            expected: manifest.crc32,
+            actual: crc32,
+        });
+    }
+    let packed = match opened {
         Ok(Some(packed)) => packed,
         Ok(None) => return Err(not_packed("it carries no payload".into())),
         Err(e) => return Err(not_packed(e.to_string())),
@@ -111,12 +135,7 @@ pub fn check(
     if !build.settings.public_keys.is_empty() {
         check_signature(&packed, manifest, &build.settings.public_keys, url)?;
     }
-    let already_checked = payload_checked.is_some_and(|layout| {
-        layout.file_len == packed.len
-            && layout.trailer == packed.trailer
-            && layout.metadata == packed.metadata
-    });
-    if already_checked {
+    if payload_checked {
         info!(target: UPDATE, "Checked the payload while it downloaded.");
     } else {
         extract(&packed, Sink::Discard, checking_threads())
