@@ -1,5 +1,7 @@
 //! Extraction of a payload, shared by the stub's cold start, `unpack` and
-//! `verify` (which reads everything and writes nothing).
+//! `verify` (which reads everything and writes nothing), and the updater's
+//! check of a build while it is still downloading ([`check_arriving`]:
+//! reads wait for bytes not yet written).
 //!
 //! 1. Frames are independent, so worker threads take them in turn, each
 //!    reading its frame by positioned reads and CRC-ing the compressed bytes
