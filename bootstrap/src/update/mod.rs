@@ -35,13 +35,15 @@ use std::time::Duration;
 
 use log::info;
 use payload_tools::PackedFile;
-use payload_tools::manifest::expand_url_spec;
+use payload_tools::manifest::{UpdateManifest, expand_url_spec};
 use payload_tools::metadata::UpdateSettings;
 use payload_tools::version::is_newer;
 
 use crate::sys;
 use crate::trace::UPDATE;
-use download::{Download, Progress};
+use download::{Download, Fetched, Progress};
+use tail::Layout;
+use ureq::Agent;
 
 pub use error::UpdateError;
 
@@ -192,38 +194,9 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         download.discard();
         return Err(e);
     }
-    let progress = Progress::default();
-    let (fetched, payload_checked) = std::thread::scope(|scope| {
-        // Without these helpers the same work happens after the download.
-        // They run at a low priority: they use the CPU the download leaves
-        // idle instead of slowing it down.
-        let helper = |name: &str| std::thread::Builder::new().name(name.into());
-        let _ = helper("onefile-writeback").spawn_scoped(scope, || {
-            sys::lower_thread_priority();
-            download::write_back(&progress);
-        });
-        let checker = layout.as_ref().and_then(|layout| {
-            helper("onefile-check")
-                .spawn_scoped(scope, || {
-                    sys::lower_thread_priority();
-                    verify::check_while_downloading(layout, &progress)
-                })
-                .ok()
-        });
-        let fetched = download.fetch(
-            &agent,
-            &manifest,
-            policy,
-            build.settings.max_download_size,
-            &progress,
-            layout.is_none(),
-        );
-        progress.end();
-        let checked = checker.is_some_and(|checker| checker.join().unwrap_or(false));
-        (fetched, checked)
-    });
+    let (fetched, payload_checked) =
+        download_with_helpers(&download, &agent, &manifest, policy, build, layout.as_ref());
     let fetched = fetched?;
-    let payload_checked = layout.as_ref().filter(|_| payload_checked);
     // The disk writes the download out while the CPU checks it: the two
     // costs overlap, and both must succeed before anything is replaced.
     let (synced, checked) = std::thread::scope(|scope| {
@@ -266,6 +239,49 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             })
         }
     }
+}
+
+/// Downloads the new build with two helpers beside it: one writes it out to
+/// disk as it arrives, and, when its end (`layout`) was fetched, one checks
+/// its payload as it arrives. Returns the download and the layout if that
+/// check passed. Without the helpers the same work happens after the
+/// download; they run at a low priority, so that they use the CPU the
+/// download leaves idle instead of slowing it down.
+fn download_with_helpers<'a>(
+    download: &Download,
+    agent: &Agent,
+    manifest: &UpdateManifest,
+    policy: http::Policy,
+    build: &RunningBuild,
+    layout: Option<&'a Layout>,
+) -> (Result<Fetched, UpdateError>, Option<&'a Layout>) {
+    let progress = Progress::default();
+    std::thread::scope(|scope| {
+        let helper = |name: &str| std::thread::Builder::new().name(name.into());
+        let _ = helper("onefile-writeback").spawn_scoped(scope, || {
+            sys::lower_thread_priority();
+            download::write_back(&progress);
+        });
+        let checker = layout.and_then(|layout| {
+            helper("onefile-check")
+                .spawn_scoped(scope, || {
+                    sys::lower_thread_priority();
+                    verify::check_while_downloading(layout, &progress)
+                })
+                .ok()
+        });
+        let fetched = download.fetch(
+            agent,
+            manifest,
+            policy,
+            build.settings.max_download_size,
+            &progress,
+            layout.is_none(),
+        );
+        progress.end();
+        let checked = checker.is_some_and(|checker| checker.join().unwrap_or(false));
+        (fetched, layout.filter(|_| checked))
+    })
 }
 
 /// Whether our executable is the announced build. Different sizes settle it
