@@ -413,13 +413,7 @@ fn the_payload_is_checked_while_it_downloads() {
 #[test]
 fn a_build_refused_by_its_end_is_not_downloaded() {
     let p = publish(&[]);
-    let other = p.s.path("other.bin");
-    pack(
-        &p.s.path("app-1.1"),
-        &other,
-        &["--name", "SomethingElse", "--version", "9"],
-    );
-    let other = fs::read(&other).expect("read");
+    let other = other_apps_build(&p);
     announce_route(&p, &other, with_ranges(&other));
     expect_failure(&p, "not of 'AutoUpdatingTest'");
     // The same build as the running one, announced as new.
@@ -512,16 +506,21 @@ fn a_file_that_is_not_a_packed_executable_is_discarded() {
     p.assert_clean(false);
 }
 
-#[test]
-fn a_packed_executable_of_another_app_is_discarded() {
-    let p = publish(&[]);
+/// 1.1's files packed as another app, of a higher version.
+fn other_apps_build(p: &Published) -> Vec<u8> {
     let other = p.s.path("other.bin");
     pack(
         &p.s.path("app-1.1"),
         &other,
         &["--name", "SomethingElse", "--version", "9"],
     );
-    announce_body(&p, fs::read(&other).expect("read"));
+    fs::read(&other).expect("read")
+}
+
+#[test]
+fn a_packed_executable_of_another_app_is_discarded() {
+    let p = publish(&[]);
+    announce_body(&p, other_apps_build(&p));
     expect_failure(&p, "not of 'AutoUpdatingTest'");
     p.assert_clean(false);
 }
