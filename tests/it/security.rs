@@ -42,8 +42,10 @@ fn publish_signed() -> (Published, PathBuf, PathBuf) {
     (p, kept_secret, kept_public)
 }
 
-/// A manifest for `file` (served at /evil.bin), with an optional signature.
-fn announce(p: &Published, file: &[u8], signature: Option<String>) {
+/// A manifest for `file` (served at /evil.bin, with range support when
+/// `ranges`: then the updater also checks and hashes it while it arrives),
+/// with an optional signature.
+fn announce_served(p: &Published, file: &[u8], signature: Option<String>, ranges: bool) {
     let mut toml = format!(
         "url = \"{}\"\ncrc32 = {}\nsize = {}\n",
         p.server.url("/evil.bin"),
@@ -53,9 +55,20 @@ fn announce(p: &Published, file: &[u8], signature: Option<String>) {
     if let Some(sig) = signature {
         toml.push_str(&format!("signature = '''\n{sig}'''\n"));
     }
-    p.server.route("/evil.bin", Route::file(file.to_vec()));
+    p.server.route(
+        "/evil.bin",
+        Route::File {
+            body: file.to_vec(),
+            etag: None,
+            ranges,
+        },
+    );
     p.server
         .route("/1.0/update.toml", Route::file(toml.into_bytes()));
+}
+
+fn announce(p: &Published, file: &[u8], signature: Option<String>) {
+    announce_served(p, file, signature, false);
 }
 
 fn sign(file: &Path, key: &Path) -> String {
@@ -82,29 +95,56 @@ fn a_signed_update_installs() {
 }
 
 #[test]
+fn a_signed_update_served_with_ranges_installs() {
+    // Checked and hashed for its signature while it downloads.
+    let (p, _, _) = publish_signed();
+    p.announce_11();
+    p.server.route(
+        &format!("/1.1/{NAME}.bin"),
+        Route::File {
+            body: p.v11.clone(),
+            etag: None,
+            ranges: true,
+        },
+    );
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+    assert!(
+        update_traces(&out).contains(&"Checked the payload while it downloaded.".to_owned()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+}
+
+#[test]
 fn unsigned_and_badly_signed_updates_are_refused() {
     let (p, trusted_key, _) = publish_signed();
     let v11 = p.s.path(&format!("site/1.1/{NAME}.bin"));
 
-    // No signature at all: a matching CRC-32 is not enough.
-    announce(&p, &p.v11, None);
-    expect_failure(&p, "not signed");
-
-    // A valid signature, by a key the build does not trust.
     let other = Scratch::new();
     let (wrong_key, _) = keygen(&other, "wrong");
-    announce(&p, &p.v11, Some(sign(&v11, &wrong_key)));
-    expect_failure(&p, "another key");
-
-    // A tampered file with a valid CRC-32: the publisher's signature of 1.1,
-    // an attacker's build of the same app and a newer version.
     let evil_app = p.s.probe_app("evil", "evil");
     let evil = p.s.path("evil.bin");
     pack(&evil_app, &evil, &["--name", NAME, "--version", "9.9"]);
     let evil_bytes = fs::read(&evil).expect("read");
     let publisher_sig = sign(&v11, &trusted_key);
-    announce(&p, &evil_bytes, Some(publisher_sig.clone()));
-    expect_failure(&p, "does not match the file");
+    // Served without and with ranges (hashed after, or while, downloading).
+    for ranges in [false, true] {
+        // No signature at all: a matching CRC-32 is not enough.
+        announce_served(&p, &p.v11, None, ranges);
+        expect_failure(&p, "not signed");
+
+        // A valid signature, by a key the build does not trust.
+        announce_served(&p, &p.v11, Some(sign(&v11, &wrong_key)), ranges);
+        expect_failure(&p, "another key");
+
+        // A tampered file with a valid CRC-32: the publisher's signature of
+        // 1.1, an attacker's build of the same app and a newer version.
+        announce_served(&p, &evil_bytes, Some(publisher_sig.clone()), ranges);
+        expect_failure(&p, "does not match the file");
+        p.assert_still_10();
+    }
 
     // A signature whose trusted comment is for another version: a stock
     // minisign signature by the trusted key, claiming the wrong version.

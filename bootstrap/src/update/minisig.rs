@@ -49,20 +49,31 @@ impl PublicKey {
         Ok(PublicKey { key_id, key })
     }
 
-    /// Starts checking `signature` against this key; the signed bytes are
-    /// fed to the returned checker.
-    pub fn checker<'a>(&'a self, signature: &'a Signature) -> Result<Checker<'a>, String> {
+    /// Whether `signature` claims to be by this key.
+    pub fn signed(&self, signature: &Signature) -> bool {
+        self.key_id == signature.key_id
+    }
+
+    /// Checks `signature`, by this key, of the file whose BLAKE2b-512 hash
+    /// is `digest`: the file's signature and the trusted comment's (global)
+    /// signature must both hold.
+    pub fn check(&self, signature: &Signature, digest: &FileDigest) -> Result<(), String> {
         if self.key_id != signature.key_id {
             return Err("signed by another key".into());
         }
         if !signature.prehashed {
             return Err("legacy (not pre-hashed) signatures are not accepted".into());
         }
-        Ok(Checker {
-            key: self,
-            signature,
-            hash: Blake2b512::new(),
-        })
+        if !self.verify(&digest.0, &signature.signature) {
+            return Err("the signature does not match the file".into());
+        }
+        let mut global = Vec::with_capacity(64 + signature.trusted_comment.len());
+        global.extend_from_slice(&signature.signature);
+        global.extend_from_slice(signature.trusted_comment.as_bytes());
+        if !self.verify(&global, &signature.global_signature) {
+            return Err("the trusted comment's signature does not match".into());
+        }
+        Ok(())
     }
 
     fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
@@ -116,37 +127,27 @@ impl Signature {
     }
 }
 
-/// Hashes the signed bytes as they are read, then checks both signatures.
-pub struct Checker<'a> {
-    key: &'a PublicKey,
-    signature: &'a Signature,
-    hash: Blake2b512,
-}
+/// The BLAKE2b-512 hash of a file, which pre-hashed signatures sign: one
+/// hash serves every trusted key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest([u8; 64]);
 
-impl std::fmt::Debug for Checker<'_> {
+/// Hashes a file's bytes as they are read.
+#[derive(Default)]
+pub struct FileHasher(Blake2b512);
+
+impl std::fmt::Debug for FileHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Checker")
+        f.write_str("FileHasher")
     }
 }
 
-impl Checker<'_> {
+impl FileHasher {
     pub fn update(&mut self, bytes: &[u8]) {
-        self.hash.update(bytes);
+        self.0.update(bytes);
     }
 
-    /// Whether the file's signature and the trusted comment's (global)
-    /// signature both hold.
-    pub fn finish(self) -> Result<(), String> {
-        let digest = self.hash.finalize();
-        if !self.key.verify(&digest, &self.signature.signature) {
-            return Err("the signature does not match the file".into());
-        }
-        let mut global = Vec::with_capacity(64 + self.signature.trusted_comment.len());
-        global.extend_from_slice(&self.signature.signature);
-        global.extend_from_slice(self.signature.trusted_comment.as_bytes());
-        if !self.key.verify(&global, &self.signature.global_signature) {
-            return Err("the trusted comment's signature does not match".into());
-        }
-        Ok(())
+    pub fn finish(self) -> FileDigest {
+        FileDigest(self.0.finalize().into())
     }
 }

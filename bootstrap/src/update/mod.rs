@@ -42,6 +42,7 @@ use payload_tools::version::is_newer;
 use crate::sys;
 use crate::trace::UPDATE;
 use download::{Download, Fetched, Progress};
+use minisig::FileDigest;
 use tail::Layout;
 use ureq::Agent;
 
@@ -194,14 +195,20 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         download.discard();
         return Err(e);
     }
-    let (fetched, payload_checked) =
+    let helped =
         download_with_helpers(&download, &agent, &manifest, policy, build, layout.as_ref());
-    let fetched = fetched?;
+    let fetched = helped.fetched?;
     // The disk writes the download out while the CPU checks it: the two
     // costs overlap, and both must succeed before anything is replaced.
     let (synced, checked) = std::thread::scope(|scope| {
         let sync = scope.spawn(|| fetched.file.sync_all());
-        let checked = verify::check(&fetched, &manifest, build, payload_checked);
+        let checked = verify::check(
+            &fetched,
+            &manifest,
+            build,
+            helped.payload_checked,
+            helped.hashed,
+        );
         let synced = sync
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread failed")));
@@ -241,12 +248,21 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     }
 }
 
-/// Downloads the new build with two helpers beside it: one writes it out to
-/// disk as it arrives, and, when its end (`layout`) was fetched, one checks
-/// its payload as it arrives. Returns the download and the layout if that
-/// check passed. Without the helpers the same work happens after the
-/// download; they run at a low priority, so that they use the CPU the
-/// download leaves idle instead of slowing it down.
+/// What [`download_with_helpers`] brings back.
+struct Helped<'a> {
+    fetched: Result<Fetched, UpdateError>,
+    /// The layout the payload was checked against while it downloaded.
+    payload_checked: Option<&'a Layout>,
+    /// The length and hash of what was hashed for the signature.
+    hashed: Option<(u64, FileDigest)>,
+}
+
+/// Downloads the new build with helpers beside it: one writes it out to
+/// disk as it arrives; when its end (`layout`) was fetched, one checks its
+/// payload as it arrives; for a build that only installs signed updates,
+/// one hashes it for the signature. Without the helpers the same work
+/// happens after the download; they run at a low priority, so that they
+/// use the CPU the download leaves idle instead of slowing it down.
 fn download_with_helpers<'a>(
     download: &Download,
     agent: &Agent,
@@ -254,7 +270,7 @@ fn download_with_helpers<'a>(
     policy: http::Policy,
     build: &RunningBuild,
     layout: Option<&'a Layout>,
-) -> (Result<Fetched, UpdateError>, Option<&'a Layout>) {
+) -> Helped<'a> {
     let progress = Progress::default();
     std::thread::scope(|scope| {
         let helper = |name: &str| std::thread::Builder::new().name(name.into());
@@ -270,6 +286,16 @@ fn download_with_helpers<'a>(
                 })
                 .ok()
         });
+        let hasher = (!build.settings.public_keys.is_empty())
+            .then(|| {
+                helper("onefile-hash")
+                    .spawn_scoped(scope, || {
+                        sys::lower_thread_priority();
+                        verify::hash_while_downloading(&progress)
+                    })
+                    .ok()
+            })
+            .flatten();
         let fetched = download.fetch(
             agent,
             manifest,
@@ -280,7 +306,11 @@ fn download_with_helpers<'a>(
         );
         progress.end();
         let checked = checker.is_some_and(|checker| checker.join().unwrap_or(false));
-        (fetched, layout.filter(|_| checked))
+        Helped {
+            fetched,
+            payload_checked: layout.filter(|_| checked),
+            hashed: hasher.and_then(|hasher| hasher.join().ok().flatten()),
+        }
     })
 }
 

@@ -19,7 +19,7 @@ use payload_tools::rangeio::RangeReader;
 use payload_tools::version::is_newer;
 
 use super::download::{Fetched, Progress};
-use super::minisig::{PublicKey, Signature};
+use super::minisig::{FileDigest, FileHasher, PublicKey, Signature};
 use super::tail::Layout;
 use super::{RunningBuild, UpdateError};
 use crate::trace::UPDATE;
@@ -72,12 +72,15 @@ fn checking_threads() -> usize {
 /// is the layout of a build whose payload was checked during the download:
 /// if the finished file has that very trailer and metadata, its payload is
 /// not decoded a second time, and its CRC-32 (when the download did not
-/// compute it) follows from the payload's.
+/// compute it) follows from the payload's. `hashed` is the length and hash
+/// of the bytes hashed for the signature during the download: used when
+/// that is the whole file.
 pub fn check(
     fetched: &Fetched,
     manifest: &UpdateManifest,
     build: &RunningBuild,
     payload_checked: Option<&Layout>,
+    hashed: Option<(u64, FileDigest)>,
 ) -> Result<File, UpdateError> {
     let url = &fetched.url;
     if let Some(size) = manifest.size
@@ -133,7 +136,10 @@ pub fn check(
     };
     check_identity(&packed.metadata, build, url)?;
     if !build.settings.public_keys.is_empty() {
-        check_signature(&packed, manifest, &build.settings.public_keys, url)?;
+        let digest = hashed
+            .filter(|(len, _)| *len == packed.len)
+            .map(|(_, digest)| digest);
+        check_signature(&packed, manifest, &build.settings.public_keys, url, digest)?;
     }
     if payload_checked {
         info!(target: UPDATE, "Checked the payload while it downloaded.");
@@ -146,13 +152,15 @@ pub fn check(
 
 /// Checks the minisign signature in `manifest` against the exact bytes of
 /// the open download (read back from the handle that will be renamed into
-/// place, never from a path), with one of `keys`, and that its trusted
-/// comment names the app and version found inside the file.
+/// place, never from a path, unless `digest` already holds their hash),
+/// with one of `keys`, and that its trusted comment names the app and
+/// version found inside the file.
 fn check_signature(
     packed: &PackedFile,
     manifest: &UpdateManifest,
     keys: &[String],
     url: &str,
+    mut digest: Option<FileDigest>,
 ) -> Result<(), UpdateError> {
     let bad = |reason: String| UpdateError::BadSignature {
         url: url.to_owned(),
@@ -170,25 +178,20 @@ fn check_signature(
         let Ok(key) = PublicKey::from_base64(key) else {
             continue;
         };
-        let mut verifier = match key.checker(&signature) {
-            Ok(v) => v,
-            Err(e) => {
-                last_error = e;
-                continue;
+        if !key.signed(&signature) {
+            last_error = "signed by another key".into();
+            continue;
+        }
+        let digest = match &mut digest {
+            Some(digest) => digest,
+            None => {
+                let mut hasher = FileHasher::default();
+                hash_file(&packed.file, packed.len, &mut hasher)
+                    .map_err(|e| bad(format!("cannot read the download: {e}")))?;
+                digest.insert(hasher.finish())
             }
         };
-        let mut reader = RangeReader::new(&packed.file, 0, packed.len);
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = reader
-                .read(&mut buf)
-                .map_err(|e| bad(format!("cannot read the download: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            verifier.update(&buf[..n]);
-        }
-        match verifier.finish() {
+        match key.check(&signature, digest) {
             Ok(()) => {
                 let expected = trusted_comment(&packed.metadata.name, &packed.metadata.version);
                 if signature.trusted_comment() != expected {
@@ -203,4 +206,42 @@ fn check_signature(
         }
     }
     Err(bad(format!("not signed by a trusted key: {last_error}")))
+}
+
+/// Feeds the first `len` bytes of `file` to `hasher`.
+fn hash_file(file: &File, len: u64, hasher: &mut FileHasher) -> std::io::Result<()> {
+    let mut reader = RangeReader::new(file, 0, len);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Hashes the download for its signature while it arrives. Returns how
+/// many bytes were hashed (the whole file if the download succeeded) and
+/// their hash; `None` if the file could not be read.
+pub fn hash_while_downloading(progress: &Progress) -> Option<(u64, FileDigest)> {
+    let file = progress.file()?;
+    let mut reader = RangeReader::following(&file, 0, u64::MAX, progress);
+    let mut hasher = FileHasher::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                len += n as u64;
+            }
+            // The download ended (or stopped): what was hashed is compared
+            // with what was downloaded.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(_) => return None,
+        }
+    }
+    Some((len, hasher.finish()))
 }
