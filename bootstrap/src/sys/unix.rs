@@ -93,21 +93,7 @@ pub fn remove_replaced_leftover(_exe: &Path) {}
 /// create 0700, are held to [`check_private_dir`].
 pub fn check_cache_root(dir: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(format!(
-            "it belongs to user {}, not to us ({me})",
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o002 != 0 {
-        return Err(format!(
-            "every user may write to it (mode {:o})",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
+    check_ours(&meta, 0o002, "every user")
 }
 
 /// A cache folder must be a real folder (not a link), owned by us and not
@@ -117,6 +103,12 @@ pub fn check_private_dir(dir: &Path) -> Result<(), String> {
     if !meta.file_type().is_dir() {
         return Err("it is not a folder (a symlink?)".into());
     }
+    check_ours(&meta, 0o022, "other users")
+}
+
+/// The file must belong to us, and none of the `others_write` mode bits may
+/// be set (`others` names who they let write, for the message).
+fn check_ours(meta: &std::fs::Metadata, others_write: u32, others: &str) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
@@ -125,10 +117,10 @@ pub fn check_private_dir(dir: &Path) -> Result<(), String> {
             meta.uid()
         ));
     }
-    if meta.mode() & 0o022 != 0 {
+    if meta.mode() & others_write != 0 {
         return Err(format!(
-            "other users may write to it (mode {:o})",
-            meta.mode() & 0o777
+            "{others} may write to it (mode {:o})",
+            meta.mode() & 0o7777
         ));
     }
     Ok(())
