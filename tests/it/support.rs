@@ -263,8 +263,18 @@ pub fn inspect(exe: &Path) -> serde_json::Value {
 }
 
 /// Puts a small tmpfs holding a copy of `dir`'s files over `dir`, read-only
-/// when `read_only`. Returns false where mounting is not allowed.
+/// when `read_only`. Returns false, saying the test is skipped, where
+/// mounting is not allowed.
 pub fn remount(dir: &Path, read_only: bool, size_kib: u64) -> bool {
+    let mounted = mount_copy(dir, read_only, size_kib);
+    if !mounted {
+        let kind = if read_only { "read-only" } else { "small" };
+        eprintln!("skipped: cannot mount a {kind} filesystem here (needs root)");
+    }
+    mounted
+}
+
+fn mount_copy(dir: &Path, read_only: bool, size_kib: u64) -> bool {
     let saved = dir.with_extension("saved");
     let _ = fs::remove_dir_all(&saved);
     if Command::new("cp")
