@@ -23,7 +23,7 @@ build:
 # so `cargo build` first puts them in place.
 test: deps
 	$(CARGO) build --locked -p bootstrap -p payload-tools
-	$(CARGO) test --locked --workspace
+	CARGO=$(CARGO) bash scripts/test.sh
 
 lint: deps
 	$(CARGO) fmt --all --check

@@ -537,7 +537,7 @@ fn update_and_resume_against_nginx() {
     let s = Scratch::new();
     let site = s.path("site");
     let Some(nginx) = Nginx::start(&site, &s.path("nginx")) else {
-        eprintln!("skipped: nginx is not installed (make deps installs it)");
+        skip("nginx is not installed (make deps installs it)");
         return;
     };
     let spec = format!("http://127.0.0.1:{}/{{VERSION}}/update.toml", nginx.port);
@@ -692,7 +692,7 @@ fn soak_launch_update_flip() {
 #[test]
 fn durability_order_of_an_update_and_an_unpack() {
     if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed (make deps installs it)");
+        skip("strace is not installed (make deps installs it)");
         return;
     }
     let p = publish(&[]);

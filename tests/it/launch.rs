@@ -480,7 +480,7 @@ fn noexec_cache_mount_is_explained() {
         .status()
         .is_ok_and(|st| st.success());
     if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        skip("cannot mount a tmpfs here (needs root)");
         return;
     }
     let out = s

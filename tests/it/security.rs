@@ -165,7 +165,7 @@ fn unsigned_and_badly_signed_updates_are_refused() {
         announce(&p, &p.v11, Some(fs::read_to_string(&claim).expect("read")));
         expect_failure(&p, "but the file is");
     } else {
-        eprintln!("skipped the stock-minisign case: minisign is not installed");
+        skip("the stock-minisign case needs minisign (make deps installs it)");
     }
     p.assert_clean(false);
 }
@@ -227,7 +227,7 @@ fn downgrades_install_only_when_the_build_allows_them() {
 #[test]
 fn keys_interoperate_with_stock_minisign() {
     if Command::new("minisign").arg("-v").output().is_err() {
-        eprintln!("skipped: minisign is not installed (make deps installs it)");
+        skip("minisign is not installed (make deps installs it)");
         return;
     }
     let s = Scratch::new();

@@ -269,7 +269,9 @@ pub fn remount(dir: &Path, read_only: bool, size_kib: u64) -> bool {
     let mounted = mount_copy(dir, read_only, size_kib);
     if !mounted {
         let kind = if read_only { "read-only" } else { "small" };
-        eprintln!("skipped: cannot mount a {kind} filesystem here (needs root)");
+        skip(&format!(
+            "cannot mount a {kind} filesystem here (needs root)"
+        ));
     }
     mounted
 }
@@ -342,5 +344,105 @@ pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
             Ok(())
         });
+    }
+}
+
+/// Marks the calling test as skipped for `reason`: says so on stderr and
+/// records it in `$ONEFILE_SKIP_LOG`, which `make test` (scripts/test.sh)
+/// reads to count the test as skipped instead of passed. The test returns
+/// right after calling this.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unknown test")
+        .to_owned();
+    eprintln!("skipped: {reason}");
+    if let Some(log) = std::env::var_os("ONEFILE_SKIP_LOG") {
+        // One write per line, appended: tests run in parallel threads.
+        let line = format!("{test}: {reason}\n");
+        if let Ok(mut file) = fs::OpenOptions::new().append(true).create(true).open(log) {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
+#[allow(dead_code)] // until a test needs it
+/// A second, unprivileged local user for tests of what another user can do
+/// to us (or we to them).
+#[derive(Clone, Copy, Debug)]
+pub struct OtherUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Name of the user the tests create when they run as root.
+#[allow(dead_code)]
+pub const OTHER_USER: &str = "onefile-other";
+
+#[allow(dead_code)]
+impl OtherUser {
+    /// The other user, created (once) when the tests run as root. `None`,
+    /// with the test recorded as skipped, where no user can be created.
+    pub fn get() -> Option<OtherUser> {
+        static USER: std::sync::OnceLock<Result<OtherUser, String>> = std::sync::OnceLock::new();
+        match USER.get_or_init(create_other_user) {
+            Ok(user) => Some(*user),
+            Err(reason) => {
+                skip(reason);
+                None
+            }
+        }
+    }
+
+    /// A command run as this user (the tests must be root to use it).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(program);
+        cmd.uid(self.uid).gid(self.gid);
+        cmd.env("HOME", "/nonexistent");
+        cmd
+    }
+
+    /// Gives `path` to this user.
+    pub fn chown(&self, path: &Path) {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)).expect("chown");
+    }
+}
+
+#[allow(dead_code)]
+fn create_other_user() -> Result<OtherUser, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("needs a second local user, which only root can create".into());
+    }
+    let lookup = || -> Option<OtherUser> {
+        let out = Command::new("id").arg("-u").arg(OTHER_USER).output().ok()?;
+        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        let out = Command::new("id").arg("-g").arg(OTHER_USER).output().ok()?;
+        let gid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        Some(OtherUser { uid, gid })
+    };
+    if let Some(user) = lookup() {
+        return Ok(user);
+    }
+    let made = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+        ])
+        .arg(OTHER_USER)
+        .output();
+    match made {
+        Ok(out) if out.status.success() || lookup().is_some() => {
+            lookup().ok_or_else(|| format!("created {OTHER_USER} but cannot look it up"))
+        }
+        Ok(out) => Err(format!(
+            "useradd {OTHER_USER} failed: {}",
+            stderr(&out).trim()
+        )),
+        Err(e) => Err(format!("cannot run useradd: {e}")),
     }
 }

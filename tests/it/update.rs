@@ -722,7 +722,7 @@ fn an_executable_of_another_user_is_not_replaced() {
     let c_path = std::ffi::CString::new(p.exe.as_os_str().as_bytes()).expect("c path");
     // SAFETY: valid C string; chown to "nobody".
     if unsafe { libc::chown(c_path.as_ptr(), 65534, 65534) } != 0 {
-        eprintln!("skipped: cannot chown here (needs root)");
+        skip("cannot chown here (needs root)");
         return;
     }
     expect_failure(&p, "belongs to user 65534");
