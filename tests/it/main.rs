@@ -5,6 +5,7 @@ mod craft;
 mod faults;
 mod hostile;
 mod launch;
+mod nginx;
 mod pack;
 mod security;
 mod server;
