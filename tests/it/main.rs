@@ -10,4 +10,5 @@ mod pack;
 mod security;
 mod server;
 mod support;
+mod tls;
 mod update;

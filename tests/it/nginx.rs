@@ -54,6 +54,25 @@ pub struct Nginx {
     scheme: &'static str,
 }
 
+/// Why nginx cannot serve here (over TLS when `tls`), or `None` when it can:
+/// the reason a test gives for skipping.
+pub fn unavailable(tls: bool) -> Option<&'static str> {
+    let Some(nginx) = NGINX.into_iter().find(|p| Path::new(p).exists()) else {
+        return Some("nginx is not installed (make deps installs nginx-light)");
+    };
+    if !tls {
+        return None;
+    }
+    // `nginx -V` lists its configure arguments on stderr.
+    let modules = Command::new(nginx)
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    (!modules.contains("http_ssl_module"))
+        .then_some("this nginx has no ssl module (Debian's nginx-light has it)")
+}
+
 impl Nginx {
     /// Plain HTTP serving `root`, with its files in `work`. `None` when
     /// nginx is not installed (the caller skips).
