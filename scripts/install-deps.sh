@@ -14,8 +14,11 @@ command -v gzip >/dev/null || need_apt+=(gzip)
 command -v strace >/dev/null || need_apt+=(strace)
 # Stock minisign, to prove our keys and signatures interoperate.
 command -v minisign >/dev/null || need_apt+=(minisign)
-# A real static server for the update tests (Range, ETag as users deploy).
+# A real static server for the update tests (Range, ETag as users deploy);
+# nginx-light has the ssl module the HTTPS tests (tests/it/tls.rs) need.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+# The HTTPS tests make their own CA and certificates with it.
+command -v openssl >/dev/null || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -10,10 +10,11 @@
 //! scenario (CI runs a few; `make soak` runs the long version).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::nginx::Nginx;
 use crate::server::Route;
 use crate::support::*;
 use crate::update::{NAME, Published, expect_failure, publish, publish_apps};
@@ -470,66 +471,6 @@ fn sixteen_cold_instances_while_an_update_is_published() {
     }
     assert_eq!(p.version_now(), "1.1");
     p.assert_clean(false);
-}
-
-/// nginx, as users deploy behind a CDN: real ETags and Range support.
-struct Nginx {
-    child: std::process::Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Nginx {
-    fn start(root: &Path, work: &Path) -> Option<Nginx> {
-        let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        fs::create_dir_all(work.join("logs")).ok()?;
-        let log = work.join("logs/access.log");
-        let conf = work.join("nginx.conf");
-        fs::write(
-            &conf,
-            format!(
-                "daemon off; master_process off; pid {work}/nginx.pid; error_log {work}/logs/error.log;\n\
-                 events {{ worker_connections 64; }}\n\
-                 http {{ access_log {log} combined; client_body_temp_path {work}/tmp;\n\
-                   proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp; uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;\n\
-                   server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
-                work = work.display(),
-                log = log.display(),
-                root = root.display()
-            ),
-        )
-        .ok()?;
-        let child = Command::new(nginx)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(work)
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Nginx { child, port, log })
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
