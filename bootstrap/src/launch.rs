@@ -71,7 +71,13 @@ fn try_launch() -> Result<Never, LaunchError> {
         });
         cache.remove_unused_versions();
         let exit = app.wait().map_err(LaunchError::Wait)?;
-        sidecar.finish_after_exit(Duration::from_millis(settings.exit_wait_ms));
+        // Asked to stop (a signal passed on to the app): no wait.
+        let budget = if app.stop_requested() {
+            0
+        } else {
+            settings.exit_wait_ms
+        };
+        sidecar.finish_after_exit(Duration::from_millis(budget));
         drop(prepared);
         run::exit_like(exit);
     }

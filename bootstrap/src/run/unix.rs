@@ -2,31 +2,21 @@
 //!
 //! As a child, the app gets the launcher's arguments, stdio, environment and
 //! working directory; signals a user sends the launcher (INT, TERM, HUP,
-//! QUIT, USR1, USR2) are passed on; the app dies with the launcher (Linux:
-//! parent-death signal); and the launcher exits with the app's code, or
-//! dies of the app's signal.
+//! QUIT, USR1, USR2) are passed on, once ([`forward`]); the app dies with
+//! the launcher (Linux: parent-death signal); and the launcher exits with
+//! the app's code, or dies of the app's signal. In both modes the app gets
+//! the stdio and signal state the launcher was started with ([`inherited`]).
+
+mod forward;
+mod inherited;
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::AppExit;
-
-/// Signals passed on to the app.
-const FORWARDED: [libc::c_int; 6] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
-/// Pid of the running app, read by the signal handler.
-static APP_PID: AtomicI32 = AtomicI32::new(0);
 
 /// Replaces the launcher by the app; returns only if that failed. `inherit`
 /// stay open in the app (the cache's in-use lock must outlive the launcher).
@@ -35,6 +25,11 @@ pub fn exec(mut cmd: Command, inherit: &[&File]) -> io::Error {
         if let Err(e) = clear_close_on_exec(file) {
             return e;
         }
+    }
+    let mask = inherited::mask();
+    // SAFETY: the closure only calls async-signal-safe functions.
+    unsafe {
+        cmd.pre_exec(move || inherited::restore_in_app(&mask));
     }
     cmd.exec()
 }
@@ -48,11 +43,19 @@ pub struct RunningApp {
 /// Starts the app as a child and begins forwarding signals to it.
 pub fn spawn(mut cmd: Command) -> io::Result<RunningApp> {
     let launcher = std::process::id() as libc::pid_t;
+    let own_group = forward::own_process_group();
+    if own_group {
+        cmd.process_group(0);
+    }
+    let signals = forward::handled();
+    // Signals that arrive between the spawn and the handlers' installation
+    // wait, blocked, and are forwarded once they are in place.
+    let mask = block(&signals);
     // SAFETY: the closure runs in the forked child before exec and only calls
-    // async-signal-safe functions (sigprocmask, prctl, getppid).
+    // async-signal-safe functions (signal, sigprocmask, prctl, getppid).
     unsafe {
         cmd.pre_exec(move || {
-            set_forwarded_blocked(libc::SIG_UNBLOCK);
+            inherited::restore_in_app(&mask)?;
             #[cfg(any(target_os = "linux", target_os = "android"))]
             {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -67,15 +70,11 @@ pub fn spawn(mut cmd: Command) -> io::Result<RunningApp> {
             Ok(())
         });
     }
-    // Signals that arrive between the spawn and the handler's installation
-    // wait, blocked, and are forwarded once it is in place.
-    set_forwarded_blocked(libc::SIG_BLOCK);
     let spawned = cmd.spawn();
     if let Ok(child) = &spawned {
-        APP_PID.store(child.id() as i32, Ordering::SeqCst);
-        install_forwarding();
+        forward::begin(child.id(), own_group, &signals);
     }
-    set_forwarded_blocked(libc::SIG_UNBLOCK);
+    set_mask(&mask);
     Ok(RunningApp { child: spawned? })
 }
 
@@ -84,8 +83,12 @@ impl RunningApp {
         self.child.id()
     }
 
-    /// Waits for the app to end.
+    /// Waits for the app to end. Signals stop going to its pid before it is
+    /// reaped (so never to a process that reused the pid), and from then on
+    /// INT, TERM, HUP and QUIT end the launcher like the app ended.
     pub fn wait(&mut self) -> io::Result<AppExit> {
+        let exit = self.wait_unreaped()?;
+        forward::app_exited(exit);
         let status = self.child.wait()?;
         Ok(match (status.code(), status.signal()) {
             (Some(code), _) => AppExit::Code(code),
@@ -93,86 +96,67 @@ impl RunningApp {
             (None, None) => AppExit::Code(1),
         })
     }
+
+    /// Whether the launcher was asked to stop (INT, TERM, HUP or QUIT) while
+    /// the app ran: then it does not wait for the update sidecar.
+    pub fn stop_requested(&self) -> bool {
+        forward::stop_requested()
+    }
+
+    /// Waits until the app has exited, leaving it a zombie.
+    fn wait_unreaped(&self) -> io::Result<AppExit> {
+        loop {
+            // SAFETY: waitid fills a zeroed siginfo_t we own; WNOWAIT
+            // leaves the child to be reaped by `Child::wait`.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    self.child.id() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if rc != 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            // SAFETY: waitid succeeded for an exited child: the status
+            // field is set.
+            let status = unsafe { info.si_status() };
+            return Ok(match info.si_code {
+                libc::CLD_EXITED => AppExit::Code(status),
+                _ => AppExit::Signal(status),
+            });
+        }
+    }
 }
 
 /// Ends the launcher the way the app ended.
 pub fn exit_like(exit: AppExit) -> ! {
     match exit {
         AppExit::Code(code) => std::process::exit(code),
-        AppExit::Signal(sig) => {
-            // SAFETY: plain libc calls on values we own; after raise() the
-            // process normally no longer exists.
-            unsafe {
-                libc::signal(sig, libc::SIG_DFL);
-                // The app already dumped core if it was going to: the
-                // launcher's own core would only be noise.
-                let no_core = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, sig);
-                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                libc::raise(sig);
-            }
-            // A signal whose default is not to terminate: the shell convention.
-            std::process::exit(128 + sig)
-        }
+        AppExit::Signal(_) => forward::end_like(exit),
     }
 }
 
-fn set_forwarded_blocked(how: libc::c_int) {
-    // SAFETY: sigset operations on a local set; pthread_sigmask with a valid
-    // set pointer and a null old-set pointer. All async-signal-safe.
+/// Blocks `signals` in the calling thread; returns the mask before.
+fn block(signals: &libc::sigset_t) -> libc::sigset_t {
+    // SAFETY: pthread_sigmask with a valid set and a zeroed set we own.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in FORWARDED {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, signals, &mut old);
+        old
     }
 }
 
-fn install_forwarding() {
-    for sig in FORWARDED {
-        // SAFETY: the handler only loads an atomic and calls kill(), both
-        // async-signal-safe; the sigaction struct is fully initialised.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward as *const () as libc::sighandler_t;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-}
-
-/// `si_code` of signals the kernel sends itself, as the terminal does for
-/// Ctrl-C to the whole foreground process group.
-const SI_KERNEL: libc::c_int = 0x80;
-
-extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    let pid = APP_PID.load(Ordering::SeqCst);
-    if pid <= 0 {
-        return;
-    }
-    // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
-    let code = if info.is_null() {
-        0
-    } else {
-        unsafe { (*info).si_code }
-    };
-    // A terminal's Ctrl-C or Ctrl-\ reached the app directly (it shares our
-    // process group); passing it on would deliver it twice.
-    if code == SI_KERNEL {
-        return;
-    }
-    // SAFETY: kill() is async-signal-safe.
+fn set_mask(mask: &libc::sigset_t) {
+    // SAFETY: a valid set; a null old-set pointer.
     unsafe {
-        libc::kill(pid, sig);
+        libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
     }
 }
 

@@ -1,6 +1,9 @@
 //! Windows: there is no `exec`, so the app always runs as a child and the
 //! launcher takes on its exit code. Console Ctrl-C reaches every process
 //! attached to the console, the app included, so nothing is forwarded.
+//! The app inherits the launcher's handles and console as they were given
+//! (a missing standard handle stays missing): there is no signal state or
+//! closed descriptor to restore, unlike on Unix.
 //! Not built in CI (Linux only).
 
 use std::fs::File;
@@ -32,6 +35,12 @@ pub fn spawn(mut cmd: Command) -> io::Result<RunningApp> {
 impl RunningApp {
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Console Ctrl-C reaches the app directly and the launcher forwards
+    /// nothing: it is never asked to stop on the app's behalf.
+    pub fn stop_requested(&self) -> bool {
+        false
     }
 
     pub fn wait(&mut self) -> io::Result<AppExit> {

@@ -14,15 +14,66 @@
 //! - `sleep SECONDS [PIDFILE]`: writes its pid, sleeps, ignoring SIGTERM
 //! - `version [SECONDS]`: sleeps, then prints `version.txt` from next to
 //!   the program
+//! - `state`: prints on stderr (stdout may be closed) what it was started
+//!   with, as recorded before Rust's runtime changed any of it: `fd0=`,
+//!   `fd1=`, `fd2=` (`open` or `closed`), `ignored=` and `blocked=` (the
+//!   ignored and blocked signals, hex, bit N-1 for signal N, as in
+//!   `/proc/PID/status`), `pgid=` and `sid=`
+//! - `count-term PIDFILE`: writes its pid, counts SIGTERMs; half a second
+//!   after the first, prints `TERM n` and exits 0
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 static GOT: AtomicI32 = AtomicI32::new(0);
+static TERMS: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn record(sig: libc::c_int) {
     GOT.store(sig, Ordering::SeqCst);
+}
+
+extern "C" fn count_term(_: libc::c_int) {
+    TERMS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// What the process was started with, recorded by `snapshot` before Rust's
+/// runtime ignores SIGPIPE and fills closed stdio with /dev/null.
+static STARTED_IGNORED: AtomicU64 = AtomicU64::new(0);
+static STARTED_BLOCKED: AtomicU64 = AtomicU64::new(0);
+static STARTED_CLOSED: AtomicU8 = AtomicU8::new(0);
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static SNAPSHOT_AT_START: extern "C" fn() = snapshot;
+
+extern "C" fn snapshot() {
+    let (mut ignored, mut blocked, mut closed) = (0u64, 0u64, 0u8);
+    // SAFETY: queries only, into zeroed structs we own; fcntl(F_GETFD) on
+    // a descriptor number that may be closed (then it fails, EBADF).
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        for sig in 1..=64 {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                ignored |= 1 << (sig - 1);
+            }
+            if libc::sigismember(&mask, sig) == 1 {
+                blocked |= 1 << (sig - 1);
+            }
+        }
+        for fd in 0..3 {
+            if libc::fcntl(fd, libc::F_GETFD) < 0 {
+                closed |= 1 << fd;
+            }
+        }
+    }
+    STARTED_IGNORED.store(ignored, Ordering::SeqCst);
+    STARTED_BLOCKED.store(blocked, Ordering::SeqCst);
+    STARTED_CLOSED.store(closed, Ordering::SeqCst);
 }
 
 fn write_pid(path: Option<&String>) {
@@ -113,6 +164,44 @@ fn main() {
             let text =
                 std::fs::read_to_string(me.with_file_name("version.txt")).expect("version.txt");
             write!(out, "{text}").expect("stdout");
+        }
+        "state" => {
+            let closed = STARTED_CLOSED.load(Ordering::SeqCst);
+            let mut text = String::new();
+            for fd in 0..3 {
+                let open = if closed & (1 << fd) != 0 {
+                    "closed"
+                } else {
+                    "open"
+                };
+                text.push_str(&format!("fd{fd}={open}\n"));
+            }
+            // SAFETY: getpgrp and getsid(0) have no preconditions.
+            let (pgid, sid) = unsafe { (libc::getpgrp(), libc::getsid(0)) };
+            text.push_str(&format!(
+                "ignored={:016x}\nblocked={:016x}\npgid={pgid}\nsid={sid}\n",
+                STARTED_IGNORED.load(Ordering::SeqCst),
+                STARTED_BLOCKED.load(Ordering::SeqCst),
+            ));
+            std::io::stderr()
+                .write_all(text.as_bytes())
+                .expect("stderr");
+        }
+        "count-term" => {
+            // SAFETY: the handler only adds to an atomic.
+            unsafe {
+                libc::signal(libc::SIGTERM, count_term as *const () as libc::sighandler_t);
+            }
+            write_pid(rest.first());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while TERMS.load(Ordering::SeqCst) == 0 {
+                if Instant::now() > deadline {
+                    std::process::exit(3);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            writeln!(out, "TERM {}", TERMS.load(Ordering::SeqCst)).expect("stdout");
         }
         other => {
             eprintln!("probe: unknown command {other}");
