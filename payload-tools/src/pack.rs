@@ -5,7 +5,8 @@
 //! 2. Write the stub, then the payload as framed zstd of a deterministic
 //!    tar stream, then the metadata and the trailer, into a temporary
 //!    sibling of the output.
-//! 3. Give it the stub's permissions plus exec bits, sync, rename into place.
+//! 3. It has the stub's permissions plus exec bits from its creation;
+//!    sync, rename into place.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -91,7 +92,10 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     let stub_meta =
         std::fs::metadata(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
 
-    let mut tmp = TempSibling::create(&opts.output)?;
+    // The output's final mode is known before it exists: it has that mode
+    // from its creation on.
+    let mode = sys::mode_of(&stub_meta) | 0o111;
+    let mut tmp = TempSibling::create(&opts.output, mode)?;
     let tmp_path = tmp.path().to_owned();
     let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.file()));
     out.write_all(&stub_bytes)
@@ -135,8 +139,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     drop(out);
     debug_assert_eq!(file_len, trailer.file_len());
 
-    let mode = sys::mode_of(&stub_meta) | 0o111;
-    tmp.persist(&opts.output, mode)?;
+    tmp.persist(&opts.output)?;
     Ok(PackReport {
         metadata,
         trailer,

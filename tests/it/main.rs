@@ -3,6 +3,7 @@
 
 mod craft;
 mod faults;
+mod harden_cli;
 mod hostile;
 mod launch;
 mod pack;

@@ -1,6 +1,7 @@
 //! The subcommands, each turning its arguments into library calls and its
 //! results into output: data on stdout, a summary on stderr.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use payload_tools::extract::{Sink, extract};
@@ -9,6 +10,7 @@ use payload_tools::metadata::{DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, Update
 use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::file_crc32;
+use payload_tools::sys::Dir;
 use payload_tools::{PackedFile, persist};
 
 use crate::Failure;
@@ -268,34 +270,64 @@ pub fn verify(exe: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Unpacks into `output`, which may sit in a folder other users can write
+/// (a sticky `/tmp`): nothing they plant there is followed or reused.
+///
+/// 1. `output` must not exist, or be an empty folder (never a link).
+/// 2. Its parent is opened and held; a fresh folder with a random name is
+///    created in it exclusively, mode 0700, and held (checked to be ours).
+/// 3. The payload is extracted into the held folder (on Linux through
+///    `/proc/self/fd`, so even a rename of the folder cannot redirect it).
+/// 4. The folder gets the usual mode (0777 minus umask) and is renamed to
+///    `output` inside the held parent.
 pub fn unpack(exe: &Path, output: &Path) -> Result<(), Failure> {
     let packed = open_packed(exe)?;
-    if output.exists() {
-        let empty = std::fs::read_dir(output)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
+    let umask = payload_tools::sys::umask();
+    let name = output
+        .file_name()
+        .ok_or_else(|| format!("'{}' names no folder to create", output.display()))?;
+    match std::fs::symlink_metadata(output) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot use '{}': {e}", output.display()).into()),
+        Ok(meta) if meta.is_dir() && is_empty_dir(output) => {}
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Failure {
+                message: format!("'{}' is a symbolic link", output.display()),
+                hint: Some("unpack into a folder that does not exist yet".into()),
+            });
+        }
+        Ok(_) => {
             return Err(format!("'{}' exists and is not an empty folder", output.display()).into());
         }
-        std::fs::remove_dir(output)
-            .map_err(|e| format!("cannot replace '{}': {e}", output.display()))?;
     }
-    let staging = persist::temp_sibling_path(output);
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| format!("cannot create '{}': {e}", staging.display()))?;
-    let result = extract(&packed, Sink::Disk(&staging), cores());
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e.into());
+    let parent = parent_dir(output);
+    std::fs::create_dir_all(parent)
+        .map_err(|e| format!("cannot create '{}': {e}", parent.display()))?;
+    let parent =
+        Dir::open(parent).map_err(|e| format!("cannot open '{}': {e}", parent.display()))?;
+    let (staging_name, staging) = create_staging(&parent, name)?;
+    let staging_path = parent.path().join(&staging_name);
+    let root = staging.held_path();
+    let done = extract(&packed, Sink::Disk(&root), cores())
+        .map_err(|e| Failure::from(e).naming(&root, &staging_path))
+        .and_then(|report| {
+            staging
+                .set_mode(0o777 & !umask)
+                .and_then(|()| parent.rename(&staging_name, name))
+                .map_err(|e| format!("cannot rename into '{}': {e}", output.display()).into())
+                .map(|()| report)
+        });
+    let report = match done {
+        Ok(report) => report,
+        Err(failure) => {
+            // Only ever the folder we made: if something else now has its
+            // name, it is left alone.
+            if staging.is_at(&staging_path) {
+                let _ = std::fs::remove_dir_all(&staging_path);
+            }
+            return Err(failure);
         }
     };
-    std::fs::rename(&staging, output).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&staging);
-        format!("cannot rename into '{}': {e}", output.display())
-    })?;
     eprintln!(
         "unpacked {} entries ({} bytes) into '{}'; run {}",
         report.entries,
@@ -304,6 +336,31 @@ pub fn unpack(exe: &Path, output: &Path) -> Result<(), Failure> {
         output.join(&packed.metadata.entry).display()
     );
     Ok(())
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// A fresh private folder beside the output, `.<name>.tmp-<pid>-<random>`.
+fn create_staging(parent: &Dir, name: &OsStr) -> Result<(OsString, Dir), Failure> {
+    let mut attempts = 0;
+    loop {
+        let staging_name = persist::temp_name(Some(name));
+        match parent.create_private_dir(&staging_name) {
+            Ok(dir) => return Ok((staging_name, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 16 => {
+                attempts += 1;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot create a private folder in '{}': {e}",
+                    parent.path().display()
+                )
+                .into());
+            }
+        }
+    }
 }
 
 pub fn update_toml(

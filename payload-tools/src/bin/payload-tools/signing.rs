@@ -14,7 +14,8 @@ use payload_tools::manifest::trusted_comment;
 
 use crate::Failure;
 
-/// Writes a new key pair to `NAME.key` and `NAME.pub`; never overwrites.
+/// Writes a new key pair to `NAME.key` (mode 0600 from its creation, only
+/// in a folder nobody else can write) and `NAME.pub`; never overwrites.
 pub fn keygen(base: &Path) -> Result<(PathBuf, PathBuf), Failure> {
     let secret_path = with_suffix(base, "key");
     let public_path = with_suffix(base, "pub");
@@ -40,8 +41,9 @@ pub fn keygen(base: &Path) -> Result<(PathBuf, PathBuf), Failure> {
         .to_box(None)
         .map_err(|e| format!("cannot encode the secret key: {e}"))?
         .into_string();
-    payload_tools::persist::write_atomically(&secret_path, secret.as_bytes(), 0o600)?;
-    payload_tools::persist::write_atomically(&public_path, public.as_bytes(), 0o644)?;
+    // The secret first: it checks the folder, and refuses one others can write.
+    payload_tools::persist::write_new_secret(&secret_path, secret.as_bytes())?;
+    payload_tools::persist::write_new(&public_path, public.as_bytes())?;
     Ok((secret_path, public_path))
 }
 

@@ -1,0 +1,237 @@
+//! Hardening of the `payload-tools` command and of a new user's first
+//! steps (issue 10): secrets never readable by others, `unpack` in shared
+//! folders, stubs that are stubs, clear refusals of what cannot work,
+//! `--argv0`, traces that say what they count, and `make` that installs
+//! nothing behind the user's back.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::support::*;
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A scratch folder that another user may enter (scratch folders are 0700).
+fn open_scratch() -> Scratch {
+    let s = Scratch::new();
+    chmod(s.dir.path(), 0o755);
+    s
+}
+
+/// A user id that is neither us nor the test's other user: a third party.
+const THIRD_PARTY: u32 = 65534;
+
+fn give_to_third_party(path: &Path) {
+    std::os::unix::fs::lchown(path, Some(THIRD_PARTY), Some(THIRD_PARTY)).expect("chown");
+}
+
+// ---- 1. keygen: the secret key is never readable by anyone else ----------
+
+/// How many key pairs the watcher races against. The old code (temporary
+/// file created 0644, then chmod-ed) lost the key in about one run in three.
+const KEYGEN_RUNS: usize = 30;
+
+#[test]
+fn keygen_secret_key_is_never_readable_by_another_user() {
+    let Some(other) = OtherUser::get() else {
+        return;
+    };
+    let s = open_scratch();
+    let keys = s.path("keys");
+    fs::create_dir(&keys).expect("mkdir");
+    chmod(&keys, 0o755);
+    let stop = s.path("stop");
+    let mut snoop = other
+        .command(env!("CARGO_BIN_EXE_snoop"))
+        .arg(&keys)
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start snoop");
+    let mut lines = BufReader::new(snoop.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("ready"),
+        "the watcher did not start"
+    );
+    for i in 0..KEYGEN_RUNS {
+        let base = keys.join(format!("k{i}"));
+        let out = tools(["keygen".as_ref(), "-o".as_ref(), base.as_os_str()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mode = fs::metadata(keys.join(format!("k{i}.key")))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the secret key's mode");
+    }
+    fs::write(&stop, b"").expect("stop");
+    let report: Vec<String> = lines.map_while(Result::ok).collect();
+    snoop.wait().expect("snoop");
+    let stolen = report.iter().filter(|l| l.starts_with("stolen ")).count();
+    let opened_public = report
+        .iter()
+        .filter(|l| l.starts_with("opened ") && l.contains(".pub"))
+        .count();
+    // The watcher must have been fast enough to open the public keys'
+    // files as they appeared; else it proves nothing about the secret ones.
+    assert!(
+        opened_public > 0,
+        "the watcher opened no file at all: {report:?}"
+    );
+    assert_eq!(
+        stolen, 0,
+        "another user read {stolen} of {KEYGEN_RUNS} secret keys: {report:?}"
+    );
+}
+
+#[test]
+fn keygen_refuses_a_folder_others_can_write() {
+    let s = Scratch::new();
+    for (name, mode) in [("world", 0o777), ("sticky", 0o1777), ("group", 0o775)] {
+        let dir = s.path(name);
+        fs::create_dir(&dir).expect("mkdir");
+        chmod(&dir, mode);
+        let out = tools([
+            "keygen".as_ref(),
+            "-o".as_ref(),
+            dir.join("release").as_os_str(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines.len() == 2
+                && lines[0].contains("not a private folder")
+                && lines[1].starts_with("payload-tools: hint:"),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            fs::read_dir(&dir).expect("ls").count(),
+            0,
+            "{name}: wrote something"
+        );
+    }
+}
+
+// ---- 3. unpack into a folder others can write ---------------------------
+
+/// An app whose files all live below `keys/`, as a victim might unpack.
+fn keys_app(s: &Scratch) -> PathBuf {
+    let app = s.path("keysapp");
+    write_file(&app.join("keys/authorized_keys"), b"packed key\n", false);
+    write_file(&app.join("keys/run"), b"#!/bin/sh\n", true);
+    let exe = s.path("keys.bin");
+    pack(&app, &exe, &["--entry", "keys/run", "--name", "keys"]);
+    exe
+}
+
+/// Runs `payload-tools unpack EXE -o OUT` as `user` from a process whose
+/// id is known beforehand: `plant(pid)` runs first, as an attacker who
+/// guessed it would (the old code staged into `.<out>.tmp-<pid>`).
+fn unpack_as(
+    user: &OtherUser,
+    exe: &Path,
+    out: &Path,
+    plant: impl FnOnce(u32),
+) -> std::process::Output {
+    let mut child = user
+        .command("sh")
+        .arg("-c")
+        .arg(r#"echo $$; read _; exec "$0" "$@""#)
+        .arg(bin("payload-tools"))
+        .args([
+            "unpack".as_ref(),
+            exe.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start unpack");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut pid = String::new();
+    stdout.read_line(&mut pid).expect("pid");
+    plant(pid.trim().parse().expect("pid"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    child.wait_with_output().expect("unpack")
+}
+
+#[test]
+fn unpack_in_a_shared_folder_never_follows_what_others_planted() {
+    let Some(victim) = OtherUser::get() else {
+        return;
+    };
+    let s = open_scratch();
+    let exe = keys_app(&s);
+    let home = s.path("home");
+    let ssh = home.join(".ssh");
+    fs::create_dir_all(&ssh).expect("mkdir");
+    for dir in [&home, &ssh] {
+        chmod(dir, 0o700);
+        victim.chown(dir);
+    }
+    let shared = s.path("shared");
+    fs::create_dir(&shared).expect("mkdir");
+    chmod(&shared, 0o1777);
+
+    // A third party plants the old staging name: a folder the victim cannot
+    // empty or remove (sticky), holding `keys -> ~victim/.ssh`.
+    let out = shared.join("out");
+    let mut planted_name = String::new();
+    let run = unpack_as(&victim, &exe, &out, |pid| {
+        planted_name = format!(".out.tmp-{pid}");
+        let planted = shared.join(&planted_name);
+        fs::create_dir(&planted).expect("plant");
+        symlink(&ssh, planted.join("keys")).expect("plant link");
+        chmod(&planted, 0o755);
+        give_to_third_party(&planted.join("keys"));
+        give_to_third_party(&planted);
+    });
+    assert!(
+        !ssh.join("authorized_keys").exists(),
+        "unpack wrote into the victim's ~/.ssh through a planted link: {}",
+        stderr(&run)
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let meta = fs::symlink_metadata(&out).expect("out");
+    assert!(meta.is_dir(), "out is a real folder");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        victim.uid,
+        "out is the victim's own folder, not the planted one"
+    );
+    assert_eq!(
+        fs::read(out.join("keys/authorized_keys")).expect("unpacked"),
+        b"packed key\n"
+    );
+
+    // A link planted at the output's own name is refused, not followed.
+    let out2 = shared.join("out2");
+    symlink(&ssh, &out2).expect("plant");
+    give_to_third_party(&out2);
+    let run = unpack_as(&victim, &exe, &out2, |_| {});
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        fs::read_dir(&ssh).expect("ls").next().is_none(),
+        "nothing reaches ~/.ssh"
+    );
+    let leftovers: Vec<String> = fs::read_dir(&shared)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".out") && *n != planted_name)
+        .collect();
+    assert!(leftovers.is_empty(), "left {leftovers:?}");
+}
