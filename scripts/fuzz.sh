@@ -13,7 +13,8 @@ cargo build --locked -p payload-tools
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 mkdir -p "$seeds/app/bin" fuzz/corpus/packed_file fuzz/corpus/update_toml fuzz/corpus/extract
-printf 'x' >"$seeds/stub"
+# A stub is anything that carries the stub marker (docs/format.md).
+printf 'stub ONEFILE-STUB\0\1\0' >"$seeds/stub"
 printf '#!/bin/sh\n' >"$seeds/app/bin/a"
 ln -s a "$seeds/app/bin/l"
 echo hi >"$seeds/app/t.txt"

@@ -235,3 +235,75 @@ fn unpack_in_a_shared_folder_never_follows_what_others_planted() {
         .collect();
     assert!(leftovers.is_empty(), "left {leftovers:?}");
 }
+
+// ---- 19. only a onefile stub is accepted as a stub ----------------------
+
+/// Asserts a refusal: exit 1, and the first stderr line says `expect`.
+fn assert_refused(out: &std::process::Output, expect: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("payload-tools: error: ") && l.contains(expect)),
+        "expected {expect:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn pack_and_verify_refuse_a_program_that_is_not_a_stub() {
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let ls = Path::new("/bin/ls");
+    for not_a_stub in [ls.to_owned(), bin("payload-tools")] {
+        let exe = s.path("ls.bin");
+        let out = tools([
+            "pack".as_ref(),
+            app.as_os_str(),
+            "-o".as_ref(),
+            exe.as_os_str(),
+            "--entry".as_ref(),
+            "bin/probe".as_ref(),
+            "--stub".as_ref(),
+            not_a_stub.as_os_str(),
+        ]);
+        assert_refused(&out, "not a onefile stub");
+        assert!(!exe.exists(), "{}: wrote an output", not_a_stub.display());
+    }
+
+    // A file made by hand with `ls` in front of a valid payload.
+    let crafted = s.path("crafted.bin");
+    crate::craft::Craft {
+        name: "crafted".into(),
+        version: "1".into(),
+        entry: "bin/x".into(),
+        unpacked_size: 5,
+        frames: vec![
+            crate::craft::TarCraft::new()
+                .file("bin/x", b"hello", 0o755)
+                .finish(true),
+        ],
+        extra_metadata: String::new(),
+    }
+    .write(ls, &crafted);
+    let out = tools(["verify".as_ref(), crafted.as_os_str()]);
+    assert_refused(&out, "does not start with a onefile stub");
+
+    // The same payload behind the real stub is intact.
+    crate::craft::Craft {
+        name: "crafted".into(),
+        version: "1".into(),
+        entry: "bin/x".into(),
+        unpacked_size: 5,
+        frames: vec![
+            crate::craft::TarCraft::new()
+                .file("bin/x", b"hello", 0o755)
+                .finish(true),
+        ],
+        extra_metadata: String::new(),
+    }
+    .write(&stub(), &crafted);
+    let out = tools(["verify".as_ref(), crafted.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

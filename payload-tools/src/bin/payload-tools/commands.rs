@@ -10,7 +10,9 @@ use payload_tools::metadata::{DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, Update
 use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::file_crc32;
+use payload_tools::stub;
 use payload_tools::sys::Dir;
+use payload_tools::trailer::FORMAT_VERSION;
 use payload_tools::{PackedFile, persist};
 
 use crate::Failure;
@@ -38,6 +40,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         Some(s) => s,
         None => default_stub()?,
     };
+    check_stub(&stub)?;
     let name = match args.name {
         Some(n) => n,
         None => output
@@ -174,6 +177,37 @@ fn default_stub() -> Result<PathBuf, Failure> {
     Ok(stub)
 }
 
+/// A stub must carry the stub marker of our format version: any other
+/// program would be packed without complaint and run instead of the app.
+fn check_stub(path: &Path) -> Result<(), Failure> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read stub '{}': {e}", path.display()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read stub '{}': {e}", path.display()))?
+        .len();
+    match stub::find_in_file(&file, len, path)? {
+        Some(FORMAT_VERSION) => Ok(()),
+        Some(other) => Err(Failure {
+            message: format!(
+                "'{}' is a stub for packed-file format {other}; this payload-tools writes format {FORMAT_VERSION}",
+                path.display()
+            ),
+            hint: Some("use the bootstrap built together with this payload-tools".into()),
+        }),
+        None => Err(Failure {
+            message: format!(
+                "'{}' is not a onefile stub (it lacks the stub marker)",
+                path.display()
+            ),
+            hint: Some(
+                "pass the 'bootstrap' binary built with this payload-tools, or leave --stub out"
+                    .into(),
+            ),
+        }),
+    }
+}
+
 fn open_packed(exe: &Path) -> Result<PackedFile, Failure> {
     PackedFile::open(exe)?.ok_or_else(|| Failure {
         message: format!("'{}' carries no payload", exe.display()),
@@ -257,6 +291,28 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
 
 pub fn verify(exe: &Path) -> Result<(), Failure> {
     let packed = open_packed(exe)?;
+    let stub_len = packed.trailer.payload_offset;
+    match stub::find_in_file(&packed.file, stub_len, exe)? {
+        Some(FORMAT_VERSION) => {}
+        Some(other) => {
+            return Err(Failure {
+                message: format!(
+                    "the stub of '{}' reads packed-file format {other}, but its payload is format {FORMAT_VERSION}",
+                    exe.display()
+                ),
+                hint: Some("pack it again with one build's payload-tools and bootstrap".into()),
+            });
+        }
+        None => {
+            return Err(Failure {
+                message: format!(
+                    "'{}' does not start with a onefile stub: its first {stub_len} bytes are another program, which is what would run",
+                    exe.display()
+                ),
+                hint: Some("pack it again with the 'bootstrap' stub".into()),
+            });
+        }
+    }
     let report = extract(&packed, Sink::Discard, cores())?;
     println!(
         "ok: '{}' is intact ({} {}, {} entries, {} bytes in {} frame(s))",
