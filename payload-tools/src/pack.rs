@@ -76,6 +76,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     check_safe_name("name", &opts.name)?;
     check_safe_name("version", &opts.version)?;
     refuse_output_inside_input(opts)?;
+    refuse_output_over_an_input(opts)?;
     let tree = InputTree::scan(&opts.input)?;
     let entry = choose_entry(opts, &tree)?;
 
@@ -162,6 +163,25 @@ fn refuse_output_inside_input(opts: &PackOptions) -> Result<()> {
             path: opts.output.clone(),
             reason: "the output would be inside the input folder; write it elsewhere".into(),
         });
+    }
+    Ok(())
+}
+
+/// The output replaces the file at its name: never the program being
+/// packed, nor the stub.
+fn refuse_output_over_an_input(opts: &PackOptions) -> Result<()> {
+    let Ok(output) = opts.output.canonicalize() else {
+        return Ok(()); // nothing there yet
+    };
+    for (input, what) in [(&opts.input, "the input program"), (&opts.stub, "the stub")] {
+        if input.canonicalize().is_ok_and(|i| i == output) {
+            return Err(Error::Input {
+                path: opts.output.clone(),
+                reason: format!(
+                    "the output is {what} itself, which packing would replace; write it elsewhere"
+                ),
+            });
+        }
     }
     Ok(())
 }

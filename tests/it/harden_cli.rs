@@ -307,3 +307,229 @@ fn pack_and_verify_refuse_a_program_that_is_not_a_stub() {
     let out = tools(["verify".as_ref(), crafted.as_os_str()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+// ---- 17, 18, 20. pack refuses what cannot work --------------------------
+
+/// `payload-tools pack APP -o OUT --stub STUB --entry bin/probe EXTRA...`.
+fn pack_args(app: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let stub = stub();
+    let mut args = vec![
+        "pack".as_ref(),
+        app.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--stub".as_ref(),
+        stub.as_os_str(),
+        "--entry".as_ref(),
+        "bin/probe".as_ref(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    tools(&args)
+}
+
+#[test]
+fn updating_builds_need_a_name_that_does_not_follow_the_file_name() {
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let out = s.path("myapp-1.0.bin");
+    let spec = [
+        "--version",
+        "1.0",
+        "--update-url-spec",
+        "https://example.org/{VERSION}/u.toml",
+    ];
+    let refused = pack_args(&app, &out, &spec);
+    assert_refused(&refused, "needs --name");
+    assert!(
+        stderr(&refused).contains("myapp-1.0"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!out.exists());
+    let mut named = spec.to_vec();
+    named.extend(["--name", "myapp"]);
+    let ok = pack_args(&app, &out, &named);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    // Without updates the file name is a fine default.
+    let ok = pack_args(&app, &s.path("plain-1.0.bin"), &[]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
+
+#[test]
+fn pack_refuses_update_urls_that_can_never_work() {
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let out = s.path("a.bin");
+    for (spec, expect) in [
+        ("example.org/{VERSION}/update.toml", "no scheme"),
+        ("https://example.org/{VERSOIN}/update.toml", "'{VERSOIN}'"),
+        (
+            "http://example.org/{VERSION}/update.toml",
+            "--allow-insecure-http",
+        ),
+    ] {
+        let refused = pack_args(&app, &out, &["--name", "a", "--update-url-spec", spec]);
+        assert_refused(&refused, expect);
+        assert!(!out.exists(), "{spec}: wrote an output");
+    }
+    let ok = pack_args(
+        &app,
+        &out,
+        &[
+            "--name",
+            "a",
+            "--allow-insecure-http",
+            "--update-url-spec",
+            "http://example.org/{VERSION}/update.toml",
+        ],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let refused = pack_args(
+        &app,
+        &s.path("b.bin"),
+        &[
+            "--name",
+            "b",
+            "--update-url-spec",
+            "https://example.org/{VERSION}/update.toml",
+            "--auto-update-toml-file",
+            s.path("u.toml").to_str().expect("utf8"),
+            "--download-url",
+            "example.org/b.bin",
+        ],
+    );
+    assert_refused(&refused, "--download-url");
+}
+
+#[test]
+fn pack_and_the_key_flags_say_what_is_wrong() {
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let keys = s.path("release");
+    let made = tools(["keygen".as_ref(), "-o".as_ref(), keys.as_os_str()]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let (secret, public) = (s.path("release.key"), s.path("release.pub"));
+    let toml = s.path("site/update.toml");
+    let toml = toml.to_str().expect("utf8");
+    let spec = "https://example.org/{VERSION}/update.toml";
+    let base = ["--name", "a", "--update-url-spec", spec];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+
+    let out = pack_args(
+        &app,
+        &s.path("a.bin"),
+        &with(
+            &base,
+            &[
+                "--auto-update-toml-file",
+                toml,
+                "--key",
+                public.to_str().expect("utf8"),
+            ],
+        ),
+    );
+    assert_refused(&out, "is a public key");
+    let out = pack_args(
+        &app,
+        &s.path("a.bin"),
+        &with(&base, &["--public-key", secret.to_str().expect("utf8")]),
+    );
+    assert_refused(&out, "is a secret key");
+    let out = tools([
+        "sign".as_ref(),
+        stub().as_os_str(),
+        "--key".as_ref(),
+        public.as_os_str(),
+    ]);
+    assert!(
+        !stderr(&out).contains("fill whole buffer"),
+        "{}",
+        stderr(&out)
+    );
+
+    // --key without an update.toml to sign would silently sign nothing.
+    let out = pack_args(
+        &app,
+        &s.path("a.bin"),
+        &with(
+            &base,
+            &[
+                "--public-key",
+                public.to_str().expect("utf8"),
+                "--key",
+                secret.to_str().expect("utf8"),
+            ],
+        ),
+    );
+    assert_refused(&out, "nothing would be signed");
+    assert!(!s.path("a.bin").exists());
+}
+
+#[test]
+fn appended_bytes_are_named_as_such() {
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let exe = s.path("app.bin");
+    pack(&app, &exe, &[]);
+    let mut bytes = fs::read(&exe).expect("read");
+    let packed_len = bytes.len();
+    bytes.extend_from_slice(b"appended by a download tool\n");
+    let longer = s.path("longer.bin");
+    write_file(&longer, &bytes, true);
+    for command in ["verify", "inspect"] {
+        let out = tools([command.as_ref(), longer.as_os_str()]);
+        assert_refused(&out, "28 bytes appended");
+        let err = stderr(&out);
+        assert!(!err.contains("truncated"), "{command}: {err}");
+        assert!(
+            err.contains(&format!("truncate -s {packed_len}")),
+            "{command}: {err}"
+        );
+    }
+    // A download cut short is not called appended.
+    let cut = s.path("cut.bin");
+    write_file(&cut, &bytes[..packed_len / 2], true);
+    let out = tools(["verify".as_ref(), cut.as_os_str()]);
+    assert_refused(&out, "carries no payload");
+    assert!(!stderr(&out).contains("appended"), "{}", stderr(&out));
+}
+
+#[test]
+fn pack_never_writes_over_its_input_or_stub() {
+    let s = Scratch::new();
+    let program = s.path("tool");
+    fs::copy(probe(), &program).expect("copy");
+    let before = fs::read(&program).expect("read");
+    let out = tools([
+        "pack".as_ref(),
+        program.as_os_str(),
+        "-o".as_ref(),
+        program.as_os_str(),
+        "--stub".as_ref(),
+        stub().as_os_str(),
+    ]);
+    assert_refused(&out, "input program itself");
+    assert_eq!(
+        fs::read(&program).expect("read"),
+        before,
+        "the input was replaced"
+    );
+
+    let my_stub = s.path("bootstrap");
+    fs::copy(stub(), &my_stub).expect("copy");
+    let out = tools([
+        "pack".as_ref(),
+        probe().as_os_str(),
+        "-o".as_ref(),
+        my_stub.as_os_str(),
+        "--stub".as_ref(),
+        my_stub.as_os_str(),
+    ]);
+    assert_refused(&out, "the stub itself");
+    assert_eq!(
+        fs::read(&my_stub).expect("read"),
+        fs::read(stub()).expect("read")
+    );
+}

@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use payload_tools::extract::{Sink, extract};
-use payload_tools::manifest::{UpdateManifest, default_download_url};
+use payload_tools::manifest::{self, UpdateManifest, default_download_url};
 use payload_tools::metadata::{DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
 use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
@@ -17,6 +17,7 @@ use payload_tools::{PackedFile, persist};
 
 use crate::Failure;
 use crate::args::{ConfigFile, PackArgs};
+use crate::diagnose;
 use crate::progress::Bar;
 use crate::signing;
 
@@ -28,6 +29,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         }
         None => args,
     };
+    check_update_flags(&args)?;
     let input = args.input.ok_or_else(|| Failure {
         message: "no input given".into(),
         hint: Some("payload-tools pack <FOLDER or PROGRAM> -o <OUTPUT>".into()),
@@ -55,6 +57,14 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             })?,
     };
     let version = args.app_version.unwrap_or_else(|| "0.0.0".into());
+    if let Some(spec) = &args.update_url_spec {
+        manifest::check_url_spec(spec, &name, &version, args.allow_insecure_http)
+            .map_err(|e| format!("--update-url-spec '{spec}' cannot work: {e}"))?;
+    }
+    if let Some(url) = &args.download_url {
+        manifest::check_url(url, args.allow_insecure_http)
+            .map_err(|e| format!("--download-url '{url}' cannot work: {e}"))?;
+    }
     let exit_wait_ms = match args.update_exit_wait {
         Some(secs) if !(0.0..=3600.0).contains(&secs) => {
             return Err(
@@ -163,6 +173,33 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Update flags that would make a build whose updates silently never work.
+fn check_update_flags(args: &PackArgs) -> Result<(), Failure> {
+    if args.update_url_spec.is_some() && args.name.is_none() {
+        let output = args.output.as_deref().unwrap_or(Path::new(""));
+        let stem = output.file_stem().unwrap_or_default().to_string_lossy();
+        return Err(Failure {
+            message: format!(
+                "a build that updates itself needs --name: the default, the output's name '{stem}', would change with the file name (myapp-1.0.bin, myapp-1.1.bin), and a build of another name is another app, whose updates are never installed"
+            ),
+            hint: Some(
+                "add --name with the app's name, the same for every version (e.g. --name myapp)"
+                    .into(),
+            ),
+        });
+    }
+    if args.key.is_some() && args.auto_update_toml_file.is_none() {
+        return Err(Failure {
+            message: "--key signs the update.toml that --auto-update-toml-file writes, and none is written: nothing would be signed".into(),
+            hint: Some(
+                "add --auto-update-toml-file FILE, or sign later: payload-tools update-toml EXE --url URL --key KEY"
+                    .into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The stub shipped next to this command.
 fn default_stub() -> Result<PathBuf, Failure> {
     let me =
@@ -209,10 +246,7 @@ fn check_stub(path: &Path) -> Result<(), Failure> {
 }
 
 fn open_packed(exe: &Path) -> Result<PackedFile, Failure> {
-    PackedFile::open(exe)?.ok_or_else(|| Failure {
-        message: format!("'{}' carries no payload", exe.display()),
-        hint: Some("it is a bare stub, another program, or a truncated download".into()),
-    })
+    PackedFile::open(exe)?.ok_or_else(|| diagnose::no_payload(exe))
 }
 
 pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
