@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::frames::{FramePolicy, FrameWriter};
 use crate::metadata::{
-    FormatVersion, Metadata, REQUIRES_SIGNED_UPDATES, UpdateSettings, check_entry_path,
+    Argv0, FormatVersion, Metadata, REQUIRES_SIGNED_UPDATES, UpdateSettings, check_entry_path,
     check_safe_name,
 };
 use crate::packed::PackedFile;
@@ -38,6 +38,8 @@ pub struct PackOptions {
     pub entry: Option<String>,
     pub name: String,
     pub version: String,
+    /// What the app will see as `argv[0]`.
+    pub argv0: Argv0,
     pub level: i32,
     /// zstd worker threads (0: one per core).
     pub threads: u32,
@@ -116,6 +118,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         name: opts.name.clone(),
         version: opts.version.clone(),
         entry,
+        argv0: opts.argv0,
         unpacked_size: tree.total_size,
         entry_count: tree.entries.len() as u64,
         frames: framed.frames,

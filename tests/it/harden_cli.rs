@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use crate::support::*;
 
@@ -532,4 +532,90 @@ fn pack_never_writes_over_its_input_or_stub() {
         fs::read(&my_stub).expect("read"),
         fs::read(stub()).expect("read")
     );
+}
+
+// ---- 22. --argv0 entry: interpreters that find their tree from argv[0] --
+
+/// Copies this machine's Python interpreter into `root` as a relocatable
+/// tree: `python/bin/pythonX.Y`, its stdlib landmark `os.py`, `encodings`
+/// (needed at startup), `lib-dynload`, and a module of the app's own,
+/// `onefile_probe`, which exists only in the tree. Prints the entry.
+const COPY_PYTHON: &str = r#"
+import os, shutil, sys, sysconfig
+root = sys.argv[1]
+ver = "python%d.%d" % sys.version_info[:2]
+stdlib = sysconfig.get_path("stdlib")
+os.makedirs(root + "/python/bin")
+shutil.copy2(os.path.realpath(sys.executable), root + "/python/bin/" + ver)
+lib = root + "/python/lib/" + ver
+os.makedirs(lib + "/lib-dynload")
+shutil.copy2(stdlib + "/os.py", lib)
+shutil.copytree(stdlib + "/encodings", lib + "/encodings",
+                ignore=shutil.ignore_patterns("__pycache__"))
+with open(lib + "/onefile_probe.py", "w") as f:
+    f.write("print('probe imported')\n")
+print("python/bin/" + ver)
+"#;
+
+#[test]
+fn argv0_entry_lets_an_interpreter_find_its_own_tree() {
+    let s = Scratch::new();
+    let app = s.path("pyapp");
+    let made = match Command::new("python3")
+        .arg("-c")
+        .arg(COPY_PYTHON)
+        .arg(&app)
+        .output()
+    {
+        Ok(out) => out,
+        Err(_) => return skip("needs python3 to copy a real interpreter"),
+    };
+    assert!(made.status.success(), "{}", stderr(&made));
+    let entry = stdout(&made).trim().to_owned();
+    let run = |which: &str| {
+        let exe = s.path(&format!("py-{which}.bin"));
+        pack(
+            &app,
+            &exe,
+            &[
+                "--entry",
+                &entry,
+                "--name",
+                "py",
+                "--version",
+                which,
+                "--argv0",
+                which,
+            ],
+        );
+        s.command(&exe)
+            .args(["-c", "import sys, onefile_probe; print(sys.prefix)"])
+            .env_remove("PYTHONHOME")
+            .env_remove("PYTHONPATH")
+            .output()
+            .expect("run")
+    };
+
+    // As the packed file's path, argv[0] leads the interpreter elsewhere:
+    // its own tree, with the app's module, is not found.
+    let packed = run("packed");
+    assert!(!packed.status.success(), "{}", stdout(&packed));
+    assert!(
+        stderr(&packed).contains("No module named 'onefile_probe'"),
+        "{}",
+        stderr(&packed)
+    );
+
+    let entry_run = run("entry");
+    assert!(entry_run.status.success(), "{}", stderr(&entry_run));
+    let text = stdout(&entry_run);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"probe imported"), "{text}");
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|prefix| Path::new(prefix).starts_with(s.cache().join("py"))),
+        "sys.prefix is the unpacked tree: {text}"
+    );
+    assert_eq!(inspect(&s.path("py-entry.bin"))["argv0"], "entry");
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use payload_tools::extract::{Sink, extract};
 use payload_tools::manifest::{self, UpdateManifest, default_download_url};
-use payload_tools::metadata::{DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
+use payload_tools::metadata::{Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
 use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::file_crc32;
@@ -122,6 +122,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         entry: args.entry,
         name,
         version,
+        argv0: args.argv0.map(Into::into).unwrap_or_default(),
         level: args.level.unwrap_or(DEFAULT_LEVEL),
         threads,
         update,
@@ -260,6 +261,7 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             "name": m.name,
             "version": m.version,
             "entry": m.entry,
+            "argv0": m.argv0,
             "file_len": file_len,
             "file_crc32": file_crc,
             "payload_offset": t.payload_offset,
@@ -288,6 +290,9 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
     println!("name            {}", m.name);
     println!("version         {}", m.version);
     println!("entry           {}", m.entry);
+    if m.argv0 == Argv0::Entry {
+        println!("argv[0]         the entry's path in the cache");
+    }
     println!("file            {file_len} bytes, CRC-32 {file_crc:08x}");
     println!("stub            {} bytes", t.payload_offset);
     println!(
