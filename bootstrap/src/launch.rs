@@ -42,11 +42,12 @@ fn try_launch() -> Result<Never, LaunchError> {
     let packed = PackedFile::open(&exe)?.ok_or_else(|| LaunchError::NoPayload(exe.clone()))?;
     let meta = &packed.metadata;
     info!(
-        "Running '{}' ({} {}, payload of {} bytes).",
+        "Running '{}' ({} {}: compressed payload of {} bytes, {} bytes unpacked).",
         exe.display(),
         meta.name,
         meta.version,
-        packed.trailer.payload_len
+        packed.trailer.payload_len,
+        meta.unpacked_size
     );
     let cache = Cache::for_app(&packed)?;
     let prepared = cache.prepare(&packed)?;

@@ -619,3 +619,74 @@ fn argv0_entry_lets_an_interpreter_find_its_own_tree() {
     );
     assert_eq!(inspect(&s.path("py-entry.bin"))["argv0"], "entry");
 }
+
+// ---- 23. traces say what they count; no colour codes off a terminal -----
+
+/// The project's sources (scripts, demo): `$ONEFILE_SRC_DIR`, else this
+/// checkout.
+fn src_dir() -> PathBuf {
+    std::env::var_os("ONEFILE_SRC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
+
+#[test]
+fn the_launch_trace_names_compressed_and_unpacked_sizes() {
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let exe = s.path("app.bin");
+    pack(&app, &exe, &[]);
+    let info = inspect(&exe);
+    let out = s.run(&exe, ["print", "x"]);
+    let running = stderr(&out)
+        .lines()
+        .find(|l| l.starts_with("ONEFILE: Running"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let compressed = info["payload_len"].as_u64().expect("payload_len");
+    let unpacked = info["unpacked_size"].as_u64().expect("unpacked_size");
+    assert!(
+        running.contains(&format!("compressed payload of {compressed} bytes"))
+            && running.contains(&format!("{unpacked} bytes unpacked")),
+        "{running}"
+    );
+}
+
+#[test]
+fn demo_and_cli_print_no_escape_codes_into_a_pipe() {
+    let s = Scratch::new();
+    if Command::new("python3").arg("-V").output().is_err() {
+        return skip("the demo needs python3");
+    }
+    let demo = Command::new("bash")
+        .arg(src_dir().join("demo/demo.sh"))
+        .current_dir(s.dir.path())
+        .env("BIN_DIR", bin_dir())
+        .env("DEMO_DIR", "demo-work")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the demo");
+    let (out, err) = (stdout(&demo), stderr(&demo));
+    assert!(demo.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("This is version 1.1"),
+        "the demo updated: {out}"
+    );
+    assert!(
+        !out.contains('\x1b') && !err.contains('\x1b'),
+        "escape codes in a pipe: {out:?}"
+    );
+    for args in [
+        &["--help"][..],
+        &["pack", "--no-such-flag"],
+        &["pack", "--help"],
+    ] {
+        let out = tools(args);
+        assert!(
+            !stdout(&out).contains('\x1b') && !stderr(&out).contains('\x1b'),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
