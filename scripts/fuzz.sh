@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-600}
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "make fuzz: installing cargo-fuzz from crates.io (cargo install cargo-fuzz), which runs the fuzz targets"
+  cargo install cargo-fuzz --locked
+fi
 # cargo-fuzz needs the sanitizer flags of a nightly compiler; the stable one
 # accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1

@@ -690,3 +690,130 @@ fn demo_and_cli_print_no_escape_codes_into_a_pipe() {
         );
     }
 }
+
+// ---- 21. make installs nothing behind the user's back -------------------
+
+/// A copy of the project's make files, and a PATH on which `cargo` and
+/// `cc` exist (as no-ops), `make`, `bash` and a few base tools are real,
+/// `apt-get`, `sudo` and `rustup` only record that they were called, and
+/// everything else a command needs is missing.
+struct BareMachine {
+    src: PathBuf,
+    path: PathBuf,
+    calls: PathBuf,
+}
+
+impl BareMachine {
+    fn new(s: &Scratch) -> Option<BareMachine> {
+        let (make, bash) = (Path::new("/usr/bin/make"), Path::new("/bin/bash"));
+        if !make.exists() || !bash.exists() {
+            skip("needs /usr/bin/make and /bin/bash");
+            return None;
+        }
+        let src = s.path("src");
+        fs::create_dir(&src).expect("mkdir");
+        let copied = Command::new("cp")
+            .arg("-r")
+            .args(["Makefile", "scripts", "demo"].map(|f| src_dir().join(f)))
+            .arg(&src)
+            .status()
+            .expect("cp");
+        assert!(copied.success());
+        let path = s.path("bin");
+        fs::create_dir(&path).expect("mkdir");
+        let calls = s.path("calls.log");
+        for tool in ["cargo", "cc"] {
+            write_file(&path.join(tool), b"#!/bin/sh\nexit 0\n", true);
+        }
+        for tool in ["apt-get", "sudo", "rustup"] {
+            let script = format!("#!/bin/sh\necho \"{tool} $*\" >>'{}'\n", calls.display());
+            write_file(&path.join(tool), script.as_bytes(), true);
+        }
+        symlink(make, path.join("make")).expect("ln");
+        symlink(bash, path.join("bash")).expect("ln");
+        // Base tools every machine has (the old script asked `id` who it ran as).
+        for tool in ["id", "cat", "mkdir", "rm"] {
+            if let Some(real) = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(tool))
+                .find(|p| p.exists())
+            {
+                symlink(real, path.join(tool)).expect("ln");
+            }
+        }
+        Some(BareMachine { src, path, calls })
+    }
+
+    fn make(&self, cmd: Command, target: &[&str]) -> (std::process::Output, String) {
+        let mut cmd = cmd;
+        // CARGO (set by cargo test) would make the Makefile use the real one.
+        cmd.arg("-C")
+            .arg(&self.src)
+            .args(target)
+            .env("PATH", &self.path)
+            .env_remove("CARGO");
+        let out = cmd.output().expect("make");
+        let calls = fs::read_to_string(&self.calls).unwrap_or_default();
+        let _ = fs::remove_file(&self.calls);
+        (out, calls)
+    }
+}
+
+#[test]
+fn make_lists_what_is_missing_and_installs_nothing_unasked() {
+    let s = open_scratch();
+    let Some(machine) = BareMachine::new(&s) else {
+        return;
+    };
+    let check_demo = |out: &std::process::Output, calls: &str, who: &str| {
+        let text = format!("{}{}", stdout(out), stderr(out));
+        assert!(!out.status.success(), "{who}: make demo went on: {text}");
+        assert!(calls.is_empty(), "{who}: make demo ran {calls:?}: {text}");
+        assert!(
+            text.contains("python3") && text.contains("serves the demo's updates"),
+            "{who}: the list names python3 and why: {text}"
+        );
+        assert!(
+            !text.contains("minisign") && !text.contains("nginx"),
+            "{who}: the demo does not need them: {text}"
+        );
+    };
+    // As root: a check, no installation.
+    let (out, calls) = machine.make(Command::new("make"), &["demo"]);
+    check_demo(&out, &calls, "root");
+    let (out, calls) = machine.make(Command::new("make"), &["test"]);
+    let text = stderr(&out);
+    assert!(
+        !out.status.success() && calls.is_empty(),
+        "{calls:?} {text}"
+    );
+    for tool in ["zstd", "gzip", "curl"] {
+        assert!(text.contains(tool), "make test lists {tool}: {text}");
+    }
+
+    // A user who is not root gets the same list.
+    if let Some(user) = OtherUser::get() {
+        let (out, calls) = machine.make(user.command("make"), &["demo"]);
+        check_demo(&out, &calls, "another user");
+    }
+
+    // Asked to, as root: only what the demo needs, each named with why.
+    let (out, calls) = machine.make(Command::new("make"), &["deps", "FOR=demo"]);
+    assert!(
+        calls.lines().any(|l| l.starts_with("apt-get install")),
+        "{calls:?}"
+    );
+    for line in calls.lines().filter(|l| l.starts_with("apt-get install")) {
+        let packages: Vec<&str> = line
+            .split_whitespace()
+            .filter(|w| !w.starts_with('-'))
+            .skip(2)
+            .collect();
+        assert_eq!(packages, ["python3"], "{line}");
+    }
+    assert!(
+        stdout(&out).contains("serves the demo's updates"),
+        "says why: {}",
+        stdout(&out)
+    );
+}
