@@ -75,9 +75,10 @@ pub struct Metadata {
     pub update: Option<UpdateSettings>,
 }
 
-/// What a launched app sees as `argv[0]`.
+/// What a launched app sees as `argv[0]`. Read as a plain string: serde's
+/// enum support would cost the stub a few KiB for two words.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Argv0 {
     /// The packed file's name, as the user started it: what the app would
     /// see if it were the packed file (the default).
@@ -91,6 +92,17 @@ pub enum Argv0 {
 impl Argv0 {
     pub fn is_packed(&self) -> bool {
         *self == Argv0::Packed
+    }
+}
+
+impl TryFrom<String> for Argv0 {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "packed" => Ok(Argv0::Packed),
+            "entry" => Ok(Argv0::Entry),
+            other => Err(format!("argv0 is 'packed' or 'entry', not '{other}'")),
+        }
     }
 }
 
