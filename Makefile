@@ -5,39 +5,50 @@
 #   make lint    rustfmt check, clippy with -D warnings, rustdoc with -D warnings
 #   make bench   benchmarks: ratios against baselines measured in the same run
 #   make build   release binaries: target/release/{bootstrap,payload-tools}
+#   make deps    install what those need from the distribution's packages
+#                (as root; FOR="demo test" for only some), saying what and why
+#
+# Each command first checks what it needs (scripts/install-deps.sh) and lists
+# what is missing; none of them installs anything.
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all build test lint demo bench bench-peers soak fuzz clean deps
 
+FOR ?= build demo test lint bench
+
 all: build
 
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh --install $(FOR)
 
-build:
+# What a command needs: checked, never installed (make deps does that).
+needs-%:
+	@bash scripts/install-deps.sh $*
+
+build: needs-build
 	$(CARGO) build --release --locked -p bootstrap -p payload-tools
 
 # The end-to-end tests drive the binaries of the same profile as themselves,
 # so `cargo build` first puts them in place.
-test: deps
+test: needs-test
 	$(CARGO) build --locked -p bootstrap -p payload-tools
 	CARGO=$(CARGO) bash scripts/test.sh
 
-lint: deps
+lint: needs-lint
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --document-private-items
 
-demo: deps build
+demo: needs-demo build
 	@bash demo/demo.sh
 
-bench: deps build
+bench: needs-bench build
 	@python3 bench/run.py
 
 # Against PyInstaller (installed from PyPI into a venv under bench-work/).
-bench-peers: deps build
+bench-peers: needs-bench build
 	@python3 bench/peers.py
 
 clean:
@@ -46,7 +57,7 @@ clean:
 
 # The long fault-injection run: 50 random kills per scenario and the
 # 300-cycle soak. Seeds are printed; ONEFILE_FAULT_SEED replays one.
-soak: deps
+soak: needs-test
 	$(CARGO) build --locked -p bootstrap -p payload-tools
 	ONEFILE_FAULT_TRIALS=50 $(CARGO) test --locked -p onefile-tests --test it -- faults:: --include-ignored --nocapture --test-threads 1
 

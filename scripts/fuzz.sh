@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-600}
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "make fuzz: installing cargo-fuzz from crates.io (cargo install cargo-fuzz), which runs the fuzz targets"
+  cargo install cargo-fuzz --locked
+fi
 # cargo-fuzz needs the sanitizer flags of a nightly compiler; the stable one
 # accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
@@ -13,7 +16,8 @@ cargo build --locked -p payload-tools
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 mkdir -p "$seeds/app/bin" fuzz/corpus/packed_file fuzz/corpus/update_toml fuzz/corpus/extract
-printf 'x' >"$seeds/stub"
+# A stub is anything that carries the stub marker (docs/format.md).
+printf 'stub ONEFILE-STUB\0\1\0' >"$seeds/stub"
 printf '#!/bin/sh\n' >"$seeds/app/bin/a"
 ln -s a "$seeds/app/bin/l"
 echo hi >"$seeds/app/t.txt"

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use log::info;
 use payload_tools::PackedFile;
+use payload_tools::metadata::Argv0;
 
 use crate::cache::Cache;
 use crate::error::LaunchError;
@@ -41,11 +42,12 @@ fn try_launch() -> Result<Never, LaunchError> {
     let packed = PackedFile::open(&exe)?.ok_or_else(|| LaunchError::NoPayload(exe.clone()))?;
     let meta = &packed.metadata;
     info!(
-        "Running '{}' ({} {}, payload of {} bytes).",
+        "Running '{}' ({} {}: compressed payload of {} bytes, {} bytes unpacked).",
         exe.display(),
         meta.name,
         meta.version,
-        packed.trailer.payload_len
+        packed.trailer.payload_len,
+        meta.unpacked_size
     );
     let cache = Cache::for_app(&packed)?;
     let prepared = cache.prepare(&packed)?;
@@ -95,10 +97,15 @@ fn try_launch() -> Result<Never, LaunchError> {
 }
 
 /// The app's command line: our arguments, with our own `argv[0]` so the app
-/// sees the name it was started by.
+/// sees the name it was started by, or, when the build asks for it
+/// (`pack --argv0 entry`), the entry's real path in the cache.
 fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Command {
     let mut args = std::env::args_os();
-    let argv0: OsString = args.next().unwrap_or_else(|| exe.as_os_str().to_owned());
+    let ours = args.next();
+    let argv0: OsString = match packed.metadata.argv0 {
+        Argv0::Entry => dir.join(&packed.metadata.entry).into_os_string(),
+        Argv0::Packed => ours.unwrap_or_else(|| exe.as_os_str().to_owned()),
+    };
     let mut cmd = Command::new(entry);
     cmd.args(args)
         .env("ONEFILE_EXE", exe)

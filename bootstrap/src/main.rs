@@ -14,6 +14,12 @@ mod update;
 
 use std::process::ExitCode;
 
+/// The marker that makes this program a onefile stub in the eyes of
+/// `payload-tools pack` and `verify` (`payload_tools::stub`): kept in the
+/// binary although nothing reads it at run time.
+#[used]
+static STUB_MARKER: [u8; payload_tools::stub::MARKER_LEN] = payload_tools::stub::MARKER;
+
 fn main() -> ExitCode {
     trace::init();
     let err = launch::launch();

@@ -71,6 +71,11 @@ pub enum Error {
     #[error("cannot pack '{path}': {reason}")]
     Input { path: PathBuf, reason: String },
 
+    /// A folder others can write, where something private was to be
+    /// written (a secret key).
+    #[error("'{path}' is not a private folder: {reason}")]
+    NotPrivate { path: PathBuf, reason: String },
+
     /// A name, version or entry given to `pack` that breaks a rule.
     #[error("invalid {what} '{value}': {reason}")]
     InvalidValue {

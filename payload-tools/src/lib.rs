@@ -10,6 +10,7 @@
 //! - [`extract`]: unpacking (or only checking) the payload, safely;
 //! - [`manifest`]: `update.toml` and the update URL spec;
 //! - [`version`]: which of two versions is newer;
+//! - [`stub`]: the marker that tells a onefile stub from other programs;
 //! - [`frames`], [`tree`], [`paths`], [`persist`]: the pieces those use.
 //!
 //! The stub depends on this crate with default features off, which leaves
@@ -25,6 +26,7 @@ pub mod packed;
 pub mod paths;
 pub mod persist;
 pub mod rangeio;
+pub mod stub;
 pub mod sys;
 pub mod trailer;
 pub mod tree;

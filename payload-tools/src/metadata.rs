@@ -59,6 +59,11 @@ pub struct Metadata {
     pub version: String,
     /// Path of the program to run, relative to the unpacked tree, `/`-separated.
     pub entry: String,
+    /// What the app is given as `argv[0]`. Not in `requires`: every stub
+    /// that `pack` accepts (one with the stub marker) honours it, and an
+    /// older build that reads it while checking an update does not run it.
+    #[serde(default, skip_serializing_if = "Argv0::is_packed")]
+    pub argv0: Argv0,
     /// Total bytes of regular-file contents in the payload.
     pub unpacked_size: u64,
     /// Number of entries (files, directories, symlinks) in the payload.
@@ -68,6 +73,37 @@ pub struct Metadata {
     /// Self-update settings; absent when the build does not update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateSettings>,
+}
+
+/// What a launched app sees as `argv[0]`. Read as a plain string: serde's
+/// enum support would cost the stub a few KiB for two words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Argv0 {
+    /// The packed file's name, as the user started it: what the app would
+    /// see if it were the packed file (the default).
+    #[default]
+    Packed,
+    /// The entry's real path in the cache: for programs that find their
+    /// own files from `argv[0]`, such as a relocatable CPython.
+    Entry,
+}
+
+impl Argv0 {
+    pub fn is_packed(&self) -> bool {
+        *self == Argv0::Packed
+    }
+}
+
+impl TryFrom<String> for Argv0 {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "packed" => Ok(Argv0::Packed),
+            "entry" => Ok(Argv0::Entry),
+            other => Err(format!("argv0 is 'packed' or 'entry', not '{other}'")),
+        }
+    }
 }
 
 /// One independent zstd frame of the payload, holding whole tar entries.
@@ -267,6 +303,7 @@ mod tests {
             name: "myapp".into(),
             version: "1.0".into(),
             entry: "bin/myapp".into(),
+            argv0: Argv0::Packed,
             unpacked_size: 42,
             entry_count: 3,
             frames: vec![Frame {
@@ -282,6 +319,21 @@ mod tests {
         let m = sample();
         let text = m.to_toml();
         assert_eq!(Metadata::parse(&text, Path::new("x")).ok(), Some(m));
+    }
+
+    #[test]
+    fn argv0_is_written_only_when_not_the_default() {
+        let m = sample();
+        assert!(!m.to_toml().contains("argv0"));
+        let m = Metadata {
+            argv0: Argv0::Entry,
+            ..sample()
+        };
+        let text = m.to_toml();
+        assert!(text.contains("argv0 = \"entry\""), "{text}");
+        assert_eq!(Metadata::parse(&text, Path::new("x")).ok(), Some(m));
+        let bad = text.replace("\"entry\"", "\"elsewhere\"");
+        assert!(Metadata::parse(&bad, Path::new("x")).is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! 2. Write the stub, then the payload as framed zstd of a deterministic
 //!    tar stream, then the metadata and the trailer, into a temporary
 //!    sibling of the output.
-//! 3. Give it the stub's permissions plus exec bits, sync, rename into place.
+//! 3. It has the stub's permissions plus exec bits from its creation;
+//!    sync, rename into place.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::frames::{FramePolicy, FrameWriter};
 use crate::metadata::{
-    FormatVersion, Metadata, REQUIRES_SIGNED_UPDATES, UpdateSettings, check_entry_path,
+    Argv0, FormatVersion, Metadata, REQUIRES_SIGNED_UPDATES, UpdateSettings, check_entry_path,
     check_safe_name,
 };
 use crate::packed::PackedFile;
@@ -37,6 +38,8 @@ pub struct PackOptions {
     pub entry: Option<String>,
     pub name: String,
     pub version: String,
+    /// What the app will see as `argv[0]`.
+    pub argv0: Argv0,
     pub level: i32,
     /// zstd worker threads (0: one per core).
     pub threads: u32,
@@ -75,6 +78,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     check_safe_name("name", &opts.name)?;
     check_safe_name("version", &opts.version)?;
     refuse_output_inside_input(opts)?;
+    refuse_output_over_an_input(opts)?;
     let tree = InputTree::scan(&opts.input)?;
     let entry = choose_entry(opts, &tree)?;
 
@@ -91,7 +95,10 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     let stub_meta =
         std::fs::metadata(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
 
-    let mut tmp = TempSibling::create(&opts.output)?;
+    // The output's final mode is known before it exists: it has that mode
+    // from its creation on.
+    let mode = sys::mode_of(&stub_meta) | 0o111;
+    let mut tmp = TempSibling::create(&opts.output, mode)?;
     let tmp_path = tmp.path().to_owned();
     let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.file()));
     out.write_all(&stub_bytes)
@@ -111,6 +118,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         name: opts.name.clone(),
         version: opts.version.clone(),
         entry,
+        argv0: opts.argv0,
         unpacked_size: tree.total_size,
         entry_count: tree.entries.len() as u64,
         frames: framed.frames,
@@ -135,8 +143,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     drop(out);
     debug_assert_eq!(file_len, trailer.file_len());
 
-    let mode = sys::mode_of(&stub_meta) | 0o111;
-    tmp.persist(&opts.output, mode)?;
+    tmp.persist(&opts.output)?;
     Ok(PackReport {
         metadata,
         trailer,
@@ -159,6 +166,25 @@ fn refuse_output_inside_input(opts: &PackOptions) -> Result<()> {
             path: opts.output.clone(),
             reason: "the output would be inside the input folder; write it elsewhere".into(),
         });
+    }
+    Ok(())
+}
+
+/// The output replaces the file at its name: never the program being
+/// packed, nor the stub.
+fn refuse_output_over_an_input(opts: &PackOptions) -> Result<()> {
+    let Ok(output) = opts.output.canonicalize() else {
+        return Ok(()); // nothing there yet
+    };
+    for (input, what) in [(&opts.input, "the input program"), (&opts.stub, "the stub")] {
+        if input.canonicalize().is_ok_and(|i| i == output) {
+            return Err(Error::Input {
+                path: opts.output.clone(),
+                reason: format!(
+                    "the output is {what} itself, which packing would replace; write it elsewhere"
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -102,6 +102,7 @@ proptest! {
                 entry: Some("entry".into()),
                 name: "prop".into(),
                 version: "1".into(),
+                argv0: Default::default(),
                 level,
                 threads: 2,
                 update: None,
@@ -140,7 +141,7 @@ proptest! {
         let m = Metadata {
             format_version: FormatVersion::V1,
             requires: vec![],
-            name, version, entry, unpacked_size,
+            name, version, entry, argv0: Default::default(), unpacked_size,
             entry_count: frames.len() as u64,
             frames: frames.into_iter().map(|(c, t)| Frame { compressed_len: c, tar_len: t }).collect(),
             update: None,

@@ -3,6 +3,7 @@
 
 mod craft;
 mod faults;
+mod harden_cli;
 mod harden_run;
 mod harden_trace;
 mod hostile;

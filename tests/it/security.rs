@@ -284,6 +284,8 @@ fn keys_interoperate_with_stock_minisign() {
         stub().as_os_str(),
         "--entry".as_ref(),
         "bin/probe".as_ref(),
+        "--name".as_ref(),
+        "k".as_ref(),
         "--update-url-spec".as_ref(),
         spec.as_ref(),
         "--public-key".as_ref(),
@@ -332,17 +334,23 @@ fn pack_warns_when_updates_are_unauthenticated() {
 #[test]
 fn plain_http_is_refused_beyond_this_machine() {
     let s = Scratch::new();
-    let app = s.probe_app("app", "1.0");
     let exe = s.path("a.bin");
-    // An address that must never be contacted: refused before any connection.
-    pack(
-        &app,
-        &exe,
-        &[
-            "--update-url-spec",
-            "http://192.0.2.1/{VERSION}/update.toml",
+    // An address that must never be contacted: refused before any
+    // connection. `pack` refuses such a spec, so the file is made by hand,
+    // as an older payload-tools would have made it.
+    crate::craft::Craft {
+        name: "plainhttp".into(),
+        version: "1.0".into(),
+        entry: "run".into(),
+        unpacked_size: 19,
+        frames: vec![
+            crate::craft::TarCraft::new()
+                .file("run", b"#!/bin/sh\necho ran\n", 0o755)
+                .finish(true),
         ],
-    );
+        extra_metadata: "[update]\nurl_spec = \"http://192.0.2.1/{VERSION}/update.toml\"\n".into(),
+    }
+    .write(&stub(), &exe);
     let out = s.run(&exe, ["print", "ran"]);
     assert_eq!(
         stdout(&out),

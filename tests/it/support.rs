@@ -367,7 +367,6 @@ pub fn skip(reason: &str) {
     }
 }
 
-#[allow(dead_code)] // until a test needs it
 /// A second, unprivileged local user for tests of what another user can do
 /// to us (or we to them).
 #[derive(Clone, Copy, Debug)]
@@ -377,10 +376,8 @@ pub struct OtherUser {
 }
 
 /// Name of the user the tests create when they run as root.
-#[allow(dead_code)]
 pub const OTHER_USER: &str = "onefile-other";
 
-#[allow(dead_code)]
 impl OtherUser {
     /// The other user, created (once) when the tests run as root. `None`,
     /// with the test recorded as skipped, where no user can be created.
@@ -410,7 +407,6 @@ impl OtherUser {
     }
 }
 
-#[allow(dead_code)]
 fn create_other_user() -> Result<OtherUser, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

@@ -1,10 +1,14 @@
 //! Unix: positioned reads, exclusive no-follow file creation with a mode,
-//! and symlinks.
+//! symlinks, and folders held by descriptor ([`Dir`]) for work in folders
+//! that other users can write.
 
+use std::ffi::{CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     file.read_at(buf, offset)
@@ -13,12 +17,7 @@ pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 /// Creates a new file, failing if anything (a file, a symlink) is already
 /// at `path`. `executable` gives it mode 0755 rather than 0644 (before umask).
 pub fn create_new_file(path: &Path, executable: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if executable { 0o755 } else { 0o644 })
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+    create_new_file_with_mode(path, if executable { 0o755 } else { 0o644 })
 }
 
 pub fn symlink(target: &str, link: &Path) -> io::Result<()> {
@@ -28,11 +27,6 @@ pub fn symlink(target: &str, link: &Path) -> io::Result<()> {
 /// Whether the permission bits have any execute bit set.
 pub fn is_executable(meta: &std::fs::Metadata) -> bool {
     meta.permissions().mode() & 0o111 != 0
-}
-
-/// Sets a file's mode bits (owner/group/other read-write-execute).
-pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// The mode bits of a file, for copying them onto its replacement.
@@ -50,7 +44,6 @@ pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn sync_fs_of(handle: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     // SAFETY: syncfs takes a file descriptor we own and keep open for the call.
     if unsafe { libc::syncfs(handle.as_raw_fd()) } == 0 {
         Ok(())
@@ -71,4 +64,219 @@ fn sync_fs_of(handle: &File) -> io::Result<()> {
 /// Makes a rename inside `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates a new file with `mode` from the start (before umask), failing if
+/// anything (a file, a symlink) is already at `path`: the file is never,
+/// even for an instant, more open than its final mode.
+pub fn create_new_file_with_mode(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// The process's file-creation mask, read without changing it for longer
+/// than the two calls that read it (callers read it before starting threads).
+#[allow(clippy::useless_conversion)] // mode_t is u16 on macOS
+pub fn umask() -> u32 {
+    // SAFETY: umask cannot fail; the mask is put back at once.
+    unsafe {
+        let mask = libc::umask(0o022);
+        libc::umask(mask);
+        u32::from(mask)
+    }
+}
+
+/// A folder held open by descriptor. Everything done through it happens in
+/// that very folder, whatever is renamed, replaced or linked at its path
+/// meanwhile: the way to work in a folder that other users can write.
+#[derive(Debug)]
+pub struct Dir {
+    file: File,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Opens the folder at `path`. Links in `path` are followed: the path
+    /// is the caller's choice; what matters is that it is then held.
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(Dir {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The path it was opened by, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `Ok` if nobody but us (and root) can write into this folder: it
+    /// belongs to us or to root, and neither its group nor others may write.
+    pub fn check_private(&self) -> Result<(), String> {
+        let meta = self.file.metadata().map_err(|e| e.to_string())?;
+        let me = euid();
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "it belongs to user {}, not to us ({me})",
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "other users may write to it (mode {:o})",
+                meta.mode() & 0o7777
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the new file `name` in this folder with `mode` from the
+    /// start (before umask), failing if anything, even a dangling link, is
+    /// there already.
+    pub fn create_file(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        let name = c_name(name)?;
+        // SAFETY: a valid descriptor and NUL-terminated name; the result is
+        // checked before it is wrapped.
+        let fd = unsafe {
+            libc::openat(
+                self.file.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Creates the new folder `name` (mode 0700) and holds it. What is held
+    /// is checked to be a private folder of ours, so a folder or link put
+    /// in its place between the two calls is refused, never used.
+    pub fn create_private_dir(&self, name: &OsStr) -> io::Result<Dir> {
+        let c = c_name(name)?;
+        // SAFETY: a valid descriptor and NUL-terminated name.
+        if unsafe { libc::mkdirat(self.file.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above; the result is checked before it is wrapped.
+        let fd = unsafe {
+            libc::openat(
+                self.file.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let meta = file.metadata()?;
+        if meta.uid() != euid() || meta.mode() & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "another folder was put in the place of the one just created",
+            ));
+        }
+        Ok(Dir {
+            file,
+            path: self.path.join(name),
+        })
+    }
+
+    /// Gives the file `name` the second name `new` in this folder, failing
+    /// if `new` exists: an all-or-nothing rename that never replaces.
+    pub fn link(&self, name: &OsStr, new: &OsStr) -> io::Result<()> {
+        let (from, to) = (c_name(name)?, c_name(new)?);
+        let fd = self.file.as_raw_fd();
+        // SAFETY: valid descriptors and NUL-terminated names. Flags 0: a
+        // link at `name` is linked itself, never followed.
+        check(unsafe { libc::linkat(fd, from.as_ptr(), fd, to.as_ptr(), 0) })
+    }
+
+    /// Renames `name` to `new` in this folder (replacing a file, or an
+    /// empty folder when `name` is a folder, as rename(2) does).
+    pub fn rename(&self, name: &OsStr, new: &OsStr) -> io::Result<()> {
+        let (from, to) = (c_name(name)?, c_name(new)?);
+        let fd = self.file.as_raw_fd();
+        // SAFETY: valid descriptors and NUL-terminated names.
+        check(unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) })
+    }
+
+    /// Removes the file (or link) `name` from this folder.
+    pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
+        let c = c_name(name)?;
+        // SAFETY: a valid descriptor and NUL-terminated name.
+        check(unsafe { libc::unlinkat(self.file.as_raw_fd(), c.as_ptr(), 0) })
+    }
+
+    /// Sets the mode of the held folder itself.
+    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+        self.file
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+    }
+
+    /// Makes renames and links in this folder durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// A path naming this very folder for as long as it is held, for code
+    /// that works by path: `/proc/self/fd/N` on Linux (the kernel resolves
+    /// it to the held folder, wherever it has been moved), else the path it
+    /// was opened by.
+    pub fn held_path(&self) -> PathBuf {
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
+        let same = match (std::fs::metadata(&proc_path), self.file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if same { proc_path } else { self.path.clone() }
+    }
+
+    /// Whether the folder now at `path` is this held one.
+    pub fn is_at(&self, path: &Path) -> bool {
+        match (std::fs::symlink_metadata(path), self.file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// One path component as a C string: a name with a `/` (or a NUL) would
+/// reach outside the held folder, so it is refused.
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.contains(&b'/') || bytes == b"." || bytes == b".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a plain file name",
+        ));
+    }
+    CString::new(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a file name"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -1,11 +1,12 @@
-//! Windows: positioned reads, exclusive file creation, and symlinks. This
-//! file is written against the documented std APIs but is not built in CI
-//! (which runs on Linux only).
+//! Windows: positioned reads, exclusive file creation, symlinks, and
+//! folders worked in by path ([`Dir`]). This file is written against the
+//! documented std APIs but is not built in CI (which runs on Linux only).
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::windows::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     file.seek_read(buf, offset)
@@ -28,12 +29,6 @@ pub fn is_executable(_meta: &std::fs::Metadata) -> bool {
     true
 }
 
-pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    let mut perms = std::fs::metadata(path)?.permissions();
-    perms.set_readonly(mode & 0o200 == 0);
-    std::fs::set_permissions(path, perms)
-}
-
 pub fn mode_of(meta: &std::fs::Metadata) -> u32 {
     if meta.permissions().readonly() {
         0o555
@@ -52,4 +47,81 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
     // Directory handles cannot be opened with std on Windows; NTFS journals
     // renames itself.
     Ok(())
+}
+
+/// Windows has no Unix mode: files get the folder's inherited ACL, which
+/// `create_new` cannot narrow; the mode is ignored.
+pub fn create_new_file_with_mode(path: &Path, _mode: u32) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// Windows has no umask.
+pub fn umask() -> u32 {
+    0
+}
+
+/// A folder, worked in by path: std opens no folder handles on Windows,
+/// and a folder holding open files cannot be renamed there. Same names as
+/// the Unix `Dir`, which holds a descriptor.
+#[derive(Debug)]
+pub struct Dir {
+    path: PathBuf,
+}
+
+impl Dir {
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        if !std::fs::metadata(path)?.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a folder"));
+        }
+        Ok(Dir {
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Folder ACLs are not inspected yet: a documented no-op.
+    pub fn check_private(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    pub fn create_file(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        create_new_file_with_mode(&self.path.join(name), mode)
+    }
+
+    pub fn create_private_dir(&self, name: &OsStr) -> io::Result<Dir> {
+        let path = self.path.join(name);
+        std::fs::create_dir(&path)?;
+        Ok(Dir { path })
+    }
+
+    pub fn link(&self, name: &OsStr, new: &OsStr) -> io::Result<()> {
+        std::fs::hard_link(self.path.join(name), self.path.join(new))
+    }
+
+    pub fn rename(&self, name: &OsStr, new: &OsStr) -> io::Result<()> {
+        std::fs::rename(self.path.join(name), self.path.join(new))
+    }
+
+    pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
+        std::fs::remove_file(self.path.join(name))
+    }
+
+    pub fn set_mode(&self, _mode: u32) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn held_path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    pub fn is_at(&self, path: &Path) -> bool {
+        path == self.path
+    }
 }

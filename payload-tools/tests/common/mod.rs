@@ -31,6 +31,7 @@ pub fn pack_sample(dir: &Path, data_len: usize) -> (PathBuf, PackReport) {
             entry: Some("bin/app".into()),
             name: "t".into(),
             version: "1".into(),
+            argv0: Default::default(),
             level: 3,
             threads: 1,
             update: None,

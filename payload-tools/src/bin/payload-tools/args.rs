@@ -99,6 +99,12 @@ pub struct PackArgs {
     /// Version of this build [default: 0.0.0].
     #[arg(long = "version", value_name = "VERSION")]
     pub app_version: Option<String>,
+    /// What the app sees as argv[0]: 'packed', the packed file as it was
+    /// started (default), or 'entry', the entry's real path in the cache,
+    /// for programs that find their own files from argv[0] (e.g. a
+    /// relocatable CPython packed with --entry bin/python3.11).
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub argv0: Option<Argv0Flag>,
     /// zstd compression level, 1 (fastest) to 19 (smallest) [default: 9].
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: Option<i32>,
@@ -142,6 +148,23 @@ pub struct PackArgs {
     pub max_download_size: Option<u64>,
 }
 
+/// `--argv0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Argv0Flag {
+    Packed,
+    Entry,
+}
+
+impl From<Argv0Flag> for payload_tools::metadata::Argv0 {
+    fn from(flag: Argv0Flag) -> Self {
+        match flag {
+            Argv0Flag::Packed => Self::Packed,
+            Argv0Flag::Entry => Self::Entry,
+        }
+    }
+}
+
 /// `onefile.toml`: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +175,7 @@ pub struct ConfigFile {
     pub entry: Option<String>,
     pub name: Option<String>,
     pub version: Option<String>,
+    pub argv0: Option<Argv0Flag>,
     pub level: Option<i32>,
     pub threads: Option<u32>,
     pub update_url_spec: Option<String>,
@@ -204,6 +228,7 @@ impl PackArgs {
         self.entry = self.entry.or(config.entry);
         self.name = self.name.or(config.name);
         self.app_version = self.app_version.or(config.version);
+        self.argv0 = self.argv0.or(config.argv0);
         self.level = self.level.or(config.level);
         self.threads = self.threads.or(config.threads);
         self.update_url_spec = self.update_url_spec.or(config.update_url_spec);

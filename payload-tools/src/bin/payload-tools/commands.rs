@@ -1,18 +1,23 @@
 //! The subcommands, each turning its arguments into library calls and its
 //! results into output: data on stdout, a summary on stderr.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use payload_tools::extract::{Sink, extract};
-use payload_tools::manifest::{UpdateManifest, default_download_url};
-use payload_tools::metadata::{DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
+use payload_tools::manifest::{self, UpdateManifest, default_download_url};
+use payload_tools::metadata::{Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
 use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::file_crc32;
+use payload_tools::stub;
+use payload_tools::sys::Dir;
+use payload_tools::trailer::FORMAT_VERSION;
 use payload_tools::{PackedFile, persist};
 
 use crate::Failure;
 use crate::args::{ConfigFile, PackArgs};
+use crate::diagnose;
 use crate::progress::Bar;
 use crate::signing;
 
@@ -24,6 +29,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         }
         None => args,
     };
+    check_update_flags(&args)?;
     let input = args.input.ok_or_else(|| Failure {
         message: "no input given".into(),
         hint: Some("payload-tools pack <FOLDER or PROGRAM> -o <OUTPUT>".into()),
@@ -36,6 +42,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         Some(s) => s,
         None => default_stub()?,
     };
+    check_stub(&stub)?;
     let name = match args.name {
         Some(n) => n,
         None => output
@@ -50,6 +57,14 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             })?,
     };
     let version = args.app_version.unwrap_or_else(|| "0.0.0".into());
+    if let Some(spec) = &args.update_url_spec {
+        manifest::check_url_spec(spec, &name, &version, args.allow_insecure_http)
+            .map_err(|e| format!("--update-url-spec '{spec}' cannot work: {e}"))?;
+    }
+    if let Some(url) = &args.download_url {
+        manifest::check_url(url, args.allow_insecure_http)
+            .map_err(|e| format!("--download-url '{url}' cannot work: {e}"))?;
+    }
     let exit_wait_ms = match args.update_exit_wait {
         Some(secs) if !(0.0..=3600.0).contains(&secs) => {
             return Err(
@@ -107,6 +122,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         entry: args.entry,
         name,
         version,
+        argv0: args.argv0.map(Into::into).unwrap_or_default(),
         level: args.level.unwrap_or(DEFAULT_LEVEL),
         threads,
         update,
@@ -158,6 +174,33 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Update flags that would make a build whose updates silently never work.
+fn check_update_flags(args: &PackArgs) -> Result<(), Failure> {
+    if args.update_url_spec.is_some() && args.name.is_none() {
+        let output = args.output.as_deref().unwrap_or(Path::new(""));
+        let stem = output.file_stem().unwrap_or_default().to_string_lossy();
+        return Err(Failure {
+            message: format!(
+                "a build that updates itself needs --name: the default, the output's name '{stem}', would change with the file name (myapp-1.0.bin, myapp-1.1.bin), and a build of another name is another app, whose updates are never installed"
+            ),
+            hint: Some(
+                "add --name with the app's name, the same for every version (e.g. --name myapp)"
+                    .into(),
+            ),
+        });
+    }
+    if args.key.is_some() && args.auto_update_toml_file.is_none() {
+        return Err(Failure {
+            message: "--key signs the update.toml that --auto-update-toml-file writes, and none is written: nothing would be signed".into(),
+            hint: Some(
+                "add --auto-update-toml-file FILE, or sign later: payload-tools update-toml EXE --url URL --key KEY"
+                    .into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The stub shipped next to this command.
 fn default_stub() -> Result<PathBuf, Failure> {
     let me =
@@ -172,11 +215,39 @@ fn default_stub() -> Result<PathBuf, Failure> {
     Ok(stub)
 }
 
+/// A stub must carry the stub marker of our format version: any other
+/// program would be packed without complaint and run instead of the app.
+fn check_stub(path: &Path) -> Result<(), Failure> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read stub '{}': {e}", path.display()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read stub '{}': {e}", path.display()))?
+        .len();
+    match stub::find_in_file(&file, len, path)? {
+        Some(FORMAT_VERSION) => Ok(()),
+        Some(other) => Err(Failure {
+            message: format!(
+                "'{}' is a stub for packed-file format {other}; this payload-tools writes format {FORMAT_VERSION}",
+                path.display()
+            ),
+            hint: Some("use the bootstrap built together with this payload-tools".into()),
+        }),
+        None => Err(Failure {
+            message: format!(
+                "'{}' is not a onefile stub (it lacks the stub marker)",
+                path.display()
+            ),
+            hint: Some(
+                "pass the 'bootstrap' binary built with this payload-tools, or leave --stub out"
+                    .into(),
+            ),
+        }),
+    }
+}
+
 fn open_packed(exe: &Path) -> Result<PackedFile, Failure> {
-    PackedFile::open(exe)?.ok_or_else(|| Failure {
-        message: format!("'{}' carries no payload", exe.display()),
-        hint: Some("it is a bare stub, another program, or a truncated download".into()),
-    })
+    PackedFile::open(exe)?.ok_or_else(|| diagnose::no_payload(exe))
 }
 
 pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
@@ -190,6 +261,7 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             "name": m.name,
             "version": m.version,
             "entry": m.entry,
+            "argv0": m.argv0,
             "file_len": file_len,
             "file_crc32": file_crc,
             "payload_offset": t.payload_offset,
@@ -218,6 +290,9 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
     println!("name            {}", m.name);
     println!("version         {}", m.version);
     println!("entry           {}", m.entry);
+    if m.argv0 == Argv0::Entry {
+        println!("argv[0]         the entry's path in the cache");
+    }
     println!("file            {file_len} bytes, CRC-32 {file_crc:08x}");
     println!("stub            {} bytes", t.payload_offset);
     println!(
@@ -255,6 +330,28 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
 
 pub fn verify(exe: &Path) -> Result<(), Failure> {
     let packed = open_packed(exe)?;
+    let stub_len = packed.trailer.payload_offset;
+    match stub::find_in_file(&packed.file, stub_len, exe)? {
+        Some(FORMAT_VERSION) => {}
+        Some(other) => {
+            return Err(Failure {
+                message: format!(
+                    "the stub of '{}' reads packed-file format {other}, but its payload is format {FORMAT_VERSION}",
+                    exe.display()
+                ),
+                hint: Some("pack it again with one build's payload-tools and bootstrap".into()),
+            });
+        }
+        None => {
+            return Err(Failure {
+                message: format!(
+                    "'{}' does not start with a onefile stub: its first {stub_len} bytes are another program, which is what would run",
+                    exe.display()
+                ),
+                hint: Some("pack it again with the 'bootstrap' stub".into()),
+            });
+        }
+    }
     let report = extract(&packed, Sink::Discard, cores())?;
     println!(
         "ok: '{}' is intact ({} {}, {} entries, {} bytes in {} frame(s))",
@@ -268,34 +365,64 @@ pub fn verify(exe: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Unpacks into `output`, which may sit in a folder other users can write
+/// (a sticky `/tmp`): nothing they plant there is followed or reused.
+///
+/// 1. `output` must not exist, or be an empty folder (never a link).
+/// 2. Its parent is opened and held; a fresh folder with a random name is
+///    created in it exclusively, mode 0700, and held (checked to be ours).
+/// 3. The payload is extracted into the held folder (on Linux through
+///    `/proc/self/fd`, so even a rename of the folder cannot redirect it).
+/// 4. The folder gets the usual mode (0777 minus umask) and is renamed to
+///    `output` inside the held parent.
 pub fn unpack(exe: &Path, output: &Path) -> Result<(), Failure> {
     let packed = open_packed(exe)?;
-    if output.exists() {
-        let empty = std::fs::read_dir(output)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
+    let umask = payload_tools::sys::umask();
+    let name = output
+        .file_name()
+        .ok_or_else(|| format!("'{}' names no folder to create", output.display()))?;
+    match std::fs::symlink_metadata(output) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot use '{}': {e}", output.display()).into()),
+        Ok(meta) if meta.is_dir() && is_empty_dir(output) => {}
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Failure {
+                message: format!("'{}' is a symbolic link", output.display()),
+                hint: Some("unpack into a folder that does not exist yet".into()),
+            });
+        }
+        Ok(_) => {
             return Err(format!("'{}' exists and is not an empty folder", output.display()).into());
         }
-        std::fs::remove_dir(output)
-            .map_err(|e| format!("cannot replace '{}': {e}", output.display()))?;
     }
-    let staging = persist::temp_sibling_path(output);
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| format!("cannot create '{}': {e}", staging.display()))?;
-    let result = extract(&packed, Sink::Disk(&staging), cores());
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e.into());
+    let parent = parent_dir(output);
+    std::fs::create_dir_all(parent)
+        .map_err(|e| format!("cannot create '{}': {e}", parent.display()))?;
+    let parent =
+        Dir::open(parent).map_err(|e| format!("cannot open '{}': {e}", parent.display()))?;
+    let (staging_name, staging) = create_staging(&parent, name)?;
+    let staging_path = parent.path().join(&staging_name);
+    let root = staging.held_path();
+    let done = extract(&packed, Sink::Disk(&root), cores())
+        .map_err(|e| Failure::from(e).naming(&root, &staging_path))
+        .and_then(|report| {
+            staging
+                .set_mode(0o777 & !umask)
+                .and_then(|()| parent.rename(&staging_name, name))
+                .map_err(|e| format!("cannot rename into '{}': {e}", output.display()).into())
+                .map(|()| report)
+        });
+    let report = match done {
+        Ok(report) => report,
+        Err(failure) => {
+            // Only ever the folder we made: if something else now has its
+            // name, it is left alone.
+            if staging.is_at(&staging_path) {
+                let _ = std::fs::remove_dir_all(&staging_path);
+            }
+            return Err(failure);
         }
     };
-    std::fs::rename(&staging, output).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&staging);
-        format!("cannot rename into '{}': {e}", output.display())
-    })?;
     eprintln!(
         "unpacked {} entries ({} bytes) into '{}'; run {}",
         report.entries,
@@ -304,6 +431,31 @@ pub fn unpack(exe: &Path, output: &Path) -> Result<(), Failure> {
         output.join(&packed.metadata.entry).display()
     );
     Ok(())
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// A fresh private folder beside the output, `.<name>.tmp-<pid>-<random>`.
+fn create_staging(parent: &Dir, name: &OsStr) -> Result<(OsString, Dir), Failure> {
+    let mut attempts = 0;
+    loop {
+        let staging_name = persist::temp_name(Some(name));
+        match parent.create_private_dir(&staging_name) {
+            Ok(dir) => return Ok((staging_name, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 16 => {
+                attempts += 1;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot create a private folder in '{}': {e}",
+                    parent.path().display()
+                )
+                .into());
+            }
+        }
+    }
 }
 
 pub fn update_toml(

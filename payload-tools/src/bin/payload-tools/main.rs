@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod diagnose;
 mod progress;
 mod signing;
 
@@ -20,6 +21,19 @@ pub struct Failure {
     pub hint: Option<String>,
 }
 
+impl Failure {
+    /// The same failure with `alias` in place of `held`: extraction runs
+    /// through a held folder's `/proc/self/fd/N` path, which means nothing
+    /// to the user.
+    pub fn naming(mut self, held: &std::path::Path, alias: &std::path::Path) -> Failure {
+        let (held, alias) = (held.to_string_lossy(), alias.to_string_lossy());
+        if held != alias {
+            self.message = self.message.replace(&*held, &alias);
+        }
+        self
+    }
+}
+
 impl From<payload_tools::Error> for Failure {
     fn from(err: payload_tools::Error) -> Failure {
         use payload_tools::Error as E;
@@ -30,6 +44,10 @@ impl From<payload_tools::Error> for Failure {
             E::UnsupportedVersion { .. } | E::UnsupportedFeature { .. } => {
                 Some("use a newer payload-tools".to_owned())
             }
+            E::NotPrivate { .. } => Some(
+                "anyone who can write a folder can swap files in it: keep keys in a folder only you can write (mkdir -m 700 ~/keys)"
+                    .to_owned(),
+            ),
             E::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                 Some("free some disk space and try again".to_owned())
             }

@@ -14,7 +14,8 @@ use payload_tools::manifest::trusted_comment;
 
 use crate::Failure;
 
-/// Writes a new key pair to `NAME.key` and `NAME.pub`; never overwrites.
+/// Writes a new key pair to `NAME.key` (mode 0600 from its creation, only
+/// in a folder nobody else can write) and `NAME.pub`; never overwrites.
 pub fn keygen(base: &Path) -> Result<(PathBuf, PathBuf), Failure> {
     let secret_path = with_suffix(base, "key");
     let public_path = with_suffix(base, "pub");
@@ -40,8 +41,9 @@ pub fn keygen(base: &Path) -> Result<(PathBuf, PathBuf), Failure> {
         .to_box(None)
         .map_err(|e| format!("cannot encode the secret key: {e}"))?
         .into_string();
-    payload_tools::persist::write_atomically(&secret_path, secret.as_bytes(), 0o600)?;
-    payload_tools::persist::write_atomically(&public_path, public.as_bytes(), 0o644)?;
+    // The secret first: it checks the folder, and refuses one others can write.
+    payload_tools::persist::write_new_secret(&secret_path, secret.as_bytes())?;
+    payload_tools::persist::write_new(&public_path, public.as_bytes())?;
     Ok((secret_path, public_path))
 }
 
@@ -56,6 +58,15 @@ fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
 pub fn load_public_key(path: &Path) -> Result<String, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read public key '{}': {e}", path.display()))?;
+    if SecretKeyBox::from_string(&text).is_ok() && first_line_says(&text, "secret key") {
+        return Err(Failure {
+            message: format!(
+                "'{}' is a secret key; --public-key takes the public one",
+                path.display()
+            ),
+            hint: Some("give NAME.pub, and keep NAME.key out of what you ship".into()),
+        });
+    }
     let key = PublicKeyBox::from_string(&text)
         .and_then(|b| b.into_public_key())
         .map_err(|e| format!("'{}' is not a minisign public key: {e}", path.display()))?;
@@ -66,6 +77,18 @@ pub fn load_public_key(path: &Path) -> Result<String, Failure> {
 pub fn load_secret_key(path: &Path) -> Result<SecretKey, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read secret key '{}': {e}", path.display()))?;
+    if PublicKeyBox::from_string(&text)
+        .and_then(|b| b.into_public_key())
+        .is_ok()
+    {
+        return Err(Failure {
+            message: format!(
+                "'{}' is a public key; --key takes the secret one",
+                path.display()
+            ),
+            hint: Some("give NAME.key, written by payload-tools keygen next to NAME.pub".into()),
+        });
+    }
     let boxed = SecretKeyBox::from_string(&text)
         .map_err(|e| format!("'{}' is not a minisign secret key: {e}", path.display()))?;
     let unusable = |e: &dyn std::fmt::Display| Failure {
@@ -83,6 +106,11 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey, Failure> {
             Ok(key)
         }
     }
+}
+
+/// Whether the first line (minisign's untrusted comment) mentions `what`.
+fn first_line_says(text: &str, what: &str) -> bool {
+    text.lines().next().is_some_and(|l| l.contains(what))
 }
 
 fn raw_unencrypted_key(text: &str) -> Option<SecretKey> {

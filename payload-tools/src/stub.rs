@@ -1,0 +1,118 @@
+//! The stub marker: bytes that every onefile stub carries, so that `pack`
+//! and `verify` can tell a stub from any other program (`pack --stub
+//! /bin/ls` would otherwise make a file that runs `ls`).
+//!
+//! - The stub holds [`MARKER`] in a `#[used]` static (`bootstrap/src/main.rs`):
+//!   `ONEFILE-STUB\0` and then the packed-file format version it reads, as a
+//!   little-endian `u16` (docs/format.md, "The stub").
+//! - [`find_in_bytes`] / [`find_in_file`] search a stub for it.
+//! - This crate never holds the marker's bytes in the clear at run time:
+//!   the search rebuilds them from a masked copy, so `payload-tools` itself,
+//!   which links this code, is not taken for a stub.
+
+use std::fs::File;
+use std::path::Path;
+
+use crate::error::Result;
+use crate::rangeio::read_exact_at;
+use crate::trailer::FORMAT_VERSION;
+
+const PREFIX: &[u8; 13] = b"ONEFILE-STUB\0";
+
+/// Length of the marker: the prefix and the format version.
+pub const MARKER_LEN: usize = PREFIX.len() + 2;
+
+/// The marker of a stub that reads this crate's format version.
+pub const MARKER: [u8; MARKER_LEN] = {
+    let mut m = [0u8; MARKER_LEN];
+    let mut i = 0;
+    while i < PREFIX.len() {
+        m[i] = PREFIX[i];
+        i += 1;
+    }
+    let v = FORMAT_VERSION.to_le_bytes();
+    m[PREFIX.len()] = v[0];
+    m[PREFIX.len() + 1] = v[1];
+    m
+};
+
+const MASK: u8 = 0xa5;
+
+/// The prefix XOR [`MASK`], computed at compile time: what this crate's
+/// binaries hold instead of the prefix.
+const MASKED_PREFIX: [u8; 13] = {
+    let mut m = [0u8; 13];
+    let mut i = 0;
+    while i < PREFIX.len() {
+        m[i] = PREFIX[i] ^ MASK;
+        i += 1;
+    }
+    m
+};
+
+fn prefix() -> [u8; 13] {
+    // black_box keeps the compiler from folding the unmasking back into a
+    // constant copy of the prefix.
+    let mask = std::hint::black_box(MASK);
+    MASKED_PREFIX.map(|b| b ^ mask)
+}
+
+/// The format version named by the first marker in `bytes`, if any.
+pub fn find_in_bytes(bytes: &[u8]) -> Option<u16> {
+    let prefix = prefix();
+    bytes
+        .windows(MARKER_LEN)
+        .find(|w| w[..PREFIX.len()] == prefix)
+        .map(|w| u16::from_le_bytes([w[PREFIX.len()], w[PREFIX.len() + 1]]))
+}
+
+/// Like [`find_in_bytes`], for the first `len` bytes of an open file (the
+/// stub part of a packed file), read a chunk at a time.
+pub fn find_in_file(file: &File, len: u64, path: &Path) -> Result<Option<u16>> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; (CHUNK as usize) + MARKER_LEN];
+    let mut at = 0u64;
+    while at < len {
+        // Each chunk overlaps the next by a marker's length less one, so a
+        // marker cut by a chunk boundary is still found.
+        let n = (len - at).min(CHUNK + MARKER_LEN as u64 - 1) as usize;
+        read_exact_at(file, &mut buf[..n], at, path)?;
+        if let Some(version) = find_in_bytes(&buf[..n]) {
+            return Ok(Some(version));
+        }
+        at += CHUNK;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_marker_and_its_version() {
+        let mut stub = vec![7u8; 3000];
+        stub.extend_from_slice(&MARKER);
+        stub.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(find_in_bytes(&stub), Some(FORMAT_VERSION));
+        assert_eq!(find_in_bytes(&stub[..3000 + MARKER_LEN - 1]), None);
+        assert_eq!(find_in_bytes(b"ONEFILE-STUB"), None);
+    }
+
+    #[test]
+    fn finds_a_marker_across_chunk_boundaries() {
+        use std::io::Write;
+        for at in [0usize, (1 << 20) - 7, 1 << 20, (1 << 20) + 3] {
+            let mut bytes = vec![0u8; (1 << 20) + 64];
+            bytes[at..at + MARKER_LEN].copy_from_slice(&MARKER);
+            let mut file = tempfile::tempfile().expect("tempfile");
+            file.write_all(&bytes).expect("write");
+            let len = bytes.len() as u64;
+            assert_eq!(
+                find_in_file(&file, len, Path::new("x")).ok(),
+                Some(Some(FORMAT_VERSION)),
+                "marker at {at}"
+            );
+        }
+    }
+}
