@@ -129,6 +129,17 @@ pub fn start(build: RunningBuild) -> Sidecar {
     Sidecar { app, finished }
 }
 
+/// How long the launcher waits for the updater when the app cannot start.
+const RESCUE_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs the updater in the foreground, for at most [`RESCUE_WAIT`]: for a
+/// launch that failed before the app could run, so that a fixed build can
+/// still arrive.
+pub fn rescue(build: RunningBuild) {
+    info!(target: UPDATE, "The app cannot start; looking for a fixed build before exiting.");
+    start(build).finish_after_exit(RESCUE_WAIT);
+}
+
 impl Sidecar {
     /// Tells the sidecar the app has exited, then gives it at most `budget`
     /// to finish. Returns whether it finished.
