@@ -3,6 +3,7 @@
 
 mod craft;
 mod faults;
+mod harden_update;
 mod hostile;
 mod launch;
 mod pack;
