@@ -145,7 +145,7 @@ impl FileId {
 
     /// Whether it is a regular file.
     #[allow(clippy::unnecessary_cast)] // `mode_t` differs between platforms
-    pub fn is_file(&self) -> bool {
+    fn is_file(&self) -> bool {
         self.mode & libc::S_IFMT as u32 == libc::S_IFREG as u32
     }
 }

@@ -82,11 +82,6 @@ impl FileId {
     pub fn same_file(&self, other: &FileId) -> bool {
         self.dev == other.dev && self.ino == other.ino
     }
-
-    /// Unknown here: taken as a regular file.
-    pub fn is_file(&self) -> bool {
-        true
-    }
 }
 
 pub fn file_id(_file: &File) -> io::Result<FileId> {
