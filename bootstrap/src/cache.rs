@@ -164,6 +164,20 @@ impl Cache {
         Ok(())
     }
 
+    /// The app's cache folder, held open for files that only this user may
+    /// open (the updater's lock): it must be a real folder of ours that no
+    /// one else may write, checked through the very descriptor returned.
+    pub fn private_dir(&self) -> io::Result<sys::Dir> {
+        let dir = sys::Dir::open(&self.app_dir)?;
+        sys::check_private_dir_id(&dir.id()?)
+            .map_err(|reason| io::Error::new(io::ErrorKind::PermissionDenied, reason))?;
+        Ok(dir)
+    }
+
+    pub fn app_dir(&self) -> &Path {
+        &self.app_dir
+    }
+
     /// Deletes other builds of this app that no launcher holds, and the
     /// leftovers of killed unpackings. Never blocks: if another launcher is
     /// unpacking or cleaning, this one leaves the work to it.

@@ -50,13 +50,25 @@ fn try_launch() -> Result<Never, LaunchError> {
         meta.unpacked_size
     );
     let cache = Cache::for_app(&packed)?;
-    let prepared = cache.prepare(&packed)?;
+    let prepared = match cache.prepare(&packed) {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(rescue(e, &exe, packed)),
+    };
     let entry = prepared.dir.join(&meta.entry);
     let cmd = app_command(&entry, &exe, &prepared.dir, &packed);
 
     if let Some(settings) = meta.update.clone().filter(|_| !update::disabled_by_env()) {
         // The app starts first: nothing the network does may delay it.
-        let mut app = run::spawn(cmd).map_err(|e| cannot_execute(&entry, &prepared.dir, e))?;
+        let mut app = match run::spawn(cmd) {
+            Ok(app) => app,
+            Err(e) => {
+                return Err(rescue(
+                    cannot_execute(&entry, &prepared.dir, e),
+                    &exe,
+                    packed,
+                ));
+            }
+        };
         info!(
             "Started '{}' as process {} after {:.2} ms.",
             entry.display(),
@@ -94,6 +106,31 @@ fn try_launch() -> Result<Never, LaunchError> {
     let inherit: Vec<&std::fs::File> = prepared.in_use.iter().collect();
     let err = run::exec(cmd, &inherit);
     Err(cannot_execute(&entry, &prepared.dir, err))
+}
+
+/// A launch that failed before the app ran, in a way a new build can fix
+/// (a damaged build, its entry missing or not runnable), gives the updater
+/// its chance first: otherwise such a build could never update itself out
+/// of it.
+fn rescue(err: LaunchError, exe: &Path, packed: PackedFile) -> LaunchError {
+    use crate::error::exit_code::{CANNOT_EXECUTE, DAMAGED, ENTRY_MISSING};
+    if matches!(err.exit_code(), DAMAGED | CANNOT_EXECUTE | ENTRY_MISSING)
+        && let Some(settings) = packed.metadata.update.clone()
+        && !update::disabled_by_env()
+    {
+        let (name, version) = (
+            packed.metadata.name.clone(),
+            packed.metadata.version.clone(),
+        );
+        update::rescue(update::RunningBuild {
+            exe: exe.to_owned(),
+            name,
+            version,
+            settings,
+            packed,
+        });
+    }
+    err
 }
 
 /// The app's command line: our arguments, with our own `argv[0]` so the app

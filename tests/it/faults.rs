@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::nginx::Nginx;
 use crate::server::Route;
 use crate::support::*;
-use crate::update::{NAME, Published, expect_failure, publish, publish_apps};
+use crate::update::{NAME, Published, expect_failure, plant_partial, publish, publish_apps};
 
 /// A small seeded xorshift generator: reproducible trials.
 struct Rng(u64);
@@ -177,10 +177,7 @@ fn kill_during_update() {
         kill9(&mut child);
         assert_is_one_of_the_builds(&p, trial);
         p.assert_clean(true);
-        let partial = p
-            .exe
-            .with_file_name(format!(".{NAME}.bin.download"))
-            .exists();
+        let partial = p.has_download();
         match (fs::read(&p.exe).expect("read") == p.v11, partial) {
             (true, _) => outcomes[2] += 1,
             (false, true) => outcomes[1] += 1,
@@ -528,20 +525,14 @@ fn update_and_resume_against_nginx() {
         .find_map(|l| l.strip_prefix("ETag: ").map(|v| v.trim().to_owned()))
         .expect("nginx sends an ETag");
     let half = builds[1].len() / 2;
-    write_file(
-        &exe.with_file_name(format!(".{NAME}.bin.download")),
+    plant_partial(
+        &s.cache(),
+        &exe,
         &builds[1][..half],
-        false,
+        &format!("http://127.0.0.1:{}/1.1/{NAME}.bin", nginx.port),
+        crc32fast::hash(&builds[1]),
+        &etag,
     );
-    fs::write(
-        exe.with_file_name(format!(".{NAME}.bin.download.toml")),
-        format!(
-            "url = \"http://127.0.0.1:{}/1.1/{NAME}.bin\"\ncrc32 = {}\netag = '{etag}'\n",
-            nginx.port,
-            crc32fast::hash(&builds[1])
-        ),
-    )
-    .expect("write");
     let out = s.run(&exe, ["version"]);
     let traces = update_traces(&out);
     assert!(

@@ -6,6 +6,7 @@ mod faults;
 mod harden_cli;
 mod harden_run;
 mod harden_trace;
+mod harden_update;
 mod hostile;
 mod launch;
 mod nginx;

@@ -106,13 +106,21 @@ impl Published {
         let dir = self.exe.parent().expect("dir");
         for entry in fs::read_dir(dir).expect("list").flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let partial = name == format!(".{NAME}.bin.download")
-                || name == format!(".{NAME}.bin.download.toml");
+            let partial = is_download(&name);
             assert!(
                 name == format!("{NAME}.bin") || (partial_ok && partial),
                 "stray file {name}"
             );
         }
+    }
+
+    /// The user's folder holds a (partial) download.
+    pub fn has_download(&self) -> bool {
+        let dir = self.exe.parent().expect("dir");
+        fs::read_dir(dir)
+            .expect("list")
+            .flatten()
+            .any(|e| is_download(&e.file_name().to_string_lossy()))
     }
 
     pub fn assert_still_10(&self) {
@@ -123,6 +131,52 @@ impl Published {
         );
         assert_eq!(self.version_now(), "1.0");
     }
+}
+
+/// Whether `name` is a download of the test app's executable: a file of
+/// its own, `.<exe name>.<inode>.<random>.download`.
+pub fn is_download(name: &str) -> bool {
+    name.strip_prefix(&format!(".{NAME}.bin."))
+        .and_then(|rest| rest.strip_suffix(".download"))
+        .and_then(|tag| tag.split_once('.'))
+        .is_some_and(|(inode, random)| {
+            inode.parse::<u64>().is_ok() && random.parse::<u64>().is_ok()
+        })
+}
+
+/// Leaves the state a download of `exe` killed halfway leaves: `bytes` in
+/// a download file of its own beside it, and its resume record (for `url`,
+/// whose CRC-32 is `crc32`, with the server's `validator`) in the
+/// updater's private file in the app's cache folder under `cache`.
+pub fn plant_partial(
+    cache: &Path,
+    exe: &Path,
+    bytes: &[u8],
+    url: &str,
+    crc32: u32,
+    validator: &str,
+) {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let private = |path: &Path, bytes: &[u8]| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .expect("create");
+        std::io::Write::write_all(&mut file, bytes).expect("write");
+    };
+    let exe_meta = fs::metadata(exe).expect("stat");
+    let name = format!(".{NAME}.bin.{}.1234567890.download", exe_meta.ino());
+    let partial = exe.with_file_name(&name);
+    private(&partial, bytes);
+    let ino = fs::metadata(&partial).expect("stat").ino();
+    let state = cache
+        .join(NAME)
+        .join(format!(".update-{}-{}", exe_meta.dev(), exe_meta.ino()));
+    let _ = fs::remove_file(&state);
+    let record = format!("onefile resume 1\n{url}\n{crc32}\n{name}\n{ino}\n{validator}\nend\n");
+    private(&state, record.as_bytes());
 }
 
 #[test]
@@ -147,9 +201,22 @@ fn the_demo_traces_word_for_word() {
     // The app runs for a second: the download finishes while it runs.
     let out = p.run(&["version", "1"]);
     assert_eq!(stdout(&out), "1.0\n");
-    let download = p.exe.with_file_name(format!(".{NAME}.bin.download"));
+    let mut traces = update_traces(&out);
+    // The download has a name of its own: checked, then masked.
+    let downloaded = traces
+        .iter_mut()
+        .find(|t| t.starts_with("Downloaded to '"))
+        .expect("a download");
+    let path = &downloaded["Downloaded to '".len()..downloaded.len() - "'.".len()];
+    let path = Path::new(path);
+    assert_eq!(path.parent(), p.exe.parent(), "{path:?}");
+    assert!(
+        is_download(&path.file_name().expect("name").to_string_lossy()),
+        "{path:?}"
+    );
+    *downloaded = "Downloaded to '…'.".into();
     assert_eq!(
-        update_traces(&out),
+        traces,
         [
             "Thread started.".to_owned(),
             format!("Expanded info URL to '{info10}'."),
@@ -157,7 +224,7 @@ fn the_demo_traces_word_for_word() {
                 "URL to check '{}'.",
                 p.server.url(&format!("/1.1/{NAME}.bin"))
             ),
-            format!("Downloaded to '{}'.", download.display()),
+            "Downloaded to '…'.".to_owned(),
             "May not yet update.".to_owned(),
             "May update.".to_owned(),
             "Updated.".to_owned(),

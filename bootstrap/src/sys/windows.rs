@@ -31,7 +31,7 @@ pub fn is_noexec_mount(_dir: &Path) -> bool {
 }
 
 /// Windows ACLs decide; a failed rename reports what they refused.
-pub fn check_replaceable(_exe: &Path) -> Result<(), String> {
+pub fn check_replaceable(_exe: &FileId) -> Result<(), String> {
     Ok(())
 }
 
@@ -48,18 +48,111 @@ fn aside_path(exe: &Path) -> PathBuf {
 
 /// Moves the running `exe` aside, moves `new` into its place, and moves the
 /// old one back if that fails. The aside copy is deleted by a later start
-/// ([`remove_replaced_leftover`]), once nothing runs it.
-pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
-    let aside = aside_path(exe);
+/// ([`remove_replaced_leftover`]), once nothing runs it. `expected` is not
+/// compared ([`FileId`] has no identity here); the running executable
+/// cannot be replaced on Windows while this instance runs it, only renamed.
+pub fn replace_executable(dir: &Dir, new: &str, exe: &str, _expected: &FileId) -> io::Result<bool> {
+    let (new, exe) = (dir.path.join(new), dir.path.join(exe));
+    let aside = aside_path(&exe);
     let _ = std::fs::remove_file(&aside);
-    File::open(new)?.sync_all()?;
-    std::fs::rename(exe, &aside)?;
-    if let Err(e) = std::fs::rename(new, exe) {
+    File::open(&new)?.sync_all()?;
+    std::fs::rename(&exe, &aside)?;
+    if let Err(e) = std::fs::rename(&new, &exe) {
         // Put the old executable back so the user is never left without one.
-        let _ = std::fs::rename(&aside, exe);
+        let _ = std::fs::rename(&aside, &exe);
         return Err(e);
     }
+    Ok(true)
+}
+
+/// Who a file is. The standard library does not yet expose Windows file
+/// indexes, so every file looks the same: the checks that compare
+/// identities pass, and the updater's lock is one per app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub nlink: u64,
+}
+
+impl FileId {
+    pub fn same_file(&self, other: &FileId) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+}
+
+pub fn file_id(_file: &File) -> io::Result<FileId> {
+    Ok(FileId::default())
+}
+
+/// A folder, by path: Windows keeps open files from being renamed or
+/// deleted, which covers most of what a held descriptor gives on Unix.
+#[derive(Debug)]
+pub struct Dir {
+    path: PathBuf,
+}
+
+impl Dir {
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        if !std::fs::metadata(path)?.is_dir() {
+            return Err(io::Error::other("not a folder"));
+        }
+        Ok(Dir {
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn id(&self) -> io::Result<FileId> {
+        Ok(FileId::default())
+    }
+
+    pub fn create_new(&self, name: &str) -> io::Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(self.path.join(name))
+    }
+
+    pub fn open_private(&self, name: &str, create: bool) -> io::Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(self.path.join(name))
+    }
+
+    pub fn stat(&self, name: &str) -> io::Result<Option<FileId>> {
+        match std::fs::symlink_metadata(self.path.join(name)) {
+            Ok(_) => Ok(Some(FileId::default())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        std::fs::remove_file(self.path.join(name))
+    }
+
+    /// Windows has no folder sync; its renames are journaled.
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// ACLs are not inspected on Windows.
+pub fn check_unshared_dir(_dir: &FileId) -> Result<(), String> {
     Ok(())
+}
+
+/// Unknown on Windows without a Windows API crate: partial downloads are
+/// kept as if the rest fitted.
+pub fn free_space(_file: &File) -> Option<u64> {
+    None
 }
 
 /// Deletes the copy a previous update moved aside (it fails harmlessly
@@ -71,6 +164,12 @@ pub fn remove_replaced_leftover(exe: &Path) {
 /// Folders under the user's profile are private by default; ACLs are not
 /// inspected.
 pub fn check_private_dir(_dir: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// Folders under the user's profile are private by default; ACLs are not
+/// inspected.
+pub fn check_private_dir_id(_dir: &FileId) -> Result<(), String> {
     Ok(())
 }
 

@@ -1,25 +1,33 @@
 //! Downloading a build next to the executable, resumably.
 //!
-//! The download goes to `.<exe name>.download` in the executable's folder
-//! (so the final rename stays on one filesystem and is atomic), with its
-//! resume information in `.<exe name>.download.toml`: the URL, the
-//! announced CRC-32 and the server's validator (ETag or Last-Modified). A
-//! later launch that finds both, for the same URL and CRC, asks for the
-//! rest with `Range` + `If-Range`; a server that answers 200 instead sends
-//! the whole file again, and the download restarts from zero.
+//! The download goes into a file of its own in the executable's folder (so
+//! the final rename stays on one filesystem and is atomic), created
+//! exclusively and privately ([`Target::new_download`]): no other instance
+//! or user shares it or plants anything at its name. Its resume record is
+//! kept in the updater's private file ([`State`]): the URL, the announced
+//! CRC-32, the server's validator (ETag or Last-Modified), and the
+//! download's name and inode. A later launch that finds both, for the same
+//! URL and CRC, and the very file the record names (ours, by inode), asks
+//! for the rest with `Range` + `If-Range`; a server that answers 200
+//! instead sends the whole file again, and the download restarts from zero.
+//!
+//! What is written is bounded: the download stops at the cap (the announced
+//! `size`, never more than the build's `--max-download-size`), and a
+//! partial download is kept for resuming only if it has a validator and
+//! what is missing of it fits on the disk.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use log::info;
 use payload_tools::manifest::UpdateManifest;
 use payload_tools::rangeio::Arrival;
-use serde::Deserialize;
 use ureq::Agent;
 
+use super::install::Target;
+use super::state::{ResumeInfo, State};
 use super::{UpdateError, http};
 use crate::sys;
 use crate::trace::UPDATE;
@@ -32,6 +40,8 @@ const SLOW_WINDOW: Duration = Duration::from_secs(30);
 /// A finished download, open for reading.
 #[derive(Debug)]
 pub struct Fetched {
+    /// Its name in the executable's folder.
+    pub name: String,
     pub file: File,
     pub len: u64,
     /// The CRC-32 of the whole file, when the download computed it.
@@ -145,83 +155,43 @@ pub fn write_back(progress: &Progress) {
     }
 }
 
-/// The download files of one executable.
+/// The downloads of one executable.
 #[derive(Debug)]
-pub struct Download {
-    data: PathBuf,
-    resume_info: PathBuf,
+pub struct Download<'a> {
+    pub target: &'a Target,
+    pub state: &'a State,
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
-struct ResumeInfo {
-    url: String,
-    crc32: u32,
-    #[serde(default)]
-    etag: Option<String>,
-    #[serde(default)]
-    last_modified: Option<String>,
+/// A partial download of the announced build, to be continued.
+struct Partial {
+    name: String,
+    file: File,
+    have: u64,
+    validator: String,
 }
 
-impl ResumeInfo {
-    /// Written by hand: the stub carries a TOML parser anyway, but a TOML
-    /// serialiser only for these four keys would cost more bytes than this.
-    fn to_toml(&self) -> String {
-        let mut out = format!("url = {}\ncrc32 = {}\n", toml_string(&self.url), self.crc32);
-        for (key, value) in [("etag", &self.etag), ("last_modified", &self.last_modified)] {
-            if let Some(value) = value {
-                out.push_str(&format!("{key} = {}\n", toml_string(value)));
-            }
+impl Download<'_> {
+    /// Removes the download `name` and its resume record.
+    pub fn discard(&self, name: &str) {
+        self.target.remove(name);
+        self.state.clear();
+    }
+
+    /// Removes the partial download the resume record names, and the record.
+    pub fn forget(&self) {
+        if let Some(info) = self.state.record()
+            && self.target.is_ours(&info.file)
+        {
+            self.target.remove(&info.file);
         }
-        out
-    }
-}
-
-/// A TOML basic string: quotes, backslashes and control characters escaped.
-fn toml_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-impl Download {
-    pub fn beside(exe: &Path) -> Download {
-        let name = exe
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Download {
-            data: exe.with_file_name(format!(".{name}.download")),
-            resume_info: exe.with_file_name(format!(".{name}.download.toml")),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.data
-    }
-
-    /// Removes the download and its resume information.
-    pub fn discard(&self) {
-        let _ = fs::remove_file(&self.data);
-        self.forget_resume_info();
-    }
-
-    pub fn forget_resume_info(&self) {
-        let _ = fs::remove_file(&self.resume_info);
+        self.state.clear();
     }
 
     /// Downloads `manifest.url`, resuming an earlier partial download of
-    /// the same build where the server allows it. The CRC-32 of the file is
-    /// computed on the way when `hash` (otherwise a checker reading the
-    /// file as it arrives does that work, off the download's thread).
+    /// the same build where the server allows it. At most `max_len` bytes
+    /// (or the announced size, if smaller) are accepted. The CRC-32 of the
+    /// file is computed on the way when `hash` (otherwise a checker reading
+    /// the file as it arrives does that work, off the download's thread).
     pub fn fetch(
         &self,
         agent: &Agent,
@@ -232,23 +202,35 @@ impl Download {
         hash: bool,
     ) -> Result<Fetched, UpdateError> {
         let url = manifest.url.as_str();
+        // The unsigned `size` may lower the build's own cap, never raise it:
+        // a build announced larger than the cap is not even downloaded.
+        if let Some(size) = manifest.size
+            && size > max_len
+        {
+            return Err(UpdateError::Size {
+                url: url.to_owned(),
+                expected: max_len,
+                actual: size,
+            });
+        }
         let cap = manifest.size.unwrap_or(max_len);
-        let resume = self.resumable(manifest);
+        let resume = self.resumable(manifest, cap);
         let range;
         let mut headers = Vec::new();
-        if let Some((have, validator)) = &resume {
-            info!(target: UPDATE, "Resuming download at byte {have}.");
-            range = format!("bytes={have}-");
+        if let Some(partial) = &resume {
+            info!(target: UPDATE, "Resuming download at byte {}.", partial.have);
+            range = format!("bytes={}-", partial.have);
             headers.push(("Range", range.as_str()));
-            headers.push(("If-Range", validator.as_str()));
+            headers.push(("If-Range", partial.validator.as_str()));
         }
         let (mut response, _) = http::get(agent, url, policy, &headers, None)?;
         let status = response.status().as_u16();
         let start = match (status, &resume) {
-            (206, Some((have, _)))
-                if http::content_range(&response).map(|(first, _, _)| first) == Some(*have) =>
+            (206, Some(partial))
+                if http::content_range(&response).map(|(first, _, _)| first)
+                    == Some(partial.have) =>
             {
-                *have
+                partial.have
             }
             (200, _) => {
                 if resume.is_some() {
@@ -257,7 +239,7 @@ impl Download {
                 0
             }
             (206, _) => {
-                self.discard();
+                self.forget();
                 return Err(UpdateError::Download {
                     url: url.to_owned(),
                     reason: "the server answered a range that was not asked for".into(),
@@ -271,12 +253,24 @@ impl Download {
             }
         };
 
-        let mut file = self.open_data(start)?;
+        // Restarting reuses the partial file: it is ours.
+        let (name, mut file) = match resume {
+            Some(partial) => (partial.name, partial.file),
+            None => self.target.new_download()?,
+        };
+        let path = self.target.path_of(&name);
+        let prepared = file
+            .set_len(start)
+            .and_then(|()| file.seek(SeekFrom::Start(start)).map(drop));
+        if let Err(e) = prepared {
+            self.discard(&name);
+            return Err(UpdateError::io("truncate", &path)(e));
+        }
         let mut crc = crc32fast::Hasher::new();
+        let mut recorded = start > 0;
         if start > 0 && hash {
-            hash_existing(&mut file, start, &mut crc)
-                .map_err(UpdateError::io("cannot read", &self.data))?;
-        } else {
+            hash_existing(&mut file, start, &mut crc).map_err(UpdateError::io("read", &path))?;
+        } else if start == 0 {
             let header = |name: &str| {
                 response
                     .headers()
@@ -284,23 +278,26 @@ impl Download {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
             };
-            let info = ResumeInfo {
-                url: url.to_owned(),
-                crc32: manifest.crc32,
-                etag: header("etag").filter(|e| !e.starts_with("W/")),
-                last_modified: header("last-modified"),
-            };
+            let validator = header("etag")
+                .filter(|e| !e.starts_with("W/"))
+                .or_else(|| header("last-modified"));
             // Without a validator a resumed download could mix two files:
             // such a download restarts from zero instead.
-            if info.etag.is_some() || info.last_modified.is_some() {
-                // Written in place, not through a temporary file: a kill
-                // mid-write leaves text that does not parse (or lacks a
-                // validator), and the next attempt simply starts over.
-                let text = info.to_toml();
-                fs::write(&self.resume_info, text)
-                    .map_err(UpdateError::io("write", &self.resume_info))?;
-            } else {
-                self.forget_resume_info();
+            recorded = validator.is_some();
+            match validator {
+                Some(validator) => {
+                    let info = ResumeInfo {
+                        url: url.to_owned(),
+                        crc32: manifest.crc32,
+                        file: name.clone(),
+                        ino: sys::file_id(&file).map_or(0, |id| id.ino),
+                        validator,
+                    };
+                    self.state
+                        .write(&info)
+                        .map_err(UpdateError::io("write", &path))?;
+                }
+                None => self.state.clear(),
             }
         }
 
@@ -316,29 +313,31 @@ impl Download {
         loop {
             // Slow retrieval: a server that keeps a trickle going never
             // trips the read timeout, so the rate is checked too.
-            if window.0.elapsed() >= SLOW_WINDOW {
-                if len - window.1 < MIN_BYTES_PER_WINDOW {
-                    return Err(UpdateError::Download {
-                        url: url.to_owned(),
-                        reason: format!(
-                            "slower than {} bytes in {} s after {len} bytes (kept for resuming)",
-                            MIN_BYTES_PER_WINDOW,
-                            SLOW_WINDOW.as_secs()
-                        ),
-                    });
-                }
+            let read = if window.0.elapsed() < SLOW_WINDOW {
+                body.read(&mut buf)
+            } else if len - window.1 >= MIN_BYTES_PER_WINDOW {
                 window = (Instant::now(), len);
-            }
-            let n = match body.read(&mut buf) {
+                body.read(&mut buf)
+            } else {
+                Err(io::Error::other(format!(
+                    "slower than {MIN_BYTES_PER_WINDOW} bytes in {} s",
+                    SLOW_WINDOW.as_secs()
+                )))
+            };
+            let n = match read {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Kept only if a later launch can resume it safely.
-                    let kept = self.resume_info.exists();
+                    // Kept only if a later launch can resume it safely, and
+                    // what is missing of it fits on the disk: a junk download
+                    // that filled the disk is not kept to fill it again.
+                    let kept = recorded
+                        && len < cap
+                        && sys::free_space(&file).is_none_or(|free| free >= cap - len);
                     drop(file);
                     if !kept {
-                        self.discard();
+                        self.discard(&name);
                     }
                     return Err(UpdateError::Download {
                         url: url.to_owned(),
@@ -355,7 +354,7 @@ impl Download {
             };
             if len + n as u64 > cap {
                 drop(file);
-                self.discard();
+                self.discard(&name);
                 return Err(UpdateError::Size {
                     url: url.to_owned(),
                     expected: cap,
@@ -364,8 +363,8 @@ impl Download {
             }
             if let Err(e) = file.write_all(&buf[..n]) {
                 drop(file);
-                self.discard();
-                return Err(UpdateError::io("write", &self.data)(e));
+                self.discard(&name);
+                return Err(UpdateError::io("write", &path)(e));
             }
             if hash {
                 crc.update(&buf[..n]);
@@ -375,6 +374,7 @@ impl Download {
         }
         // Synced by the caller, alongside the verification.
         Ok(Fetched {
+            name,
             file,
             len,
             crc32: hash.then(|| crc.finalize()),
@@ -382,44 +382,42 @@ impl Download {
         })
     }
 
-    /// The length and validator of a partial download of this very build.
-    fn resumable(&self, manifest: &UpdateManifest) -> Option<(u64, String)> {
-        let text = fs::read_to_string(&self.resume_info).ok()?;
-        let info: ResumeInfo = toml::from_str(&text).ok()?;
-        if info.url != manifest.url || info.crc32 != manifest.crc32 {
-            self.discard();
-            return None;
+    /// The partial download of this very build that the resume record
+    /// names, if it is still the file we made and worth continuing;
+    /// otherwise the record and its file are forgotten.
+    fn resumable(&self, manifest: &UpdateManifest, cap: u64) -> Option<Partial> {
+        let info = self.state.record()?;
+        let partial = self.partial(&info, manifest, cap);
+        if partial.is_none() {
+            self.forget();
         }
-        let have = fs::metadata(&self.data).ok()?.len();
-        if have == 0 || manifest.size.is_some_and(|size| have >= size) {
-            return None;
-        }
-        info.etag.or(info.last_modified).map(|v| (have, v))
+        partial
     }
 
-    fn open_data(&self, start: u64) -> Result<File, UpdateError> {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true);
-        set_private_mode(&mut options);
-        let mut file = options
-            .open(&self.data)
-            .map_err(UpdateError::io("create", &self.data))?;
-        file.set_len(start)
-            .map_err(UpdateError::io("truncate", &self.data))?;
-        file.seek(SeekFrom::Start(start))
-            .map_err(UpdateError::io("seek in", &self.data))?;
-        Ok(file)
+    fn partial(&self, info: &ResumeInfo, manifest: &UpdateManifest, cap: u64) -> Option<Partial> {
+        if info.url != manifest.url
+            || info.crc32 != manifest.crc32
+            || !self.target.is_ours(&info.file)
+        {
+            return None;
+        }
+        let file = self.target.dir().open_private(&info.file, false).ok()?;
+        if sys::file_id(&file).ok()?.ino != info.ino {
+            return None;
+        }
+        let have = file.metadata().ok()?.len();
+        if have == 0 || have >= cap || sys::free_space(&file).is_some_and(|free| free < cap - have)
+        {
+            return None;
+        }
+        Some(Partial {
+            name: info.file.clone(),
+            file,
+            have,
+            validator: info.validator.clone(),
+        })
     }
 }
-
-#[cfg(unix)]
-fn set_private_mode(options: &mut OpenOptions) {
-    use std::os::unix::fs::OpenOptionsExt;
-    options.mode(0o600);
-}
-
-#[cfg(not(unix))]
-fn set_private_mode(_options: &mut OpenOptions) {}
 
 fn hash_existing(file: &mut File, len: u64, crc: &mut crc32fast::Hasher) -> io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
@@ -434,22 +432,4 @@ fn hash_existing(file: &mut File, len: u64, crc: &mut crc32fast::Hasher) -> io::
     }
     file.seek(SeekFrom::Start(len))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resume_info_round_trips_through_toml() -> Result<(), toml::de::Error> {
-        let info = ResumeInfo {
-            url: "https://h/a b?x=\"1\"&y=\\".into(),
-            crc32: 4_000_000_000,
-            etag: Some("W/\"tab\there\u{7f}\"".into()),
-            last_modified: None,
-        };
-        let parsed: ResumeInfo = toml::from_str(&info.to_toml())?;
-        assert_eq!(parsed, info);
-        Ok(())
-    }
 }

@@ -125,6 +125,11 @@ impl Signature {
     pub fn trusted_comment(&self) -> &str {
         &self.trusted_comment
     }
+
+    /// The id of the key it claims, as minisign shows key ids.
+    pub fn key_id(&self) -> String {
+        format!("{:016X}", u64::from_le_bytes(self.key_id))
+    }
 }
 
 /// The BLAKE2b-512 hash of a file, which pre-hashed signatures sign: one

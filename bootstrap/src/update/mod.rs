@@ -6,25 +6,32 @@
 //! 1. Expand the info URL and fetch `update.toml` ([`http`]).
 //! 2. Compare its `crc32` with our own executable's: equal, nothing to do.
 //!    A `version` that is not newer than ours: nothing to do either.
-//! 3. Lock our executable (one updater at a time). Fetch the new build's
-//!    trailer and metadata ([`tail`]): a build of another app or an older
-//!    version is refused before it is downloaded.
-//! 4. Download the new build next to the executable, resuming an
-//!    interrupted download ([`download`]); meanwhile its payload is checked
-//!    as it arrives, and the disk writes it out.
+//! 3. Take the updater's lock of our executable, a private file in the
+//!    app's cache ([`state`]): one updater at a time. Hold the executable's
+//!    folder open and refuse an executable that changed, is not ours, or
+//!    sits in a folder others may write ([`install`]). Fetch the new
+//!    build's trailer and metadata ([`tail`]): a build of another app or an
+//!    older version is refused before it is downloaded.
+//! 4. Download the new build into a file of its own next to the
+//!    executable, resuming an interrupted download ([`download`]);
+//!    meanwhile its payload is checked as it arrives, and the disk writes
+//!    it out.
 //! 5. Check size, CRC-32, signature, and that it is a well-formed packed
 //!    build of the same app whose payload unpacks ([`verify`]): the
 //!    payload check made during the download counts only if the finished
 //!    file has the trailer and metadata it was made with.
 //! 6. Wait until the app has exited, then rename the download over the
-//!    executable (`sys::replace_executable`).
+//!    executable if it still is the file this instance runs
+//!    ([`install`], `sys::replace_executable`).
 //!
 //! Any failure is traced and leaves the executable untouched.
 
 mod download;
 mod error;
 mod http;
+mod install;
 mod minisig;
+mod state;
 mod tail;
 mod verify;
 
@@ -42,7 +49,9 @@ use payload_tools::version::is_newer;
 use crate::sys;
 use crate::trace::UPDATE;
 use download::{Download, Fetched, Progress};
+use install::Target;
 use minisig::FileDigest;
+use state::State;
 use tail::Layout;
 use ureq::Agent;
 
@@ -56,7 +65,8 @@ pub struct RunningBuild {
     pub version: String,
     pub settings: UpdateSettings,
     /// The running executable as the launcher opened it: the sidecar reads
-    /// its CRC-32 and locks it without opening and parsing it again.
+    /// its CRC-32 and who it is (device and inode) without opening and
+    /// parsing it again.
     pub packed: PackedFile,
 }
 
@@ -119,6 +129,17 @@ pub fn start(build: RunningBuild) -> Sidecar {
     Sidecar { app, finished }
 }
 
+/// How long the launcher waits for the updater when the app cannot start.
+const RESCUE_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs the updater in the foreground, for at most [`RESCUE_WAIT`]: for a
+/// launch that failed before the app could run, so that a fixed build can
+/// still arrive.
+pub fn rescue(build: RunningBuild) {
+    info!(target: UPDATE, "The app cannot start; looking for a fixed build before exiting.");
+    start(build).finish_after_exit(RESCUE_WAIT);
+}
+
 impl Sidecar {
     /// Tells the sidecar the app has exited, then gives it at most `budget`
     /// to finish. Returns whether it finished.
@@ -139,7 +160,6 @@ impl Sidecar {
 }
 
 fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateError> {
-    let download = Download::beside(&build.exe);
     sys::remove_replaced_leftover(&build.exe);
 
     let info_url = expand_url_spec(&build.settings.url_spec, &build.name, &build.version);
@@ -151,9 +171,10 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let manifest = http::fetch_manifest(&agent, &info_url, policy)?;
 
     let own = &build.packed.file;
+    let own_id = sys::file_id(own).map_err(UpdateError::io("read", &build.exe))?;
     if is_same_build(&build.packed, manifest.size, manifest.crc32)? {
         info!(target: UPDATE, "CRC32 {} matches already.", manifest.url);
-        download.discard();
+        forget_downloads(build, &own_id);
         return Ok(());
     }
     if let Some(announced) = &manifest.version
@@ -169,22 +190,25 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     }
     info!(target: UPDATE, "URL to check '{}'.", manifest.url);
 
-    // One updater at a time: the lock is on the executable itself, so it
-    // needs no file of its own and dies with the process.
-    match own.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(UpdateError::Busy),
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(UpdateError::io("cannot lock", &build.exe)(e));
+    // One updater at a time per executable, by a lock only this user can
+    // take; then the executable's folder, held open, and its checks.
+    let state = State::lock(build, &own_id)?;
+    let target = match Target::open(build, own_id) {
+        Ok(target) => target,
+        Err(e) => {
+            if let UpdateError::AlreadyReplaced = e {
+                // Its key is dead: no updater will use it again.
+                state.remove();
+            }
+            return Err(e);
         }
-    }
-    if !sys::is_same_file(own, &build.exe).unwrap_or(false) {
-        return Err(UpdateError::AlreadyReplaced);
-    }
-    sys::check_replaceable(&build.exe).map_err(|reason| UpdateError::NotReplaceable {
-        exe: build.exe.clone(),
-        reason,
-    })?;
+    };
+    let download = Download {
+        target: &target,
+        state: &state,
+    };
+    let resumable = state.record().map(|info| info.file);
+    target.remove_leftovers(resumable.as_deref());
 
     // The build's own trailer and metadata first, when the server serves
     // ranges: a build that would be refused is not downloaded at all.
@@ -192,7 +216,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     if let Some(layout) = &layout
         && let Err(e) = verify::check_identity(&layout.metadata, build, &manifest.url)
     {
-        download.discard();
+        download.forget();
         return Err(e);
     }
     let helped =
@@ -214,37 +238,59 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread failed")));
         (synced, checked)
     });
+    let path = target.path_of(&fetched.name);
     if let Err(e) = synced {
-        download.discard();
-        return Err(UpdateError::io("flush", download.path())(e));
+        download.discard(&fetched.name);
+        return Err(UpdateError::io("flush", path)(e));
     }
     let file = match checked {
         Ok(file) => file,
         Err(e) => {
-            download.discard();
+            download.discard(&fetched.name);
             return Err(e);
         }
     };
-    info!(target: UPDATE, "Downloaded to '{}'.", download.path().display());
+    info!(target: UPDATE, "Downloaded to '{}'.", path.display());
 
     app.wait_for_exit();
     // Complete and verified: nothing is left to resume. Forgotten before the
-    // rename, so that no step after the rename leaves a file behind.
-    download.forget_resume_info();
-    let replaced = sys::replace_executable(download.path(), &build.exe);
+    // rename, so that no step after the rename leaves a record behind.
+    state.clear();
+    let replaced = target.replace(&fetched.name, &file, own);
     drop(file);
     match replaced {
-        Ok(()) => {
+        Ok(true) => {
+            // The key of the executable just replaced is dead.
+            state.remove();
             info!(target: UPDATE, "Updated.");
             Ok(())
         }
-        Err(e) => {
-            download.discard();
-            Err(UpdateError::Replace {
+        Ok(false) => {
+            download.discard(&fetched.name);
+            Err(UpdateError::NotReplaceable {
                 exe: build.exe.clone(),
-                source: e,
+                reason: "it was replaced while the app ran".into(),
             })
         }
+        Err(e) => {
+            download.discard(&fetched.name);
+            Err(e)
+        }
+    }
+}
+
+/// The running build is the announced one: nothing downloaded for this
+/// executable will be installed. Its downloads are removed, unless another
+/// updater of it is at work (then the lock is held: it cleans up itself).
+fn forget_downloads(build: &RunningBuild, own_id: &sys::FileId) {
+    let Ok(state) = State::lock_existing(build, own_id) else {
+        return;
+    };
+    if let Ok(target) = Target::open(build, *own_id) {
+        target.remove_leftovers(None);
+    }
+    if let Some(state) = state {
+        state.remove();
     }
 }
 
@@ -264,7 +310,7 @@ struct Helped<'a> {
 /// happens after the download; they run at a low priority, so that they
 /// use the CPU the download leaves idle instead of slowing it down.
 fn download_with_helpers<'a>(
-    download: &Download,
+    download: &Download<'_>,
     agent: &Agent,
     manifest: &UpdateManifest,
     policy: http::Policy,

@@ -11,12 +11,10 @@ use std::path::Path;
 
 use log::info;
 use payload_tools::extract::{Sink, check_arriving, extract};
-use payload_tools::rangeio::file_crc32;
-use payload_tools::{Metadata, PackedFile};
-
 use payload_tools::manifest::{UpdateManifest, trusted_comment};
-use payload_tools::rangeio::RangeReader;
+use payload_tools::rangeio::{RangeReader, file_crc32, read_exact_at};
 use payload_tools::version::is_newer;
+use payload_tools::{Metadata, PackedFile, Trailer};
 
 use super::download::{Fetched, Progress};
 use super::minisig::{FileDigest, FileHasher, PublicKey, Signature};
@@ -68,6 +66,12 @@ fn checking_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Largest metadata block accepted in a download. A real build's is a few
+/// KiB (its frame index has one line per 8 MiB of payload: 256 KiB is a
+/// payload of tens of TiB); the rest of the file may be much larger, but
+/// this is what gets parsed, before anything vouched for it.
+pub const MAX_METADATA_LEN: u64 = 256 * 1024;
+
 /// Checks `fetched`; returns the open download on success. `payload_checked`
 /// is the layout of a build whose payload was checked during the download:
 /// if the finished file has that very trailer and metadata, its payload is
@@ -75,6 +79,10 @@ fn checking_threads() -> usize {
 /// compute it) follows from the payload's. `hashed` is the length and hash
 /// of the bytes hashed for the signature during the download: used when
 /// that is the whole file.
+///
+/// Only the trailer (a fixed 64 bytes) is read before the signature, for a
+/// build that carries keys, is checked; the metadata it points to is
+/// bounded ([`MAX_METADATA_LEN`]) and parsed after.
 pub fn check(
     fetched: &Fetched,
     manifest: &UpdateManifest,
@@ -83,6 +91,7 @@ pub fn check(
     hashed: Option<(u64, FileDigest)>,
 ) -> Result<File, UpdateError> {
     let url = &fetched.url;
+    let path = Path::new(url);
     if let Some(size) = manifest.size
         && fetched.len != size
     {
@@ -92,54 +101,76 @@ pub fn check(
             actual: fetched.len,
         });
     }
+    let crc_error = |actual| UpdateError::Crc {
+        url: url.clone(),
+        expected: manifest.crc32,
+        actual,
+    };
+    if let Some(crc32) = fetched.crc32
+        && crc32 != manifest.crc32
+    {
+        return Err(crc_error(crc32));
+    }
     let not_packed = |reason: String| UpdateError::NotPacked {
         url: url.clone(),
         reason,
     };
-    let opened = fetched
-        .file
-        .try_clone()
-        .map_err(|e| payload_tools::Error::io("cannot reopen", url)(e))
-        .and_then(|handle| PackedFile::from_file(handle, url.as_ref()));
-    // The payload check made during the download counts only for a file
-    // with the very trailer and metadata it was made with.
-    let payload_checked = match (&opened, payload_checked) {
-        (Ok(Some(packed)), Some(layout)) => {
-            layout.file_len == packed.len
-                && layout.trailer == packed.trailer
-                && layout.metadata == packed.metadata
-        }
-        _ => false,
-    };
-    let crc32 = match (fetched.crc32, &opened) {
-        (Some(crc32), _) => Ok(crc32),
-        // The payload's CRC-32 was checked against the trailer's: the
-        // whole file's follows from it and the small parts around it.
-        (None, Ok(Some(packed))) if payload_checked => packed.whole_file_crc32(),
-        (None, _) => file_crc32(&fetched.file, url.as_ref()).map(|(_, crc32)| crc32),
-    }
-    .map_err(|e| UpdateError::Download {
-        url: url.clone(),
-        reason: format!("cannot read it back ({e})"),
-    })?;
-    if crc32 != manifest.crc32 {
-        return Err(UpdateError::Crc {
-            url: url.clone(),
-            expected: manifest.crc32,
-            actual: crc32,
-        });
-    }
-    let packed = match opened {
-        Ok(Some(packed)) => packed,
+    let trailer = match Trailer::read_from(&fetched.file, fetched.len, path) {
+        Ok(Some(trailer)) => trailer,
         Ok(None) => return Err(not_packed("it carries no payload".into())),
         Err(e) => return Err(not_packed(e.to_string())),
     };
-    check_identity(&packed.metadata, build, url)?;
-    if !build.settings.public_keys.is_empty() {
+    if trailer.metadata_len > MAX_METADATA_LEN {
+        return Err(not_packed(format!(
+            "its metadata is {} bytes, a real build's at most {MAX_METADATA_LEN}",
+            trailer.metadata_len
+        )));
+    }
+    let keys = &build.settings.public_keys;
+    let signature = if keys.is_empty() {
+        None
+    } else {
         let digest = hashed
-            .filter(|(len, _)| *len == packed.len)
+            .filter(|(len, _)| *len == fetched.len)
             .map(|(_, digest)| digest);
-        check_signature(&packed, manifest, &build.settings.public_keys, url, digest)?;
+        Some(check_signature(fetched, manifest, keys, digest)?)
+    };
+    let packed = read_packed(fetched, &trailer).map_err(|e| not_packed(e.to_string()))?;
+    // The payload check made during the download counts only for a file
+    // with the very trailer and metadata it was made with.
+    let payload_checked = payload_checked.is_some_and(|layout| {
+        layout.file_len == packed.len
+            && layout.trailer == packed.trailer
+            && layout.metadata == packed.metadata
+    });
+    if fetched.crc32.is_none() {
+        let crc32 = if payload_checked {
+            // The payload's CRC-32 was checked against the trailer's: the
+            // whole file's follows from it and the small parts around it.
+            packed.whole_file_crc32()
+        } else {
+            file_crc32(&fetched.file, path).map(|(_, crc32)| crc32)
+        }
+        .map_err(|e| UpdateError::Download {
+            url: url.clone(),
+            reason: format!("cannot read it back ({e})"),
+        })?;
+        if crc32 != manifest.crc32 {
+            return Err(crc_error(crc32));
+        }
+    }
+    check_identity(&packed.metadata, build, url)?;
+    if let Some(signature) = signature {
+        let expected = trusted_comment(&packed.metadata.name, &packed.metadata.version);
+        if signature.trusted_comment() != expected {
+            return Err(UpdateError::BadSignature {
+                url: url.clone(),
+                reason: format!(
+                    "it signs '{}', but the file is '{expected}'",
+                    signature.trusted_comment()
+                ),
+            });
+        }
     }
     if payload_checked {
         info!(target: UPDATE, "Checked the payload while it downloaded.");
@@ -150,59 +181,73 @@ pub fn check(
     Ok(packed.file)
 }
 
+/// The download as a packed file: its metadata block (bounded by the
+/// caller) and trailer read from its end, parsed and checked.
+fn read_packed(fetched: &Fetched, trailer: &Trailer) -> payload_tools::Result<PackedFile> {
+    let path = Path::new(&fetched.url);
+    let start = trailer.metadata_offset;
+    let mut tail = vec![0u8; (fetched.len - start) as usize];
+    read_exact_at(&fetched.file, &mut tail, start, path)?;
+    let file = fetched
+        .file
+        .try_clone()
+        .map_err(payload_tools::Error::io("cannot reopen", path))?;
+    let (trailer, metadata) =
+        PackedFile::read_tail(path, fetched.len, &tail)?.ok_or_else(|| {
+            payload_tools::Error::Metadata {
+                path: path.into(),
+                reason: "it carries no payload".into(),
+            }
+        })?;
+    PackedFile::from_parts(file, path, fetched.len, trailer, metadata)
+}
+
 /// Checks the minisign signature in `manifest` against the exact bytes of
 /// the open download (read back from the handle that will be renamed into
 /// place, never from a path, unless `digest` already holds their hash),
-/// with one of `keys`, and that its trusted comment names the app and
-/// version found inside the file.
+/// with one of `keys`; traces which key signed and the result. The caller
+/// checks that its trusted comment names the app and version inside the
+/// file.
 fn check_signature(
-    packed: &PackedFile,
+    fetched: &Fetched,
     manifest: &UpdateManifest,
     keys: &[String],
-    url: &str,
     mut digest: Option<FileDigest>,
-) -> Result<(), UpdateError> {
+) -> Result<Signature, UpdateError> {
+    let url = &fetched.url;
     let bad = |reason: String| UpdateError::BadSignature {
-        url: url.to_owned(),
+        url: url.clone(),
         reason,
     };
     let text = manifest
         .signature
         .as_deref()
-        .ok_or_else(|| UpdateError::Unsigned {
-            url: url.to_owned(),
-        })?;
+        .ok_or_else(|| UpdateError::Unsigned { url: url.clone() })?;
     let signature = Signature::decode(text).map_err(|e| bad(format!("unreadable: {e}")))?;
-    let mut last_error = String::from("no trusted key");
+    let id = signature.key_id();
+    let mut last_error = format!("signed by another key ({id})");
     for key in keys {
         let Ok(key) = PublicKey::from_base64(key) else {
             continue;
         };
         if !key.signed(&signature) {
-            last_error = "signed by another key".into();
             continue;
         }
         let digest = match &mut digest {
             Some(digest) => digest,
             None => {
                 let mut hasher = FileHasher::default();
-                hash_file(&packed.file, packed.len, &mut hasher)
+                hash_file(&fetched.file, fetched.len, &mut hasher)
                     .map_err(|e| bad(format!("cannot read the download: {e}")))?;
                 digest.insert(hasher.finish())
             }
         };
         match key.check(&signature, digest) {
             Ok(()) => {
-                let expected = trusted_comment(&packed.metadata.name, &packed.metadata.version);
-                if signature.trusted_comment() != expected {
-                    return Err(bad(format!(
-                        "it signs '{}', but the file is '{expected}'",
-                        signature.trusted_comment()
-                    )));
-                }
-                return Ok(());
+                info!(target: UPDATE, "Good signature by trusted key {id}.");
+                return Ok(signature);
             }
-            Err(e) => last_error = e,
+            Err(e) => last_error = format!("key {id}: {e}"),
         }
     }
     Err(bad(format!("not signed by a trusted key: {last_error}")))
