@@ -3,6 +3,7 @@
 
 mod craft;
 mod faults;
+mod harden_extract;
 mod hostile;
 mod launch;
 mod pack;
