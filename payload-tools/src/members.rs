@@ -225,15 +225,26 @@ fn check<R: Read>(
     raw_path: Vec<u8>,
     long_link: Option<Vec<u8>>,
 ) -> Result<Member, Refusal> {
-    let lossy = String::from_utf8_lossy(&raw_path).into_owned();
+    let mut path = match String::from_utf8(raw_path) {
+        Ok(path) => path,
+        Err(e) => {
+            return Err(Refusal::Entry {
+                entry: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                reason: "path is not UTF-8".into(),
+            });
+        }
+    };
     let refuse = |reason: &str| Refusal::Entry {
-        entry: lossy.clone(),
+        entry: path.clone(),
         reason: reason.to_owned(),
     };
-    let Ok(name) = String::from_utf8(raw_path) else {
-        return Err(refuse("path is not UTF-8"));
+    // Only a folder's trailing '/' is trimmed.
+    let len = check_member_path(&path).map_err(refuse)?.len();
+    path.truncate(len);
+    let refuse = |reason: &str| Refusal::Entry {
+        entry: path.clone(),
+        reason: reason.to_owned(),
     };
-    let path = check_member_path(&name).map_err(refuse)?.to_owned();
     let header = entry.header();
     let size = entry.size();
     let kind = match header.entry_type() {
