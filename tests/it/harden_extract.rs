@@ -649,3 +649,46 @@ fn more_entries_than_declared_are_refused() {
         stderr(&out)
     );
 }
+
+/// `pack` never writes a build that readers refuse: an entry linking to a
+/// file without an execute bit, or a name no reader accepts.
+#[test]
+fn pack_refuses_what_readers_would_refuse() {
+    use std::os::unix::fs::symlink;
+    let s = Scratch::new();
+    let app = s.path("app");
+    fs::create_dir_all(app.join("bin")).expect("mkdir");
+    fs::write(app.join("bin/data"), b"#!/bin/sh\n").expect("write");
+    symlink("data", app.join("bin/run")).expect("symlink");
+    let out_file = s.path("out.bin");
+    let stub = stub();
+    let try_pack = |entry: &str| {
+        tools([
+            "pack".as_ref(),
+            app.as_os_str(),
+            "--entry".as_ref(),
+            entry.as_ref(),
+            "--name".as_ref(),
+            "refused".as_ref(),
+            "--stub".as_ref(),
+            stub.as_os_str(),
+            "-o".as_ref(),
+            out_file.as_os_str(),
+        ])
+    };
+    let out = try_pack("bin/run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("without execute permission"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_file.exists());
+
+    fs::remove_file(app.join("bin/run")).expect("rm");
+    fs::write(app.join("bin/back\\slash"), b"x").expect("write");
+    let out = try_pack("bin/data");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("backslash"), "{}", stderr(&out));
+    assert!(!out_file.exists());
+}
