@@ -71,6 +71,12 @@ impl LaunchError {
         use exit_code::*;
         match self {
             LaunchError::NoPayload(_) => NO_PAYLOAD,
+            // Found by the payload check before anything runs; the codes a
+            // shell would give for a missing or unusable program.
+            LaunchError::Format(payload_tools::Error::Entry { problem, .. }) => match problem {
+                payload_tools::EntryProblem::Missing => ENTRY_MISSING,
+                _ => CANNOT_EXECUTE,
+            },
             LaunchError::Format(_) => DAMAGED,
             LaunchError::NoCacheRoot(_) | LaunchError::Cache { .. } => CACHE,
             LaunchError::DiskFull { .. } => DISK_FULL,

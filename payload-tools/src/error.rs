@@ -67,6 +67,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The metadata's `entry` is not a regular executable file of the
+    /// payload, so the app could never start.
+    #[error("the app's program '{entry}' in '{path}' {problem}")]
+    Entry {
+        path: PathBuf,
+        entry: String,
+        problem: EntryProblem,
+    },
+
     /// An input tree that `pack` refuses.
     #[error("cannot pack '{path}': {reason}")]
     Input { path: PathBuf, reason: String },
@@ -83,6 +92,20 @@ pub enum Error {
         value: String,
         reason: &'static str,
     },
+}
+
+/// Why the metadata's `entry` cannot be run. Launchers tell a missing
+/// program (exit 127) from one that cannot be executed (exit 126).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EntryProblem {
+    #[error("is missing from the payload")]
+    Missing,
+    #[error("is a folder, not a file")]
+    Folder,
+    #[error("has no execute permission")]
+    NotExecutable,
+    #[error("goes through more than 40 symlinks")]
+    TooManyLinks,
 }
 
 impl Error {

@@ -5,15 +5,23 @@
 //!
 //! 1. Frames are independent, so worker threads take them in turn, each
 //!    reading its frame by positioned reads and CRC-ing the compressed bytes
-//!    on the way (no second pass over the file).
-//! 2. Each entry is checked before anything is written: member paths stay
-//!    inside, only files, directories and symlinks are accepted, files are
-//!    created exclusively without following links, set-id bits never exist.
-//! 3. Symlinks are created last, after every file, so nothing is ever written
+//!    on the way (no second pass over the file). Decompression stops at the
+//!    frame's declared length ([`crate::members::Bounded`]).
+//! 2. Each entry is checked before anything is written, the same way in
+//!    both sinks: the member on its own ([`crate::members`]: paths stay
+//!    inside, only files, directories and symlinks, bounded names), then
+//!    against every other entry of every frame ([`crate::namespace`]: no
+//!    duplicate, nothing below a symlink, no path both a file and a folder),
+//!    and against the declared entry count and unpacked size. Files are
+//!    created exclusively without following links; set-id bits never exist.
+//! 3. The per-frame CRCs are combined in order and compared with the
+//!    trailer, and the metadata's entry must be a regular executable file
+//!    of the tree ([`Error::Entry`]).
+//! 4. Symlinks are created last, after every file, so nothing is ever written
 //!    through a link that the payload itself planted.
-//! 4. The per-frame CRCs are combined in order and compared with the
-//!    trailer; decoded sizes are compared with the frame index and the
-//!    declared unpacked size.
+//!
+//! So [`Sink::Discard`] (`verify`, the updater's check) refuses exactly what
+//! [`Sink::Disk`] would; only the disk's own failures differ.
 //!
 //! The caller owns `dest` (a fresh private directory) and renames it into
 //! place only when this returns `Ok`.
@@ -26,9 +34,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
+use crate::members::{Bounded, Member, MemberKind, Members, Refusal};
 use crate::metadata::Frame;
+use crate::namespace::{Conflict, Namespace, Node};
 use crate::packed::PackedFile;
-use crate::paths::{check_member_path, check_symlink_target};
 use crate::rangeio::{Arrival, RangeReader};
 use crate::sys;
 
@@ -97,6 +106,7 @@ fn run(
         bytes: AtomicU64::new(0),
         entries: AtomicU64::new(0),
         crcs: Mutex::new(vec![None; frames.len()]),
+        namespace: Mutex::new(Namespace::default()),
         links: Mutex::new(Vec::new()),
         first_error: Mutex::new(None),
     };
@@ -126,6 +136,14 @@ fn run(
             actual,
         });
     }
+    let entry = &packed.metadata.entry;
+    lock(&job.namespace)
+        .check_entry(entry)
+        .map_err(|problem| Error::Entry {
+            path: packed.path.clone(),
+            entry: entry.clone(),
+            problem,
+        })?;
 
     let mut links = std::mem::take(&mut *lock(&job.links));
     links.sort();
@@ -154,6 +172,8 @@ struct Job<'a> {
     bytes: AtomicU64,
     entries: AtomicU64,
     crcs: Mutex<Vec<Option<crc32fast::Hasher>>>,
+    /// Every path of the tree, from every frame: the rules between entries.
+    namespace: Mutex<Namespace>,
     links: Mutex<Vec<(String, String)>>,
     first_error: Mutex<Option<Error>>,
 }
@@ -200,37 +220,27 @@ impl Job<'_> {
         decoder
             .window_log_max(MAX_WINDOW_LOG)
             .map_err(|e| bad_frame(e.to_string()))?;
-        let mut counted = CountingReader {
-            inner: decoder,
-            count: 0,
-        };
+        let mut stream = Bounded::new(decoder, frame.tar_len);
         {
-            let mut archive = tar::Archive::new(&mut counted);
-            let entries = archive
-                .entries()
-                .map_err(|e| bad_frame(format!("not a tar stream ({e})")))?;
-            for entry in entries {
+            let mut archive = tar::Archive::new(&mut stream);
+            let mut members = Members::new(&mut archive).map_err(|r| self.refused(index, r))?;
+            while let Some((member, mut data)) =
+                members.next().map_err(|r| self.refused(index, r))?
+            {
                 if self.failed.load(Ordering::Relaxed) {
                     return Err(bad_frame("stopped".into()));
                 }
-                let entry = entry.map_err(|e| bad_frame(format!("bad tar entry ({e})")))?;
-                self.entry(entry, buf, made_dirs).map_err(|e| match e {
-                    Error::Io { .. } | Error::UnsafeEntry { .. } | Error::Payload { .. } => e,
-                    other => bad_frame(other.to_string()),
-                })?;
+                self.entry(member, &mut data, buf, made_dirs)
+                    .map_err(|e| match e {
+                        Error::Io { .. } | Error::UnsafeEntry { .. } | Error::Payload { .. } => e,
+                        other => bad_frame(other.to_string()),
+                    })?;
             }
         }
-        // The end-of-archive blocks of the last frame, and anything a hostile
-        // payload hid after them, still count towards the frame's length.
-        io::copy(&mut counted, &mut io::sink())
-            .map_err(|e| bad_frame(format!("does not decompress ({e})")))?;
-        if counted.count != frame.tar_len {
-            return Err(bad_frame(format!(
-                "decompresses to {} bytes, the index says {}",
-                counted.count, frame.tar_len
-            )));
-        }
-        drop(counted);
+        // The end-of-archive blocks of the last frame still count towards
+        // the frame's length; nothing else may follow them.
+        stream.finish().map_err(bad_frame)?;
+        drop(stream);
         if range.remaining() != 0 {
             return Err(bad_frame(format!(
                 "{} compressed bytes left over after the frame",
@@ -240,29 +250,40 @@ impl Job<'_> {
         Ok(range.crc())
     }
 
-    fn entry<R: Read>(
+    fn entry(
         &self,
-        mut entry: tar::Entry<'_, R>,
+        member: Member,
+        data: &mut impl Read,
         buf: &mut [u8],
         made_dirs: &mut HashSet<PathBuf>,
     ) -> Result<()> {
-        let raw_path = entry.path_bytes();
-        let name = String::from_utf8_lossy(&raw_path).into_owned();
+        let Member { path: member, kind } = member;
         let unsafe_entry = |reason: &str| Error::UnsafeEntry {
             path: self.packed.path.clone(),
-            entry: name.clone(),
+            entry: member.clone(),
             reason: reason.to_owned(),
         };
-        if std::str::from_utf8(&raw_path).is_err() {
-            return Err(unsafe_entry("path is not UTF-8"));
+        let declared = self.packed.metadata.entry_count;
+        if self.entries.fetch_add(1, Ordering::Relaxed) >= declared {
+            return Err(self.payload_error(format!(
+                "it holds more than the {declared} entries its metadata declares"
+            )));
         }
-        let member = check_member_path(&name).map_err(unsafe_entry)?.to_owned();
-        self.entries.fetch_add(1, Ordering::Relaxed);
-        let header = entry.header();
-        match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = header.size().map_err(|_| unsafe_entry("bad size field"))?;
-                let mode = header.mode().map_err(|_| unsafe_entry("bad mode field"))?;
+        let node = match &kind {
+            MemberKind::File { executable, .. } => Node::File {
+                executable: *executable,
+            },
+            MemberKind::Dir => Node::Dir,
+            MemberKind::Symlink { target } => Node::Symlink(target.as_str().into()),
+        };
+        lock(&self.namespace)
+            .add(&member, node)
+            .map_err(|conflict| match conflict {
+                Conflict::TooLarge => self.payload_error(conflict.to_string()),
+                other => unsafe_entry(&other.to_string()),
+            })?;
+        match kind {
+            MemberKind::File { size, executable } => {
                 let total = self
                     .bytes
                     .fetch_add(size, Ordering::Relaxed)
@@ -274,31 +295,29 @@ impl Job<'_> {
                     )));
                 }
                 let Sink::Disk(root) = self.sink else {
-                    return copy_entry_data(&mut entry, &mut io::sink(), buf).map_err(
-                        |e| match e {
-                            CopyError::Read(e) | CopyError::Write(e) => {
-                                self.payload_error(format!("'{name}': {e}"))
-                            }
-                        },
-                    );
+                    return copy_entry_data(data, &mut io::sink(), buf).map_err(|e| match e {
+                        CopyError::Read(e) | CopyError::Write(e) => {
+                            self.payload_error(format!("'{member}': {e}"))
+                        }
+                    });
                 };
                 let target = root.join(&member);
                 self.make_parent(&target, made_dirs)?;
-                let mut file = sys::create_new_file(&target, mode & 0o111 != 0).map_err(|e| {
+                let mut file = sys::create_new_file(&target, executable).map_err(|e| {
                     if e.kind() == io::ErrorKind::AlreadyExists {
                         unsafe_entry("it appears twice")
                     } else {
                         Error::io("cannot create", &target)(e)
                     }
                 })?;
-                copy_entry_data(&mut entry, &mut file, buf).map_err(|e| match e {
+                copy_entry_data(data, &mut file, buf).map_err(|e| match e {
                     // Reading fails when the payload is bad (zstd's own
                     // checksum, a cut-short frame): that is the file's fault.
-                    CopyError::Read(e) => self.payload_error(format!("'{name}': {e}")),
+                    CopyError::Read(e) => self.payload_error(format!("'{member}': {e}")),
                     CopyError::Write(e) => Error::io("cannot write", &target)(e),
                 })
             }
-            tar::EntryType::Directory => {
+            MemberKind::Dir => {
                 if let Sink::Disk(root) = self.sink {
                     let target = root.join(&member);
                     if made_dirs.insert(target.clone()) {
@@ -307,23 +326,10 @@ impl Job<'_> {
                 }
                 Ok(())
             }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| unsafe_entry("symlink without a target"))?;
-                let target = std::str::from_utf8(&target)
-                    .map_err(|_| unsafe_entry("symlink target is not UTF-8"))?
-                    .to_owned();
-                check_symlink_target(&member, &target).map_err(unsafe_entry)?;
+            MemberKind::Symlink { target } => {
                 lock(&self.links).push((member, target));
                 Ok(())
             }
-            tar::EntryType::Link => Err(unsafe_entry("hard links are not allowed")),
-            tar::EntryType::Char | tar::EntryType::Block => {
-                Err(unsafe_entry("device nodes are not allowed"))
-            }
-            tar::EntryType::Fifo => Err(unsafe_entry("fifos are not allowed")),
-            _ => Err(unsafe_entry("entry type not allowed")),
         }
     }
 
@@ -343,26 +349,31 @@ impl Job<'_> {
             reason,
         }
     }
+
+    fn refused(&self, index: usize, refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::Entry { entry, reason } => Error::UnsafeEntry {
+                path: self.packed.path.clone(),
+                entry,
+                reason,
+            },
+            Refusal::Stream(reason) => self.payload_error(format!("frame {index}: {reason}")),
+        }
+    }
 }
 
 fn create_links(job: &Job<'_>, links: &[(String, String)]) -> Result<()> {
     let Sink::Disk(root) = job.sink else {
         return Ok(());
     };
-    let link_set: HashSet<&str> = links.iter().map(|(m, _)| m.as_str()).collect();
+    // The namespace refused every entry below a symlink and every link at a
+    // path already taken, so each link lands in a real folder, on a free name.
     for (member, target) in links {
         let unsafe_entry = |reason: &str| Error::UnsafeEntry {
             path: job.packed.path.clone(),
             entry: member.clone(),
             reason: reason.to_owned(),
         };
-        let mut ancestor = member.as_str();
-        while let Some((parent, _)) = ancestor.rsplit_once('/') {
-            if link_set.contains(parent) {
-                return Err(unsafe_entry("it would be created through a symlink"));
-            }
-            ancestor = parent;
-        }
         let path = root.join(member);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
@@ -397,18 +408,5 @@ fn copy_entry_data<R: Read, W: Write>(
             Err(e) => return Err(CopyError::Read(e)),
         };
         to.write_all(&buf[..n]).map_err(CopyError::Write)?;
-    }
-}
-
-struct CountingReader<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
     }
 }

@@ -7,7 +7,9 @@
 //! - [`metadata`]: the TOML block describing the app and its frames;
 //! - [`packed`]: opening a packed file and checking both;
 //! - [`pack`]: writing one from an app and a stub;
-//! - [`extract`]: unpacking (or only checking) the payload, safely;
+//! - [`extract`]: unpacking (or only checking) the payload, safely, with
+//!   [`members`] (one tar member's rules) and [`namespace`] (the rules
+//!   between members, the same for a check and a real unpack);
 //! - [`manifest`]: `update.toml` and the update URL spec;
 //! - [`version`]: which of two versions is newer;
 //! - [`stub`]: the marker that tells a onefile stub from other programs;
@@ -20,7 +22,9 @@ pub mod error;
 pub mod extract;
 pub mod frames;
 pub mod manifest;
+pub mod members;
 pub mod metadata;
+pub mod namespace;
 pub mod pack;
 pub mod packed;
 pub mod paths;
@@ -32,7 +36,7 @@ pub mod trailer;
 pub mod tree;
 pub mod version;
 
-pub use error::{Error, Result};
+pub use error::{EntryProblem, Error, Result};
 pub use metadata::Metadata;
 pub use packed::PackedFile;
 pub use trailer::Trailer;

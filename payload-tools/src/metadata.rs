@@ -12,6 +12,18 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::members::{END_OF_ARCHIVE_LEN, MAX_MEMBER_OVERHEAD};
+
+/// Most frames a payload may have. `pack` cuts a frame per 8 MiB of small
+/// files and one per file of 4 MiB or more, so this is tens of GiB of app;
+/// the index of 8,192 frames fits in the metadata size limit
+/// ([`crate::trailer::MAX_METADATA_LEN`]).
+pub const MAX_FRAMES: usize = 8192;
+
+/// Most entries a payload may have: the check of an unpack holds every
+/// path in memory ([`crate::namespace`]). Large real apps have a few
+/// hundred thousand files.
+pub const MAX_ENTRIES: u64 = 1 << 20;
 
 /// Metadata schema versions. Version 1 is the only one so far; an unknown
 /// number is reported as "made by a newer payload-tools", not misread.
@@ -219,10 +231,46 @@ impl Metadata {
         check_safe_name("name", &meta.name).map_err(|e| bad(e.to_string()))?;
         check_safe_name("version", &meta.version).map_err(|e| bad(e.to_string()))?;
         check_entry_path(&meta.entry).map_err(|e| bad(e.to_string()))?;
-        if meta.frames.is_empty() {
-            return Err(bad("no frames".into()));
-        }
+        meta.check_sizes().map_err(bad)?;
         Ok(meta)
+    }
+
+    /// The declared sizes bound all later work: the frame count, the entry
+    /// count, and the tar bytes the frames decode to, which cannot exceed
+    /// the file data plus what each entry's header and names can take. A
+    /// payload that would decode to more is refused here, before a byte of
+    /// it is decompressed.
+    fn check_sizes(&self) -> Result<(), String> {
+        let frames = self.frames.len();
+        if frames == 0 {
+            return Err("no frames".into());
+        }
+        if frames > MAX_FRAMES {
+            return Err(format!(
+                "{frames} frames, more than the {MAX_FRAMES} a payload may have"
+            ));
+        }
+        let entries = self.entry_count;
+        if entries == 0 || entries > MAX_ENTRIES {
+            return Err(format!(
+                "entry_count {entries} is not between 1 and {MAX_ENTRIES}"
+            ));
+        }
+        let tar_len = self
+            .frames
+            .iter()
+            .try_fold(0u64, |acc, f| acc.checked_add(f.tar_len));
+        let most = entries
+            .saturating_mul(MAX_MEMBER_OVERHEAD)
+            .saturating_add(self.unpacked_size)
+            .saturating_add(END_OF_ARCHIVE_LEN);
+        match tar_len {
+            Some(len) if len <= most => Ok(()),
+            _ => Err(format!(
+                "its frames decode to more than the {most} tar bytes that {entries} entries with {} bytes of files can take",
+                self.unpacked_size
+            )),
+        }
     }
 
     /// The TOML text of this metadata, as `pack` writes it.
@@ -356,6 +404,49 @@ mod tests {
             Metadata::parse(&text, Path::new("x")),
             Err(Error::UnsupportedVersion { found: 7, .. })
         ));
+    }
+
+    #[test]
+    fn declared_sizes_are_bounded() {
+        let parse = |m: &Metadata| Metadata::parse(&m.to_toml(), Path::new("x"));
+        let refused = |m: &Metadata, part: &str| match parse(m) {
+            Err(Error::Metadata { reason, .. }) => assert!(reason.contains(part), "{reason}"),
+            other => panic!("expected a refusal naming {part:?}: {other:?}"),
+        };
+        let mut m = sample();
+        m.frames = vec![
+            Frame {
+                compressed_len: 9,
+                tar_len: 0
+            };
+            MAX_FRAMES + 1
+        ];
+        refused(&m, "8193 frames");
+        m.frames.truncate(MAX_FRAMES);
+        assert!(parse(&m).is_ok());
+
+        let mut m = sample();
+        m.entry_count = 0;
+        refused(&m, "entry_count 0");
+        m.entry_count = MAX_ENTRIES + 1;
+        refused(&m, "entry_count");
+
+        // The sample's 3 entries and 42 bytes of files: at most this many
+        // tar bytes, however long their names.
+        let most = 3 * MAX_MEMBER_OVERHEAD + 42 + END_OF_ARCHIVE_LEN;
+        let mut m = sample();
+        m.frames[0].tar_len = most;
+        assert!(parse(&m).is_ok());
+        m.frames[0].tar_len = most + 1;
+        refused(&m, "more than the");
+        m.frames = vec![
+            Frame {
+                compressed_len: 1,
+                tar_len: u64::MAX
+            };
+            2
+        ];
+        refused(&m, "more than the");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::metadata::{
 use crate::packed::PackedFile;
 use crate::persist::{TempSibling, parent_dir};
 use crate::sys;
-use crate::trailer::Trailer;
+use crate::trailer::{MAX_METADATA_LEN, Trailer};
 use crate::tree::{EntryKind, InputTree};
 
 /// The default zstd level: a good ratio at a pack speed fit for every build.
@@ -125,6 +125,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         update: opts.update.clone(),
     };
     let metadata_text = metadata.to_toml();
+    check_readable(&metadata_text, opts)?;
     let trailer = Trailer {
         payload_offset,
         payload_len: framed.compressed_len,
@@ -150,6 +151,26 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         file_len,
         file_crc32,
     })
+}
+
+/// `pack` never writes a file that readers refuse: its metadata must parse
+/// within the readers' bounds (size, frame count, entry count).
+fn check_readable(metadata_text: &str, opts: &PackOptions) -> Result<()> {
+    let too_big = |reason: String| Error::Input {
+        path: opts.input.clone(),
+        reason,
+    };
+    if metadata_text.len() as u64 > MAX_METADATA_LEN {
+        return Err(too_big(format!(
+            "its metadata would take {} bytes, more than the {MAX_METADATA_LEN} a packed file may have",
+            metadata_text.len()
+        )));
+    }
+    match Metadata::parse(metadata_text, &opts.output) {
+        Ok(_) => Ok(()),
+        Err(Error::Metadata { reason, .. }) => Err(too_big(reason)),
+        Err(other) => Err(other),
+    }
 }
 
 fn refuse_output_inside_input(opts: &PackOptions) -> Result<()> {
@@ -217,7 +238,17 @@ fn choose_entry(opts: &PackOptions, tree: &InputTree) -> Result<String> {
     let resolved = opts.input.join(&entry);
     match tree.find(&entry).map(|e| &e.kind) {
         Some(EntryKind::File { .. }) => Ok(entry),
-        Some(EntryKind::Symlink { .. }) if resolved.is_file() => Ok(entry),
+        // A link's target keeps its own mode (only the entry itself is
+        // made executable), and readers refuse an entry that is not.
+        Some(EntryKind::Symlink { .. }) if resolved.is_file() => {
+            match std::fs::metadata(&resolved) {
+                Ok(meta) if sys::is_executable(&meta) => Ok(entry),
+                _ => Err(Error::Input {
+                    path: resolved,
+                    reason: "the entry links to a file without execute permission".into(),
+                }),
+            }
+        }
         Some(_) => Err(Error::Input {
             path: resolved,
             reason: "the entry must be a file (or a link to one inside the app)".into(),

@@ -1,5 +1,17 @@
 //! Rules for the paths inside a payload, shared by `pack` (which refuses to
 //! write what would be unsafe) and extraction (which refuses to read it).
+//!
+//! Lengths are bounded by what every unpack can create: a name of at most
+//! 255 bytes (`NAME_MAX` on Linux and macOS, 255 units on Windows), a path
+//! of at most 3,072 bytes, which leaves 1 KiB of `PATH_MAX` (4,096) for the
+//! folder it is unpacked into. A check that accepted longer paths would
+//! pass builds that no launcher can unpack.
+
+/// Longest member path or symlink target, in bytes.
+pub const MAX_PATH_LEN: usize = 3072;
+
+/// Longest component of a member path, in bytes.
+pub const MAX_COMPONENT_LEN: usize = 255;
 
 /// Checks a member path of the payload: relative, `/`-separated, with no
 /// empty, `.` or `..` components. A trailing `/` (directories) is allowed.
@@ -15,11 +27,15 @@ pub fn check_member_path(path: &str) -> Result<&str, &'static str> {
     if trimmed.contains('\\') || trimmed.contains('\0') || trimmed.contains(':') && cfg!(windows) {
         return Err("path with a backslash, NUL or drive letter");
     }
+    if trimmed.len() > MAX_PATH_LEN {
+        return Err("path longer than 3072 bytes");
+    }
     for part in trimmed.split('/') {
         match part {
             "" => return Err("empty path component"),
             "." => return Err("'.' path component"),
             ".." => return Err("'..' path component"),
+            _ if part.len() > MAX_COMPONENT_LEN => return Err("a name longer than 255 bytes"),
             _ => {}
         }
     }
@@ -39,6 +55,9 @@ pub fn check_symlink_target(link: &str, target: &str) -> Result<(), &'static str
     }
     if target.starts_with('/') || target.contains('\\') || target.contains('\0') {
         return Err("symlink target is absolute or has a backslash");
+    }
+    if target.len() > MAX_PATH_LEN {
+        return Err("symlink target longer than 3072 bytes");
     }
     let depth = link.split('/').count() - 1;
     let mut climbs = 0;
@@ -76,6 +95,12 @@ mod tests {
         ] {
             assert!(check_member_path(bad).is_err(), "{bad:?}");
         }
+        let long_name = "n".repeat(MAX_COMPONENT_LEN + 1);
+        assert!(check_member_path(&long_name).is_err());
+        assert!(check_member_path(&long_name[1..]).is_ok());
+        let long_path = vec!["n".repeat(200); 16].join("/");
+        assert!(long_path.len() > MAX_PATH_LEN);
+        assert!(check_member_path(&long_path).is_err());
     }
 
     #[test]

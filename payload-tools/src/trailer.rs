@@ -28,8 +28,12 @@ pub const FORMAT_VERSION: u16 = 1;
 /// Size of the version-1 trailer in bytes.
 pub const TRAILER_LEN: usize = 64;
 
-/// Largest metadata block a reader accepts; real ones are a few KiB.
-pub const MAX_METADATA_LEN: u64 = 16 * 1024 * 1024;
+/// Largest metadata block a reader accepts (256 KiB), checked before it is
+/// read: parsing TOML takes up to about 80 times its size in memory.
+/// Real blocks are a few KiB: a few hundred bytes of settings and one
+/// frame-index line of about 25 bytes per 8 MiB of payload, so 8,192 frames
+/// ([`crate::metadata::MAX_FRAMES`]) take about 200 KiB.
+pub const MAX_METADATA_LEN: u64 = 256 * 1024;
 
 /// The decoded trailer. Offsets are from the start of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +209,10 @@ impl Trailer {
         if self.metadata_len > MAX_METADATA_LEN {
             return Err(truncated(
                 path,
-                &format!("metadata of {} bytes is over the limit", self.metadata_len),
+                &format!(
+                    "metadata of {} bytes is over the limit of {MAX_METADATA_LEN}",
+                    self.metadata_len
+                ),
             ));
         }
         Ok(())

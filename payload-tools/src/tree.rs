@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::paths::check_symlink_target;
+use crate::paths::{check_member_path, check_symlink_target};
 use crate::sys;
 
 /// What one entry of the input is.
@@ -42,6 +42,10 @@ impl InputTree {
         let meta = fs::metadata(input).map_err(Error::io("cannot read", input))?;
         if meta.is_file() {
             let name = utf8_name(input, input.file_name())?;
+            check_member_path(&name).map_err(|reason| Error::Input {
+                path: input.into(),
+                reason: format!("{reason}; rename it"),
+            })?;
             return Ok(InputTree {
                 total_size: meta.len(),
                 entries: vec![TreeEntry {
@@ -85,6 +89,12 @@ impl InputTree {
             } else {
                 format!("{prefix}/{name}")
             };
+            // Readers refuse what this refuses (a backslash, a name or path
+            // too long to unpack anywhere): better now than in every launch.
+            check_member_path(&member).map_err(|reason| Error::Input {
+                path: path.clone(),
+                reason: format!("{reason}; rename it"),
+            })?;
             let meta = fs::symlink_metadata(&path).map_err(Error::io("cannot read", &path))?;
             let file_type = meta.file_type();
             if file_type.is_symlink() {

@@ -4,6 +4,7 @@
 mod craft;
 mod faults;
 mod harden_cli;
+mod harden_extract;
 mod harden_run;
 mod harden_trace;
 mod harden_update;
