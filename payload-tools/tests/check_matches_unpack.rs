@@ -106,6 +106,7 @@ fn write_packed(out: &Path, entries: &[(String, Kind)], cuts: &[usize], entry: &
         entry_count: entries.len() as u64,
         frames,
         update: None,
+        argv0: Default::default(),
     }
     .to_toml();
     let payload = &file[stub.len()..];
