@@ -350,7 +350,7 @@ fn oversized_metadata_in_a_download_is_refused_before_it_is_parsed() {
     assert!(
         traces
             .iter()
-            .any(|t| t.contains("its metadata is") && t.contains("a real build's at most")),
+            .any(|t| t.contains("metadata of 1048") && t.contains("over the limit of 262144")),
         "{traces:#?}"
     );
     p.assert_still_10();

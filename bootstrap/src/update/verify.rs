@@ -66,12 +66,6 @@ fn checking_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Largest metadata block accepted in a download. A real build's is a few
-/// KiB (its frame index has one line per 8 MiB of payload: 256 KiB is a
-/// payload of tens of TiB); the rest of the file may be much larger, but
-/// this is what gets parsed, before anything vouched for it.
-pub const MAX_METADATA_LEN: u64 = 256 * 1024;
-
 /// Checks `fetched`; returns the open download on success. `payload_checked`
 /// is the layout of a build whose payload was checked during the download:
 /// if the finished file has that very trailer and metadata, its payload is
@@ -81,8 +75,9 @@ pub const MAX_METADATA_LEN: u64 = 256 * 1024;
 /// that is the whole file.
 ///
 /// Only the trailer (a fixed 64 bytes) is read before the signature, for a
-/// build that carries keys, is checked; the metadata it points to is
-/// bounded ([`MAX_METADATA_LEN`]) and parsed after.
+/// build that carries keys, is checked; the trailer bounds the metadata it
+/// points to (`payload_tools::trailer::MAX_METADATA_LEN`, what a real build
+/// can need), which is parsed after.
 pub fn check(
     fetched: &Fetched,
     manifest: &UpdateManifest,
@@ -120,12 +115,6 @@ pub fn check(
         Ok(None) => return Err(not_packed("it carries no payload".into())),
         Err(e) => return Err(not_packed(e.to_string())),
     };
-    if trailer.metadata_len > MAX_METADATA_LEN {
-        return Err(not_packed(format!(
-            "its metadata is {} bytes, a real build's at most {MAX_METADATA_LEN}",
-            trailer.metadata_len
-        )));
-    }
     let keys = &build.settings.public_keys;
     let signature = if keys.is_empty() {
         None
