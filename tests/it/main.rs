@@ -3,6 +3,7 @@
 
 mod craft;
 mod faults;
+mod harden_cache;
 mod hostile;
 mod launch;
 mod pack;

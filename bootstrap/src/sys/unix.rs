@@ -1,18 +1,11 @@
-//! Unix: private directories, lock identity, the default cache root, and
-//! telling a full disk and a `noexec` mount from other errors.
+//! Unix: file identity, the default cache root, telling a full disk and a
+//! `noexec` mount from other errors, and replacing the executable. The
+//! cache's folders are in `dir/`.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// Creates `path` and any missing parents with mode 0700.
-pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-}
 
 /// Whether the open `file` is the file now at `path`.
 pub fn is_same_file(file: &File, path: &Path) -> io::Result<bool> {
@@ -86,45 +79,6 @@ pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
 
 /// Nothing is left behind by a replacement on Unix.
 pub fn remove_replaced_leftover(_exe: &Path) {}
-
-/// The cache root must be ours and not writable by every user. Group write
-/// is tolerated here: with a umask of 002 (user-private groups) `~/.cache`
-/// is group-writable by a group of one. The app folders inside, which we
-/// create 0700, are held to [`check_private_dir`].
-pub fn check_cache_root(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
-    check_ours(&meta, 0o002, "every user")
-}
-
-/// A cache folder must be a real folder (not a link), owned by us and not
-/// writable by anyone else: whoever can write it can change the app we run.
-pub fn check_private_dir(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
-    if !meta.file_type().is_dir() {
-        return Err("it is not a folder (a symlink?)".into());
-    }
-    check_ours(&meta, 0o022, "other users")
-}
-
-/// The file must belong to us, and none of the `others_write` mode bits may
-/// be set (`others` names who they let write, for the message).
-fn check_ours(meta: &std::fs::Metadata, others_write: u32, others: &str) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(format!(
-            "it belongs to user {}, not to us ({me})",
-            meta.uid()
-        ));
-    }
-    if meta.mode() & others_write != 0 {
-        return Err(format!(
-            "{others} may write to it (mode {:o})",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
-}
 
 /// Starts writing `len` bytes of `file` at `offset` to disk, without
 /// waiting for the disk (Linux); elsewhere the final sync does all of it.

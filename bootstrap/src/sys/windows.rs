@@ -4,11 +4,6 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Windows folders under the user's profile are private by default.
-pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(path)
-}
-
 /// Windows does not delete open lock files, so the open one is the live one.
 pub fn is_same_file(_file: &File, path: &Path) -> io::Result<bool> {
     Ok(path.exists())
@@ -66,17 +61,6 @@ pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
 /// while an old instance still runs it).
 pub fn remove_replaced_leftover(exe: &Path) {
     let _ = std::fs::remove_file(aside_path(exe));
-}
-
-/// Folders under the user's profile are private by default; ACLs are not
-/// inspected.
-pub fn check_private_dir(_dir: &Path) -> Result<(), String> {
-    Ok(())
-}
-
-/// ACLs are not inspected on Windows.
-pub fn check_cache_root(_dir: &Path) -> Result<(), String> {
-    Ok(())
 }
 
 /// Windows has no cheap "start writing this range" call; the sync after
