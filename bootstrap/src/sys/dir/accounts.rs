@@ -74,10 +74,12 @@ impl Accounts {
     }
 }
 
+/// The file's text; a comment field in another encoding must not make
+/// the names around it unreadable.
 fn read(path: &str) -> String {
     let mut bytes = Vec::new();
     let _ = File::open(path).and_then(|f| (&f).read_to_end(&mut bytes));
-    String::from_utf8(bytes).unwrap_or_default()
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The first line of `text` whose field `i` is the number `value`.

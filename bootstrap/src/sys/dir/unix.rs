@@ -146,23 +146,29 @@ impl Walk {
     fn check(&mut self, meta: &std::fs::Metadata, last: bool) -> Result<(), Refusal> {
         let (uid, mode) = (meta.uid(), meta.mode());
         let link = meta.file_type().is_symlink();
-        let which = match last {
+        let which = |here: &Path| match last {
             true => "it".to_owned(),
-            false => format!("'{}'", self.here.display()),
+            false => format!("'{}'", here.display()),
         };
         let reason = if uid != self.me && (last || uid != 0) {
             let owner = self.accounts().describe_user(uid);
-            let what = if link { "a symlink " } else { "" };
-            format!("{which} is {what}owned by {owner}, who could put anything there")
+            let (what, could) = match link {
+                true => ("a symlink ", "point it anywhere"),
+                false => ("", "put anything there"),
+            };
+            let which = which(&self.here);
+            format!("{which} is {what}owned by {owner}, who could {could}")
         } else if link || (!last && mode & 0o1000 != 0) {
             return Ok(());
         } else if mode & 0o002 != 0 {
+            let which = which(&self.here);
             format!("every user may write to {which} (mode {:o})", mode & 0o7777)
         } else if mode & 0o020 != 0 {
             let me = self.me;
             let Some(writers) = self.accounts().group_others(meta.gid(), me) else {
                 return Ok(());
             };
+            let which = which(&self.here);
             format!("{writers} may write to {which} (mode {:o})", mode & 0o7777)
         } else {
             return Ok(());
