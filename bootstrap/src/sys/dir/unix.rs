@@ -29,8 +29,7 @@ use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::DirError;
@@ -115,37 +114,40 @@ impl Walk {
                 // "/" replaces the whole path.
                 self.here.push(&name);
             }
-            let meta = match std::fs::symlink_metadata(&self.here) {
+            let path = c_string(self.here.as_os_str())?;
+            let st = match fstat_at(libc::AT_FDCWD, &path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    let path = c_string(self.here.as_os_str())?;
                     match mkdir_at(libc::AT_FDCWD, &path, 0o700) {
                         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
-                        _ => std::fs::symlink_metadata(&self.here)?,
+                        _ => fstat_at(libc::AT_FDCWD, &path)?,
                     }
                 }
-                meta => meta?,
+                st => st?,
             };
-            let link = meta.file_type().is_symlink();
-            self.check(&meta, last && !link)?;
-            if link && links < MAX_LINKS {
+            let kind = st.st_mode & libc::S_IFMT;
+            self.check(&st, last && kind != libc::S_IFLNK)?;
+            if kind == libc::S_IFLNK && links < MAX_LINKS {
                 links += 1;
-                let target = std::fs::read_link(&self.here)?;
+                let target = read_link(&path)?;
                 self.here.pop();
                 push_components(&mut pending, &target);
-            } else if !meta.is_dir() {
-                let errno = if link { libc::ELOOP } else { libc::ENOTDIR };
+            } else if kind != libc::S_IFDIR {
+                let errno = match kind {
+                    libc::S_IFLNK => libc::ELOOP,
+                    _ => libc::ENOTDIR,
+                };
                 return Err(io::Error::from_raw_os_error(errno).into());
             }
         }
         Ok(())
     }
 
-    /// Checks what `meta` describes (at `here`): a folder or symlink on the
+    /// Checks what `st` describes (at `here`): a folder or symlink on the
     /// way must be ours or root's, the root (`last`) ours; a folder no one
     /// else may write, unless sticky on the way.
-    fn check(&mut self, meta: &std::fs::Metadata, last: bool) -> Result<(), Refusal> {
-        let (uid, mode) = (meta.uid(), meta.mode());
-        let link = meta.file_type().is_symlink();
+    fn check(&mut self, st: &libc::stat, last: bool) -> Result<(), Refusal> {
+        let (uid, mode) = (st.st_uid, st.st_mode);
+        let link = mode & libc::S_IFMT == libc::S_IFLNK;
         let which = |here: &Path| match last {
             true => "it".to_owned(),
             false => format!("'{}'", here.display()),
@@ -165,7 +167,7 @@ impl Walk {
             format!("every user may write to {which} (mode {:o})", mode & 0o7777)
         } else if mode & 0o020 != 0 {
             let me = self.me;
-            let Some(writers) = self.accounts().group_others(meta.gid(), me) else {
+            let Some(writers) = self.accounts().group_others(st.st_gid, me) else {
                 return Ok(());
             };
             let which = which(&self.here);
@@ -340,6 +342,22 @@ fn fstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// The target of the symlink `path`.
+fn read_link(path: &CStr) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the path is NUL-terminated; buf is writable for its length.
+    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let Ok(n) = usize::try_from(n) else {
+        return Err(io::Error::last_os_error());
+    };
+    // PATH_MAX bytes or more: cut short.
+    if n >= buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf.truncate(n);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
 fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     let mut st = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: st points to writable memory of the right type.
@@ -351,7 +369,7 @@ fn fstat(fd: RawFd) -> io::Result<libc::stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn components_keep_parents_and_drop_dots() {
@@ -406,6 +424,18 @@ mod tests {
         std::fs::set_permissions(s.join("shared"), shared_mode).expect("chmod");
         let shared = open_private_dir(&s.join("shared"), Path::new("shared"));
         assert!(matches!(shared, Err(DirError::Unsafe { .. })), "{shared:?}");
+        std::fs::remove_dir_all(&s).expect("clean");
+    }
+
+    #[test]
+    fn a_symlink_loop_ends_in_an_error() {
+        let s = scratch("loop");
+        std::os::unix::fs::symlink("loop", s.join("loop")).expect("symlink");
+        let looped = check_cache_root(&s.join("loop"));
+        assert!(
+            matches!(&looped, Err(DirError::Io { source, .. }) if source.raw_os_error() == Some(libc::ELOOP)),
+            "{looped:?}"
+        );
         std::fs::remove_dir_all(&s).expect("clean");
     }
 }
