@@ -11,12 +11,21 @@
 //!   .tmp-<version>-<crc32>-<pid>/   an unpacking in progress (or a killed one)
 //! ```
 //!
+//! - [`Cache::for_app`] checks the root and every folder of its path (no
+//!   other user may be able to change any: `sys::check_cache_root`), and
+//!   opens the app's folder inside, which must be ours and private. That
+//!   folder is held open: everything in it is created, checked, locked and
+//!   renamed through it. The app is then run, and reads its own files, by
+//!   path, which the check of the path makes safe.
 //! - [`Cache::prepare`] is the launch path: a warm start costs a shared lock
 //!   and one `stat`, whatever the app's size; a cold start unpacks into a
 //!   temporary sibling, syncs it, and renames it into place, under the
 //!   app's exclusive lock so that concurrent first launches unpack once.
 //! - [`Cache::remove_unused_versions`] deletes other builds of the app that
 //!   no running launcher holds, and leftovers of killed unpackings.
+//! - [`Cache::folder`] hands the app's folder, held open, to the updater,
+//!   which keeps its private files there (named `.update-*`, which no
+//!   build's name or the cache's own files can be).
 
 use std::fs::{self, File};
 use std::io;
@@ -41,23 +50,34 @@ pub struct Prepared {
     pub in_use: Option<File>,
 }
 
-/// The cache folder of one app.
+/// The cache folder of one app, held open.
 #[derive(Debug)]
 pub struct Cache {
+    /// `<root>/<name>`: the path the app is run by.
     app_dir: PathBuf,
+    /// The same folder, open.
+    app: sys::Dir,
     build: String,
 }
 
 impl Cache {
-    /// Locates (without touching the disk) the cache of `packed`.
+    /// Opens the cache of `packed`: the root (created if missing, refused
+    /// if another user could change it or any folder above it) and the
+    /// app's folder inside (created 0700 if missing, refused unless ours
+    /// and private).
     pub fn for_app(packed: &PackedFile) -> Result<Cache, LaunchError> {
-        let root = cache_root()?;
+        let root_path = cache_root()?;
+        let name = &packed.metadata.name;
+        let app_dir = root_path.join(name);
+        let root = sys::check_cache_root(&root_path).map_err(dir_error)?;
+        let app = sys::open_private_dir(&root.join(name), &app_dir).map_err(dir_error)?;
         let build = format!(
             "{}-{:08x}",
             packed.metadata.version, packed.trailer.payload_crc32
         );
         Ok(Cache {
-            app_dir: root.join(&packed.metadata.name),
+            app_dir,
+            app,
             build,
         })
     }
@@ -70,36 +90,23 @@ impl Cache {
     pub fn prepare(&self, packed: &PackedFile) -> Result<Prepared, LaunchError> {
         let dir = self.build_dir();
         info!("Cache directory '{}'.", dir.display());
-        let entry = dir.join(&packed.metadata.entry);
-        let lock_path = self.app_dir.join(format!("{}.lock", self.build));
-        let created = sys::create_private_dir_all(&self.app_dir);
-        if self.app_dir.exists() {
-            let root = self.app_dir.parent().unwrap_or(&self.app_dir);
-            sys::check_cache_root(root).map_err(|reason| LaunchError::Cache {
-                path: root.to_owned(),
-                reason,
-            })?;
-            sys::check_private_dir(&self.app_dir).map_err(|reason| LaunchError::Cache {
-                path: self.app_dir.clone(),
-                reason,
-            })?;
-        }
-        let locked = created.and_then(|()| sys::lock_file(&lock_path, false));
-        let in_use = match locked {
+        let entry = Path::new(&self.build).join(&packed.metadata.entry);
+        let lock_name = format!("{}.lock", self.build);
+        let in_use = match sys::lock_file(&self.app, &lock_name, false) {
             Ok(lock) => Some(lock),
             // A read-only cache (a locked-down machine, a cache unpacked
             // ahead of time) still runs what it holds; nothing can delete
             // it under us there either.
-            Err(e) if fs::symlink_metadata(&entry).is_ok() => {
+            Err(e) if self.app.exists(&entry) => {
                 info!(
                     "Cannot lock '{}' ({e}); using the cache read-only.",
-                    lock_path.display()
+                    self.app_dir.join(&lock_name).display()
                 );
                 None
             }
             Err(e) => return Err(cache_error(&self.app_dir, e)),
         };
-        if fs::symlink_metadata(&entry).is_ok() {
+        if self.app.exists(&entry) {
             info!("Warm start: already unpacked.");
             return Ok(Prepared { dir, in_use });
         }
@@ -107,24 +114,26 @@ impl Cache {
         Ok(Prepared { dir, in_use })
     }
 
-    /// A cold start, or the repair of a damaged build directory.
+    /// A cold start, or the repair of a damaged build directory. `entry` is
+    /// relative to the app's folder.
     fn unpack(&self, packed: &PackedFile, dir: &Path, entry: &Path) -> Result<(), LaunchError> {
-        let _app_lock = sys::lock_file(&self.app_dir.join(".lock"), true)
-            .map_err(|e| cache_error(&self.app_dir, e))?;
+        let _app_lock =
+            sys::lock_file(&self.app, ".lock", true).map_err(|e| cache_error(&self.app_dir, e))?;
         // Another launcher may have finished while we waited for the lock.
-        if fs::symlink_metadata(entry).is_ok() {
+        if self.app.exists(entry) {
             info!("Warm start: unpacked meanwhile by another launch.");
             return Ok(());
         }
-        if dir.exists() {
+        if self.app.exists(Path::new(&self.build)) {
             info!("Repairing '{}': its entry is missing.", dir.display());
-            self.discard(dir);
+            self.discard(&self.build);
         }
         self.remove_stale_temporaries();
-        let staging = self
-            .app_dir
-            .join(format!(".tmp-{}-{}", self.build, std::process::id()));
-        sys::create_private_dir_all(&staging).map_err(|e| cache_error(&staging, e))?;
+        let staging_name = format!(".tmp-{}-{}", self.build, std::process::id());
+        let staging = self.app_dir.join(&staging_name);
+        self.app
+            .create_dir(&staging_name)
+            .map_err(|e| cache_error(&staging, e))?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         info!(
             "Cold start: unpacking {} frame(s), {} bytes, into '{}'.",
@@ -140,7 +149,9 @@ impl Cache {
                 Ok(report)
             })
             .and_then(|report| {
-                fs::rename(&staging, dir).map_err(|e| cache_error(dir, e))?;
+                self.app
+                    .rename(&staging_name, &self.build)
+                    .map_err(|e| cache_error(dir, e))?;
                 Ok(report)
             });
         let report = match result {
@@ -150,7 +161,7 @@ impl Cache {
                 return Err(e);
             }
         };
-        let _ = sys::sync_dir(&self.app_dir);
+        let _ = self.app.sync();
         info!(
             "Unpacked {} entries ({} bytes) on {} thread(s) in {:.1} ms.",
             report.entries,
@@ -158,24 +169,17 @@ impl Cache {
             report.threads,
             started.elapsed().as_secs_f64() * 1e3
         );
-        if fs::symlink_metadata(entry).is_err() {
-            return Err(LaunchError::EntryMissing(entry.to_owned()));
+        if !self.app.exists(entry) {
+            return Err(LaunchError::EntryMissing(self.app_dir.join(entry)));
         }
         Ok(())
     }
 
-    /// The app's cache folder, held open for files that only this user may
-    /// open (the updater's lock): it must be a real folder of ours that no
-    /// one else may write, checked through the very descriptor returned.
-    pub fn private_dir(&self) -> io::Result<sys::Dir> {
-        let dir = sys::Dir::open(&self.app_dir)?;
-        sys::check_private_dir_id(&dir.id()?)
-            .map_err(|reason| io::Error::new(io::ErrorKind::PermissionDenied, reason))?;
-        Ok(dir)
-    }
-
-    pub fn app_dir(&self) -> &Path {
-        &self.app_dir
+    /// The app's cache folder: a second handle on the folder the cache
+    /// checked and holds, and its path (for messages). The updater keeps its
+    /// private files there (`update::state`).
+    pub fn folder(&self) -> io::Result<(sys::Dir, PathBuf)> {
+        Ok((self.app.try_clone()?, self.app_dir.clone()))
     }
 
     /// Deletes other builds of this app that no launcher holds, and the
@@ -203,37 +207,33 @@ impl Cache {
         if others.is_empty() && !leftovers {
             return;
         }
-        let Ok(Some(_app_lock)) = sys::try_lock_file(&self.app_dir.join(".lock")) else {
+        let Ok(Some(_app_lock)) = sys::try_lock_file(&self.app, ".lock") else {
             return;
         };
         if leftovers {
             self.remove_stale_temporaries();
         }
         for build in others {
-            let lock_path = self.app_dir.join(format!("{build}.lock"));
+            let lock_name = format!("{build}.lock");
             // Held by a running launcher of that build: leave it.
-            let Ok(Some(lock)) = sys::try_lock_file(&lock_path) else {
+            let Ok(Some(lock)) = sys::try_lock_file(&self.app, &lock_name) else {
                 continue;
             };
-            self.discard(&self.app_dir.join(&build));
+            self.discard(&build);
             // Removed while held, so that a launcher that opens it later
             // gets a fresh file (lock_file checks it locked the live one).
-            let _ = fs::remove_file(&lock_path);
+            let _ = self.app.remove_file(&lock_name);
             drop(lock);
             info!("Removed unused build '{build}'.");
         }
     }
 
-    /// Removes a build directory: renamed aside first, so that a launcher
-    /// never sees it half deleted.
-    fn discard(&self, dir: &Path) {
-        let trash = self.app_dir.join(format!(
-            ".trash-{}-{}",
-            dir.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
-            std::process::id()
-        ));
-        if fs::rename(dir, &trash).is_ok() {
-            let _ = fs::remove_dir_all(&trash);
+    /// Removes the build folder `build`: renamed aside first, so that a
+    /// launcher never sees it half deleted.
+    fn discard(&self, build: &str) {
+        let trash = format!(".trash-{build}-{}", std::process::id());
+        if self.app.rename(build, &trash).is_ok() {
+            let _ = fs::remove_dir_all(self.app_dir.join(&trash));
         }
     }
 
@@ -254,23 +254,29 @@ impl Cache {
     }
 }
 
-/// The cache root: `$ONEFILE_CACHE_DIR`, `$XDG_CACHE_HOME`, or `~/.cache`.
+/// The cache root: `$ONEFILE_CACHE_DIR`, `$XDG_CACHE_HOME`, or `~/.cache`,
+/// made absolute.
 fn cache_root() -> Result<PathBuf, LaunchError> {
     let non_empty = |key| {
         std::env::var_os(key)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    if let Some(dir) = non_empty("ONEFILE_CACHE_DIR") {
-        // Relative to where the user started the app, once and for all.
-        return std::path::absolute(&dir).map_err(|e| cache_error(&dir, e));
+    let dir = non_empty("ONEFILE_CACHE_DIR")
+        .or_else(|| non_empty("XDG_CACHE_HOME").filter(|d| d.is_absolute()))
+        .or_else(sys::default_cache_root)
+        .ok_or(LaunchError::NoCacheRoot(
+            "neither ONEFILE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set",
+        ))?;
+    // Relative to where the user started the app, once and for all.
+    std::path::absolute(&dir).map_err(|e| cache_error(&dir, e))
+}
+
+fn dir_error(e: sys::DirError) -> LaunchError {
+    match e {
+        sys::DirError::Io { path, source } => cache_error(&path, source),
+        sys::DirError::Unsafe { path, reason } => LaunchError::UnsafeCache { path, reason },
     }
-    if let Some(dir) = non_empty("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
-        return Ok(dir);
-    }
-    sys::default_cache_root().ok_or(LaunchError::NoCacheRoot(
-        "neither ONEFILE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set",
-    ))
 }
 
 fn cache_error(path: &Path, e: io::Error) -> LaunchError {

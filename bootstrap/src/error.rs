@@ -41,6 +41,10 @@ pub enum LaunchError {
     #[error("cannot use the cache folder '{path}': {reason}")]
     Cache { path: PathBuf, reason: String },
 
+    /// Another user could change the cache, or a folder above it.
+    #[error("cannot use the cache folder '{path}': {reason}")]
+    UnsafeCache { path: PathBuf, reason: String },
+
     #[error("the disk is full while unpacking into '{path}' (the app needs {needed} bytes)")]
     DiskFull { path: PathBuf, needed: u64 },
 
@@ -78,7 +82,9 @@ impl LaunchError {
                 _ => CANNOT_EXECUTE,
             },
             LaunchError::Format(_) => DAMAGED,
-            LaunchError::NoCacheRoot(_) | LaunchError::Cache { .. } => CACHE,
+            LaunchError::NoCacheRoot(_)
+            | LaunchError::Cache { .. }
+            | LaunchError::UnsafeCache { .. } => CACHE,
             LaunchError::DiskFull { .. } => DISK_FULL,
             LaunchError::Unpack { source, .. } => match source {
                 payload_tools::Error::Io { .. } => CACHE,
@@ -103,6 +109,10 @@ impl LaunchError {
             } => set_cache.into(),
             LaunchError::Unpack { .. } => "the file is damaged: download the app again".into(),
             LaunchError::NoCacheRoot(_) | LaunchError::Cache { .. } => set_cache.into(),
+            LaunchError::UnsafeCache { .. } => "other users could change the app run from it: \
+                take away their write access (chmod go-w), or set ONEFILE_CACHE_DIR to a \
+                folder that only you can change"
+                .into(),
             LaunchError::DiskFull { .. } => {
                 format!("free some disk space, or {set_cache}")
             }

@@ -52,7 +52,7 @@ fn try_launch() -> Result<Never, LaunchError> {
     let cache = Cache::for_app(&packed)?;
     let prepared = match cache.prepare(&packed) {
         Ok(prepared) => prepared,
-        Err(e) => return Err(rescue(e, &exe, packed)),
+        Err(e) => return Err(rescue(e, &exe, packed, &cache)),
     };
     let entry = prepared.dir.join(&meta.entry);
     let cmd = app_command(&entry, &exe, &prepared.dir, &packed);
@@ -66,6 +66,7 @@ fn try_launch() -> Result<Never, LaunchError> {
                     cannot_execute(&entry, &prepared.dir, e),
                     &exe,
                     packed,
+                    &cache,
                 ));
             }
         };
@@ -82,6 +83,7 @@ fn try_launch() -> Result<Never, LaunchError> {
             version,
             settings: settings.clone(),
             packed,
+            cache_folder: cache.folder().ok(),
         });
         cache.remove_unused_versions();
         let exit = app.wait().map_err(LaunchError::Wait)?;
@@ -112,7 +114,7 @@ fn try_launch() -> Result<Never, LaunchError> {
 /// (a damaged build, its entry missing or not runnable), gives the updater
 /// its chance first: otherwise such a build could never update itself out
 /// of it.
-fn rescue(err: LaunchError, exe: &Path, packed: PackedFile) -> LaunchError {
+fn rescue(err: LaunchError, exe: &Path, packed: PackedFile, cache: &Cache) -> LaunchError {
     use crate::error::exit_code::{CANNOT_EXECUTE, DAMAGED, ENTRY_MISSING};
     if matches!(err.exit_code(), DAMAGED | CANNOT_EXECUTE | ENTRY_MISSING)
         && let Some(settings) = packed.metadata.update.clone()
@@ -128,6 +130,7 @@ fn rescue(err: LaunchError, exe: &Path, packed: PackedFile) -> LaunchError {
             version,
             settings,
             packed,
+            cache_folder: cache.folder().ok(),
         });
     }
     err

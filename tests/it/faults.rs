@@ -663,7 +663,7 @@ fn durability_order_of_an_update_and_an_unpack() {
         .collect();
     let position = |what: &dyn Fn(&str) -> bool| calls.iter().position(|c| what(c));
     let unpacked =
-        position(&|c| c.starts_with("rename") && c.contains("/.tmp-1.0-")).expect("cache rename");
+        position(&|c| c.starts_with("rename") && c.contains(".tmp-1.0-")).expect("cache rename");
     let synced_fs = position(&|c| c.starts_with("syncfs(")).expect("syncfs");
     assert!(synced_fs < unpacked, "{calls:#?}");
     let installed = position(&|c| c.starts_with("rename") && c.contains(".download\""))

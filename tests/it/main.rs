@@ -3,6 +3,7 @@
 
 mod craft;
 mod faults;
+mod harden_cache;
 mod harden_cli;
 mod harden_extract;
 mod harden_run;

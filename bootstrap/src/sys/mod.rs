@@ -11,24 +11,27 @@ mod windows;
 #[cfg(windows)]
 pub use windows::*;
 
-pub use payload_tools::sys::{sync_dir, sync_filesystem};
+pub use payload_tools::sys::sync_filesystem;
 
-use std::fs::{File, OpenOptions};
+mod dir;
+pub use dir::{Dir, DirError, check_cache_root, open_private_dir};
+
+use std::fs::File;
 use std::io;
-use std::path::Path;
 
-/// Opens (creating it if needed) and locks `path`, shared or exclusive,
-/// waiting for the lock. Makes sure the file locked is still the one at
-/// `path`: a cleaner may delete a lock file between our open and our lock.
-pub fn lock_file(path: &Path, exclusive: bool) -> io::Result<File> {
+/// Opens (creating it if needed) and locks the file `name` in `dir`, shared
+/// or exclusive, waiting for the lock. Makes sure the file locked is still
+/// the one named so: a cleaner may delete a lock file between our open and
+/// our lock.
+pub fn lock_file(dir: &Dir, name: &str, exclusive: bool) -> io::Result<File> {
     loop {
-        let file = open_lock_file(path)?;
+        let file = dir.open_file(name)?;
         if exclusive {
             file.lock()?;
         } else {
             file.lock_shared()?;
         }
-        if is_same_file(&file, path)? {
+        if dir.holds(&file, name)? {
             return Ok(file);
         }
     }
@@ -36,20 +39,11 @@ pub fn lock_file(path: &Path, exclusive: bool) -> io::Result<File> {
 
 /// Like [`lock_file`] exclusive, but gives up at once (`Ok(None)`) if
 /// someone else holds a lock on it.
-pub fn try_lock_file(path: &Path) -> io::Result<Option<File>> {
-    let file = open_lock_file(path)?;
+pub fn try_lock_file(dir: &Dir, name: &str) -> io::Result<Option<File>> {
+    let file = dir.open_file(name)?;
     match file.try_lock() {
-        Ok(()) if is_same_file(&file, path)? => Ok(Some(file)),
+        Ok(()) if dir.holds(&file, name)? => Ok(Some(file)),
         Ok(()) | Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
-}
-
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
 }

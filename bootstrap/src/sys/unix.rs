@@ -1,31 +1,13 @@
-//! Unix: private directories, lock identity, the default cache root,
-//! telling a full disk and a `noexec` mount from other errors, and for the
-//! updater: folders held open (`Dir`: everything relative to one
-//! descriptor, never through a link), who a file is (`FileId`), who may
-//! write a folder, and the checked exchange that installs a new build.
+//! Unix: file identity (`FileId`), the default cache root, telling a full
+//! disk and a `noexec` mount from other errors, who may write a folder, and
+//! the checked exchange that installs a new build. Folders held open
+//! (`Dir`) and the cache path's check are in `dir/`.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// Creates `path` and any missing parents with mode 0700.
-pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-}
-
-/// Whether the open `file` is the file now at `path`.
-pub fn is_same_file(file: &File, path: &Path) -> io::Result<bool> {
-    let open = file.metadata()?;
-    match std::fs::metadata(path) {
-        Ok(now) => Ok(open.dev() == now.dev() && open.ino() == now.ino()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
+use super::Dir;
 
 /// `~/.cache`.
 pub fn default_cache_root() -> Option<PathBuf> {
@@ -95,7 +77,7 @@ pub fn replace_executable(dir: &Dir, new: &str, exe: &str, expected: &FileId) ->
             }
             // The old build, now under the download's name. Should this
             // fail, it is a leftover that the next update removes.
-            let _ = dir.remove(new);
+            let _ = dir.remove_file(new);
             dir.sync()?;
             return Ok(true);
         }
@@ -107,7 +89,7 @@ pub fn replace_executable(dir: &Dir, new: &str, exe: &str, expected: &FileId) ->
     Ok(true)
 }
 
-fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -127,7 +109,7 @@ pub struct FileId {
 impl FileId {
     // The field types of `stat` differ between platforms.
     #[allow(clippy::unnecessary_cast)]
-    fn from_stat(st: libc::stat) -> FileId {
+    pub(crate) fn from_stat(st: libc::stat) -> FileId {
         FileId {
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
@@ -145,7 +127,7 @@ impl FileId {
 
     /// Whether it is a regular file.
     #[allow(clippy::unnecessary_cast)] // `mode_t` differs between platforms
-    fn is_file(&self) -> bool {
+    pub(crate) fn is_file(&self) -> bool {
         self.mode & libc::S_IFMT as u32 == libc::S_IFREG as u32
     }
 }
@@ -162,144 +144,6 @@ fn fstat(fd: libc::c_int) -> io::Result<FileId> {
     cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
     // SAFETY: fstat returned 0, so it initialised the struct.
     Ok(FileId::from_stat(unsafe { st.assume_init() }))
-}
-
-/// A folder held open: what is created, checked, renamed and removed in it
-/// is found relative to this descriptor, one name at a time, never through
-/// a link and never by a path looked up again.
-#[derive(Debug)]
-pub struct Dir {
-    fd: std::os::fd::OwnedFd,
-}
-
-impl Dir {
-    /// Opens the folder `path` (not through a link at its last component).
-    pub fn open(path: &Path) -> io::Result<Dir> {
-        use std::os::fd::FromRawFd;
-        use std::os::unix::ffi::OsStrExt;
-        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: a valid C string; the descriptor returned is ours to own.
-        let fd = cvt(unsafe { libc::open(c_path.as_ptr(), flags) })?;
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(Dir {
-            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    fn raw(&self) -> libc::c_int {
-        use std::os::fd::AsRawFd;
-        self.fd.as_raw_fd()
-    }
-
-    /// Who the folder is.
-    pub fn id(&self) -> io::Result<FileId> {
-        fstat(self.raw())
-    }
-
-    /// Creates the file `name`: exclusively (never an existing file, nor
-    /// through a link), private (0600 from the start), for reading and
-    /// writing.
-    pub fn create_new(&self, name: &str) -> io::Result<File> {
-        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-        self.open_at(name, flags)
-    }
-
-    /// Opens the file `name` for reading and writing (created 0600 if
-    /// `create`), not through a link, and makes sure it is a private file
-    /// of ours: a regular file that we own, with no other name (a hard
-    /// link would let its other names see what we write).
-    pub fn open_private(&self, name: &str, create: bool) -> io::Result<File> {
-        let flags = libc::O_RDWR | libc::O_NOFOLLOW | if create { libc::O_CREAT } else { 0 };
-        let file = self.open_at(name, flags)?;
-        let id = file_id(&file)?;
-        if !id.is_file() || id.uid != euid() || id.nlink != 1 || id.mode & 0o077 != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "not a private file of ours",
-            ));
-        }
-        Ok(file)
-    }
-
-    fn open_at(&self, name: &str, flags: libc::c_int) -> io::Result<File> {
-        use std::os::fd::FromRawFd;
-        let c_name = std::ffi::CString::new(name)?;
-        let mode: libc::c_uint = 0o600;
-        // SAFETY: a valid C string relative to an open folder; the
-        // descriptor returned is ours to own.
-        let fd = cvt(unsafe {
-            libc::openat(self.raw(), c_name.as_ptr(), flags | libc::O_CLOEXEC, mode)
-        })?;
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(unsafe { File::from_raw_fd(fd) })
-    }
-
-    /// Who `name` is (a link itself, not what it points to); `None` if
-    /// nothing has that name.
-    pub fn stat(&self, name: &str) -> io::Result<Option<FileId>> {
-        let c_name = std::ffi::CString::new(name)?;
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: a valid C string relative to an open folder; fstatat
-        // fills `st` on success.
-        let rc = unsafe {
-            libc::fstatat(
-                self.raw(),
-                c_name.as_ptr(),
-                st.as_mut_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        match cvt(rc) {
-            // SAFETY: fstatat returned 0, so it initialised the struct.
-            Ok(_) => Ok(Some(FileId::from_stat(unsafe { st.assume_init() }))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Removes `name` (a file or a link, never what a link points to).
-    pub fn remove(&self, name: &str) -> io::Result<()> {
-        let c_name = std::ffi::CString::new(name)?;
-        // SAFETY: a valid C string relative to an open folder.
-        cvt(unsafe { libc::unlinkat(self.raw(), c_name.as_ptr(), 0) }).map(drop)
-    }
-
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        let (c_from, c_to) = (std::ffi::CString::new(from)?, std::ffi::CString::new(to)?);
-        // SAFETY: valid C strings relative to an open folder.
-        cvt(unsafe { libc::renameat(self.raw(), c_from.as_ptr(), self.raw(), c_to.as_ptr()) })
-            .map(drop)
-    }
-
-    /// Swaps the names `a` and `b` in one atomic step (Linux).
-    #[cfg(target_os = "linux")]
-    fn exchange(&self, a: &str, b: &str) -> io::Result<()> {
-        let (c_a, c_b) = (std::ffi::CString::new(a)?, std::ffi::CString::new(b)?);
-        // SAFETY: valid C strings relative to an open folder; the raw
-        // system call, so that it works whatever the C library offers.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                self.raw(),
-                c_a.as_ptr(),
-                self.raw(),
-                c_b.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    /// Makes the folder's entries durable.
-    pub fn sync(&self) -> io::Result<()> {
-        // SAFETY: fsync on an open descriptor.
-        cvt(unsafe { libc::fsync(self.raw()) }).map(drop)
-    }
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -347,60 +191,6 @@ pub fn free_space(file: &File) -> Option<u64> {
 
 /// Nothing is left behind by a replacement on Unix.
 pub fn remove_replaced_leftover(_exe: &Path) {}
-
-/// The cache root must be ours and not writable by every user. Group write
-/// is tolerated here: with a umask of 002 (user-private groups) `~/.cache`
-/// is group-writable by a group of one. The app folders inside, which we
-/// create 0700, are held to [`check_private_dir`].
-pub fn check_cache_root(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
-    check_ours(&meta, 0o002, "every user")
-}
-
-/// A cache folder must be a real folder (not a link), owned by us and not
-/// writable by anyone else: whoever can write it can change the app we run.
-pub fn check_private_dir(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
-    if !meta.file_type().is_dir() {
-        return Err("it is not a folder (a symlink?)".into());
-    }
-    check_ours(&meta, 0o022, "other users")
-}
-
-/// [`check_private_dir`] for a folder held open ([`Dir::id`]).
-pub fn check_private_dir_id(dir: &FileId) -> Result<(), String> {
-    let me = euid();
-    if dir.uid != me {
-        return Err(format!("it belongs to user {}, not to us ({me})", dir.uid));
-    }
-    if dir.mode & 0o022 != 0 {
-        return Err(format!(
-            "other users may write to it (mode {:o})",
-            dir.mode & 0o7777
-        ));
-    }
-    Ok(())
-}
-
-/// The file must belong to us, and none of the `others_write` mode bits may
-/// be set (`others` names who they let write, for the message).
-fn check_ours(meta: &std::fs::Metadata, others_write: u32, others: &str) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(format!(
-            "it belongs to user {}, not to us ({me})",
-            meta.uid()
-        ));
-    }
-    if meta.mode() & others_write != 0 {
-        return Err(format!(
-            "{others} may write to it (mode {:o})",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
-}
 
 /// Starts writing `len` bytes of `file` at `offset` to disk, without
 /// waiting for the disk (Linux); elsewhere the final sync does all of it.

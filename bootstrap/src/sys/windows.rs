@@ -4,16 +4,6 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Windows folders under the user's profile are private by default.
-pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(path)
-}
-
-/// Windows does not delete open lock files, so the open one is the live one.
-pub fn is_same_file(_file: &File, path: &Path) -> io::Result<bool> {
-    Ok(path.exists())
-}
-
 /// `%LOCALAPPDATA%`.
 pub fn default_cache_root() -> Option<PathBuf> {
     std::env::var_os("LOCALAPPDATA")
@@ -88,62 +78,6 @@ pub fn file_id(_file: &File) -> io::Result<FileId> {
     Ok(FileId::default())
 }
 
-/// A folder, by path: Windows keeps open files from being renamed or
-/// deleted, which covers most of what a held descriptor gives on Unix.
-#[derive(Debug)]
-pub struct Dir {
-    path: PathBuf,
-}
-
-impl Dir {
-    pub fn open(path: &Path) -> io::Result<Dir> {
-        if !std::fs::metadata(path)?.is_dir() {
-            return Err(io::Error::other("not a folder"));
-        }
-        Ok(Dir {
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn id(&self) -> io::Result<FileId> {
-        Ok(FileId::default())
-    }
-
-    pub fn create_new(&self, name: &str) -> io::Result<File> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(self.path.join(name))
-    }
-
-    pub fn open_private(&self, name: &str, create: bool) -> io::Result<File> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(self.path.join(name))
-    }
-
-    pub fn stat(&self, name: &str) -> io::Result<Option<FileId>> {
-        match std::fs::symlink_metadata(self.path.join(name)) {
-            Ok(_) => Ok(Some(FileId::default())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub fn remove(&self, name: &str) -> io::Result<()> {
-        std::fs::remove_file(self.path.join(name))
-    }
-
-    /// Windows has no folder sync; its renames are journaled.
-    pub fn sync(&self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// ACLs are not inspected on Windows.
 pub fn check_unshared_dir(_dir: &FileId) -> Result<(), String> {
     Ok(())
@@ -159,23 +93,6 @@ pub fn free_space(_file: &File) -> Option<u64> {
 /// while an old instance still runs it).
 pub fn remove_replaced_leftover(exe: &Path) {
     let _ = std::fs::remove_file(aside_path(exe));
-}
-
-/// Folders under the user's profile are private by default; ACLs are not
-/// inspected.
-pub fn check_private_dir(_dir: &Path) -> Result<(), String> {
-    Ok(())
-}
-
-/// Folders under the user's profile are private by default; ACLs are not
-/// inspected.
-pub fn check_private_dir_id(_dir: &FileId) -> Result<(), String> {
-    Ok(())
-}
-
-/// ACLs are not inspected on Windows.
-pub fn check_cache_root(_dir: &Path) -> Result<(), String> {
-    Ok(())
 }
 
 /// Windows has no cheap "start writing this range" call; the sync after

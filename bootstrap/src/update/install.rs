@@ -116,7 +116,7 @@ impl Target {
     }
 
     pub fn remove(&self, name: &str) {
-        let _ = self.dir.remove(name);
+        let _ = self.dir.remove_file(name);
     }
 
     /// Removes downloads that will never be installed: those made for an

@@ -68,6 +68,9 @@ pub struct RunningBuild {
     /// its CRC-32 and who it is (device and inode) without opening and
     /// parsing it again.
     pub packed: PackedFile,
+    /// The app's private cache folder, held open, and its path (for
+    /// messages): the updater's lock and resume record live there.
+    pub cache_folder: Option<(crate::sys::Dir, PathBuf)>,
 }
 
 /// Whether the user turned updates off for this run.

@@ -18,7 +18,6 @@ use std::io::{Seek, SeekFrom, Write};
 use payload_tools::rangeio::read_exact_at;
 
 use super::{RunningBuild, UpdateError};
-use crate::cache::Cache;
 use crate::sys::{self, FileId};
 
 /// The record is written by us, but read with a bound all the same.
@@ -68,19 +67,17 @@ impl State {
         create: bool,
     ) -> Result<Option<State>, UpdateError> {
         let name = format!(".update-{}-{}", exe.dev, exe.ino);
-        let mut path = build.exe.clone();
-        let opened = Cache::for_app(&build.packed)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|cache| {
-                path = cache.app_dir().join(&name);
-                let dir = cache.private_dir()?;
-                let file = dir.open_private(&name, create)?;
-                Ok((dir, file))
-            });
-        let (dir, file) = match opened {
+        let Some((folder, folder_path)) = &build.cache_folder else {
+            let no_folder = std::io::Error::other("the cache folder is not open");
+            return Err(UpdateError::io("lock", &build.exe)(no_folder));
+        };
+        let opened = folder
+            .try_clone()
+            .and_then(|dir| Ok((dir.open_private(&name, create)?, dir)));
+        let (file, dir) = match opened {
             Ok(opened) => opened,
             Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(UpdateError::io("lock", path)(e)),
+            Err(e) => return Err(UpdateError::io("lock", folder_path.join(&name))(e)),
         };
         // Taken only if no one holds it and it is still the live file: a
         // holder removes it once it replaced the executable, and a file
@@ -121,7 +118,7 @@ impl State {
     /// Removes the file, still locked: a later updater of this executable
     /// (there is none once it is replaced) would make a fresh one.
     pub fn remove(self) {
-        let _ = self.dir.remove(&self.name);
+        let _ = self.dir.remove_file(&self.name);
     }
 }
 
