@@ -76,7 +76,10 @@ impl Accounts {
 
 /// The file's text; a comment field in another encoding must not make
 /// the names around it unreadable. One `read` for a file that fits in
-/// 16 KiB (three system calls in all, on a warm start's path), then the rest.
+/// 16 KiB (three system calls in all, on a warm start's path), then the rest,
+/// up to [`MAX_ACCOUNTS_LEN`]: a longer file reads as empty, so that every
+/// group counts as having other members (refusing is the safe mistake; a
+/// file cut short could hide a member).
 fn read(path: &str) -> String {
     const FIRST: usize = 16 << 10;
     let mut bytes = vec![0; FIRST];
@@ -86,10 +89,19 @@ fn read(path: &str) -> String {
     let n = (&file).read(&mut bytes).unwrap_or(0);
     bytes.truncate(n);
     if n == FIRST {
-        let _ = (&file).read_to_end(&mut bytes);
+        let limit = MAX_ACCOUNTS_LEN - FIRST as u64 + 1;
+        if (&file).take(limit).read_to_end(&mut bytes).is_err()
+            || bytes.len() as u64 > MAX_ACCOUNTS_LEN
+        {
+            return String::new();
+        }
     }
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+/// Largest `/etc/passwd` or `/etc/group` read: far above a machine's local
+/// accounts (directory services keep theirs elsewhere).
+const MAX_ACCOUNTS_LEN: u64 = 8 << 20;
 
 /// The first line of `text` whose field `i` is the number `value`.
 fn find(text: &str, i: usize, value: u32) -> Option<&str> {
