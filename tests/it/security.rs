@@ -95,8 +95,10 @@ fn a_signed_update_installs() {
 }
 
 #[test]
-fn a_signed_update_served_with_ranges_installs() {
-    // Checked and hashed for its signature while it downloads.
+fn a_signed_update_served_with_ranges_is_decoded_only_after_its_signature() {
+    // Hashed for its signature while it downloads; its payload is decoded
+    // only once the signature holds: a server without the key cannot make
+    // a keyed build decode whatever sizes a forged end declares.
     let (p, _, _) = publish_signed();
     p.announce_11();
     p.server.route(
@@ -109,10 +111,16 @@ fn a_signed_update_served_with_ranges_installs() {
     );
     let out = p.run(&["version"]);
     assert_updated(&out);
+    let traces = update_traces(&out);
     assert!(
-        update_traces(&out).contains(&"Checked the payload while it downloaded.".to_owned()),
+        !traces.contains(&"Checked the payload while it downloaded.".to_owned()),
         "{}",
         stderr(&out)
+    );
+    assert!(
+        p.server.requests().iter().any(|r| r.is_tail()),
+        "the build's end is still fetched first: {:?}",
+        p.server.requests()
     );
     assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
 }

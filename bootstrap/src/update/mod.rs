@@ -259,6 +259,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     // Complete and verified: nothing is left to resume. Forgotten before the
     // rename, so that no step after the rename leaves a record behind.
     state.clear();
+    let download_id = sys::file_id(&file).ok();
     let replaced = target.replace(&fetched.name, &file, own);
     drop(file);
     match replaced {
@@ -276,7 +277,18 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             })
         }
         Err(e) => {
-            download.discard(&fetched.name);
+            // Removed only if the name still holds our download: after a
+            // failed swap back, another build may be there.
+            let still_ours = target
+                .dir()
+                .stat(&fetched.name)
+                .ok()
+                .flatten()
+                .zip(download_id)
+                .is_some_and(|(now, ours)| now.same_file(&ours));
+            if still_ours {
+                download.discard(&fetched.name);
+            }
             Err(e)
         }
     }
@@ -307,9 +319,10 @@ struct Helped<'a> {
 }
 
 /// Downloads the new build with helpers beside it: one writes it out to
-/// disk as it arrives; when its end (`layout`) was fetched, one checks its
-/// payload as it arrives; for a build that only installs signed updates,
-/// one hashes it for the signature. Without the helpers the same work
+/// disk as it arrives; when its end (`layout`) was fetched and the build
+/// takes unsigned updates, one checks its payload as it arrives; for a
+/// build that only installs signed updates, one hashes it for the
+/// signature. Without the helpers the same work
 /// happens after the download; they run at a low priority, so that they
 /// use the CPU the download leaves idle instead of slowing it down.
 fn download_with_helpers<'a>(
@@ -327,7 +340,12 @@ fn download_with_helpers<'a>(
             sys::lower_thread_priority();
             download::write_back(&progress);
         });
-        let checker = layout.and_then(|layout| {
+        // A build that installs only signed updates decodes nothing of a
+        // download before its signature is checked (a server without the
+        // key could otherwise make it decode whatever sizes it declares):
+        // its payload is checked after the signature, in `verify::check`.
+        let keyed = !build.settings.public_keys.is_empty();
+        let checker = layout.filter(|_| !keyed).and_then(|layout| {
             helper("onefile-check")
                 .spawn_scoped(scope, || {
                     sys::lower_thread_priority();
@@ -335,7 +353,7 @@ fn download_with_helpers<'a>(
                 })
                 .ok()
         });
-        let hasher = (!build.settings.public_keys.is_empty())
+        let hasher = keyed
             .then(|| {
                 helper("onefile-hash")
                     .spawn_scoped(scope, || {
@@ -351,7 +369,7 @@ fn download_with_helpers<'a>(
             policy,
             build.settings.max_download_size,
             &progress,
-            layout.is_none(),
+            checker.is_none(),
         );
         progress.end();
         let checked = checker.is_some_and(|checker| checker.join().unwrap_or(false));
