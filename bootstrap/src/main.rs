@@ -14,6 +14,8 @@ mod update;
 
 use std::process::ExitCode;
 
+use payload_tools::text::Escaped;
+
 /// The marker that makes this program a onefile stub in the eyes of
 /// `payload-tools pack` and `verify` (`payload_tools::stub`): kept in the
 /// binary although nothing reads it at run time.
@@ -32,9 +34,12 @@ fn main() -> ExitCode {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "onefile".to_owned());
-    eprintln!("{program}: error: {err}");
+    // Paths and entry names come from the packed file: one line each,
+    // whatever they hold.
+    let program = Escaped(&program);
+    eprintln!("{program}: error: {}", Escaped(&err.to_string()));
     if let Some(hint) = err.hint() {
-        eprintln!("{program}: hint: {hint}");
+        eprintln!("{program}: hint: {}", Escaped(&hint));
     }
     ExitCode::from(err.exit_code())
 }

@@ -13,6 +13,7 @@
 //! - [`manifest`]: `update.toml` and the update URL spec;
 //! - [`version`]: which of two versions is newer;
 //! - [`stub`]: the marker that tells a onefile stub from other programs;
+//! - [`text`]: text from files and servers, escaped for printing;
 //! - [`frames`], [`tree`], [`paths`], [`persist`]: the pieces those use.
 //!
 //! The stub depends on this crate with default features off, which leaves
@@ -32,6 +33,7 @@ pub mod persist;
 pub mod rangeio;
 pub mod stub;
 pub mod sys;
+pub mod text;
 pub mod trailer;
 pub mod tree;
 pub mod version;

@@ -2,6 +2,7 @@
 //! `update.toml` cannot forge a trace line or reach the terminal as escape
 //! sequences.
 
+use crate::craft::{Craft, TarCraft};
 use crate::server::Route;
 use crate::support::*;
 use crate::update::publish;
@@ -38,4 +39,39 @@ fn values_from_the_server_cannot_forge_traces_or_reach_the_terminal() {
         stderr(&out)
     );
     p.assert_still_10();
+}
+
+/// Names inside a packed file reach the user's terminal escaped too: a
+/// hostile entry name cannot print a forged "intact" line or move the
+/// cursor, from `payload-tools verify` or from the launcher.
+#[test]
+fn names_from_a_packed_file_cannot_forge_output_lines() {
+    let s = Scratch::new();
+    let exe = s.path("hostile.bin");
+    let name = "../x\nok: 'hostile.bin' is intact\u{1b}[2K";
+    let tar = TarCraft::new()
+        .file("bin/app", b"#!/bin/sh\n", 0o755)
+        .file(name, b"x", 0o644)
+        .finish(true);
+    Craft {
+        name: "hostile".into(),
+        version: "1".into(),
+        entry: "bin/app".into(),
+        unpacked_size: 11,
+        frames: vec![tar],
+        extra_metadata: String::new(),
+    }
+    .write(&stub(), &exe);
+    let verify = tools(["verify".as_ref(), exe.as_os_str()]);
+    let launch = s.run(&exe, ["x"]);
+    for (what, out) in [("verify", &verify), ("launch", &launch)] {
+        assert!(!out.status.success(), "{what}: {}", stderr(out));
+        assert!(!out.stderr.contains(&0x1b), "{what}: {}", stderr(out));
+        assert!(
+            !stderr(out).lines().any(|l| l.starts_with("ok: ")),
+            "{what} printed a forged line:\n{}",
+            stderr(out)
+        );
+        assert!(stderr(out).contains("\\nok: "), "{what}: {}", stderr(out));
+    }
 }

@@ -12,6 +12,7 @@ use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::file_crc32;
 use payload_tools::stub;
 use payload_tools::sys::Dir;
+use payload_tools::text::Escaped;
 use payload_tools::trailer::FORMAT_VERSION;
 use payload_tools::{PackedFile, persist};
 
@@ -289,7 +290,7 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
     println!("format version  {}", u32::from(m.format_version));
     println!("name            {}", m.name);
     println!("version         {}", m.version);
-    println!("entry           {}", m.entry);
+    println!("entry           {}", Escaped(&m.entry));
     if m.argv0 == Argv0::Entry {
         println!("argv[0]         the entry's path in the cache");
     }

@@ -11,6 +11,7 @@ mod signing;
 use std::process::ExitCode;
 
 use clap::Parser;
+use payload_tools::text::Escaped;
 
 use args::{Cli, Command};
 
@@ -88,9 +89,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("payload-tools: error: {}", failure.message);
+            eprintln!("payload-tools: error: {}", Escaped(&failure.message));
             if let Some(hint) = failure.hint {
-                eprintln!("payload-tools: hint: {hint}");
+                eprintln!("payload-tools: hint: {}", Escaped(&hint));
             }
             ExitCode::FAILURE
         }
