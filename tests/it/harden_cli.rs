@@ -236,6 +236,36 @@ fn unpack_in_a_shared_folder_never_follows_what_others_planted() {
     assert!(leftovers.is_empty(), "left {leftovers:?}");
 }
 
+/// Item 3, one level up: a link that another user planted in a shared folder
+/// without the sticky bit, on the way to the output, would lead the victim's
+/// unpack into the victim's own files: refused, nothing written.
+#[test]
+fn unpack_never_follows_a_link_another_user_planted_above_the_output() {
+    let Some(victim) = OtherUser::get() else {
+        return;
+    };
+    let s = open_scratch();
+    let exe = keys_app(&s);
+    let config = s.path("home/.config");
+    fs::create_dir_all(&config).expect("mkdir");
+    for dir in [&s.path("home"), &config] {
+        chmod(dir, 0o700);
+        victim.chown(dir);
+    }
+    let open = s.path("open");
+    fs::create_dir(&open).expect("mkdir");
+    chmod(&open, 0o777);
+    give_to_third_party(&open);
+    symlink(&config, open.join("sub")).expect("plant link");
+    give_to_third_party(&open.join("sub"));
+    let run = unpack_as(&victim, &exe, &open.join("sub/systemd"), |_| {});
+    assert_refused(&run, "will not unpack into");
+    assert!(
+        fs::read_dir(&config).expect("ls").next().is_none(),
+        "nothing reaches ~/.config"
+    );
+}
+
 // ---- 19. only a onefile stub is accepted as a stub ----------------------
 
 /// Asserts a refusal: exit 1, and the first stderr line says `expect`.

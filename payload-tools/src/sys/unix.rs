@@ -90,6 +90,42 @@ pub fn umask() -> u32 {
     }
 }
 
+/// Whether another user could redirect `path` (absolute) to somewhere else
+/// before we use it: a symlink on the way that another user (not root)
+/// owns, or a folder on the way, above the last one, that every user may
+/// write without the sticky bit (its next entry could be swapped for a
+/// link). Missing components end the walk: we create them. The last
+/// folder itself is used through a held descriptor, so it may be shared.
+pub fn check_path_owned(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = euid();
+    let components: Vec<_> = path.components().collect();
+    let mut here = PathBuf::new();
+    for (i, part) in components.iter().enumerate() {
+        here.push(part);
+        let Ok(meta) = std::fs::symlink_metadata(&here) else {
+            return Ok(());
+        };
+        let last = i + 1 == components.len();
+        if meta.file_type().is_symlink() && meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "'{}' is a link that user {} owns and could point anywhere",
+                here.display(),
+                meta.uid()
+            ));
+        }
+        let shared = meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0;
+        if meta.is_dir() && shared && !last {
+            return Err(format!(
+                "every user may write '{}' (mode {:o}): what is below it could be swapped",
+                here.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A folder held open by descriptor. Everything done through it happens in
 /// that very folder, whatever is renamed, replaced or linked at its path
 /// meanwhile: the way to work in a folder that other users can write.

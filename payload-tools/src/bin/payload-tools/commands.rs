@@ -397,6 +397,12 @@ pub fn unpack(exe: &Path, output: &Path) -> Result<(), Failure> {
         }
     }
     let parent = parent_dir(output);
+    let absolute = std::path::absolute(parent)
+        .map_err(|e| format!("cannot use '{}': {e}", parent.display()))?;
+    payload_tools::sys::check_path_owned(&absolute).map_err(|reason| Failure {
+        message: format!("will not unpack into '{}': {reason}", output.display()),
+        hint: Some("unpack into a folder that only you (or root) can change".into()),
+    })?;
     std::fs::create_dir_all(parent)
         .map_err(|e| format!("cannot create '{}': {e}", parent.display()))?;
     let parent =
