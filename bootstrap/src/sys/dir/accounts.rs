@@ -32,7 +32,14 @@ impl Accounts {
                 "group {gid} (not in /etc/group: its members cannot be checked)"
             ));
         };
-        let members = field(group, 3);
+        // A group number may appear on more than one line: all count.
+        let members: Vec<&str> = self
+            .group
+            .split('\n')
+            .filter(|l| number(l, 2) == Some(gid))
+            .flat_map(|l| field(l, 3).split(','))
+            .filter(|n| !n.is_empty())
+            .collect();
         let mut others = String::new();
         let mut add = |name: &str, uid: Option<u32>| {
             if uid != Some(me) && uid != Some(0) {
@@ -42,12 +49,12 @@ impl Accounts {
                 others.push_str(name);
             }
         };
-        for name in members.split(',').filter(|n| !n.is_empty()) {
+        for name in &members {
             add(name, self.user_id(name));
         }
         for user in self.passwd.split('\n') {
             let name = field(user, 0);
-            if number(user, 3) == Some(gid) && !members.split(',').any(|m| m == name) {
+            if number(user, 3) == Some(gid) && !members.contains(&name) {
                 add(name, number(user, 2));
             }
         }
@@ -75,8 +82,8 @@ impl Accounts {
 }
 
 /// The file's text; a comment field in another encoding must not make
-/// the names around it unreadable. One `read` for a file that fits in
-/// 16 KiB (three system calls in all, on a warm start's path), then the rest,
+/// the names around it unreadable. One `read` of up to 16 KiB, then the rest
+/// (one more `read` for a file that fits),
 /// up to [`MAX_ACCOUNTS_LEN`]: a longer file reads as empty, so that every
 /// group counts as having other members (refusing is the safe mistake; a
 /// file cut short could hide a member).
@@ -88,7 +95,8 @@ fn read(path: &str) -> String {
     };
     let n = (&file).read(&mut bytes).unwrap_or(0);
     bytes.truncate(n);
-    if n == FIRST {
+    // A short read is not the end of the file: read on until it is.
+    if n > 0 {
         let limit = MAX_ACCOUNTS_LEN - FIRST as u64 + 1;
         if (&file).take(limit).read_to_end(&mut bytes).is_err()
             || bytes.len() as u64 > MAX_ACCOUNTS_LEN
@@ -149,6 +157,14 @@ mod tests {
         let listed = a.group_others(10, 1000).expect("bob, ghost");
         assert!(listed.contains("include bob, ghost,"), "{listed}");
         assert!(a.group_others(1001, 1000).is_some(), "bob's own group");
+    }
+
+    #[test]
+    fn every_line_of_a_group_number_counts() {
+        let mut a = accounts();
+        a.group.push_str("me2:x:1000:bob\n");
+        let hidden = a.group_others(1000, 1000).expect("bob on a second line");
+        assert!(hidden.contains("bob"), "{hidden}");
     }
 
     #[test]
