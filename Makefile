@@ -6,11 +6,12 @@
 #   make bench   benchmarks: ratios against baselines measured in the same run
 #   make build   release binaries: target/release/{bootstrap,payload-tools}
 #   make windows       release bootstrap.exe and payload-tools.exe (docs/windows.md)
+#   make test-windows  end-to-end tests of the Windows executables under Wine
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint demo bench bench-peers soak fuzz clean deps windows
+.PHONY: all build test lint demo bench bench-peers soak fuzz clean deps windows test-windows
 
 all: build
 
@@ -42,6 +43,9 @@ WINDOWS_FLAGS = --locked --target $(WINDOWS_TARGET) -Zbuild-std=std,panic_abort 
 windows:
 	$(WINDOWS_CARGO) build --release $(WINDOWS_FLAGS) -p bootstrap -p payload-tools
 	@ls -l target/windows/$(WINDOWS_TARGET)/release/bootstrap.exe target/windows/$(WINDOWS_TARGET)/release/payload-tools.exe
+
+test-windows:
+	CARGO=$(CARGO) bash scripts/test-windows.sh
 
 demo: deps build
 	@bash demo/demo.sh
