@@ -52,7 +52,8 @@ fn aside_path(exe: &Path) -> PathBuf {
 pub fn replace_executable(new: &Path, exe: &Path) -> io::Result<()> {
     let aside = aside_path(exe);
     let _ = std::fs::remove_file(&aside);
-    File::open(new)?.sync_all()?;
+    // The download was synced when it finished (and FlushFileBuffers
+    // refuses a handle opened read-only: "Access denied").
     std::fs::rename(exe, &aside)?;
     if let Err(e) = std::fs::rename(new, exe) {
         // Put the old executable back so the user is never left without one.
