@@ -8,8 +8,10 @@
 //! This is the start of the Windows suite: tests that hold on both systems
 //! belong in `it/` once it builds for Windows; these are the ones that need
 //! a Windows process to see the result (exit codes beyond 8 bits, Windows
-//! command lines).
+//! command lines, replacing a running executable).
 #![cfg(windows)]
 
+mod server;
 mod smoke;
 mod support;
+mod update;

@@ -152,6 +152,15 @@ pub fn launch_traces(out: &Output) -> Vec<String> {
         .collect()
 }
 
+/// The `AUTO UPDATE: ` traces, prefix removed.
+pub fn update_traces(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("AUTO UPDATE: "))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Marks the calling test as skipped for `reason`, as `it/support.rs`
 /// does: said on stderr and recorded in `$ONEFILE_SKIP_LOG`, which
 /// `make test-windows` reads to count it as skipped, not passed.
