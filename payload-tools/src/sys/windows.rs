@@ -1,6 +1,6 @@
-//! Windows: positioned reads, exclusive file creation, and symlinks. This
-//! file is written against the documented std APIs but is not built in CI
-//! (which runs on Linux only).
+//! Windows: positioned reads, exclusive file creation, and symlinks. Built
+//! by `make windows` and tested under Wine by `make test-windows`
+//! (docs/windows.md), not yet in CI.
 
 use std::fs::{File, OpenOptions};
 use std::io;
