@@ -5,6 +5,8 @@
 #   make lint    rustfmt check, clippy with -D warnings, rustdoc with -D warnings
 #   make bench   benchmarks: ratios against baselines measured in the same run
 #   make build   release binaries: target/release/{bootstrap,payload-tools}
+#   make windows       release bootstrap.exe and payload-tools.exe (docs/windows.md)
+#   make test-windows  end-to-end tests of the Windows executables under Wine
 #   make deps    install what those need from the distribution's packages
 #                (as root; FOR="demo test" for only some), saying what and why
 #
@@ -14,7 +16,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint demo bench bench-peers soak fuzz clean deps
+.PHONY: all build test lint demo bench bench-peers soak fuzz clean deps windows test-windows
 
 FOR ?= build demo test lint bench
 
@@ -40,6 +42,21 @@ lint: needs-lint
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --document-private-items
+
+# Windows: Debian's rust-web compiler, mingw-w64 and Wine, installed once
+# per user by scripts/windows-toolchain.sh (rustup's toolchain is left
+# alone); std is built from source, into target/windows so that the Linux
+# build is never invalidated.
+WINDOWS_TARGET = x86_64-pc-windows-gnu
+WINDOWS_CARGO = windows_env=$$(bash scripts/windows-toolchain.sh) && eval "$$windows_env" && "$$ONEFILE_WINDOWS_CARGO"
+WINDOWS_FLAGS = --locked --target $(WINDOWS_TARGET) -Zbuild-std=std,panic_abort --target-dir target/windows
+
+windows:
+	$(WINDOWS_CARGO) build --release $(WINDOWS_FLAGS) -p bootstrap -p payload-tools
+	@ls -l target/windows/$(WINDOWS_TARGET)/release/bootstrap.exe target/windows/$(WINDOWS_TARGET)/release/payload-tools.exe
+
+test-windows:
+	CARGO=$(CARGO) bash scripts/test-windows.sh
 
 demo: needs-demo build
 	@bash demo/demo.sh

@@ -18,5 +18,6 @@ pub enum AppExit {
     /// It exited with this code.
     Code(i32),
     /// It was killed by this signal (Unix).
+    #[cfg_attr(not(unix), allow(dead_code, reason = "Windows has no signals"))]
     Signal(i32),
 }

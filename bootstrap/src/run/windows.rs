@@ -4,7 +4,8 @@
 //! The app inherits the launcher's handles and console as they were given
 //! (a missing standard handle stays missing): there is no signal state or
 //! closed descriptor to restore, unlike on Unix.
-//! Not built in CI (Linux only).
+//! Built by `make windows` and tested under Wine by `make test-windows`
+//! (docs/windows.md), not yet in CI.
 
 use std::fs::File;
 use std::io;

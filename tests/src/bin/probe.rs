@@ -1,6 +1,9 @@
 //! `probe`: the app the end-to-end tests pack. A real native program (not a
 //! script, whose interpreter would hide `argv[0]`) that reports what it was
-//! given and behaves as told: `probe COMMAND [ARGS]`.
+//! given and behaves as told: `probe COMMAND [ARGS]`. It builds for
+//! Windows too (the Windows tests pack it), where `wait-signal` and
+//! `state` do not exist, and `exit N` takes any 32-bit code (an NTSTATUS
+//! as a negative number).
 //!
 //! - `args`: prints argv, one per line, `argv[0]` first
 //! - `env NAME...`: prints `NAME=value` (or `NAME unset`)
@@ -23,12 +26,16 @@
 //!   after the first, prints `TERM n` and exits 0
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
+#[cfg(unix)]
+use std::sync::atomic::{AtomicU8, AtomicU64};
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 static GOT: AtomicI32 = AtomicI32::new(0);
 static TERMS: AtomicI32 = AtomicI32::new(0);
 
+#[cfg(unix)]
 extern "C" fn record(sig: libc::c_int) {
     GOT.store(sig, Ordering::SeqCst);
 }
@@ -39,14 +46,19 @@ extern "C" fn count_term(_: libc::c_int) {
 
 /// What the process was started with, recorded by `snapshot` before Rust's
 /// runtime ignores SIGPIPE and fills closed stdio with /dev/null.
+#[cfg(unix)]
 static STARTED_IGNORED: AtomicU64 = AtomicU64::new(0);
+#[cfg(unix)]
 static STARTED_BLOCKED: AtomicU64 = AtomicU64::new(0);
+#[cfg(unix)]
 static STARTED_CLOSED: AtomicU8 = AtomicU8::new(0);
 
+#[cfg(unix)]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static SNAPSHOT_AT_START: extern "C" fn() = snapshot;
 
+#[cfg(unix)]
 extern "C" fn snapshot() {
     let (mut ignored, mut blocked, mut closed) = (0u64, 0u64, 0u8);
     // SAFETY: queries only, into zeroed structs we own; fcntl(F_GETFD) on
@@ -130,6 +142,7 @@ fn main() {
             }
             std::thread::sleep(Duration::from_secs(5));
         }
+        #[cfg(unix)]
         "wait-signal" => {
             for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
                 // SAFETY: the handler only stores to an atomic.
@@ -165,6 +178,7 @@ fn main() {
                 std::fs::read_to_string(me.with_file_name("version.txt")).expect("version.txt");
             write!(out, "{text}").expect("stdout");
         }
+        #[cfg(unix)]
         "state" => {
             let closed = STARTED_CLOSED.load(Ordering::SeqCst);
             let mut text = String::new();

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The end-to-end tests of the Windows executables, under Wine, closed by
+# the same summary line as scripts/test.sh: "N passed, N failed, N skipped".
+#
+# 1. Installs the toolchain and the Wine prefix if needed
+#    (scripts/windows-toolchain.sh).
+# 2. Builds bootstrap.exe, payload-tools.exe and the Windows test binary
+#    (tests/windows/, with the probe app) into target/windows, debug, as
+#    `make test` does for Linux.
+# 3. Packs the probe on Linux, with the Linux payload-tools and
+#    --stub bootstrap.exe, for the test of cross-packing.
+# 4. Runs the test binary under wine64 (cargo's runner for the Windows
+#    target); arguments go to the test harness (a test name filters).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+triple=x86_64-pc-windows-gnu
+windows_env=$(bash scripts/windows-toolchain.sh) || exit 1
+eval "$windows_env"
+flags=(--locked --target "$triple" -Zbuild-std=std,panic_abort --target-dir target/windows)
+wcargo() { "$ONEFILE_WINDOWS_CARGO" "$1" "${flags[@]}" "${@:2}"; }
+
+set -e
+wcargo build -p bootstrap -p payload-tools
+wcargo test --no-run -p onefile-tests --test windows
+# The Linux payload-tools, with the rustup toolchain and its own target dir.
+${CARGO:-cargo} build --locked -p payload-tools
+set +e
+
+bin=target/windows/$triple/debug
+cross=target/windows/cross
+rm -rf "$cross"
+mkdir -p "$cross/app/bin"
+cp "$bin/probe.exe" "$cross/app/bin/probe.exe"
+echo 1.0 >"$cross/app/bin/version.txt"
+target/debug/payload-tools pack "$cross/app" --entry bin/probe.exe --name probeapp --version 1.0 \
+  --stub "$bin/bootstrap.exe" -o "$cross/probeapp.exe" >/dev/null || exit 1
+export ONEFILE_CROSS_PACKED=$PWD/$cross/probeapp.exe
+
+log=$(mktemp)
+skips=$(mktemp)
+trap 'rm -f "$log" "$skips"' EXIT
+export ONEFILE_SKIP_LOG=$skips
+
+wcargo test -p onefile-tests --test windows -- "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+sum() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'; }
+passed=$(sum passed)
+failed=$(sum failed)
+ignored=$(sum ignored)
+skipped=$(sort -u "$skips" | grep -c . || true)
+
+echo
+if [ "$skipped" -gt 0 ]; then
+  echo "Skipped here (they need what this machine does not have):"
+  sort -u "$skips" | sed 's/^/  /'
+fi
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  failed=1 # the build or the test binary failed before any test could report
+fi
+echo "summary (Windows, under $("$WINE" --version)): $((passed - skipped)) passed, $failed failed, $((skipped + ignored)) skipped"
+exit "$status"
