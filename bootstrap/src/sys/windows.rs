@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::Dir;
+
 /// `%LOCALAPPDATA%`.
 pub fn default_cache_root() -> Option<PathBuf> {
     std::env::var_os("LOCALAPPDATA")
@@ -43,7 +45,7 @@ fn aside_path(exe: &Path) -> PathBuf {
 /// compared ([`FileId`] has no identity here); the running executable
 /// cannot be replaced on Windows while this instance runs it, only renamed.
 pub fn replace_executable(dir: &Dir, new: &str, exe: &str, _expected: &FileId) -> io::Result<bool> {
-    let (new, exe) = (dir.path.join(new), dir.path.join(exe));
+    let (new, exe) = (dir.path().join(new), dir.path().join(exe));
     let aside = aside_path(&exe);
     let _ = std::fs::remove_file(&aside);
     // The download was synced when it finished (and FlushFileBuffers

@@ -53,6 +53,11 @@ pub fn open_private_dir(path: &Path, shown: &Path) -> Result<Dir, DirError> {
 }
 
 impl Dir {
+    /// Where the folder is (Windows works by path).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn open(path: &Path) -> io::Result<Dir> {
         if !std::fs::metadata(path)?.is_dir() {
             return Err(io::Error::other("not a folder"));
