@@ -32,7 +32,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use log::info;
+use crate::trace::info;
 use payload_tools::PackedFile;
 use payload_tools::extract::{Sink, extract};
 

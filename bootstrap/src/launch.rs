@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use log::info;
+use crate::trace::info;
 use payload_tools::PackedFile;
 use payload_tools::metadata::Argv0;
 

@@ -1,61 +1,66 @@
 //! Debug traces, on only when `AUTO_UPDATE_DEBUG` is set (to anything but
 //! `0` or nothing): one line per event on stderr, `ONEFILE: ` for the
 //! launcher and `AUTO UPDATE: ` for the updater. Off, the launcher prints
-//! nothing of its own and the `log` macros cost one comparison each.
+//! nothing of its own and each trace costs one load of a flag.
 //!
 //! Every trace is one line whatever its values hold: a URL, a version or
 //! an error text from a server may carry a newline (to forge a trace line
 //! such as "Updated.") or terminal escape sequences, so control and
 //! bidirectional-formatting characters are written escaped (`\n`,
-//! `\u{1b}`: `payload_tools::text`). The logger is written here rather than taken from a crate:
+//! `\u{1b}`: `payload_tools::text`). The tracer is written here rather than taken from a crate:
 //! it is all the stub needs, and every byte of the stub ships in every
-//! packed file.
+//! packed file. For the same reason the stub's traces do not go through
+//! the `log` crate, whose macros are compiled out of every build (the
+//! workspace's `max_level_off`): the HTTP and TLS stacks' own logging was
+//! never shown, and now costs no byte either.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use payload_tools::text::EscapingWriter;
 
-/// `log` target of the updater's traces.
-pub const UPDATE: &str = "onefile_update";
+/// What starts the launcher's traces.
+pub const LAUNCH: &str = "ONEFILE: ";
+/// What starts the updater's traces: `info!(target: UPDATE, ...)`.
+pub const UPDATE: &str = "AUTO UPDATE: ";
+
+/// Whether traces are on; set once, before any thread starts.
+static ON: AtomicBool = AtomicBool::new(false);
 
 /// Turns traces on if the environment asks for them.
 pub fn init() {
     let wanted = std::env::var_os("AUTO_UPDATE_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
-    if wanted && log::set_logger(&TRACER).is_ok() {
-        log::set_max_level(log::LevelFilter::Info);
-    }
+    ON.store(wanted, Ordering::Relaxed);
 }
 
-struct Tracer;
+/// Whether traces are on. One atomic load: safe in a signal handler.
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
 
-static TRACER: Tracer = Tracer;
-
-impl log::Log for Tracer {
-    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
-        // Our own traces only: the HTTP client's are for its developers.
-        let target = meta.target();
-        meta.level() <= log::Level::Info
-            && (target == UPDATE || target.starts_with(env!("CARGO_CRATE_NAME")))
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
+/// Traces one event when traces are on: `info!("...", args)` for the
+/// launcher, `info!(target: UPDATE, "...", args)` for the updater (the
+/// syntax of the `log` crate's macro that it replaces).
+macro_rules! info {
+    (target: $prefix:expr, $($arg:tt)+) => {
+        if $crate::trace::on() {
+            $crate::trace::line($prefix, format_args!($($arg)+));
         }
-        let prefix = if record.target() == UPDATE {
-            "AUTO UPDATE: "
-        } else {
-            "ONEFILE: "
-        };
-        let mut line = String::with_capacity(160);
-        line.push_str(prefix);
-        let _ = write!(EscapingWriter(&mut line), "{}", record.args());
-        line.push('\n');
-        // One write per line, so a trace never lands in the middle of a
-        // line of the app's own output.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    }
+    };
+    ($($arg:tt)+) => {
+        $crate::trace::info!(target: $crate::trace::LAUNCH, $($arg)+)
+    };
+}
+pub(crate) use info;
 
-    fn flush(&self) {}
+/// Writes one trace line: `prefix`, then `args` escaped.
+pub fn line(prefix: &str, args: fmt::Arguments<'_>) {
+    let mut line = String::with_capacity(160);
+    line.push_str(prefix);
+    let _ = write!(EscapingWriter(&mut line), "{args}");
+    line.push('\n');
+    // One write per line, so a trace never lands in the middle of a
+    // line of the app's own output.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

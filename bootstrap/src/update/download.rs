@@ -21,7 +21,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use log::info;
+use crate::trace::info;
 use payload_tools::manifest::UpdateManifest;
 use payload_tools::rangeio::Arrival;
 use ureq::Agent;

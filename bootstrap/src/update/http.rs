@@ -1,5 +1,6 @@
 //! HTTP for the updater: one agent with bounded timeouts, the system's
-//! trust store for HTTPS, proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`;
+//! trust store for HTTPS (with ring's algorithms and no client
+//! certificate), proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`;
 //! redirects followed here, a few at most, each hop checked against the
 //! transport policy; and the fetch of `update.toml`, capped in size.
 //!
@@ -8,9 +9,13 @@
 //! `--allow-insecure-http`; never a redirect from `https` to `http`.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use payload_tools::manifest::{MAX_MANIFEST_LEN, UpdateManifest};
+use rustls::crypto::{CryptoProvider, KeyProvider};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::sign::SigningKey;
 use ureq::Agent;
 use ureq::http::{Response, Uri};
 use ureq::tls::{RootCerts, TlsConfig};
@@ -44,10 +49,37 @@ pub fn agent() -> Agent {
         .tls_config(
             TlsConfig::builder()
                 .root_certs(RootCerts::PlatformVerifier)
+                .unversioned_rustls_crypto_provider(crypto())
                 .build(),
         )
         .build()
         .into()
+}
+
+/// ring's TLS algorithms, all of them (versions, cipher suites, key
+/// exchanges, signature checks), without its private keys: the updater
+/// presents no client certificate, and ring's code to load and sign with
+/// RSA, ECDSA and Ed25519 keys cost 43 KB of every packed file.
+fn crypto() -> Arc<CryptoProvider> {
+    Arc::new(CryptoProvider {
+        key_provider: &NoPrivateKeys,
+        ..rustls::crypto::ring::default_provider()
+    })
+}
+
+/// Loads no private key: nothing in the updater asks for one.
+#[derive(Debug)]
+struct NoPrivateKeys;
+
+impl KeyProvider for NoPrivateKeys {
+    fn load_private_key(
+        &self,
+        _: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "the updater presents no client certificate".into(),
+        ))
+    }
 }
 
 /// GETs `url` with `headers`, following redirects that the policy allows.

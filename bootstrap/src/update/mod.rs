@@ -40,7 +40,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use log::info;
+use crate::trace::info;
 use payload_tools::PackedFile;
 use payload_tools::manifest::{UpdateManifest, expand_url_spec};
 use payload_tools::metadata::UpdateSettings;

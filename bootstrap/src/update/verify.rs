@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use log::info;
+use crate::trace::info;
 use payload_tools::extract::{Sink, check_arriving, extract};
 use payload_tools::manifest::{UpdateManifest, trusted_comment};
 use payload_tools::rangeio::{RangeReader, file_crc32, read_exact_at};

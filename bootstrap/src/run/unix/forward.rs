@@ -182,7 +182,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut li
             }
         }
         TAG_EXITED | TAG_KILLED if ENDING.contains(&sig) => {
-            if log::max_level() >= log::LevelFilter::Info {
+            if crate::trace::on() {
                 let line = b"ONEFILE: A signal ended the wait for the update sidecar.\n";
                 // SAFETY: write() of a static buffer is async-signal-safe.
                 unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
