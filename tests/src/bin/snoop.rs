@@ -10,10 +10,17 @@
 //! - `opened NAME BYTES` for every file it could open and what it read;
 //! - `stolen NAME` for every one whose bytes hold a secret key.
 
-use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
-
+#[cfg(not(target_os = "linux"))]
 fn main() {
+    eprintln!("snoop needs Linux's inotify");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "linux")]
+fn main() {
+    use std::io::{Read, Write};
+    use std::os::unix::ffi::OsStrExt;
+
     let args: Vec<String> = std::env::args().collect();
     let (Some(dir), Some(stop)) = (args.get(1), args.get(2)) else {
         eprintln!("usage: snoop DIR STOPFILE");
