@@ -37,27 +37,5 @@ target/debug/payload-tools pack "$cross/app" --entry bin/probe.exe --name probea
   --stub "$bin/bootstrap.exe" -o "$cross/probeapp.exe" >/dev/null || exit 1
 export ONEFILE_CROSS_PACKED=$PWD/$cross/probeapp.exe
 
-log=$(mktemp)
-skips=$(mktemp)
-trap 'rm -f "$log" "$skips"' EXIT
-export ONEFILE_SKIP_LOG=$skips
-
-wcargo test -p onefile-tests --test windows -- "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-
-sum() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'; }
-passed=$(sum passed)
-failed=$(sum failed)
-ignored=$(sum ignored)
-skipped=$(sort -u "$skips" | grep -c . || true)
-
-echo
-if [ "$skipped" -gt 0 ]; then
-  echo "Skipped here (they need what this machine does not have):"
-  sort -u "$skips" | sed 's/^/  /'
-fi
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  failed=1 # the build or the test binary failed before any test could report
-fi
-echo "summary (Windows, under $("$WINE" --version)): $((passed - skipped)) passed, $failed failed, $((skipped + ignored)) skipped"
-exit "$status"
+. scripts/counted.sh
+counted "summary (Windows, under $("$WINE" --version))" wcargo test -p onefile-tests --test windows -- "$@"
