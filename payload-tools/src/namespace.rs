@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use crate::error::EntryProblem;
 
 /// Largest memory the map may take, counted as each path's and symlink
-/// target's bytes plus [`NODE_COST`] per path. A real app of a million
+/// target's bytes plus `NODE_COST` per path. A real app of a million
 /// files with 100-byte paths needs about 200 MiB; one of 100,000 files,
 /// about 20 MiB.
 pub const MAX_NAMESPACE_BYTES: usize = 256 << 20;
