@@ -345,10 +345,12 @@ mod tests {
         assert_eq!(MAX_MEMBER_OVERHEAD, 512 + 511 + 2 * (512 + long));
     }
 
-    fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    fn tar_of(
+        build: impl FnOnce(&mut tar::Builder<Vec<u8>>) -> Result<(), Box<dyn std::error::Error>>,
+    ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         let mut builder = tar::Builder::new(Vec::new());
-        build(&mut builder);
-        builder.into_inner().expect("tar")
+        build(&mut builder)?;
+        Ok(builder.into_inner()?)
     }
 
     fn members(bytes: &[u8]) -> Result<Vec<Member>, Refusal> {
@@ -356,7 +358,8 @@ mod tests {
         let mut members = Members::new(&mut archive)?;
         let mut out = Vec::new();
         while let Some((member, mut data)) = members.next()? {
-            io::copy(&mut data, &mut io::sink()).expect("data");
+            io::copy(&mut data, &mut io::sink())
+                .map_err(|e| Refusal::Stream(format!("reading data ({e})")))?;
             out.push(member);
         }
         Ok(out)
@@ -371,17 +374,17 @@ mod tests {
     }
 
     #[test]
-    fn long_names_and_links_are_read() {
+    fn long_names_and_links_are_read() -> Result<(), Box<dyn std::error::Error>> {
         let long = format!("{}/app", vec!["folder"; 40].join("/"));
         let target = format!("{}app", "../".repeat(40));
         let bytes = tar_of(|b| {
             let mut h = header(tar::EntryType::Regular, 3);
-            b.append_data(&mut h, &long, &b"hi\n"[..]).expect("file");
+            b.append_data(&mut h, &long, &b"hi\n"[..])?;
             let mut h = header(tar::EntryType::Symlink, 0);
-            b.append_link(&mut h, format!("{long}-link"), &target)
-                .expect("link");
-        });
-        let got = members(&bytes).expect("members");
+            b.append_link(&mut h, format!("{long}-link"), &target)?;
+            Ok(())
+        })?;
+        let got = members(&bytes).map_err(|r| format!("members: {r:?}"))?;
         assert_eq!(got[0].path, long);
         assert_eq!(
             got[0].kind,
@@ -391,58 +394,66 @@ mod tests {
             }
         );
         assert_eq!(got[1].kind, MemberKind::Symlink { target });
+        Ok(())
     }
 
     #[test]
-    fn a_long_name_longer_than_a_path_is_refused_unread() {
+    fn a_long_name_longer_than_a_path_is_refused_unread() -> Result<(), Box<dyn std::error::Error>>
+    {
         let bytes = tar_of(|b| {
             let mut h = header(tar::EntryType::GNULongName, 1 << 20);
-            h.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
+            h.as_gnu_mut().ok_or("not a GNU header")?.name[..13].copy_from_slice(b"././@LongLink");
             h.set_cksum();
-            b.append(&h, &vec![b'a'; 1 << 20][..]).expect("long name");
-        });
+            b.append(&h, &vec![b'a'; 1 << 20][..])?;
+            Ok(())
+        })?;
         let err = members(&bytes).expect_err("refused");
         assert!(
             matches!(&err, Refusal::Stream(r) if r.contains("long name of 1048576")),
             "{err:?}"
         );
+        Ok(())
     }
 
     #[test]
-    fn folders_and_symlinks_carry_no_data() {
+    fn folders_and_symlinks_carry_no_data() -> Result<(), Box<dyn std::error::Error>> {
         for kind in [tar::EntryType::Directory, tar::EntryType::Symlink] {
             let bytes = tar_of(|b| {
                 let mut h = header(kind, 4096);
-                h.set_path("x").expect("path");
+                h.set_path("x")?;
                 if kind == tar::EntryType::Symlink {
-                    h.set_link_name("y").expect("target");
+                    h.set_link_name("y")?;
                 }
                 h.set_cksum();
-                b.append(&h, &[0u8; 4096][..]).expect("entry");
-            });
+                b.append(&h, &[0u8; 4096][..])?;
+                Ok(())
+            })?;
             let err = members(&bytes).expect_err("refused");
             assert!(
                 matches!(&err, Refusal::Entry { reason, .. } if reason.contains("4096 bytes of data")),
                 "{err:?}"
             );
         }
+        Ok(())
     }
 
     #[test]
-    fn pax_headers_are_refused() {
+    fn pax_headers_are_refused() -> Result<(), Box<dyn std::error::Error>> {
         let bytes = tar_of(|b| {
             let record = b"18 path=elsewhere\n";
             let mut h = header(tar::EntryType::XHeader, record.len() as u64);
-            h.set_path("pax").expect("path");
+            h.set_path("pax")?;
             h.set_cksum();
-            b.append(&h, &record[..]).expect("pax");
+            b.append(&h, &record[..])?;
             let mut h = header(tar::EntryType::Regular, 0);
-            b.append_data(&mut h, "x", io::empty()).expect("file");
-        });
+            b.append_data(&mut h, "x", io::empty())?;
+            Ok(())
+        })?;
         let err = members(&bytes).expect_err("refused");
         assert!(
             matches!(&err, Refusal::Entry { reason, .. } if reason.contains("PAX")),
             "{err:?}"
         );
+        Ok(())
     }
 }

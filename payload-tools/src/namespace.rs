@@ -257,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn a_real_tree_fits() {
+    fn a_real_tree_fits() -> Result<(), Box<dyn std::error::Error>> {
         let ns = build(&[
             ("bin", Node::Dir),
             ("bin/app", file(true)),
@@ -266,8 +266,9 @@ mod tests {
             ("lib/libz.so", link("libz.so.1")),
             ("lib", Node::Dir),
         ])
-        .expect("fits");
+        .map_err(|(i, c)| format!("entry {i} does not fit: {c:?}"))?;
         assert_eq!(ns.check_entry("bin/app"), Ok(()));
+        Ok(())
     }
 
     #[test]
@@ -325,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn the_entry_must_be_an_executable_file() {
+    fn the_entry_must_be_an_executable_file() -> Result<(), Box<dyn std::error::Error>> {
         let ns = build(&[
             ("bin/app", file(true)),
             ("bin/data", file(false)),
@@ -340,7 +341,7 @@ mod tests {
             ("to-data", link("bin/data")),
             ("file-dot", link("bin/app/.")),
         ])
-        .expect("fits");
+        .map_err(|(i, c)| format!("entry {i} does not fit: {c:?}"))?;
         for ok in [
             "bin/app",
             "bin/up",
@@ -367,10 +368,11 @@ mod tests {
         ] {
             assert_eq!(ns.check_entry(bad), Err(problem), "{bad}");
         }
+        Ok(())
     }
 
     #[test]
-    fn memory_is_bounded() {
+    fn memory_is_bounded() -> Result<(), Box<dyn std::error::Error>> {
         let mut ns = Namespace::with_budget(64 * 1024);
         // Deep, distinct paths: each brings dozens of new folders.
         let mut refused = None;
@@ -381,9 +383,10 @@ mod tests {
                 break;
             }
         }
-        let (i, conflict) = refused.expect("refused before the end");
+        let (i, conflict) = refused.ok_or("not refused before the end")?;
         assert_eq!(conflict, Conflict::TooLarge);
         assert!(i < 10, "refused only after {i} entries");
         assert!(ns.used <= 64 * 1024);
+        Ok(())
     }
 }

@@ -232,20 +232,23 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn files_have_their_final_mode_and_secrets_are_never_overwritten() {
+    fn files_have_their_final_mode_and_secrets_are_never_overwritten()
+    -> Result<(), Box<dyn std::error::Error>> {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::tempdir()?;
         let public = dir.path().join("k.pub");
-        write_new(&public, b"public").expect("write");
-        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
-        assert_eq!(mode(&public), 0o644);
+        write_new(&public, b"public")?;
+        let mode =
+            |p: &Path| -> io::Result<u32> { Ok(fs::metadata(p)?.permissions().mode() & 0o777) };
+        assert_eq!(mode(&public)?, 0o644);
         assert!(write_new(&public, b"again").is_err());
         let secret = dir.path().join("k.key");
-        write_new_secret(&secret, b"secret").expect("write");
-        assert_eq!(mode(&secret), 0o600);
+        write_new_secret(&secret, b"secret")?;
+        assert_eq!(mode(&secret)?, 0o600);
         assert!(write_new_secret(&secret, b"other").is_err());
-        assert_eq!(fs::read(&secret).expect("read"), b"secret");
-        let left: Vec<_> = fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(fs::read(&secret)?, b"secret");
+        let left: Vec<_> = fs::read_dir(dir.path())?.collect();
         assert_eq!(left.len(), 2, "no temporary file is left");
+        Ok(())
     }
 }

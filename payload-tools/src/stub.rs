@@ -100,13 +100,13 @@ mod tests {
     }
 
     #[test]
-    fn finds_a_marker_across_chunk_boundaries() {
+    fn finds_a_marker_across_chunk_boundaries() -> Result<(), Box<dyn std::error::Error>> {
         use std::io::Write;
         for at in [0usize, (1 << 20) - 7, 1 << 20, (1 << 20) + 3] {
             let mut bytes = vec![0u8; (1 << 20) + 64];
             bytes[at..at + MARKER_LEN].copy_from_slice(&MARKER);
-            let mut file = tempfile::tempfile().expect("tempfile");
-            file.write_all(&bytes).expect("write");
+            let mut file = tempfile::tempfile()?;
+            file.write_all(&bytes)?;
             let len = bytes.len() as u64;
             assert_eq!(
                 find_in_file(&file, len, Path::new("x")).ok(),
@@ -114,5 +114,6 @@ mod tests {
                 "marker at {at}"
             );
         }
+        Ok(())
     }
 }

@@ -473,62 +473,70 @@ mod tests {
     }
 
     /// A fresh folder of our own under the system's temporary folder.
-    fn scratch(name: &str) -> PathBuf {
+    fn scratch(name: &str) -> io::Result<PathBuf> {
         let dir = std::env::temp_dir().join(format!("onefile-dir-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).expect("mkdir");
-        dir
+        std::fs::create_dir(&dir)?;
+        Ok(dir)
     }
 
     #[test]
-    fn the_root_is_reached_through_our_links_and_created() {
+    fn the_root_is_reached_through_our_links_and_created() -> Result<(), Box<dyn std::error::Error>>
+    {
         use std::os::unix::fs::symlink;
-        let s = scratch("root");
-        std::fs::create_dir(s.join("real")).expect("mkdir");
-        symlink("real/../real", s.join("link")).expect("symlink");
-        let root = check_cache_root(&s.join("link/./new/..//new")).expect("root");
-        assert_eq!(root, s.canonicalize().expect("canonical").join("real/new"));
-        let meta = std::fs::metadata(&root).expect("created");
+        let s = scratch("root")?;
+        std::fs::create_dir(s.join("real"))?;
+        symlink("real/../real", s.join("link"))?;
+        let root =
+            check_cache_root(&s.join("link/./new/..//new")).map_err(|e| format!("root: {e:?}"))?;
+        assert_eq!(root, s.canonicalize()?.join("real/new"));
+        let meta = std::fs::metadata(&root)?;
         assert_eq!(meta.mode() & 0o777, 0o700);
-        std::fs::remove_dir_all(&s).expect("clean");
+        std::fs::remove_dir_all(&s)?;
+        Ok(())
     }
 
     #[test]
-    fn private_files_are_created_0600_and_never_through_a_link() {
-        let s = scratch("files");
-        let app = open_private_dir(&s.join("app"), Path::new("app")).expect("app");
-        let file = app.open_file(".lock").expect("create");
-        assert_eq!(file.metadata().expect("stat").mode() & 0o777, 0o600);
-        assert!(app.holds(&file, ".lock").expect("holds"));
-        std::os::unix::fs::symlink("/etc/passwd", s.join("app/link")).expect("symlink");
+    fn private_files_are_created_0600_and_never_through_a_link()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let s = scratch("files")?;
+        let app = open_private_dir(&s.join("app"), Path::new("app"))
+            .map_err(|e| format!("app: {e:?}"))?;
+        let file = app.open_file(".lock")?;
+        assert_eq!(file.metadata()?.mode() & 0o777, 0o600);
+        assert!(app.holds(&file, ".lock")?);
+        std::os::unix::fs::symlink("/etc/passwd", s.join("app/link"))?;
         let refused = app.open_file("link").expect_err("followed a link");
         assert_eq!(refused.raw_os_error(), Some(libc::ELOOP));
-        std::fs::remove_dir_all(&s).expect("clean");
+        std::fs::remove_dir_all(&s)?;
+        Ok(())
     }
 
     #[test]
-    fn a_linked_or_shared_app_folder_is_refused() {
-        let s = scratch("app");
-        std::os::unix::fs::symlink(&s, s.join("link")).expect("symlink");
+    fn a_linked_or_shared_app_folder_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let s = scratch("app")?;
+        std::os::unix::fs::symlink(&s, s.join("link"))?;
         let linked = open_private_dir(&s.join("link"), Path::new("link"));
         assert!(matches!(linked, Err(DirError::Unsafe { .. })), "{linked:?}");
-        std::fs::create_dir(s.join("shared")).expect("mkdir");
+        std::fs::create_dir(s.join("shared"))?;
         let shared_mode = std::fs::Permissions::from_mode(0o770);
-        std::fs::set_permissions(s.join("shared"), shared_mode).expect("chmod");
+        std::fs::set_permissions(s.join("shared"), shared_mode)?;
         let shared = open_private_dir(&s.join("shared"), Path::new("shared"));
         assert!(matches!(shared, Err(DirError::Unsafe { .. })), "{shared:?}");
-        std::fs::remove_dir_all(&s).expect("clean");
+        std::fs::remove_dir_all(&s)?;
+        Ok(())
     }
 
     #[test]
-    fn a_symlink_loop_ends_in_an_error() {
-        let s = scratch("loop");
-        std::os::unix::fs::symlink("loop", s.join("loop")).expect("symlink");
+    fn a_symlink_loop_ends_in_an_error() -> Result<(), Box<dyn std::error::Error>> {
+        let s = scratch("loop")?;
+        std::os::unix::fs::symlink("loop", s.join("loop"))?;
         let looped = check_cache_root(&s.join("loop"));
         assert!(
             matches!(&looped, Err(DirError::Io { source, .. }) if source.raw_os_error() == Some(libc::ELOOP)),
             "{looped:?}"
         );
-        std::fs::remove_dir_all(&s).expect("clean");
+        std::fs::remove_dir_all(&s)?;
+        Ok(())
     }
 }
