@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::craft::{Craft, TarCraft};
 use crate::server::Route;
 use crate::support::*;
-use crate::update::{NAME, Published, announce_route, is_download, publish};
+use crate::update::{NAME, Published, announce_route, is_download, pack_version, publish};
 
 /// A packed executable running in the background, its stderr read line by
 /// line as it comes.
@@ -81,23 +81,7 @@ fn traces(lines: &[String]) -> Vec<String> {
 /// Packs `version` of the test app (its update URL on `p`'s server), with
 /// `extra` flags; returns its bytes.
 fn build(p: &Published, version: &str, extra: &[&str]) -> Vec<u8> {
-    let app = p.s.probe_app(&format!("app-{version}"), version);
-    let out = p.s.path(&format!("site/{version}/{NAME}.bin"));
-    let toml = p.s.path(&format!("site/{version}/update.toml"));
-    let spec = format!("http://127.0.0.1:{}/{{VERSION}}/update.toml", p.server.port);
-    let mut args = vec![
-        "--name",
-        NAME,
-        "--version",
-        version,
-        "--update-url-spec",
-        &spec,
-        "--auto-update-toml-file",
-        toml.to_str().expect("utf8"),
-    ];
-    args.extend_from_slice(extra);
-    pack(&app, &out, &args);
-    let bytes = fs::read(&out).expect("read");
+    let (bytes, _) = pack_version(&p.s, p.server.port, version, extra, |_| {});
     p.server.route(
         &format!("/{version}/{NAME}.bin"),
         Route::file(bytes.clone()),

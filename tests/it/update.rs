@@ -34,29 +34,9 @@ pub fn publish(extra: &[&str]) -> Published {
 pub fn publish_apps(extra: &[&str], prepare: impl Fn(&Path)) -> Published {
     let s = Scratch::new();
     let server = Server::start();
-    let spec = format!("http://127.0.0.1:{}/{{VERSION}}/update.toml", server.port);
     let mut built = Vec::new();
     for version in ["1.0", "1.1"] {
-        let app = s.probe_app(&format!("app-{version}"), version);
-        prepare(&app);
-        let out = s.path(&format!("site/{version}/{NAME}.bin"));
-        let toml = s.path(&format!("site/{version}/update.toml"));
-        let mut args = vec![
-            "--name",
-            NAME,
-            "--version",
-            version,
-            "--update-url-spec",
-            &spec,
-            "--auto-update-toml-file",
-            toml.to_str().expect("utf8"),
-        ];
-        args.extend_from_slice(extra);
-        pack(&app, &out, &args);
-        built.push((
-            fs::read(&out).expect("read"),
-            fs::read(&toml).expect("read"),
-        ));
+        built.push(pack_version(&s, server.port, version, extra, &prepare));
     }
     let [(v10, toml10), (v11, toml11)] = <[_; 2]>::try_from(built).expect("two builds");
     server.route(&format!("/1.0/{NAME}.bin"), Route::file(v10.clone()));
@@ -74,6 +54,39 @@ pub fn publish_apps(extra: &[&str], prepare: impl Fn(&Path)) -> Published {
         toml10,
         toml11,
     }
+}
+
+/// Packs `version` of the test app into `site/<version>/` of `s`, its
+/// update URL on the server at `port`, with `extra` flags and `prepare`
+/// adding files first; returns the build and its `update.toml`.
+pub fn pack_version(
+    s: &Scratch,
+    port: u16,
+    version: &str,
+    extra: &[&str],
+    prepare: impl Fn(&Path),
+) -> (Vec<u8>, Vec<u8>) {
+    let app = s.probe_app(&format!("app-{version}"), version);
+    prepare(&app);
+    let out = s.path(&format!("site/{version}/{NAME}.bin"));
+    let toml = s.path(&format!("site/{version}/update.toml"));
+    let spec = format!("http://127.0.0.1:{port}/{{VERSION}}/update.toml");
+    let mut args = vec![
+        "--name",
+        NAME,
+        "--version",
+        version,
+        "--update-url-spec",
+        &spec,
+        "--auto-update-toml-file",
+        toml.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(extra);
+    pack(&app, &out, &args);
+    (
+        fs::read(&out).expect("read"),
+        fs::read(&toml).expect("read"),
+    )
 }
 
 impl Published {
