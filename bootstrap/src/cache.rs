@@ -136,7 +136,7 @@ impl Cache {
             .map_err(|e| cache_error(&staging, e))?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         info!(
-            "Cold start: unpacking {} frame(s), {} bytes, into '{}'.",
+            "Cold start: unpacking {} frame(s), {} bytes unpacked, into '{}'.",
             packed.metadata.frames.len(),
             packed.metadata.unpacked_size,
             staging.display()
