@@ -4,6 +4,11 @@
 //! over a few names (so duplicates, clashes, links with entries below them
 //! and missing or unusable entries are frequent), cut into frames anywhere.
 //! When they accept, the unpacked entry is an executable regular file.
+//!
+//! Unix only: the payloads hold symlinks and exec bits, whose unpacking is
+//! Unix behaviour (Windows has no exec bit, and its symlinks need a
+//! privilege).
+#![cfg(unix)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

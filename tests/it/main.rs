@@ -1,5 +1,10 @@
 //! End-to-end tests: the real `bootstrap` and `payload-tools` binaries,
 //! real processes, real files, and real HTTP servers on 127.0.0.1.
+//!
+//! Unix only for now: the tests use Unix calls throughout (modes, signals,
+//! `pre_exec`, users). The Windows executables have their own suite,
+//! `windows/`, run under Wine by `make test-windows`.
+#![cfg(unix)]
 
 mod craft;
 mod faults;
