@@ -4,13 +4,16 @@
 #
 # 1. Installs the toolchain and the Wine prefix if needed
 #    (scripts/windows-toolchain.sh).
-# 2. Builds bootstrap.exe, payload-tools.exe and the Windows test binary
-#    (tests/windows/, with the probe app) into target/windows, debug, as
+# 2. Builds bootstrap.exe, payload-tools.exe, the Windows test binary
+#    (tests/windows/, with the probe app) and the unit and integration tests
+#    of bootstrap and payload-tools into target/windows, debug, as
 #    `make test` does for Linux.
 # 3. Packs the probe on Linux, with the Linux payload-tools and
 #    --stub bootstrap.exe, for the test of cross-packing.
-# 4. Runs the test binary under wine64 (cargo's runner for the Windows
-#    target); arguments go to the test harness (a test name filters).
+# 4. Runs all those test binaries under wine64 (cargo's runner for the
+#    Windows target): the library's own tests (format, namespace, members,
+#    text, manifest, updater state...) first, then the end-to-end ones.
+#    Arguments go to every test harness (a test name filters).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +24,11 @@ flags=(--locked --target "$triple" -Zbuild-std=std,panic_abort --target-dir targ
 wcargo() { "$ONEFILE_WINDOWS_CARGO" "$1" "${flags[@]}" "${@:2}"; }
 
 set -e
+# Every test of the workspace but the documentation examples: on Windows
+# the Unix-only ones are compiled out (tests/it as a whole builds empty).
+tests=(-p bootstrap -p payload-tools -p onefile-tests --lib --bins --tests)
 wcargo build -p bootstrap -p payload-tools
-wcargo test --no-run -p onefile-tests --test windows
+wcargo test --no-run "${tests[@]}"
 # The Linux payload-tools, with the rustup toolchain and its own target dir.
 ${CARGO:-cargo} build --locked -p payload-tools
 set +e
@@ -38,4 +44,4 @@ target/debug/payload-tools pack "$cross/app" --entry bin/probe.exe --name probea
 export ONEFILE_CROSS_PACKED=$PWD/$cross/probeapp.exe
 
 . scripts/counted.sh
-counted "summary (Windows, under $("$WINE" --version))" wcargo test -p onefile-tests --test windows -- "$@"
+counted "summary (Windows, under $("$WINE" --version))" wcargo test --no-fail-fast "${tests[@]}" -- "$@"
