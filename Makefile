@@ -84,13 +84,19 @@ demo: needs-demo build
 bench: needs-bench build
 	@python3 bench/run.py
 
+# The Windows executables under Wine: the release stub's size, warm start
+# and update against baselines run under Wine too (docs/benchmarks.md).
+bench-windows: windows
+	$(WINDOWS_CARGO) build --release $(WINDOWS_FLAGS) -p onefile-tests --bin probe --bin fetch
+	@python3 bench/windows.py
+
 # Against PyInstaller (installed from PyPI into a venv under bench-work/).
 bench-peers: needs-bench build
 	@python3 bench/peers.py
 
 clean:
 	$(CARGO) clean
-	rm -rf demo-work bench-work
+	rm -rf demo-work bench-work bench-work-windows
 
 # The long fault-injection run: 50 random kills per scenario and the
 # 300-cycle soak. Seeds are printed; ONEFILE_FAULT_SEED replays one.
