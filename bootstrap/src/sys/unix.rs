@@ -189,6 +189,11 @@ pub fn free_space(file: &File) -> Option<u64> {
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
+/// Writes all of `buf` at `offset` of `file`, leaving its cursor alone.
+pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
 /// Nothing is left behind by a replacement on Unix.
 pub fn remove_replaced_leftover(_exe: &Path) {}
 
