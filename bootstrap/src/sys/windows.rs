@@ -336,10 +336,11 @@ pub fn remove_replaced_leftover(exe: &Path) {
     }
 }
 
-/// Writes all of `buf` at `offset` of `file`. Windows moves the cursor of
-/// a positioned write (and read), which handles cloned from `file` share:
-/// a writer that relied on the cursor would write where a reader last read.
-pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+/// Writes all of `buf`, the next bytes of a file written in order, at
+/// `offset`. Not at the cursor: Windows moves the cursor of a positioned
+/// read, which handles cloned from `file` share, so a writer that relied
+/// on it would write where a reader last read.
+pub fn append_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt;
     while !buf.is_empty() {
         match file.seek_write(buf, offset) {

@@ -361,10 +361,10 @@ impl Download<'_> {
                     actual: len + n as u64,
                 });
             }
-            // At its offset, not at the file's cursor: on Windows the
-            // helpers' positioned reads move the cursor their cloned handles
-            // share with this one.
-            if let Err(e) = sys::write_all_at(&file, &buf[..n], len) {
+            // At its offset, not at the file's cursor, on Windows: there
+            // the helpers' positioned reads move the cursor their cloned
+            // handles share with this one.
+            if let Err(e) = sys::append_at(&file, &buf[..n], len) {
                 drop(file);
                 self.discard(&name);
                 return Err(UpdateError::io("write", &path)(e));
