@@ -479,6 +479,53 @@ fn a_build_installed_by_hand_while_the_app_runs_is_kept() {
 }
 
 #[test]
+fn a_failed_install_puts_the_running_build_back() {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::{FILE_SHARE_READ, FILE_SHARE_WRITE};
+
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    let mut child = p.spawn(&p.exe, &["version", "3"], true);
+    let seen = wait_for_trace(&mut child, "AUTO UPDATE: May not yet update.");
+    let download = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("AUTO UPDATE: Downloaded to '"))
+        .and_then(|l| l.strip_suffix("'."))
+        .unwrap_or_else(|| panic!("no download in:\n{seen}"))
+        .to_owned();
+    // Held open without sharing the right to delete or rename it: the move
+    // of the download into place fails, after the running file went aside.
+    let blocker = fs::OpenOptions::new()
+        .read(true)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
+        .open(&download)
+        .expect("open the download");
+    let out = child.wait_with_output().expect("wait");
+    let rest = support::stderr(&out);
+    assert_eq!(support::stdout(&out), "1.0\n", "{rest}");
+    assert!(!rest.contains("AUTO UPDATE: Updated."), "{rest}");
+    assert!(
+        rest.contains("Cannot replace") && rest.contains("the old executable is kept"),
+        "{rest}"
+    );
+    // The running build is back at its name, and nothing else moved aside.
+    assert_eq!(p.installed(), p.bytes("1.0"));
+    assert!(!p.folder().iter().any(|n| is_aside(n)), "{:?}", p.folder());
+    drop(blocker);
+
+    // The next start updates, and removes the download left behind.
+    let out = p.run(&["version"]);
+    assert!(
+        traces_contain(&out, "Updated."),
+        "{}",
+        support::stderr(&out)
+    );
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.1\n", "{}", support::stderr(&out));
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+}
+
+#[test]
 fn two_launches_at_once_update_once() {
     let p = publish(&["1.0", "1.1"], &[]);
     p.announce("1.0", "1.1");
