@@ -370,3 +370,43 @@ pub fn lower_thread_priority() {
         SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_LOWEST);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aside_names_are_recognised_exactly() {
+        for ours in [".app.exe.old", ".app.exe.0.old", ".app.exe.123456789.old"] {
+            assert!(is_aside_of(ours, "app.exe"), "{ours}");
+        }
+        for other in [
+            "app.exe",
+            ".app.exe..old",
+            ".app.exe.1x.old",
+            ".app.exe.1.old.txt",
+            ".other.exe.1.old",
+            ".app.exe.1.2.download",
+        ] {
+            assert!(!is_aside_of(other, "app.exe"), "{other}");
+        }
+    }
+
+    #[test]
+    fn identities_tell_files_apart_and_free_space_is_known() {
+        let dir = std::env::temp_dir();
+        let (a, b) = (
+            dir.join(format!("onefile-id-a-{}", std::process::id())),
+            dir.join(format!("onefile-id-b-{}", std::process::id())),
+        );
+        let file_a = File::create(&a).expect("create");
+        let file_b = File::create(&b).expect("create");
+        let (id_a, id_b) = (file_id(&file_a).expect("id"), file_id(&file_b).expect("id"));
+        assert!(!id_a.same_file(&id_b), "{id_a:?} {id_b:?}");
+        assert!(id_a.same_file(&path_id(&a).expect("id").expect("exists")));
+        assert_eq!(path_id(&dir.join("onefile-id-none")).expect("id"), None);
+        assert!(free_space(&file_a).is_some_and(|free| free > 0));
+        drop((file_a, file_b));
+        let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
+    }
+}
