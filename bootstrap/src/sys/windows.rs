@@ -133,7 +133,8 @@ fn open_for_rename(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Opens the folder `path` itself, for renames relative to it.
+/// Opens the folder `path` itself: the renames name their targets by the
+/// path this handle has.
 fn open_folder(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .access_mode(FILE_READ_ATTRIBUTES | SYNCHRONIZE)
