@@ -271,22 +271,7 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
         Some(Route::Reset { body, send }) => {
             write_head(&mut stream, 200, &[], body.len())?;
             stream.write_all(&body[..send.min(body.len())])?;
-            // Linger 0: closing sends RST instead of FIN.
-            let raw = std::os::fd::AsRawFd::as_raw_fd(&stream);
-            let linger = libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            // SAFETY: setsockopt on an open socket with a valid option value.
-            unsafe {
-                libc::setsockopt(
-                    raw,
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    (&linger as *const libc::linger).cast(),
-                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                );
-            }
+            reset_on_close(&stream);
             Ok(())
         }
         Some(Route::StallAfter { body, send }) => {
@@ -321,6 +306,47 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
             &body,
         ),
         Some(Route::Sequence(_)) => respond(&mut stream, 500, &[], b""),
+    }
+}
+
+/// Linger 0: closing `stream` sends RST instead of FIN.
+#[cfg(unix)]
+fn reset_on_close(stream: &TcpStream) {
+    let raw = std::os::fd::AsRawFd::as_raw_fd(stream);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on an open socket with a valid option value.
+    unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Linger 0: closing `stream` sends RST instead of FIN.
+#[cfg(windows)]
+fn reset_on_close(stream: &TcpStream) {
+    use windows_sys::Win32::Networking::WinSock::{LINGER, SO_LINGER, SOL_SOCKET, setsockopt};
+    let raw = std::os::windows::io::AsRawSocket::as_raw_socket(stream) as usize;
+    let linger = LINGER {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on an open socket with a valid option value.
+    unsafe {
+        setsockopt(
+            raw,
+            SOL_SOCKET,
+            SO_LINGER,
+            (&linger as *const LINGER).cast(),
+            std::mem::size_of::<LINGER>() as i32,
+        );
     }
 }
 

@@ -11,6 +11,9 @@
 //! command lines, replacing a running executable).
 #![cfg(windows)]
 
+// The Linux suite's server, faults and all; not every fault is used here.
+#[allow(dead_code)]
+#[path = "../it/server.rs"]
 mod server;
 mod smoke;
 mod support;

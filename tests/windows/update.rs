@@ -1,82 +1,580 @@
-//! Self-update on Windows: a running executable cannot be replaced but
-//! can be renamed, so the new build takes its name and the old one moves
-//! aside to `.<name>.old`, which a later start removes.
+//! Self-update on Windows, against `it/server.rs` on 127.0.0.1: a running
+//! executable cannot be replaced but can be renamed, so the running build
+//! moves aside to a fresh `.<name>.<number>.old`, the new build takes its
+//! name, and a later start removes the aside copies nothing runs. Beside
+//! that, the rules of Linux: the demo's traces, one updater per executable
+//! (its lock keyed by the file's identity), resumed downloads, CRC-32 and
+//! signature checks, and no build installed by hand ever downgraded.
 
-use std::path::Path;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
 
-use crate::server::FileServer;
+use crate::server::{Route, Server};
 use crate::support::{self, Scratch};
 
-/// Packs the probe as version `version` into `site/<version>/app.exe`,
-/// looking for updates on `server`; returns the file.
-fn pack_version(s: &Scratch, server: &FileServer, version: &str) -> std::path::PathBuf {
-    let app = s.probe_app(&format!("app-{version}"), version);
-    let dir = s.path(&format!("site/{version}"));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let exe = dir.join("app.exe");
-    let toml = dir.join("update.toml");
-    let spec = server.url("{VERSION}/update.toml");
-    support::pack(
-        &app,
-        &exe,
-        &[
-            "--version",
-            version,
-            "--update-url-spec",
-            &spec,
-            "--auto-update-toml-file",
-            toml.to_str().expect("UTF-8 path"),
-        ],
-    );
-    exe
+/// Builds of the probe app, each looking for updates at
+/// `/<version>/update.toml` on one server, and a user's copy of the first.
+struct Published {
+    s: Scratch,
+    server: Server,
+    /// The user's copy: `installed/app.exe`.
+    exe: PathBuf,
+    /// Each version's build and its `update.toml`.
+    builds: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
-fn same_bytes(a: &Path, b: &Path) -> bool {
-    std::fs::read(a).expect("read") == std::fs::read(b).expect("read")
+/// Publishes `versions` (each served as `/<version>/app.exe`, announcing
+/// itself), packed with `extra` flags, and installs the first.
+fn publish(versions: &[&str], extra: &[&str]) -> Published {
+    let s = Scratch::new();
+    let server = Server::start();
+    let mut builds = Vec::new();
+    for version in versions {
+        let (exe, toml) = pack_version(&s, &server, version, extra);
+        server.route(&format!("/{version}/app.exe"), Route::file(exe.clone()));
+        server.route(
+            &format!("/{version}/update.toml"),
+            Route::file(toml.clone()),
+        );
+        builds.push(((*version).to_owned(), exe, toml));
+    }
+    let exe = s.path("installed/app.exe");
+    fs::create_dir_all(s.path("installed")).expect("mkdir");
+    fs::write(&exe, &builds[0].1).expect("install");
+    Published {
+        s,
+        server,
+        exe,
+        builds,
+    }
+}
+
+/// Packs the probe as `version` into `site/<version>/app.exe` with
+/// `payload-tools.exe`; returns the build and its `update.toml`.
+fn pack_version(s: &Scratch, server: &Server, version: &str, extra: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let app = s.probe_app(&format!("app-{version}"), version);
+    let dir = s.path(&format!("site/{version}"));
+    fs::create_dir_all(&dir).expect("mkdir");
+    let (exe, toml) = (dir.join("app.exe"), dir.join("update.toml"));
+    let spec = server.url("/{VERSION}/update.toml");
+    let mut args = vec![
+        "--version",
+        version,
+        "--update-url-spec",
+        &spec,
+        "--auto-update-toml-file",
+        toml.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    support::pack(&app, &exe, &args);
+    (
+        fs::read(&exe).expect("read"),
+        fs::read(&toml).expect("read"),
+    )
+}
+
+impl Published {
+    fn build(&self, version: &str) -> &(String, Vec<u8>, Vec<u8>) {
+        self.builds
+            .iter()
+            .find(|b| b.0 == version)
+            .expect("a published version")
+    }
+
+    fn bytes(&self, version: &str) -> &[u8] {
+        &self.build(version).1
+    }
+
+    /// Tells users of `from` about `to`.
+    fn announce(&self, from: &str, to: &str) {
+        self.server.route(
+            &format!("/{from}/update.toml"),
+            Route::file(self.build(to).2.clone()),
+        );
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.s.run(&self.exe, args)
+    }
+
+    /// Starts the user's executable with `args`, its output piped.
+    fn spawn(&self, exe: &Path, args: &[&str], updates: bool) -> Child {
+        let mut cmd = self.s.command(exe);
+        if !updates {
+            cmd.env("AUTO_UPDATE_DISABLE", "1");
+        }
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the packed executable")
+    }
+
+    /// The version the user's executable runs now (updates off).
+    fn version_now(&self) -> String {
+        let out = self.spawn(&self.exe, &["version"], false);
+        let out = out.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", support::stderr(&out));
+        support::stdout(&out).trim().to_owned()
+    }
+
+    fn installed(&self) -> Vec<u8> {
+        fs::read(&self.exe).expect("read the executable")
+    }
+
+    /// The names in the executable's folder, sorted.
+    fn folder(&self) -> Vec<String> {
+        listing(self.exe.parent().expect("folder"))
+    }
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether `name` is an aside copy of `app.exe`: `.app.exe.<number>.old`.
+fn is_aside(name: &str) -> bool {
+    name.strip_prefix(".app.exe.")
+        .and_then(|n| n.strip_suffix(".old"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn traces_contain(out: &Output, trace: &str) -> bool {
+    support::update_traces(out).iter().any(|t| t == trace)
 }
 
 #[test]
 fn seed_update_renames_the_running_exe_aside_and_a_later_start_removes_it() {
-    let s = Scratch::new();
-    let server = FileServer::start(&s.path("site"));
-    let old = pack_version(&s, &server, "1.0");
-    let new = pack_version(&s, &server, "1.1");
-    // Tell 1.0 users about 1.1.
-    std::fs::copy(
-        s.path("site/1.1/update.toml"),
-        s.path("site/1.0/update.toml"),
-    )
-    .expect("publish");
-    let exe = s.path("installed/app.exe");
-    std::fs::create_dir_all(s.path("installed")).expect("mkdir");
-    std::fs::copy(&old, &exe).expect("install 1.0");
-
-    let first = s.run(&exe, ["version"]);
-    assert_eq!(first.status.code(), Some(0), "{}", support::stderr(&first));
-    assert_eq!(support::stdout(&first), "1.0\n");
-    let traces = support::update_traces(&first);
-    assert!(
-        traces.iter().any(|t| t == "Updated."),
-        "no update installed:\n{}",
-        support::stderr(&first)
-    );
-    assert!(same_bytes(&exe, &new), "app.exe is not the 1.1 build");
-    let aside = s.path("installed/.app.exe.old");
-    assert!(same_bytes(&aside, &old), "the 1.0 build is not aside");
-
-    let second = s.run(&exe, ["version"]);
+    let p = publish(&["1.0", "1.1"], &[]);
+    let info10 = p.server.url("/1.0/update.toml");
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.0\n");
     assert_eq!(
-        second.status.code(),
-        Some(0),
+        support::update_traces(&out),
+        [
+            "Thread started.".to_owned(),
+            format!("Expanded info URL to '{info10}'."),
+            format!("CRC32 {} matches already.", p.server.url("/1.0/app.exe")),
+        ],
         "{}",
-        support::stderr(&second)
+        support::stderr(&out)
     );
-    assert_eq!(support::stdout(&second), "1.1\n");
-    assert!(!aside.exists(), "the aside copy is still there");
-    let mut left: Vec<String> = std::fs::read_dir(s.path("installed"))
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+
+    p.announce("1.0", "1.1");
+    // The app runs for a second: the download finishes while it runs.
+    let out = p.run(&["version", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    assert_eq!(support::stdout(&out), "1.0\n");
+    let mut traces = support::update_traces(&out);
+    let downloaded = traces
+        .iter_mut()
+        .find(|t| t.starts_with("Downloaded to '"))
+        .unwrap_or_else(|| panic!("no download:\n{}", support::stderr(&out)));
+    let path = PathBuf::from(&downloaded["Downloaded to '".len()..downloaded.len() - "'.".len()]);
+    assert_eq!(path.parent(), p.exe.parent(), "{path:?}");
+    *downloaded = "Downloaded to '…'.".into();
+    assert_eq!(
+        traces,
+        [
+            "Thread started.".to_owned(),
+            format!("Expanded info URL to '{info10}'."),
+            format!("URL to check '{}'.", p.server.url("/1.1/app.exe")),
+            "Downloaded to '…'.".to_owned(),
+            "May not yet update.".to_owned(),
+            "May update.".to_owned(),
+            "Updated.".to_owned(),
+        ],
+        "{}",
+        support::stderr(&out)
+    );
+    assert_eq!(
+        p.installed(),
+        p.bytes("1.1"),
+        "app.exe is not the 1.1 build"
+    );
+    // The 1.0 build moved aside, to a name of its own.
+    let left = p.folder();
+    assert_eq!(left.len(), 2, "{left:?}");
+    let aside = left.iter().find(|n| is_aside(n)).expect("an aside copy");
+    assert_eq!(
+        fs::read(p.s.path(&format!("installed/{aside}"))).expect("read"),
+        p.bytes("1.0"),
+        "the 1.0 build is not aside"
+    );
+
+    let out = p.run(&["version"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    assert_eq!(support::stdout(&out), "1.1\n");
+    assert_eq!(
+        support::update_traces(&out),
+        [
+            "Thread started.".to_owned(),
+            format!(
+                "Expanded info URL to '{}'.",
+                p.server.url("/1.1/update.toml")
+            ),
+            format!("CRC32 {} matches already.", p.server.url("/1.1/app.exe")),
+        ],
+    );
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+}
+
+#[test]
+fn a_wrong_crc_is_refused_and_leaves_nothing() {
+    let p = publish(&["1.0", "1.1"], &[]);
+    let text = String::from_utf8(p.build("1.1").2.clone()).expect("UTF-8");
+    let crc_line = text
+        .lines()
+        .find(|l| l.starts_with("crc32"))
+        .expect("a crc32 line");
+    let bad = text.replace(crc_line, "crc32 = 12345");
+    p.server
+        .route("/1.0/update.toml", Route::file(bad.into_bytes()));
+    let out = p.run(&["version"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    assert_eq!(support::stdout(&out), "1.0\n");
+    let traces = support::update_traces(&out);
+    assert!(
+        traces.iter().any(
+            |t| t.starts_with("CRC32 of ") && t.ends_with("update info says 12345; discarded.")
+        ),
+        "{traces:#?}"
+    );
+    assert!(!traces_contain(&out, "Updated."));
+    assert_eq!(p.installed(), p.bytes("1.0"));
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+    assert_eq!(p.version_now(), "1.0");
+}
+
+/// A key pair made by `payload-tools.exe keygen` in `dir`.
+fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let base = dir.join(name);
+    let out = support::tools(["keygen".as_ref(), "-o".as_ref(), base.as_os_str()]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    )
+}
+
+#[test]
+fn a_signed_update_installs_and_a_bad_signature_is_refused() {
+    let keys = Scratch::new();
+    let (secret, public) = keygen(keys.dir.path(), "trusted");
+    let (wrong, _) = keygen(keys.dir.path(), "wrong");
+    let p = publish(
+        &["1.0", "1.1"],
+        &[
+            "--public-key",
+            public.to_str().expect("UTF-8"),
+            "--key",
+            secret.to_str().expect("UTF-8"),
+        ],
+    );
+    let good = String::from_utf8(p.build("1.1").2.clone()).expect("UTF-8");
+    assert!(good.contains("signature"), "{good}");
+
+    // The same file and CRC-32, signed by a key the build does not trust.
+    let v11 = p.s.path("site/1.1/app.exe");
+    let out = support::tools([
+        "sign".as_ref(),
+        v11.as_os_str(),
+        "--key".as_ref(),
+        wrong.as_os_str(),
+        "-o".as_ref(),
+        p.s.path("wrong.minisig").as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let wrong_sig = fs::read_to_string(p.s.path("wrong.minisig")).expect("signature");
+    let start = good.find("signature").expect("signature key");
+    let bad = format!("{}signature = '''\n{wrong_sig}'''\n", &good[..start]);
+    p.server
+        .route("/1.0/update.toml", Route::file(bad.into_bytes()));
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.0\n", "{}", support::stderr(&out));
+    let traces = support::update_traces(&out);
+    assert!(
+        traces.iter().any(|t| t.contains("another key")),
+        "{traces:#?}"
+    );
+    assert_eq!(p.installed(), p.bytes("1.0"));
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+
+    p.announce("1.0", "1.1");
+    let out = p.run(&["version"]);
+    assert!(
+        traces_contain(&out, "Updated."),
+        "{}",
+        support::stderr(&out)
+    );
+    assert_eq!(p.installed(), p.bytes("1.1"));
+    assert_eq!(p.version_now(), "1.1");
+}
+
+#[test]
+fn an_interrupted_download_is_resumed_on_the_next_start() {
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    let v11 = p.bytes("1.1").to_vec();
+    let cut = v11.len() / 2;
+    let etag = "\"v11\"".to_owned();
+    p.server.route(
+        "/1.1/app.exe",
+        Route::Sequence(vec![
+            Route::CutShort {
+                body: v11.clone(),
+                etag: Some(etag.clone()),
+                send: cut,
+            },
+            Route::File {
+                body: v11.clone(),
+                etag: Some(etag),
+                ranges: true,
+            },
+        ]),
+    );
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.0\n", "{}", support::stderr(&out));
+    let traces = support::update_traces(&out);
+    assert!(
+        traces.iter().any(|t| t.contains("kept for resuming")),
+        "{traces:#?}"
+    );
+    assert_eq!(p.installed(), p.bytes("1.0"));
+
+    let out = p.run(&["version"]);
+    let traces = support::update_traces(&out);
+    assert!(
+        traces.contains(&format!("Resuming download at byte {cut}.")),
+        "{traces:#?}"
+    );
+    assert!(traces_contain(&out, "Updated."), "{traces:#?}");
+    let asked: Vec<String> = p
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| !r.is_tail())
+        .filter_map(|r| r.range)
         .collect();
-    left.sort();
-    assert_eq!(left, ["app.exe"], "files left beside the executable");
+    assert_eq!(asked, [format!("bytes={cut}-")]);
+    assert_eq!(p.installed(), v11);
+    // A later start runs 1.1 and removes the aside copy of 1.0.
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.1\n", "{}", support::stderr(&out));
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+}
+
+#[test]
+fn a_stale_or_planted_aside_name_does_not_block_the_update() {
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    // What an earlier build's name for the aside copy could hold: a folder
+    // (which nothing may delete for us), and a copy of the aside name an
+    // update of ours could pick.
+    let planted = p.s.path("installed/.app.exe.old");
+    fs::create_dir_all(&planted).expect("mkdir");
+    fs::write(planted.join("keep.txt"), "mine").expect("write");
+    let out = p.run(&["version"]);
+    assert!(
+        traces_contain(&out, "Updated."),
+        "{}",
+        support::stderr(&out)
+    );
+    assert_eq!(p.installed(), p.bytes("1.1"));
+    assert_eq!(
+        fs::read_to_string(planted.join("keep.txt")).expect("the planted folder is kept"),
+        "mine"
+    );
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.1\n");
+    assert_eq!(p.folder(), [".app.exe.old", "app.exe"]);
+}
+
+/// Reads `child`'s stderr until a line ends with `trace`; returns what it
+/// read. Panics if the stream ends first.
+fn wait_for_trace(child: &mut Child, trace: &str) -> String {
+    let stderr = child.stderr.as_mut().expect("piped stderr");
+    let mut reader = BufReader::new(stderr);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "no {trace:?} in:\n{seen}");
+        seen.push_str(&line);
+        if line.trim_end().ends_with(trace) {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn an_aside_copy_still_in_use_does_not_block_the_next_update() {
+    let p = publish(&["1.0", "1.1", "1.2"], &[]);
+    // An old instance that keeps running the 1.0 file for a while.
+    let old = p.spawn(&p.exe, &["version", "12"], false);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    p.announce("1.0", "1.1");
+    let out = p.run(&["version"]);
+    assert!(
+        traces_contain(&out, "Updated."),
+        "{}",
+        support::stderr(&out)
+    );
+    let first_aside: Vec<String> = p.folder().into_iter().filter(|n| is_aside(n)).collect();
+    assert_eq!(first_aside.len(), 1, "{:?}", p.folder());
+
+    // 1.1 cannot delete that aside copy while the old instance runs it, and
+    // must still update.
+    p.announce("1.1", "1.2");
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.1\n", "{}", support::stderr(&out));
+    let in_use = p.s.path(&format!("installed/{}", first_aside[0])).exists();
+    assert!(
+        traces_contain(&out, "Updated."),
+        "{}",
+        support::stderr(&out)
+    );
+    assert_eq!(p.installed(), p.bytes("1.2"));
+
+    let old = old.wait_with_output().expect("wait");
+    assert_eq!(support::stdout(&old), "1.0\n", "{}", support::stderr(&old));
+    assert_eq!(old.status.code(), Some(0));
+
+    // Nothing runs the aside copies now: a later start removes them all.
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.2\n");
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+    if !in_use {
+        support::skip(
+            "Wine deleted an executable that a process still ran (Windows refuses): \
+             the aside copy in use was not shown",
+        );
+    }
+}
+
+#[test]
+fn a_build_installed_by_hand_while_the_app_runs_is_kept() {
+    let p = publish(&["1.0", "1.1", "1.2"], &[]);
+    p.announce("1.0", "1.1");
+    let mut child = p.spawn(&p.exe, &["version", "4"], true);
+    wait_for_trace(&mut child, "AUTO UPDATE: May not yet update.");
+    // The user installs 1.2 by hand meanwhile: the running file can only
+    // be renamed away.
+    fs::rename(&p.exe, p.s.path("installed/by-hand.old")).expect("move the running 1.0");
+    fs::write(&p.exe, p.bytes("1.2")).expect("install 1.2");
+    let out = child.wait_with_output().expect("wait");
+    let rest = support::stderr(&out);
+    assert_eq!(support::stdout(&out), "1.0\n", "{rest}");
+    assert!(!rest.contains("AUTO UPDATE: Updated."), "{rest}");
+    assert!(rest.contains("replaced while the app ran"), "{rest}");
+    assert_eq!(p.installed(), p.bytes("1.2"), "1.2 was replaced");
+    assert_eq!(p.folder(), ["app.exe", "by-hand.old"]);
+}
+
+#[test]
+fn a_failed_install_puts_the_running_build_back() {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::{FILE_SHARE_READ, FILE_SHARE_WRITE};
+
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    let mut child = p.spawn(&p.exe, &["version", "3"], true);
+    let seen = wait_for_trace(&mut child, "AUTO UPDATE: May not yet update.");
+    let download = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("AUTO UPDATE: Downloaded to '"))
+        .and_then(|l| l.strip_suffix("'."))
+        .unwrap_or_else(|| panic!("no download in:\n{seen}"))
+        .to_owned();
+    // Held open without sharing the right to delete or rename it: the move
+    // of the download into place fails, after the running file went aside.
+    let blocker = fs::OpenOptions::new()
+        .read(true)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
+        .open(&download)
+        .expect("open the download");
+    let out = child.wait_with_output().expect("wait");
+    let rest = support::stderr(&out);
+    assert_eq!(support::stdout(&out), "1.0\n", "{rest}");
+    assert!(!rest.contains("AUTO UPDATE: Updated."), "{rest}");
+    assert!(
+        rest.contains("Cannot replace") && rest.contains("the old executable is kept"),
+        "{rest}"
+    );
+    // The running build is back at its name, and nothing else moved aside.
+    assert_eq!(p.installed(), p.bytes("1.0"));
+    assert!(!p.folder().iter().any(|n| is_aside(n)), "{:?}", p.folder());
+    drop(blocker);
+
+    // The next start updates, and removes the download left behind.
+    let out = p.run(&["version"]);
+    assert!(
+        traces_contain(&out, "Updated."),
+        "{}",
+        support::stderr(&out)
+    );
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.1\n", "{}", support::stderr(&out));
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+}
+
+#[test]
+fn two_launches_at_once_update_once() {
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    let children: Vec<Child> = (0..2)
+        .map(|_| p.spawn(&p.exe, &["version", "2"], true))
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    for out in &outs {
+        assert_eq!(support::stdout(out), "1.0\n", "{}", support::stderr(out));
+    }
+    let updated = outs
+        .iter()
+        .filter(|o| traces_contain(o, "Updated."))
+        .count();
+    let all: Vec<String> = outs.iter().map(support::stderr).collect();
+    assert_eq!(updated, 1, "{all:#?}");
+    assert_eq!(p.installed(), p.bytes("1.1"));
+    // The aside copy the other instance still ran is removed by a later
+    // start.
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.1\n", "{}", support::stderr(&out));
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+}
+
+#[test]
+fn two_copies_of_the_app_each_update_their_own_executable() {
+    // The updater's lock is one per executable (its volume and file index),
+    // not one per app: two installed copies update at the same time.
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    let other = p.s.path("elsewhere/app.exe");
+    fs::create_dir_all(p.s.path("elsewhere")).expect("mkdir");
+    fs::write(&other, p.bytes("1.0")).expect("install a second copy");
+    let children = [
+        p.spawn(&p.exe, &["version", "2"], true),
+        p.spawn(&other, &["version", "2"], true),
+    ];
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(support::stdout(&out), "1.0\n", "{}", support::stderr(&out));
+        assert!(
+            traces_contain(&out, "Updated."),
+            "{}",
+            support::stderr(&out)
+        );
+    }
+    assert_eq!(p.installed(), p.bytes("1.1"));
+    assert_eq!(fs::read(&other).expect("read"), p.bytes("1.1"));
 }

@@ -189,6 +189,13 @@ pub fn free_space(file: &File) -> Option<u64> {
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
+/// Writes all of `buf`, the next bytes of a file written in order, which
+/// belong at `offset`: at the cursor, which is there (the positioned reads
+/// of handles cloned from `file` leave it alone on Unix).
+pub fn append_at(file: &File, buf: &[u8], _offset: u64) -> io::Result<()> {
+    io::Write::write_all(&mut &*file, buf)
+}
+
 /// Nothing is left behind by a replacement on Unix.
 pub fn remove_replaced_leftover(_exe: &Path) {}
 

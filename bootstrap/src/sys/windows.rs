@@ -1,9 +1,22 @@
 //! Windows: the same calls as `unix.rs`. Built by `make windows` and
 //! tested under Wine by `make test-windows` (docs/windows.md), not yet in CI.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::io;
+use std::os::windows::fs::OpenOptionsExt;
+use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
+
+use windows_sys::Win32::Storage::FileSystem::{
+    BY_HANDLE_FILE_INFORMATION, DELETE, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+    FILE_READ_ATTRIBUTES, FILE_RENAME_INFO, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    FileRenameInfo, GetDiskFreeSpaceExW, GetFileInformationByHandle, GetFinalPathNameByHandleW,
+    SYNCHRONIZE, SetFileInformationByHandle,
+};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_LOWEST,
+};
 
 use super::Dir;
 
@@ -28,46 +41,203 @@ pub fn check_replaceable(_exe: &FileId) -> Result<(), String> {
     Ok(())
 }
 
-/// Where the running executable is moved so its name can be reused:
-/// Windows cannot rename over, or delete, a running executable, but it can
-/// rename it.
-fn aside_path(exe: &Path) -> PathBuf {
-    let name = exe
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    exe.with_file_name(format!(".{name}.old"))
-}
-
-/// Moves the running `exe` aside, moves `new` into its place, and moves the
-/// old one back if that fails. The aside copy is deleted by a later start
-/// ([`remove_replaced_leftover`]), once nothing runs it. `expected` is not
-/// compared ([`FileId`] has no identity here); the running executable
-/// cannot be replaced on Windows while this instance runs it, only renamed.
-pub fn replace_executable(dir: &Dir, new: &str, exe: &str, _expected: &FileId) -> io::Result<bool> {
-    let (new, exe) = (dir.path().join(new), dir.path().join(exe));
-    let aside = aside_path(&exe);
-    let _ = std::fs::remove_file(&aside);
-    // The download was synced when it finished (and FlushFileBuffers
-    // refuses a handle opened read-only: "Access denied").
-    std::fs::rename(&exe, &aside)?;
-    if let Err(e) = std::fs::rename(&new, &exe) {
-        // Put the old executable back so the user is never left without one.
-        let _ = std::fs::rename(&aside, &exe);
+/// Puts the verified (and already synced) download `new` in place of
+/// `exe`, both in `dir`, provided `exe` still is the file `expected`;
+/// `Ok(false)`, with nothing changed, if it is not. Windows cannot rename
+/// over, or delete, a running executable, but it can rename it:
+///
+/// 1. open `exe` (never through a link) with the right to rename it, and
+///    check through that handle that it is `expected`;
+/// 2. rename that very handle aside, to a fresh `.<exe>.<random>.old` that
+///    nothing else holds (a rename that never replaces: a stale copy an old
+///    instance still runs, or anything planted at a name, is left alone);
+/// 3. rename the download to `exe`'s name, again never replacing;
+/// 4. if that fails, rename the aside handle back, never replacing either:
+///    whatever took the name meanwhile is kept, and the error says where
+///    the old build is.
+///
+/// The aside copy is deleted by a later start ([`remove_replaced_leftover`])
+/// once nothing runs it. NTFS journals renames, so there is no folder sync
+/// to make.
+pub fn replace_executable(dir: &Dir, new: &str, exe: &str, expected: &FileId) -> io::Result<bool> {
+    let folder = open_folder(dir.path())?;
+    let old = match open_for_rename(&dir.path().join(exe)) {
+        Ok(old) => old,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !file_id(&old)?.same_file(expected) {
+        return Ok(false);
+    }
+    let aside = rename_aside(&old, &folder, exe)?;
+    let moved = open_for_rename(&dir.path().join(new))
+        .and_then(|download| rename_handle(&download, &folder, exe));
+    if let Err(e) = moved {
+        // Never replacing: after a failed swap back the old build stays at
+        // the aside name, and whatever holds `exe` is kept.
+        if let Err(back) = rename_handle(&old, &folder, exe) {
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}; the old build is kept as '{}' ({back})",
+                    dir.path().join(&aside).display()
+                ),
+            ));
+        }
         return Err(e);
     }
     Ok(true)
 }
 
-/// Who a file is. The standard library does not yet expose Windows file
-/// indexes, so every file looks the same: the checks that compare
-/// identities pass, and the updater's lock is one per app.
+/// Whether `name` is one of the aside copies of the executable named
+/// `exe`: `.<exe>.<number>.old`, or `.<exe>.old`, the name earlier builds
+/// used.
+fn is_aside_of(name: &str, exe: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_prefix(exe))
+        .and_then(|n| n.strip_suffix(".old"))
+    else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('.')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Renames `old` (the executable, open) to a fresh aside name in `folder`,
+/// never replacing anything; returns the name.
+fn rename_aside(old: &File, folder: &File, exe: &str) -> io::Result<String> {
+    let mut attempts = 0;
+    loop {
+        // Random so that no one can plant a file at it ahead; the rename
+        // that never replaces is what makes it ours.
+        let random = RandomState::new().hash_one(std::process::id());
+        let aside = format!(".{exe}.{random}.old");
+        match rename_handle(old, folder, &aside) {
+            Ok(()) => return Ok(aside),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Opens `path` (a link itself, never what it leads to) with the right to
+/// rename it, sharing everything: a running executable stays renamable.
+fn open_for_rename(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .access_mode(DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)
+}
+
+/// Opens the folder `path` itself: the renames name their targets by the
+/// path this handle has.
+fn open_folder(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .access_mode(FILE_READ_ATTRIBUTES | SYNCHRONIZE)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)
+}
+
+/// Renames the open `file` to `name` in `folder`, failing (AlreadyExists)
+/// rather than replacing a file of that name. The target is the folder's
+/// full path as its handle gives it, in NT form (`\??\C:\…`), which both
+/// Windows (that passes it on as is) and Wine (that converts DOS paths)
+/// take; a name relative to a `RootDirectory` handle is refused by Wine.
+fn rename_handle(file: &File, folder: &File, name: &str) -> io::Result<()> {
+    let mut wide = nt_path_of(folder)?;
+    wide.push(u16::from(b'\\'));
+    wide.extend(name.encode_utf16());
+    let name_bytes = wide.len() * 2;
+    let head = std::mem::offset_of!(FILE_RENAME_INFO, FileName);
+    // Room for a final NUL, which Wine reads.
+    let size = head + name_bytes + 2;
+    let size_u32 = u32::try_from(size).map_err(|_| io::Error::other("path too long"))?;
+    let name_len = u32::try_from(name_bytes).map_err(|_| io::Error::other("path too long"))?;
+    // u64 words: zeroed, and aligned for the struct's handle field.
+    let mut buf = vec![0u64; size.div_ceil(8)];
+    let info = buf.as_mut_ptr().cast::<FILE_RENAME_INFO>();
+    // SAFETY: `buf` is zeroed, 8-byte aligned and holds `size` bytes: the
+    // struct's head and the name written right after it, inside `buf`.
+    unsafe {
+        (*info).Anonymous.ReplaceIfExists = false;
+        (*info).RootDirectory = std::ptr::null_mut();
+        (*info).FileNameLength = name_len;
+        std::ptr::copy_nonoverlapping(
+            wide.as_ptr(),
+            std::ptr::addr_of_mut!((*info).FileName).cast::<u16>(),
+            wide.len(),
+        );
+    }
+    // SAFETY: the handle is open; `info` points at `size_u32` bytes of a
+    // FILE_RENAME_INFO that live until the call returns.
+    let ok = unsafe {
+        SetFileInformationByHandle(
+            file.as_raw_handle(),
+            FileRenameInfo,
+            info.cast_const().cast(),
+            size_u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The full path of the open `file` in NT form: `\??\C:\…` or
+/// `\??\UNC\server\share\…`, without a trailing separator.
+fn nt_path_of(file: &File) -> io::Result<Vec<u16>> {
+    let mut path = final_path(file).ok_or_else(io::Error::last_os_error)?;
+    // `\\?\` (what the call gives) becomes `\??\`.
+    if path.len() < 4 || path[..4] != [92, 92, 63, 92] {
+        return Err(io::Error::other("the folder has no drive or share path"));
+    }
+    path[1] = u16::from(b'?');
+    while path.last() == Some(&u16::from(b'\\')) {
+        path.pop();
+    }
+    Ok(path)
+}
+
+/// The path of the open `file` as `GetFinalPathNameByHandleW` gives it
+/// (`\\?\C:\…`), without the final NUL.
+fn final_path(file: &File) -> Option<Vec<u16>> {
+    let mut path = vec![0u16; 512];
+    loop {
+        let capacity = u32::try_from(path.len()).ok()?;
+        // SAFETY: the handle is open; `path` is writable for `capacity`
+        // UTF-16 units.
+        let len = unsafe {
+            GetFinalPathNameByHandleW(file.as_raw_handle(), path.as_mut_ptr(), capacity, 0)
+        } as usize;
+        match len {
+            0 => return None,
+            // Too small: `len` is the size needed, NUL included.
+            n if n >= path.len() && n <= 32_768 => path.resize(n + 1, 0),
+            n if n >= path.len() => return None,
+            n => {
+                path.truncate(n);
+                return Some(path);
+            }
+        }
+    }
+}
+
+/// Who a file is: the volume's serial number and the file's index on it
+/// (NTFS and ReFS keep it for the file's life; Wine takes it from the
+/// inode), its attributes and its number of names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileId {
     pub dev: u64,
     pub ino: u64,
     pub uid: u32,
     pub gid: u32,
+    /// The file's attributes (`FILE_ATTRIBUTE_*`).
     pub mode: u32,
     pub nlink: u64,
 }
@@ -78,8 +248,39 @@ impl FileId {
     }
 }
 
-pub fn file_id(_file: &File) -> io::Result<FileId> {
-    Ok(FileId::default())
+/// Who the open `file` is.
+pub fn file_id(file: &File) -> io::Result<FileId> {
+    let mut info = std::mem::MaybeUninit::<BY_HANDLE_FILE_INFORMATION>::uninit();
+    // SAFETY: the handle is open and `info` is writable memory of the
+    // right type, filled on success.
+    if unsafe { GetFileInformationByHandle(file.as_raw_handle(), info.as_mut_ptr()) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the call succeeded, so it initialised the struct.
+    let info = unsafe { info.assume_init() };
+    Ok(FileId {
+        dev: u64::from(info.dwVolumeSerialNumber),
+        ino: u64::from(info.nFileIndexHigh) << 32 | u64::from(info.nFileIndexLow),
+        uid: 0,
+        gid: 0,
+        mode: info.dwFileAttributes,
+        nlink: u64::from(info.nNumberOfLinks),
+    })
+}
+
+/// Who the file or folder at `path` is (a link itself, never what it leads
+/// to); `None` if nothing is there. For `Dir::stat` and `Dir::id`.
+pub fn path_id(path: &Path) -> io::Result<Option<FileId>> {
+    let opened = OpenOptions::new()
+        .access_mode(FILE_READ_ATTRIBUTES)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path);
+    match opened {
+        Ok(file) => file_id(&file).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// ACLs are not inspected on Windows.
@@ -87,22 +288,126 @@ pub fn check_unshared_dir(_dir: &FileId) -> Result<(), String> {
     Ok(())
 }
 
-/// Unknown on Windows without a Windows API crate: partial downloads are
-/// kept as if the rest fitted.
-pub fn free_space(_file: &File) -> Option<u64> {
-    None
+/// Bytes still free for us on the volume of `file` (its folder, as
+/// `GetDiskFreeSpaceExW` wants it: quotas included); `None` if unknown.
+pub fn free_space(file: &File) -> Option<u64> {
+    let mut path = final_path(file)?;
+    // The folder, with the trailing backslash a UNC path needs.
+    let cut = path.iter().rposition(|&c| c == u16::from(b'\\'))?;
+    path.truncate(cut + 1);
+    path.push(0);
+    let mut free = 0u64;
+    // SAFETY: `path` is NUL-terminated; the other pointers are either null
+    // or point to a writable u64.
+    let ok = unsafe {
+        GetDiskFreeSpaceExW(
+            path.as_ptr(),
+            &mut free,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    (ok != 0).then_some(free)
 }
 
-/// Deletes the copy a previous update moved aside (it fails harmlessly
-/// while an old instance still runs it).
+/// Deletes the copies earlier updates moved aside (`.<exe>.<number>.old`,
+/// and `.<exe>.old` of earlier builds). One that an old instance still
+/// runs cannot be deleted: it stays until a later start, and the next
+/// update moves the executable to a fresh name beside it.
 pub fn remove_replaced_leftover(exe: &Path) {
-    let _ = std::fs::remove_file(aside_path(exe));
+    let (Some(folder), Some(name)) = (exe.parent(), exe.file_name().and_then(|n| n.to_str()))
+    else {
+        return;
+    };
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let Ok(listing) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for item in listing.flatten() {
+        let aside = item.file_name();
+        // `remove_file` deletes a link itself, never what it leads to, and
+        // refuses a folder.
+        if aside.to_str().is_some_and(|aside| is_aside_of(aside, name)) {
+            let _ = std::fs::remove_file(item.path());
+        }
+    }
+}
+
+/// Writes all of `buf`, the next bytes of a file written in order, at
+/// `offset`. Not at the cursor: Windows moves the cursor of a positioned
+/// read, which handles cloned from `file` share, so a writer that relied
+/// on it would write where a reader last read.
+pub fn append_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_write(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Windows has no cheap "start writing this range" call; the sync after
 /// the download does all of the writing.
 pub fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
-/// Helper threads keep the normal priority on Windows: the stub carries no
-/// Windows API crate for `SetThreadPriority`.
-pub fn lower_thread_priority() {}
+/// Lowers the priority of the calling thread (each Windows thread has its
+/// own), so that helpers use only the CPU the download leaves idle.
+pub fn lower_thread_priority() {
+    // SAFETY: GetCurrentThread returns a pseudo handle that needs no
+    // closing. Failing to lower the priority only costs speed, so the
+    // result is ignored.
+    unsafe {
+        SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_LOWEST);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aside_names_are_recognised_exactly() {
+        for ours in [".app.exe.old", ".app.exe.0.old", ".app.exe.123456789.old"] {
+            assert!(is_aside_of(ours, "app.exe"), "{ours}");
+        }
+        for other in [
+            "app.exe",
+            ".app.exe..old",
+            ".app.exe.1x.old",
+            ".app.exe.1.old.txt",
+            ".other.exe.1.old",
+            ".app.exe.1.2.download",
+        ] {
+            assert!(!is_aside_of(other, "app.exe"), "{other}");
+        }
+    }
+
+    #[test]
+    fn identities_tell_files_apart_and_free_space_is_known() {
+        let dir = std::env::temp_dir();
+        let (a, b) = (
+            dir.join(format!("onefile-id-a-{}", std::process::id())),
+            dir.join(format!("onefile-id-b-{}", std::process::id())),
+        );
+        let file_a = File::create(&a).expect("create");
+        let file_b = File::create(&b).expect("create");
+        let (id_a, id_b) = (file_id(&file_a).expect("id"), file_id(&file_b).expect("id"));
+        assert!(!id_a.same_file(&id_b), "{id_a:?} {id_b:?}");
+        assert!(id_a.same_file(&path_id(&a).expect("id").expect("exists")));
+        assert_eq!(path_id(&dir.join("onefile-id-none")).expect("id"), None);
+        assert!(free_space(&file_a).is_some_and(|free| free > 0));
+        drop((file_a, file_b));
+        let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
+    }
+}

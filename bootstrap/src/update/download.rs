@@ -17,7 +17,7 @@
 //! what is missing of it fits on the disk.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -361,7 +361,10 @@ impl Download<'_> {
                     actual: len + n as u64,
                 });
             }
-            if let Err(e) = file.write_all(&buf[..n]) {
+            // At its offset, not at the file's cursor, on Windows: there
+            // the helpers' positioned reads move the cursor their cloned
+            // handles share with this one.
+            if let Err(e) = sys::append_at(&file, &buf[..n], len) {
                 drop(file);
                 self.discard(&name);
                 return Err(UpdateError::io("write", &path)(e));

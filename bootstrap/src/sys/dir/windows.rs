@@ -74,7 +74,7 @@ impl Dir {
     }
 
     pub fn id(&self) -> io::Result<FileId> {
-        Ok(FileId::default())
+        crate::sys::path_id(&self.path)?.ok_or_else(|| io::ErrorKind::NotFound.into())
     }
 
     pub fn create_new(&self, name: &str) -> io::Result<File> {
@@ -94,12 +94,9 @@ impl Dir {
             .open(self.path.join(name))
     }
 
+    /// Who `name` is (a link itself, never what it leads to).
     pub fn stat(&self, name: &str) -> io::Result<Option<FileId>> {
-        match std::fs::symlink_metadata(self.path.join(name)) {
-            Ok(_) => Ok(Some(FileId::default())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        crate::sys::path_id(&self.path.join(name))
     }
 
     pub fn create_dir(&self, name: &str) -> io::Result<()> {
