@@ -11,6 +11,7 @@
 //! command lines, replacing a running executable).
 #![cfg(windows)]
 
+mod cache;
 mod server;
 mod smoke;
 mod support;

@@ -15,6 +15,13 @@ pub fn default_cache_root() -> Option<PathBuf> {
     Some(PathBuf::from(home).join(".cache"))
 }
 
+/// Why there is no cache root when [`default_cache_root`] finds none.
+pub const NO_CACHE_ROOT: &str = "neither ONEFILE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set";
+
+/// The hint for a cache folder that other users could change.
+pub const UNSAFE_CACHE_HINT: &str = "other users could change the app run from it: take away \
+    their write access (chmod go-w), or set ONEFILE_CACHE_DIR to a folder that only you can change";
+
 /// Errors that mean "no room left": disk full, quota, file-size limit.
 pub fn is_disk_full(errno: i32) -> bool {
     errno == libc::ENOSPC || errno == libc::EDQUOT || errno == libc::EFBIG

@@ -14,6 +14,14 @@ pub fn default_cache_root() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Why there is no cache root when [`default_cache_root`] finds none.
+pub const NO_CACHE_ROOT: &str = "neither ONEFILE_CACHE_DIR, XDG_CACHE_HOME nor LOCALAPPDATA is set";
+
+/// The hint for a cache folder that other users could change.
+pub const UNSAFE_CACHE_HINT: &str = "other users could change the app run from it: take away \
+    their access (the folder's Properties, Security tab), or set ONEFILE_CACHE_DIR to a folder \
+    that only you can change";
+
 /// ERROR_DISK_FULL (112) and ERROR_HANDLE_DISK_FULL (39).
 pub fn is_disk_full(errno: i32) -> bool {
     errno == 112 || errno == 39

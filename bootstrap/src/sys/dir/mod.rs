@@ -23,6 +23,8 @@ mod unix;
 pub use unix::*;
 
 #[cfg(windows)]
+mod acl;
+#[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use windows::*;
