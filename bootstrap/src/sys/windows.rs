@@ -31,9 +31,10 @@ pub fn is_noexec_mount(_dir: &Path) -> bool {
     false
 }
 
-/// Windows ACLs decide; a failed rename reports what they refused.
-pub fn check_replaceable(_exe: &FileId) -> Result<(), String> {
-    Ok(())
+/// Whether this process may replace the executable open as `exe`: it
+/// must be ours (its owner, read from the handle), as on Unix.
+pub fn check_replaceable(exe: &File, _id: &FileId) -> Result<(), String> {
+    super::dir::check_owned(exe)
 }
 
 /// Where the running executable is moved so its name can be reused:
@@ -90,9 +91,11 @@ pub fn file_id(_file: &File) -> io::Result<FileId> {
     Ok(FileId::default())
 }
 
-/// ACLs are not inspected on Windows.
-pub fn check_unshared_dir(_dir: &FileId) -> Result<(), String> {
-    Ok(())
+/// Whether no one but us may change what the folder `dir` holds: ours
+/// (or SYSTEM's or Administrators'), and a DACL that lets no one else
+/// write, add, delete or rename there, read from the held handle.
+pub fn check_unshared_dir(dir: &Dir, _id: &FileId) -> Result<(), String> {
+    dir.check_unshared()
 }
 
 /// Unknown on Windows without a Windows API crate: partial downloads are

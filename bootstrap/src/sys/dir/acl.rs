@@ -115,6 +115,29 @@ fn sid_bytes(sid: PSID) -> io::Result<Vec<u8>> {
 /// doc); `Err` with the reason if not. `Ok(Err(_))` is a refusal, the
 /// outer error a failure to read the descriptor.
 pub fn check_private(handle: RawHandle, me: &[u8]) -> io::Result<Result<(), String>> {
+    read_security(handle, DACL_SECURITY_INFORMATION, |owner, dacl| {
+        judge(owner, dacl, me)
+    })
+}
+
+/// Whether the object open as `handle` belongs to `me` (and no one else,
+/// not even a trusted account: replacing a file of another account is
+/// never what that account wants).
+pub fn check_owner(handle: RawHandle, me: &[u8]) -> io::Result<Result<(), String>> {
+    read_security(handle, 0, |owner, _| match owner == me {
+        true => Ok(()),
+        false => Err(format!("it belongs to {}, not to us", describe(owner))),
+    })
+}
+
+/// Reads the owner (and `more`, e.g. the DACL) of the object open as
+/// `handle` and gives them to `judge`; the DACL pointer is NULL unless
+/// asked for, and valid only during the call.
+fn read_security<R>(
+    handle: RawHandle,
+    more: u32,
+    judge: impl FnOnce(&[u8], *const ACL) -> R,
+) -> io::Result<R> {
     let mut owner: PSID = std::ptr::null_mut();
     let mut dacl: *mut ACL = std::ptr::null_mut();
     let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
@@ -125,7 +148,7 @@ pub fn check_private(handle: RawHandle, me: &[u8]) -> io::Result<Result<(), Stri
         GetSecurityInfo(
             handle,
             SE_FILE_OBJECT,
-            OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
+            OWNER_SECURITY_INFORMATION | more,
             &mut owner,
             std::ptr::null_mut(),
             &mut dacl,
@@ -136,7 +159,7 @@ pub fn check_private(handle: RawHandle, me: &[u8]) -> io::Result<Result<(), Stri
     if rc != ERROR_SUCCESS {
         return Err(io::Error::from_raw_os_error(rc as i32));
     }
-    let verdict = sid_bytes(owner).map(|owner| judge(&owner, dacl, me));
+    let verdict = sid_bytes(owner).map(|owner| judge(&owner, dacl));
     // SAFETY: allocated by GetSecurityInfo for us, freed once; owner and
     // dacl are not used after.
     unsafe { LocalFree(descriptor as HLOCAL) };

@@ -135,6 +135,13 @@ fn check_folder(handle: &File, me: &[u8], shown: &Path) -> Result<(), DirError> 
     }
 }
 
+/// Whether the open file `file` belongs to us (the updater's check of the
+/// executable it would replace).
+pub fn check_owned(file: &File) -> Result<(), String> {
+    let me = current_user().map_err(|e| format!("cannot read who we are: {e}"))?;
+    acl::check_owner(file.as_raw_handle(), me).map_err(|e| format!("cannot read its owner: {e}"))?
+}
+
 /// The SID of this process's user, read once.
 fn current_user() -> io::Result<&'static [u8]> {
     static ME: OnceLock<Vec<u8>> = OnceLock::new();
@@ -313,6 +320,15 @@ impl Dir {
             handle: self.handle.try_clone()?,
             path: self.path.clone(),
         })
+    }
+
+    /// Whether no one but us (and SYSTEM and Administrators) may change
+    /// what the folder holds: the updater's check of the executable's
+    /// folder, from the held handle.
+    pub fn check_unshared(&self) -> Result<(), String> {
+        let me = current_user().map_err(|e| format!("cannot read who we are: {e}"))?;
+        acl::check_private(self.handle.as_raw_handle(), me)
+            .map_err(|e| format!("cannot read its access list: {e}"))?
     }
 
     pub fn id(&self) -> io::Result<FileId> {
