@@ -26,7 +26,7 @@ use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::windows::ffi::{OsStrExt, OsStringExt};
-use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
+use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, RawHandle};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -110,13 +110,12 @@ fn check_folder(handle: &File, me: &[u8], shown: &Path) -> Result<(), DirError> 
         path: shown.to_owned(),
         reason,
     };
-    let attributes = handle
-        .metadata()
+    let attributes = info(handle)
         .map_err(|source| DirError::Io {
             path: shown.to_owned(),
             source,
         })?
-        .file_attributes();
+        .dwFileAttributes;
     if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
         return Err(unsafe_dir(
             "it is a link or a junction, not a folder".into(),
@@ -267,7 +266,7 @@ fn open_regular(path: &Path, disposition: u32) -> io::Result<File> {
     }
     // SAFETY: a new handle that nothing else owns.
     let file = unsafe { File::from_raw_handle(handle as RawHandle) };
-    let attributes = file.metadata()?.file_attributes();
+    let attributes = info(&file)?.dwFileAttributes;
     if attributes & (FILE_ATTRIBUTE_REPARSE_POINT | FILE_ATTRIBUTE_DIRECTORY) != 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -277,15 +276,17 @@ fn open_regular(path: &Path, disposition: u32) -> io::Result<File> {
     Ok(file)
 }
 
-/// How many names the open file has.
-fn link_count(file: &File) -> io::Result<u32> {
+/// What `GetFileInformationByHandle` says of the open `file`: its
+/// attributes and its number of names, in one call (std's `metadata`
+/// makes more).
+fn info(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
     // SAFETY: plain data, filled by the call below.
     let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
     // SAFETY: the handle is open; info is writable.
     if unsafe { GetFileInformationByHandle(file.as_raw_handle(), &mut info) } == 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(info.nNumberOfLinks)
+    Ok(info)
 }
 
 impl Dir {
@@ -299,7 +300,7 @@ impl Dir {
     /// holds the executable's folder this way).
     pub fn open(path: &Path) -> io::Result<Dir> {
         let handle = open_dir(path, false)?;
-        let attributes = handle.metadata()?.file_attributes();
+        let attributes = info(&handle)?.dwFileAttributes;
         if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0
             || attributes & FILE_ATTRIBUTE_DIRECTORY == 0
         {
@@ -348,7 +349,7 @@ impl Dir {
         let disposition = if create { OPEN_ALWAYS } else { OPEN_EXISTING };
         let file = open_regular(&self.path.join(name), disposition)?;
         let private = acl::check_private(file.as_raw_handle(), current_user()?)?;
-        if private.is_err() || link_count(&file)? != 1 {
+        if private.is_err() || info(&file)?.nNumberOfLinks != 1 {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 "not a private file of ours",
