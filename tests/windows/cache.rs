@@ -238,9 +238,12 @@ fn a_damaged_file_fails_with_one_line_and_leaves_nothing_used() {
     }
 }
 
-/// The DACL of `path` as the test reads it: (protected, entries as
-/// (type, flags, mask, SID bytes)), or `None` where it cannot be read.
-fn dacl_of(path: &Path) -> Option<(bool, Vec<(u8, u8, u32, Vec<u8>)>)> {
+/// One entry of a DACL: type, flags, access mask, SID bytes.
+type Entry = (u8, u8, u32, Vec<u8>);
+
+/// The DACL of `path` as the test reads it: (protected, entries), or
+/// `None` where it cannot be read.
+fn dacl_of(path: &Path) -> Option<(bool, Vec<Entry>)> {
     let folder = fs::OpenOptions::new()
         .access_mode(0x0002_0000 | 0x80) // READ_CONTROL | FILE_READ_ATTRIBUTES
         .custom_flags(0x0200_0000 | 0x0020_0000) // BACKUP_SEMANTICS | OPEN_REPARSE_POINT

@@ -355,24 +355,83 @@ mod tests {
         1, 5, 0, 0, 0, 0, 0, 5, 21, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0xe8, 3, 0, 0,
     ];
     const EVERYONE: &[u8] = &[1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+    const USERS: &[u8] = &[1, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x21, 2, 0, 0];
+
+    /// Our private DACL plus one entry (`kind`, `flags`, `mask`, `sid`).
+    fn with_entry(kind: u8, flags: u8, mask: u32, sid: &[u8]) -> Vec<u8> {
+        let mut acl = private_dacl(ME);
+        acl[4] += 1;
+        let len = (ACE_HEADER + 4 + sid.len()) as u16;
+        acl.extend_from_slice(&[kind, flags]);
+        acl.extend_from_slice(&len.to_le_bytes());
+        acl.extend_from_slice(&mask.to_le_bytes());
+        acl.extend_from_slice(sid);
+        let size = acl.len() as u16;
+        acl[2..4].copy_from_slice(&size.to_le_bytes());
+        acl
+    }
 
     #[test]
-    fn our_own_dacl_is_private_and_everyone_writing_is_not() {
-        let ours = private_dacl(ME);
-        assert_eq!(check_entries(&ours, ME), Ok(()));
-        let mut shared = ours.clone();
-        shared[4] += 1;
-        let len = (ACE_HEADER + 4 + EVERYONE.len()) as u16;
-        shared.extend_from_slice(&[ACCESS_ALLOWED, 0]);
-        shared.extend_from_slice(&len.to_le_bytes());
-        shared.extend_from_slice(&0x0002u32.to_le_bytes());
-        shared.extend_from_slice(EVERYONE);
-        let size = shared.len() as u16;
-        shared[2..4].copy_from_slice(&size.to_le_bytes());
-        let refused = check_entries(&shared, ME).expect_err("Everyone may add files");
-        assert!(refused.contains("S-1-1-0 (Everyone)"), "{refused}");
-        // One entry too many for the bytes: damaged, not read past.
-        shared[4] += 1;
-        assert!(check_entries(&shared, ME).is_err());
+    fn our_own_dacl_is_private() {
+        assert_eq!(check_entries(&private_dacl(ME), ME), Ok(()));
+        // Others may read and list.
+        let read = with_entry(ACCESS_ALLOWED, 0, 0x0012_00A9, USERS);
+        assert_eq!(check_entries(&read, ME), Ok(()));
+        // A denying entry takes away; it never makes a folder unsafe.
+        let deny = with_entry(1, 0, 0x1F_01FF, EVERYONE);
+        assert_eq!(check_entries(&deny, ME), Ok(()));
+    }
+
+    #[test]
+    fn any_change_by_others_is_refused() {
+        for mask in [
+            0x0002,      // add a file
+            0x0004,      // add a folder
+            0x0040,      // delete a child
+            0x0001_0000, // delete or rename it
+            0x0004_0000, // change the DACL
+            0x0008_0000, // take ownership
+            0x1000_0000, // generic all
+            0x4000_0000, // generic write
+        ] {
+            let acl = with_entry(ACCESS_ALLOWED, 0, mask, EVERYONE);
+            let refused = check_entries(&acl, ME).expect_err("refused");
+            assert!(
+                refused.contains("S-1-1-0 (Everyone)"),
+                "{mask:#x}: {refused}"
+            );
+        }
+        // Inherit-only: it would give others what we create inside.
+        let inherited = with_entry(ACCESS_ALLOWED, 0x0B, 0x0002, USERS);
+        let refused = check_entries(&inherited, ME).expect_err("inherited");
+        assert!(refused.contains("S-1-5-32-545 (Users)"), "{refused}");
+        // An allowing entry of a layout not read: refused, not guessed.
+        let object = with_entry(5, 0, 0x0001, EVERYONE);
+        assert!(check_entries(&object, ME).is_err());
+    }
+
+    #[test]
+    fn a_damaged_dacl_is_refused_without_reading_past_it() {
+        let mut acl = with_entry(ACCESS_ALLOWED, 0, 0x0001, EVERYONE);
+        // One entry more than the bytes hold.
+        acl[4] += 1;
+        assert!(check_entries(&acl, ME).is_err());
+        // An entry whose size runs past the end.
+        let mut acl = private_dacl(ME);
+        acl[ACL_HEADER + 2] = 0xff;
+        assert!(check_entries(&acl, ME).is_err());
+        // A SID that claims more sub-authorities than its entry holds.
+        let mut acl = with_entry(ACCESS_ALLOWED, 0, 0x0001, EVERYONE);
+        let last_sid = acl.len() - EVERYONE.len();
+        acl[last_sid + 1] = 15;
+        assert!(check_entries(&acl, ME).is_err());
+    }
+
+    #[test]
+    fn sids_read_as_users_write_them() {
+        assert_eq!(describe(EVERYONE), "S-1-1-0 (Everyone)");
+        assert_eq!(describe(ME), "S-1-5-21-1-2-3-1000");
+        assert!(is_trusted(SYSTEM, ME) && is_trusted(ADMINISTRATORS, ME));
+        assert!(!is_trusted(USERS, ME));
     }
 }
