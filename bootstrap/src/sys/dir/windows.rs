@@ -11,9 +11,10 @@
 //!   ours (or SYSTEM's or Administrators'), and a DACL that lets no one
 //!   else write, add, delete, rename or re-permission anything.
 //! - The cache root may be reached through a link or junction (a
-//!   redirected profile); it is checked where it leads, and the launcher
-//!   then uses the folder's real path, read from the handle. The app's
-//!   folder must be a real folder: a reparse point there is refused.
+//!   redirected profile); it is checked where it leads, and the cache's
+//!   own work goes by the folder's real path, read from the handle (the
+//!   app is run by the path as configured, as on Unix). The app's folder
+//!   must be a real folder: a reparse point there is refused.
 //! - Folders and files the launcher creates get a private DACL from the
 //!   start ([`acl::Private`]); files are created without following a
 //!   reparse point, and one found at a file's name is refused.
