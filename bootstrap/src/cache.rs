@@ -265,9 +265,7 @@ fn cache_root() -> Result<PathBuf, LaunchError> {
     let dir = non_empty("ONEFILE_CACHE_DIR")
         .or_else(|| non_empty("XDG_CACHE_HOME").filter(|d| d.is_absolute()))
         .or_else(sys::default_cache_root)
-        .ok_or(LaunchError::NoCacheRoot(
-            "neither ONEFILE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set",
-        ))?;
+        .ok_or(LaunchError::NoCacheRoot(sys::NO_CACHE_ROOT))?;
     // Relative to where the user started the app, once and for all.
     std::path::absolute(&dir).map_err(|e| cache_error(&dir, e))
 }

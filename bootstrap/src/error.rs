@@ -109,10 +109,7 @@ impl LaunchError {
             } => set_cache.into(),
             LaunchError::Unpack { .. } => "the file is damaged: download the app again".into(),
             LaunchError::NoCacheRoot(_) | LaunchError::Cache { .. } => set_cache.into(),
-            LaunchError::UnsafeCache { .. } => "other users could change the app run from it: \
-                take away their write access (chmod go-w), or set ONEFILE_CACHE_DIR to a \
-                folder that only you can change"
-                .into(),
+            LaunchError::UnsafeCache { .. } => crate::sys::UNSAFE_CACHE_HINT.into(),
             LaunchError::DiskFull { .. } => {
                 format!("free some disk space, or {set_cache}")
             }

@@ -11,6 +11,7 @@
 //! command lines, replacing a running executable).
 #![cfg(windows)]
 
+mod cache;
 // The Linux suite's server, faults and all; not every fault is used here.
 #[allow(dead_code)]
 #[path = "../it/server.rs"]

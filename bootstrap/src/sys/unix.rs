@@ -15,6 +15,13 @@ pub fn default_cache_root() -> Option<PathBuf> {
     Some(PathBuf::from(home).join(".cache"))
 }
 
+/// Why there is no cache root when [`default_cache_root`] finds none.
+pub const NO_CACHE_ROOT: &str = "neither ONEFILE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set";
+
+/// The hint for a cache folder that other users could change.
+pub const UNSAFE_CACHE_HINT: &str = "other users could change the app run from it: take away \
+    their write access (chmod go-w), or set ONEFILE_CACHE_DIR to a folder that only you can change";
+
 /// Errors that mean "no room left": disk full, quota, file-size limit.
 pub fn is_disk_full(errno: i32) -> bool {
     errno == libc::ENOSPC || errno == libc::EDQUOT || errno == libc::EFBIG
@@ -41,8 +48,9 @@ pub fn is_noexec_mount(dir: &Path) -> bool {
 /// Whether this process may replace the executable `exe` (as `fstat` saw
 /// the file it runs): it must be ours. Replacing a file that belongs to
 /// another user (an admin's install, say) is never what that user wants,
-/// even where the folder would allow it.
-pub fn check_replaceable(exe: &FileId) -> Result<(), String> {
+/// even where the folder would allow it. (`_file` is the same file open:
+/// Windows reads the owner from it.)
+pub fn check_replaceable(_file: &File, exe: &FileId) -> Result<(), String> {
     let me = euid();
     if exe.uid != me {
         return Err(format!("it belongs to user {}, not to us ({me})", exe.uid));
@@ -160,8 +168,9 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// rename. Group write is tolerated for the user's private group (the
 /// convention where each user's primary group has the user's own number
 /// and no one else in it), where a umask of 002 makes every folder
-/// group-writable.
-pub fn check_unshared_dir(dir: &FileId) -> Result<(), String> {
+/// group-writable. (`_held` is the same folder open: Windows reads the
+/// owner and DACL from it.)
+pub fn check_unshared_dir(_held: &Dir, dir: &FileId) -> Result<(), String> {
     let me = euid();
     if dir.uid != me && dir.uid != 0 {
         return Err(format!("it belongs to user {}", dir.uid));

@@ -27,6 +27,14 @@ pub fn default_cache_root() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Why there is no cache root when [`default_cache_root`] finds none.
+pub const NO_CACHE_ROOT: &str = "neither ONEFILE_CACHE_DIR, XDG_CACHE_HOME nor LOCALAPPDATA is set";
+
+/// The hint for a cache folder that other users could change.
+pub const UNSAFE_CACHE_HINT: &str = "other users could change the app run from it: take away \
+    their access (the folder's Properties, Security tab), or set ONEFILE_CACHE_DIR to a folder \
+    that only you can change";
+
 /// ERROR_DISK_FULL (112) and ERROR_HANDLE_DISK_FULL (39).
 pub fn is_disk_full(errno: i32) -> bool {
     errno == 112 || errno == 39
@@ -36,9 +44,10 @@ pub fn is_noexec_mount(_dir: &Path) -> bool {
     false
 }
 
-/// Windows ACLs decide; a failed rename reports what they refused.
-pub fn check_replaceable(_exe: &FileId) -> Result<(), String> {
-    Ok(())
+/// Whether this process may replace the executable open as `exe`: it
+/// must be ours (its owner, read from the handle), as on Unix.
+pub fn check_replaceable(exe: &File, _id: &FileId) -> Result<(), String> {
+    super::dir::check_owned(exe)
 }
 
 /// Puts the verified (and already synced) download `new` in place of
@@ -283,9 +292,11 @@ pub fn path_id(path: &Path) -> io::Result<Option<FileId>> {
     }
 }
 
-/// ACLs are not inspected on Windows.
-pub fn check_unshared_dir(_dir: &FileId) -> Result<(), String> {
-    Ok(())
+/// Whether no one but us may change what the folder `dir` holds: ours
+/// (or SYSTEM's or Administrators'), and a DACL that lets no one else
+/// write, add, delete or rename there, read from the held handle.
+pub fn check_unshared_dir(dir: &Dir, _id: &FileId) -> Result<(), String> {
+    dir.check_unshared()
 }
 
 /// Bytes still free for us on the volume of `file` (its folder, as

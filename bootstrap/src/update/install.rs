@@ -59,8 +59,8 @@ impl Target {
         if !now.is_some_and(|now| now.same_file(&id)) {
             return Err(UpdateError::AlreadyReplaced);
         }
-        sys::check_replaceable(&id).map_err(refuse)?;
-        sys::check_unshared_dir(&folder)
+        sys::check_replaceable(&build.packed.file, &id).map_err(refuse)?;
+        sys::check_unshared_dir(&dir, &folder)
             .map_err(|reason| refuse(format!("its folder is not ours alone: {reason}")))?;
         Ok(Target {
             dir,

@@ -1,97 +1,362 @@
-//! Windows: the same calls as `unix.rs`, by path. Not built in CI (Linux
-//! only).
+//! Windows: the check of the cache root and the app's folder, and folders
+//! held as handles (docs/launcher.md, "On Windows").
 //!
-//! The cache lives under `%LOCALAPPDATA%`, which the profile's ACL keeps
-//! private; ACLs are not inspected, and a folder is held as its path. Windows
-//! does not let a folder be renamed while a file in it is open, and the
-//! in-use lock file is open for as long as the app runs.
+//! - A folder of the cache is held open (`FILE_FLAG_BACKUP_SEMANTICS`) with
+//!   a share mode without `FILE_SHARE_DELETE`, and with read access so that
+//!   the share mode counts: while it is held no one can rename or delete
+//!   it, and NTFS does not rename a folder that has an open handle below
+//!   it, so the whole path the app is run by stays put while the launcher
+//!   runs (it waits for the app on Windows).
+//! - Who may change it is read from that handle ([`acl::check_private`]):
+//!   ours (or SYSTEM's or Administrators'), and a DACL that lets no one
+//!   else write, add, delete, rename or re-permission anything.
+//! - The cache root may be reached through a link or junction (a
+//!   redirected profile); it is checked where it leads, and the cache's
+//!   own work goes by the folder's real path, read from the handle (the
+//!   app is run by the path as configured, as on Unix). The app's folder
+//!   must be a real folder: a reparse point there is refused.
+//! - Folders and files the launcher creates get a private DACL from the
+//!   start ([`acl::Private`]); files are created without following a
+//!   reparse point, and one found at a file's name is refused.
+//!
+//! Names inside a held folder are still looked up by path (std has no
+//! handle-relative calls on Windows); holding the folder is what makes
+//! that path mean the folder checked.
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::windows::ffi::{OsStrExt, OsStringExt};
+use std::os::windows::fs::OpenOptionsExt;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, RawHandle};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use windows_sys::Win32::Foundation::{
+    ERROR_ALREADY_EXISTS, ERROR_PATH_NOT_FOUND, GENERIC_READ, GENERIC_WRITE, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, CreateDirectoryW, CreateFileW,
+    FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
+    FILE_FLAG_OPEN_REPARSE_POINT, FILE_LIST_DIRECTORY, FILE_NAME_NORMALIZED, FILE_READ_ATTRIBUTES,
+    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_TRAVERSE,
+    GetFileInformationByHandle, GetFinalPathNameByHandleW, OPEN_ALWAYS, OPEN_EXISTING,
+    READ_CONTROL, SYNCHRONIZE,
+};
 
 use super::DirError;
+use super::acl;
 use crate::sys::FileId;
 
-/// A folder of the cache, by path.
+/// A folder of the cache, held open (see the module doc), and its path.
 #[derive(Debug)]
 pub struct Dir {
+    handle: File,
     path: PathBuf,
 }
 
-/// Creates the cache root if missing, and returns it. The profile's ACL
-/// decides who else may change it.
+/// Checks the cache root `path` (absolute), creating it and any missing
+/// folder above it with a private DACL. It must be ours (or SYSTEM's or
+/// Administrators') and changeable by no one else. Returns its real path
+/// (links and junctions resolved), which the cache then uses.
 pub fn check_cache_root(path: &Path) -> Result<PathBuf, DirError> {
-    std::fs::create_dir_all(path).map_err(|source| DirError::Io {
+    let io_error = |source| DirError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    Ok(path.to_owned())
+    };
+    let me = current_user().map_err(io_error)?;
+    let handle = match open_dir(path, true) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let private = acl::Private::new(me).map_err(io_error)?;
+            create_dirs(path, &private, 0).map_err(io_error)?;
+            open_dir(path, true)
+        }
+        opened => opened,
+    }
+    .map_err(io_error)?;
+    check_folder(&handle, me, path)?;
+    final_path(&handle).map_err(io_error)
 }
 
-/// Creates the folder `path` if missing; it must be a real folder, not a
-/// link.
+/// Opens the folder `path` (not through a link or junction), creating it
+/// with a private DACL if missing; it must be changeable by no one but us
+/// (module doc). `shown` names it in errors.
 pub fn open_private_dir(path: &Path, shown: &Path) -> Result<Dir, DirError> {
     let io_error = |source| DirError::Io {
         path: shown.to_owned(),
         source,
     };
-    match std::fs::create_dir(path) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_error(e)),
-        _ => {}
+    let me = current_user().map_err(io_error)?;
+    let handle = match open_dir(path, false) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let private = acl::Private::new(me).map_err(io_error)?;
+            match create_dir(path, &private) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+                _ => open_dir(path, false),
+            }
+        }
+        opened => opened,
     }
-    let meta = std::fs::symlink_metadata(path).map_err(io_error)?;
-    if !meta.file_type().is_dir() {
-        return Err(DirError::Unsafe {
-            path: shown.to_owned(),
-            reason: "it is not a folder (a link?)".into(),
-        });
-    }
+    .map_err(io_error)?;
+    check_folder(&handle, me, shown)?;
     Ok(Dir {
+        handle,
         path: path.to_owned(),
     })
 }
 
+/// The checks on a folder held open: a real folder, private to us.
+fn check_folder(handle: &File, me: &[u8], shown: &Path) -> Result<(), DirError> {
+    let unsafe_dir = |reason: String| DirError::Unsafe {
+        path: shown.to_owned(),
+        reason,
+    };
+    let attributes = info(handle)
+        .map_err(|source| DirError::Io {
+            path: shown.to_owned(),
+            source,
+        })?
+        .dwFileAttributes;
+    if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+        return Err(unsafe_dir(
+            "it is a link or a junction, not a folder".into(),
+        ));
+    }
+    if attributes & FILE_ATTRIBUTE_DIRECTORY == 0 {
+        return Err(unsafe_dir("it is not a folder".into()));
+    }
+    match acl::check_private(handle.as_raw_handle(), me) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(unsafe_dir(reason)),
+        Err(source) => Err(DirError::Io {
+            path: shown.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Whether the open file `file` belongs to us (the updater's check of the
+/// executable it would replace).
+pub fn check_owned(file: &File) -> Result<(), String> {
+    let me = current_user().map_err(|e| format!("cannot read who we are: {e}"))?;
+    acl::check_owner(file.as_raw_handle(), me).map_err(|e| format!("cannot read its owner: {e}"))?
+}
+
+/// The SID of this process's user, read once.
+fn current_user() -> io::Result<&'static [u8]> {
+    static ME: OnceLock<Vec<u8>> = OnceLock::new();
+    if let Some(me) = ME.get() {
+        return Ok(me);
+    }
+    let me = acl::current_user()?;
+    Ok(ME.get_or_init(|| me))
+}
+
+/// Opens the folder `path` held (module doc): read access, so that the
+/// share mode without `FILE_SHARE_DELETE` is recorded; `follow` a link or
+/// junction at its last component, or open that itself.
+fn open_dir(path: &Path, follow: bool) -> io::Result<File> {
+    let no_follow = if follow {
+        0
+    } else {
+        FILE_FLAG_OPEN_REPARSE_POINT
+    };
+    OpenOptions::new()
+        .access_mode(
+            FILE_LIST_DIRECTORY | FILE_TRAVERSE | FILE_READ_ATTRIBUTES | READ_CONTROL | SYNCHRONIZE,
+        )
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | no_follow)
+        .open(path)
+}
+
+/// Creates the folder `path` with the descriptor `private`.
+fn create_dir(path: &Path, private: &acl::Private) -> io::Result<()> {
+    let name = wide(path.as_os_str())?;
+    // SAFETY: name is NUL-terminated; the attributes live in `private`.
+    if unsafe { CreateDirectoryW(name.as_ptr(), private.attributes()) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Creates `path` and the missing folders above it, each private.
+fn create_dirs(path: &Path, private: &acl::Private, depth: u32) -> io::Result<()> {
+    match create_dir(path, private) {
+        Err(e) if e.raw_os_error() == Some(ERROR_ALREADY_EXISTS as i32) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(ERROR_PATH_NOT_FOUND as i32) && depth < 64 => {
+            let parent = path.parent().ok_or(e)?;
+            create_dirs(parent, private, depth + 1)?;
+            match create_dir(path, private) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                created => created,
+            }
+        }
+        created => created,
+    }
+}
+
+/// The real path of the folder open as `handle`, without the `\\?\`
+/// prefix when it names a drive (apps and `cmd.exe` expect `C:\...`).
+fn final_path(handle: &File) -> io::Result<PathBuf> {
+    let mut buf = vec![0u16; 512];
+    loop {
+        // SAFETY: buf is writable for its length; the handle is open.
+        let n = unsafe {
+            GetFinalPathNameByHandleW(
+                handle.as_raw_handle(),
+                buf.as_mut_ptr(),
+                buf.len() as u32,
+                FILE_NAME_NORMALIZED,
+            )
+        } as usize;
+        if n == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Too small: n is the size needed, NUL included, bounded by the
+        // longest path Windows has (32,767 characters).
+        if n > buf.len() {
+            if n > 32_768 {
+                return Err(io::Error::other("path too long"));
+            }
+            buf.resize(n, 0);
+            continue;
+        }
+        let name = &buf[..n];
+        // `\\?\C:\...`: the drive path after the prefix.
+        const VERBATIM: [u16; 4] = [92, 92, 63, 92];
+        let name = match name.strip_prefix(&VERBATIM[..]) {
+            Some(rest) if rest.get(1) == Some(&u16::from(b':')) => rest,
+            _ => name,
+        };
+        return Ok(PathBuf::from(std::ffi::OsString::from_wide(name)));
+    }
+}
+
+/// `name` as a NUL-terminated UTF-16 string.
+fn wide(name: &OsStr) -> io::Result<Vec<u16>> {
+    let mut wide: Vec<u16> = name.encode_wide().collect();
+    if wide.contains(&0) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    wide.push(0);
+    Ok(wide)
+}
+
+/// Opens or creates the file `path` for reading and writing, private if
+/// created, never through a reparse point: one at that name is opened
+/// itself, and refused here.
+fn open_regular(path: &Path, disposition: u32) -> io::Result<File> {
+    let name = wide(path.as_os_str())?;
+    let private = acl::Private::new(current_user()?)?;
+    // SAFETY: name is NUL-terminated; the attributes live in `private` for
+    // the call; the handle returned is owned by the File below.
+    let handle = unsafe {
+        CreateFileW(
+            name.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+            private.attributes(),
+            disposition,
+            FILE_FLAG_OPEN_REPARSE_POINT,
+            std::ptr::null_mut(),
+        )
+    };
+    if handle == INVALID_HANDLE_VALUE {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new handle that nothing else owns.
+    let file = unsafe { File::from_raw_handle(handle as RawHandle) };
+    let attributes = info(&file)?.dwFileAttributes;
+    if attributes & (FILE_ATTRIBUTE_REPARSE_POINT | FILE_ATTRIBUTE_DIRECTORY) != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a link, a junction or a folder)",
+        ));
+    }
+    Ok(file)
+}
+
+/// What `GetFileInformationByHandle` says of the open `file`: its
+/// attributes and its number of names, in one call (std's `metadata`
+/// makes more).
+fn info(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
+    // SAFETY: plain data, filled by the call below.
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: the handle is open; info is writable.
+    if unsafe { GetFileInformationByHandle(file.as_raw_handle(), &mut info) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
 impl Dir {
-    /// Where the folder is (Windows works by path).
+    /// Where the folder is (names inside are used by path).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Opens the folder `path`, held, not through a link or junction at
+    /// its last component, without checking who may change it (the updater
+    /// holds the executable's folder this way).
     pub fn open(path: &Path) -> io::Result<Dir> {
-        if !std::fs::metadata(path)?.is_dir() {
-            return Err(io::Error::other("not a folder"));
+        let handle = open_dir(path, false)?;
+        let attributes = info(&handle)?.dwFileAttributes;
+        if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0
+            || attributes & FILE_ATTRIBUTE_DIRECTORY == 0
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a folder (a link or a junction?)",
+            ));
         }
         Ok(Dir {
+            handle,
             path: path.to_owned(),
         })
     }
 
+    /// A second handle on the same folder (for the updater's thread).
     pub fn try_clone(&self) -> io::Result<Dir> {
         Ok(Dir {
+            handle: self.handle.try_clone()?,
             path: self.path.clone(),
         })
+    }
+
+    /// Whether no one but us (and SYSTEM and Administrators) may change
+    /// what the folder holds: the updater's check of the executable's
+    /// folder, from the held handle.
+    pub fn check_unshared(&self) -> Result<(), String> {
+        let me = current_user().map_err(|e| format!("cannot read who we are: {e}"))?;
+        acl::check_private(self.handle.as_raw_handle(), me)
+            .map_err(|e| format!("cannot read its access list: {e}"))?
     }
 
     pub fn id(&self) -> io::Result<FileId> {
         crate::sys::path_id(&self.path)?.ok_or_else(|| io::ErrorKind::NotFound.into())
     }
 
+    /// Creates the file `name` inside: exclusively (`CREATE_NEW`: never an
+    /// existing file, nor through a link), private from the start.
     pub fn create_new(&self, name: &str) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(self.path.join(name))
+        open_regular(&self.path.join(name), CREATE_NEW)
     }
 
+    /// Opens the file `name` inside (created private if `create`), not
+    /// through a link, and makes sure it is a private file of ours: a
+    /// regular file with no other name, that no one else may change.
     pub fn open_private(&self, name: &str, create: bool) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(self.path.join(name))
+        let disposition = if create { OPEN_ALWAYS } else { OPEN_EXISTING };
+        let file = open_regular(&self.path.join(name), disposition)?;
+        let private = acl::check_private(file.as_raw_handle(), current_user()?)?;
+        if private.is_err() || info(&file)?.nNumberOfLinks != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "not a private file of ours",
+            ));
+        }
+        Ok(file)
     }
 
     /// Who `name` is (a link itself, never what it leads to).
@@ -99,17 +364,16 @@ impl Dir {
         crate::sys::path_id(&self.path.join(name))
     }
 
+    /// Creates the folder `name` inside; it inherits the folder's private
+    /// DACL. Fails if anything is already there.
     pub fn create_dir(&self, name: &str) -> io::Result<()> {
         std::fs::create_dir(self.path.join(name))
     }
 
+    /// Opens the regular file `name` inside for reading and writing,
+    /// creating it private if missing, never through a link.
     pub fn open_file(&self, name: &str) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.path.join(name))
+        open_regular(&self.path.join(name), OPEN_ALWAYS)
     }
 
     /// Windows does not delete open files, so the open one is the live one.
