@@ -334,7 +334,7 @@ impl Dir {
     }
 
     pub fn id(&self) -> io::Result<FileId> {
-        crate::sys::path_id(&self.path)?.ok_or_else(|| io::ErrorKind::NotFound.into())
+        crate::sys::file_id(&self.handle)
     }
 
     /// Creates the file `name` inside: exclusively (`CREATE_NEW`: never an
@@ -376,9 +376,11 @@ impl Dir {
         open_regular(&self.path.join(name), OPEN_ALWAYS)
     }
 
-    /// Windows does not delete open files, so the open one is the live one.
-    pub fn holds(&self, _file: &File, name: &str) -> io::Result<bool> {
-        Ok(self.path.join(name).exists())
+    /// Whether the open `file` is the one now named `name` inside (Windows
+    /// deletes an open file only once it is closed, but it can be renamed).
+    pub fn holds(&self, file: &File, name: &str) -> io::Result<bool> {
+        let held = crate::sys::file_id(file)?;
+        Ok(self.stat(name)?.is_some_and(|there| there.same_file(&held)))
     }
 
     pub fn exists(&self, rel: &Path) -> bool {
