@@ -18,3 +18,4 @@ mod server;
 mod support;
 mod tls;
 mod update;
+mod windows_pe;

@@ -11,6 +11,8 @@
 //! command lines, replacing a running executable).
 #![cfg(windows)]
 
+mod gui;
+mod process;
 mod server;
 mod smoke;
 mod support;
