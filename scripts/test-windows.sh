@@ -8,9 +8,12 @@
 #    (tests/windows/, with the probe app) into target/windows, debug, as
 #    `make test` does for Linux.
 # 3. Packs the probe on Linux, with the Linux payload-tools and
-#    --stub bootstrap.exe, for the test of cross-packing.
+#    --stub bootstrap.exe, for the test of cross-packing; and builds the
+#    Linux stub for the reverse (ONEFILE_LINUX_STUB).
 # 4. Runs the test binary under wine64 (cargo's runner for the Windows
 #    target); arguments go to the test harness (a test name filters).
+# 5. Runs on Linux the file that payload-tools.exe packed with the Linux
+#    stub (cross::), for its exit code, which Wine does not report.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +27,7 @@ set -e
 wcargo build -p bootstrap -p payload-tools
 wcargo test --no-run -p onefile-tests --test windows
 # The Linux payload-tools, with the rustup toolchain and its own target dir.
-${CARGO:-cargo} build --locked -p payload-tools
+${CARGO:-cargo} build --locked -p payload-tools -p bootstrap
 set +e
 
 bin=target/windows/$triple/debug
@@ -36,6 +39,30 @@ echo 1.0 >"$cross/app/bin/version.txt"
 target/debug/payload-tools pack "$cross/app" --entry bin/probe.exe --name probeapp --version 1.0 \
   --stub "$bin/bootstrap.exe" -o "$cross/probeapp.exe" >/dev/null || exit 1
 export ONEFILE_CROSS_PACKED=$PWD/$cross/probeapp.exe
+# A .cmd entry given the Windows way, with a backslash.
+mkdir -p "$cross/cmdapp/bin"
+printf '@echo off\r\necho cmd ran %%~1\r\nexit /b 7\r\n' >"$cross/cmdapp/bin/run.cmd"
+target/debug/payload-tools pack "$cross/cmdapp" --entry 'bin\run.cmd' --name cmdapp \
+  --stub "$bin/bootstrap.exe" -o "$cross/cmdapp.exe" >/dev/null || exit 1
+export ONEFILE_CROSS_PACKED_CMD=$PWD/$cross/cmdapp.exe
+export ONEFILE_LINUX_STUB=$PWD/target/debug/bootstrap ONEFILE_CROSS_DIR=$PWD/$cross
 
 . scripts/counted.sh
 counted "summary (Windows, under $("$WINE" --version))" wcargo test -p onefile-tests --test windows -- "$@"
+status=$?
+
+# The Linux file packed by payload-tools.exe (if cross:: ran): its exit
+# code and output, on Linux.
+# Like any file that comes from Windows, it has no execute bit here.
+if [ -e "$cross/from-windows" ]; then
+  chmod +x "$cross/from-windows"
+  got=$(ONEFILE_CACHE_DIR=$PWD/$cross/linux-cache "$cross/from-windows" "two words" x)
+  code=$?
+  if [ "$code" = 7 ] && [ "$got" = "crossapp|two words|x|" ]; then
+    echo "cross: the file packed by payload-tools.exe with the Linux stub runs on Linux (exit 7)"
+  else
+    echo "cross: FAILED: the file packed by payload-tools.exe exited $code on Linux, printing '$got'"
+    status=1
+  fi
+fi
+exit "$status"

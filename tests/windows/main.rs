@@ -11,6 +11,7 @@
 //! command lines, replacing a running executable).
 #![cfg(windows)]
 
+mod cross;
 mod gui;
 mod process;
 mod server;
