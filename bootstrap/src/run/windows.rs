@@ -24,9 +24,9 @@
 //!    ends the launcher once its handler returns: the handler first waits
 //!    for the app, for as long as Windows allows, so that the job does not
 //!    kill the app in the middle of its own clean-up.
-//! 3. When the app has exited, the job stops killing on close, so that
-//!    processes the app left running on purpose live on as they would
-//!    without a launcher.
+//! 3. When the app has exited (or could not start), the job stops killing
+//!    on close, so that processes the app left running on purpose live on
+//!    as they would without a launcher.
 //!
 //! Built by `make windows` and tested under Wine by `make test-windows`
 //! (docs/windows.md), not yet in CI.
@@ -81,7 +81,16 @@ pub fn spawn(mut cmd: Command) -> io::Result<RunningApp> {
         }
     };
     survive_console_events();
-    let child = cmd.spawn()?;
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            // The launcher exits next, by itself: see `Job::release`.
+            if let Some(job) = &job {
+                job.release();
+            }
+            return Err(e);
+        }
+    };
     remember_app(&child);
     Ok(RunningApp { child, job })
 }
@@ -97,16 +106,14 @@ impl RunningApp {
         false
     }
 
+    /// Waits for the app, then releases the job (also if the wait
+    /// failed: the launcher exits next either way).
     pub fn wait(&mut self) -> io::Result<AppExit> {
-        let status = self.child.wait()?;
-        if let Some(job) = &self.job
-            && let Err(e) = job.set_limits(JOB_OBJECT_LIMIT_BREAKAWAY_OK)
-        {
-            info!(
-                "Could not release the app's job ({e}): what the app left running ends with the launcher."
-            );
+        let status = self.child.wait();
+        if let Some(job) = &self.job {
+            job.release();
         }
-        Ok(AppExit::Code(status.code().unwrap_or(1)))
+        Ok(AppExit::Code(status?.code().unwrap_or(1)))
     }
 }
 
@@ -144,6 +151,20 @@ impl Job {
             return Err(("AssignProcessToJobObject", io::Error::last_os_error()));
         }
         Ok(job)
+    }
+
+    /// Stops killing on close, before the launcher exits by itself: what
+    /// the app left running then lives on as without a launcher. Every
+    /// path on which the launcher exits by itself after entering the job
+    /// comes through here; Wine 8.0's server also crashed when a process
+    /// exited by itself while it held the last handle of a kill-on-close
+    /// job that it was in.
+    fn release(&self) {
+        if let Err(e) = self.set_limits(JOB_OBJECT_LIMIT_BREAKAWAY_OK) {
+            info!(
+                "Could not release the app's job ({e}): what the app left running ends with the launcher."
+            );
+        }
     }
 
     fn set_limits(&self, flags: JOB_OBJECT_LIMIT) -> io::Result<()> {
