@@ -8,10 +8,12 @@
 //! that almost never happens. On other systems, and wherever stderr
 //! exists, this does nothing.
 
-/// Shows the error `message` and its `hint` in a message box titled
-/// `program` if this process has no standard error to read them from.
+use crate::error::LaunchError;
+
+/// Shows `err` and its hint in a message box titled `program` if this
+/// process has no standard error to read them from.
 #[cfg(windows)]
-pub fn if_stderr_is_missing(program: &str, message: &str, hint: Option<&str>) {
+pub fn if_stderr_is_missing(program: &str, err: &LaunchError) {
     use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
     use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE};
     use windows_sys::Win32::System::LibraryLoader::{
@@ -29,9 +31,9 @@ pub fn if_stderr_is_missing(program: &str, message: &str, hint: Option<&str>) {
         return;
     }
     let wide = |s: &str| s.encode_utf16().chain([0]).collect::<Vec<u16>>();
-    let text = match hint {
-        Some(hint) => format!("{message}\n\n{hint}"),
-        None => message.to_owned(),
+    let text = match err.hint() {
+        Some(hint) => format!("{err}\n\n{hint}"),
+        None => err.to_string(),
     };
     let (title, text, dll) = (wide(program), wide(&text), wide("user32.dll"));
     // SAFETY: NUL-terminated strings that outlive the calls; a null module
@@ -61,4 +63,4 @@ pub fn if_stderr_is_missing(program: &str, message: &str, hint: Option<&str>) {
 
 /// Unix programs always have somewhere to write: nothing to do.
 #[cfg(not(windows))]
-pub fn if_stderr_is_missing(_program: &str, _message: &str, _hint: Option<&str>) {}
+pub fn if_stderr_is_missing(_program: &str, _err: &LaunchError) {}

@@ -38,12 +38,10 @@ fn main() -> ExitCode {
     // Paths and entry names come from the packed file: one line each,
     // whatever they hold.
     let program = Escaped(&name);
-    let message = err.to_string();
-    let hint = err.hint();
-    eprintln!("{program}: error: {}", Escaped(&message));
-    if let Some(hint) = &hint {
-        eprintln!("{program}: hint: {}", Escaped(hint));
+    eprintln!("{program}: error: {}", Escaped(&err.to_string()));
+    if let Some(hint) = err.hint() {
+        eprintln!("{program}: hint: {}", Escaped(&hint));
     }
-    alert::if_stderr_is_missing(&name, &message, hint.as_deref());
+    alert::if_stderr_is_missing(&name, &err);
     ExitCode::from(err.exit_code())
 }
