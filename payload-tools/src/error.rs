@@ -85,14 +85,6 @@ pub enum Error {
     #[error("'{path}' is not a private folder: {reason}")]
     NotPrivate { path: PathBuf, reason: String },
 
-    /// A Windows stub whose PE header `pack` must change but cannot read.
-    #[error("cannot read the PE header of '{path}': {source}")]
-    PeHeader {
-        path: PathBuf,
-        #[source]
-        source: crate::pe::PeError,
-    },
-
     /// A name, version or entry given to `pack` that breaks a rule.
     #[error("invalid {what} '{value}': {reason}")]
     InvalidValue {

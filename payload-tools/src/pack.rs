@@ -294,9 +294,11 @@ fn set_stub_subsystem(
     entry: &str,
     stub: &mut [u8],
 ) -> Result<()> {
-    let stub_err = |source| Error::PeHeader {
+    // `Input`, not an error variant of its own: the stub links this
+    // crate's error type, and every variant costs its bytes.
+    let stub_err = |e: pe::PeError| Error::Input {
         path: opts.stub.clone(),
-        source,
+        reason: format!("the stub starts like a Windows program, but {e}"),
     };
     let windows_stub = pe::read_subsystem(stub).map_err(stub_err)?.is_some();
     let wanted = match opts.windows_subsystem {
