@@ -208,3 +208,67 @@ fn a_backslash_in_the_entry_is_a_separator() {
     let run = s.run(&out, ["exit", "9"]);
     assert_eq!(run.status.code(), Some(9), "{}", stderr(&run));
 }
+
+/// The announcement and the signature of a build are made from the bytes
+/// written, so they cover the changed subsystem.
+#[test]
+fn the_announcement_and_signature_cover_the_patched_stub() {
+    let s = Scratch::new();
+    let stub = windows_stub(&s, pe_head(CONSOLE));
+    let app = app(&s);
+    let keys = tools(["keygen".as_ref(), "-o".as_ref(), s.path("k").as_os_str()]);
+    assert!(keys.status.success(), "{}", stderr(&keys));
+    let (out, toml) = (s.path("signed.exe"), s.path("update.toml"));
+    let (key, public) = (s.path("k.key"), s.path("k.pub"));
+    let packed = pack_with(
+        &stub,
+        &app,
+        &out,
+        &[
+            "--entry",
+            "bin/gui.exe",
+            "--update-url-spec",
+            "http://127.0.0.1:9/{VERSION}/update.toml",
+            "--public-key",
+            public.to_str().expect("UTF-8"),
+            "--key",
+            key.to_str().expect("UTF-8"),
+            "--auto-update-toml-file",
+            toml.to_str().expect("UTF-8"),
+        ],
+    );
+    assert!(packed.status.success(), "{}", stderr(&packed));
+    assert_eq!(subsystem_at_head(&out), GUI);
+    let bytes = fs::read(&out).expect("read");
+    let text = fs::read_to_string(&toml).expect("read update.toml");
+    assert!(
+        text.contains(&format!("crc32 = {}\n", crc32fast::hash(&bytes)))
+            && text.contains(&format!("size = {}\n", bytes.len())),
+        "{text}"
+    );
+    if std::process::Command::new("minisign")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        skip("minisign is not installed (make deps installs it)");
+        return;
+    }
+    let signature = text
+        .split("signature = \"\"\"\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\"\"\"").next())
+        .expect("a signature in update.toml");
+    let mut sig_path = out.clone().into_os_string();
+    sig_path.push(".minisig");
+    fs::write(&sig_path, signature).expect("write .minisig");
+    let checked = std::process::Command::new("minisign")
+        .arg("-V")
+        .arg("-p")
+        .arg(&public)
+        .arg("-m")
+        .arg(&out)
+        .output()
+        .expect("minisign");
+    assert!(checked.status.success(), "{}", stderr(&checked));
+}
