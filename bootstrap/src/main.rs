@@ -4,6 +4,7 @@
 //! failure of the launcher into what the user reads: one `error:` line, a
 //! `hint:` line, and a documented exit code.
 
+mod alert;
 mod cache;
 mod error;
 mod launch;
@@ -25,7 +26,7 @@ static STUB_MARKER: [u8; payload_tools::stub::MARKER_LEN] = payload_tools::stub:
 fn main() -> ExitCode {
     trace::init();
     let err = launch::launch();
-    let program = std::env::args_os()
+    let name = std::env::args_os()
         .next()
         .as_deref()
         .and_then(|p| {
@@ -36,10 +37,11 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| "onefile".to_owned());
     // Paths and entry names come from the packed file: one line each,
     // whatever they hold.
-    let program = Escaped(&program);
+    let program = Escaped(&name);
     eprintln!("{program}: error: {}", Escaped(&err.to_string()));
     if let Some(hint) = err.hint() {
         eprintln!("{program}: hint: {}", Escaped(&hint));
     }
+    alert::if_stderr_is_missing(&name, &err);
     ExitCode::from(err.exit_code())
 }

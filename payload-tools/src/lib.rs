@@ -12,6 +12,8 @@
 //!   between members, the same for a check and a real unpack);
 //! - [`manifest`]: `update.toml` and the update URL spec;
 //! - [`version`]: which of two versions is newer;
+//! - [`pe`]: the subsystem field of a Windows program's header, which
+//!   `pack` sets in the packed file's copy of a Windows stub;
 //! - [`stub`]: the marker that tells a onefile stub from other programs;
 //! - [`text`]: text from files and servers, escaped for printing;
 //! - [`frames`], [`tree`], [`paths`], [`persist`]: the pieces those use.
@@ -29,6 +31,7 @@ pub mod namespace;
 pub mod pack;
 pub mod packed;
 pub mod paths;
+pub mod pe;
 pub mod persist;
 pub mod rangeio;
 pub mod stub;

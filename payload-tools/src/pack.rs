@@ -2,10 +2,12 @@
 //! packed executable.
 //!
 //! 1. Scan the input and check everything (names, entry, links) first.
-//! 2. Write the stub, then the payload as framed zstd of a deterministic
+//! 2. Set the subsystem of a Windows stub's copy to the entry's (console
+//!    or GUI: [`WindowsSubsystem`]).
+//! 3. Write the stub, then the payload as framed zstd of a deterministic
 //!    tar stream, then the metadata and the trailer, into a temporary
 //!    sibling of the output.
-//! 3. It has the stub's permissions plus exec bits from its creation;
+//! 4. It has the stub's permissions plus exec bits from its creation;
 //!    sync, rename into place.
 
 use std::fs::File;
@@ -19,6 +21,7 @@ use crate::metadata::{
     check_safe_name,
 };
 use crate::packed::PackedFile;
+use crate::pe;
 use crate::persist::{TempSibling, parent_dir};
 use crate::sys;
 use crate::trailer::{MAX_METADATA_LEN, Trailer};
@@ -44,6 +47,23 @@ pub struct PackOptions {
     /// zstd worker threads (0: one per core).
     pub threads: u32,
     pub update: Option<UpdateSettings>,
+    /// Whether a Windows stub starts with a console window.
+    pub windows_subsystem: WindowsSubsystem,
+}
+
+/// `--windows-subsystem`: whether the packed file, with a Windows stub, is
+/// a console program (Windows opens a console window for it when it is
+/// not started from one) or a GUI program (no window of its own, no
+/// console). Only the packed file's copy of the stub changes, never the
+/// stub file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WindowsSubsystem {
+    /// The entry's own: GUI if the entry is a Windows GUI program, else
+    /// console. Nothing at all with a stub that is not a Windows program.
+    #[default]
+    Auto,
+    Console,
+    Gui,
 }
 
 /// What `pack` wrote.
@@ -90,10 +110,12 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
                     .into(),
         });
     }
-    let stub_bytes =
+    let mut stub_bytes =
         std::fs::read(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
     let stub_meta =
         std::fs::metadata(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
+
+    set_stub_subsystem(opts, &tree, &entry, &mut stub_bytes)?;
 
     // The output's final mode is known before it exists: it has that mode
     // from its creation on.
@@ -211,8 +233,12 @@ fn refuse_output_over_an_input(opts: &PackOptions) -> Result<()> {
 }
 
 fn choose_entry(opts: &PackOptions, tree: &InputTree) -> Result<String> {
+    // `bin\run.cmd` is how a Windows user writes the path, on any system
+    // that packs it: `\` is a separator here, never part of a name (the
+    // format's entry uses `/` only, and readers refuse `\`).
+    let given = opts.entry.as_deref().map(|e| e.replace('\\', "/"));
     if let Some(single) = &tree.single_file {
-        return match &opts.entry {
+        return match &given {
             Some(e) if e != single => Err(Error::InvalidValue {
                 what: "entry",
                 value: e.clone(),
@@ -221,7 +247,7 @@ fn choose_entry(opts: &PackOptions, tree: &InputTree) -> Result<String> {
             _ => Ok(single.clone()),
         };
     }
-    let entry = match &opts.entry {
+    let entry = match &given {
         Some(e) => e.trim_start_matches("./").to_owned(),
         None if tree.find(&opts.name).is_some() => opts.name.clone(),
         None => {
@@ -258,6 +284,64 @@ fn choose_entry(opts: &PackOptions, tree: &InputTree) -> Result<String> {
             reason: "the entry does not exist in the input".into(),
         }),
     }
+}
+
+/// Gives the stub's copy in `stub` the subsystem `opts` asks for (see
+/// [`WindowsSubsystem`]).
+fn set_stub_subsystem(
+    opts: &PackOptions,
+    tree: &InputTree,
+    entry: &str,
+    stub: &mut [u8],
+) -> Result<()> {
+    // `Input`, not an error variant of its own: the stub links this
+    // crate's error type, and every variant costs its bytes.
+    let stub_err = |e: pe::PeError| Error::Input {
+        path: opts.stub.clone(),
+        reason: format!("the stub starts like a Windows program, but {e}"),
+    };
+    let windows_stub = pe::read_subsystem(stub).map_err(stub_err)?.is_some();
+    let wanted = match opts.windows_subsystem {
+        WindowsSubsystem::Auto if !windows_stub => return Ok(()),
+        WindowsSubsystem::Console | WindowsSubsystem::Gui if !windows_stub => {
+            return Err(Error::InvalidValue {
+                what: "windows-subsystem",
+                value: if opts.windows_subsystem == WindowsSubsystem::Gui {
+                    "gui".into()
+                } else {
+                    "console".into()
+                },
+                reason: "it applies only to Windows stubs (bootstrap.exe), and this stub is not a Windows program",
+            });
+        }
+        WindowsSubsystem::Auto => match entry_subsystem(tree, entry)? {
+            Some(pe::SUBSYSTEM_GUI) => pe::SUBSYSTEM_GUI,
+            _ => pe::SUBSYSTEM_CONSOLE,
+        },
+        WindowsSubsystem::Console => pe::SUBSYSTEM_CONSOLE,
+        WindowsSubsystem::Gui => pe::SUBSYSTEM_GUI,
+    };
+    pe::set_subsystem(stub, wanted).map_err(stub_err)?;
+    Ok(())
+}
+
+/// The subsystem of the entry if it is a Windows program (`None` for a
+/// script, a Linux program...), from its first bytes only.
+fn entry_subsystem(tree: &InputTree, entry: &str) -> Result<Option<u16>> {
+    let Some(item) = tree.find(entry) else {
+        return Ok(None);
+    };
+    let file = File::open(&item.source).map_err(Error::io("cannot read", &item.source))?;
+    let mut head = Vec::with_capacity(pe::MAX_HEADER_LEN);
+    file.take(pe::MAX_HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(Error::io("cannot read", &item.source))?;
+    pe::read_subsystem(&head).map_err(|e| Error::Input {
+        path: item.source.clone(),
+        reason: format!(
+            "the entry starts like a Windows program, but {e}; pass --windows-subsystem console or gui"
+        ),
+    })
 }
 
 /// Writes the framed tar stream of `tree` and returns its frame index.

@@ -123,6 +123,7 @@ proptest! {
                 level,
                 threads: 2,
                 update: None,
+                windows_subsystem: Default::default(),
             },
             &mut NoProgress,
         ).expect("pack");

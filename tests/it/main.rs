@@ -23,3 +23,4 @@ mod server;
 mod support;
 mod tls;
 mod update;
+mod windows_pe;

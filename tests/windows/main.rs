@@ -12,6 +12,9 @@
 #![cfg(windows)]
 
 mod cache;
+mod cross;
+mod gui;
+mod process;
 // The Linux suite's server, faults and all; not every fault is used here.
 #[allow(dead_code)]
 #[path = "../it/server.rs"]

@@ -35,6 +35,7 @@ pub fn pack_sample(dir: &Path, data_len: usize) -> (PathBuf, PackReport) {
             level: 3,
             threads: 1,
             update: None,
+            windows_subsystem: Default::default(),
         },
         &mut NoProgress,
     )

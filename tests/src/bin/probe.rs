@@ -24,6 +24,14 @@
 //!   `/proc/PID/status`), `pgid=` and `sid=`
 //! - `count-term PIDFILE`: writes its pid, counts SIGTERMs; half a second
 //!   after the first, prints `TERM n` and exits 0
+//! - `wait-ctrl PIDFILE` (Windows): writes its pid, waits up to 20 s for
+//!   a console Ctrl-C or Ctrl-Break, prints `got ctrl-c` or
+//!   `got ctrl-break` and exits 42 (3 if none came)
+//! - `ctrl-send PID c|break` (Windows): attaches to the console of process
+//!   PID and sends Ctrl-C or Ctrl-Break to every process on it (itself
+//!   ignoring it); exits 0, or 1 with the failed call on stderr
+//! - `spawn-sleep SECONDS PIDFILE`: starts `probe sleep SECONDS PIDFILE`
+//!   and exits 0 without waiting for it
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -217,9 +225,104 @@ fn main() {
             std::thread::sleep(Duration::from_millis(500));
             writeln!(out, "TERM {}", TERMS.load(Ordering::SeqCst)).expect("stdout");
         }
+        #[cfg(windows)]
+        "wait-ctrl" => {
+            let got = console::wait_for_ctrl(rest.first());
+            match got {
+                Some(name) => writeln!(out, "got {name}").expect("stdout"),
+                None => std::process::exit(3),
+            }
+            out.flush().expect("stdout");
+            std::process::exit(42);
+        }
+        #[cfg(windows)]
+        "ctrl-send" => {
+            let pid: u32 = rest[0].parse().expect("pid");
+            if let Err(e) = console::send_ctrl(pid, rest[1] == "break") {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+        "spawn-sleep" => {
+            let me = std::env::current_exe().expect("exe");
+            #[allow(
+                clippy::zombie_processes,
+                reason = "left running on purpose: the test watches it outlive us"
+            )]
+            let _left = std::process::Command::new(me)
+                .args(["sleep", &rest[0], &rest[1]])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn sleep");
+        }
         other => {
             eprintln!("probe: unknown command {other}");
             std::process::exit(2);
         }
+    }
+}
+
+/// Console control events, on Windows.
+#[cfg(windows)]
+mod console {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    use windows_sys::Win32::Foundation::{FALSE, TRUE};
+    use windows_sys::Win32::System::Console::{
+        AttachConsole, CTRL_BREAK_EVENT, CTRL_C_EVENT, FreeConsole, GenerateConsoleCtrlEvent,
+        SetConsoleCtrlHandler,
+    };
+    use windows_sys::core::BOOL;
+
+    /// The event received, plus one; 0 while none has come.
+    static GOT: AtomicU32 = AtomicU32::new(0);
+
+    unsafe extern "system" fn record(event: u32) -> BOOL {
+        if event == CTRL_C_EVENT || event == CTRL_BREAK_EVENT {
+            GOT.store(event + 1, Ordering::SeqCst);
+            return TRUE;
+        }
+        FALSE
+    }
+
+    pub fn wait_for_ctrl(pidfile: Option<&String>) -> Option<&'static str> {
+        // SAFETY: a handler that only stores to an atomic. The "ignore
+        // Ctrl-C" flag is cleared too: a process group created with
+        // CREATE_NEW_PROCESS_GROUP starts with it set.
+        unsafe {
+            SetConsoleCtrlHandler(None, FALSE);
+            SetConsoleCtrlHandler(Some(record), TRUE);
+        }
+        super::write_pid(pidfile);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            match GOT.load(Ordering::SeqCst) {
+                0 => std::thread::sleep(Duration::from_millis(10)),
+                n if n == CTRL_C_EVENT + 1 => return Some("ctrl-c"),
+                _ => return Some("ctrl-break"),
+            }
+        }
+        None
+    }
+
+    pub fn send_ctrl(pid: u32, brk: bool) -> Result<(), String> {
+        let fail = |call: &str| format!("{call}: {}", std::io::Error::last_os_error());
+        // SAFETY: console calls without pointers; this process ignores the
+        // event it sends (it starts no process that could inherit that).
+        unsafe {
+            FreeConsole();
+            if AttachConsole(pid) == FALSE {
+                return Err(fail("AttachConsole"));
+            }
+            SetConsoleCtrlHandler(None, TRUE);
+            let event = if brk { CTRL_BREAK_EVENT } else { CTRL_C_EVENT };
+            if GenerateConsoleCtrlEvent(event, 0) == FALSE {
+                return Err(fail("GenerateConsoleCtrlEvent"));
+            }
+        }
+        Ok(())
     }
 }

@@ -105,6 +105,12 @@ pub struct PackArgs {
     /// relocatable CPython packed with --entry bin/python3.11).
     #[arg(long, value_enum, value_name = "WHICH")]
     pub argv0: Option<Argv0Flag>,
+    /// With a Windows stub: 'console' (Windows opens a console window when
+    /// the packed file is not started from one), 'gui' (no console: for
+    /// GUI apps), or 'auto' (default): 'gui' if the entry is a Windows GUI
+    /// program, else 'console'. Other stubs: only 'auto', which does nothing.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub windows_subsystem: Option<SubsystemFlag>,
     /// zstd compression level, 1 (fastest) to 19 (smallest) [default: 9].
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: Option<i32>,
@@ -165,6 +171,25 @@ impl From<Argv0Flag> for payload_tools::metadata::Argv0 {
     }
 }
 
+/// `--windows-subsystem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubsystemFlag {
+    Auto,
+    Console,
+    Gui,
+}
+
+impl From<SubsystemFlag> for payload_tools::pack::WindowsSubsystem {
+    fn from(flag: SubsystemFlag) -> Self {
+        match flag {
+            SubsystemFlag::Auto => Self::Auto,
+            SubsystemFlag::Console => Self::Console,
+            SubsystemFlag::Gui => Self::Gui,
+        }
+    }
+}
+
 /// `onefile.toml`: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +201,7 @@ pub struct ConfigFile {
     pub name: Option<String>,
     pub version: Option<String>,
     pub argv0: Option<Argv0Flag>,
+    pub windows_subsystem: Option<SubsystemFlag>,
     pub level: Option<i32>,
     pub threads: Option<u32>,
     pub update_url_spec: Option<String>,
@@ -229,6 +255,7 @@ impl PackArgs {
         self.name = self.name.or(config.name);
         self.app_version = self.app_version.or(config.version);
         self.argv0 = self.argv0.or(config.argv0);
+        self.windows_subsystem = self.windows_subsystem.or(config.windows_subsystem);
         self.level = self.level.or(config.level);
         self.threads = self.threads.or(config.threads);
         self.update_url_spec = self.update_url_spec.or(config.update_url_spec);

@@ -127,6 +127,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         level: args.level.unwrap_or(DEFAULT_LEVEL),
         threads,
         update,
+        windows_subsystem: args.windows_subsystem.map(Into::into).unwrap_or_default(),
     };
     let out_dir = parent_dir(&output);
     std::fs::create_dir_all(out_dir)
