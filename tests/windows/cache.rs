@@ -487,43 +487,14 @@ fn a_link_or_junction_in_place_of_the_app_folder_is_refused() {
 /// downloaded (they could swap names between its checks and its rename).
 #[test]
 fn no_update_into_a_folder_that_others_may_change() {
-    let s = Scratch::new();
-    let server = crate::server::FileServer::start(&s.path("site"));
-    let spec = server.url("{VERSION}/update.toml");
-    let mut builds = Vec::new();
-    for version in ["1.0", "1.1"] {
-        let app = s.probe_app(&format!("app-{version}"), version);
-        let dir = s.path(&format!("site/{version}"));
-        fs::create_dir_all(&dir).expect("mkdir");
-        let toml = dir.join("update.toml");
-        support::pack(
-            &app,
-            &dir.join("app.exe"),
-            &[
-                "--version",
-                version,
-                "--update-url-spec",
-                &spec,
-                "--auto-update-toml-file",
-                toml.to_str().expect("UTF-8 path"),
-            ],
-        );
-        builds.push(dir.join("app.exe"));
-    }
-    fs::copy(
-        s.path("site/1.1/update.toml"),
-        s.path("site/1.0/update.toml"),
-    )
-    .expect("publish");
-    let installed = s.path("installed");
-    fs::create_dir(&installed).expect("mkdir");
-    let exe = installed.join("app.exe");
-    fs::copy(&builds[0], &exe).expect("install 1.0");
+    let published = crate::update::publish(&["1.0", "1.1"], &[]);
+    published.announce("1.0", "1.1");
+    let installed = published.exe.parent().expect("folder").to_owned();
     if !set_dacl(&installed, Some(0x0012_0089 | 0x2)) {
         support::skip("Wine refused SetSecurityInfo on a folder");
         return;
     }
-    let out = s.run(&exe, ["version"]);
+    let out = published.run(&["version"]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert_eq!(support::stdout(&out), "1.0\n");
     let traces = support::update_traces(&out);
@@ -532,9 +503,6 @@ fn no_update_into_a_folder_that_others_may_change() {
             && t.contains("its folder is not ours alone: S-1-1-0 (Everyone) may change it")),
         "{traces:?}"
     );
-    assert_eq!(
-        fs::read(&exe).expect("read"),
-        fs::read(&builds[0]).expect("read")
-    );
-    assert_eq!(names(&installed), ["app.exe"]);
+    assert_eq!(published.installed(), published.bytes("1.0"));
+    assert_eq!(published.folder(), ["app.exe"]);
 }

@@ -16,18 +16,18 @@ use crate::support::{self, Scratch};
 
 /// Builds of the probe app, each looking for updates at
 /// `/<version>/update.toml` on one server, and a user's copy of the first.
-struct Published {
-    s: Scratch,
+pub(crate) struct Published {
+    pub(crate) s: Scratch,
     server: Server,
     /// The user's copy: `installed/app.exe`.
-    exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// Each version's build and its `update.toml`.
     builds: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
 /// Publishes `versions` (each served as `/<version>/app.exe`, announcing
 /// itself), packed with `extra` flags, and installs the first.
-fn publish(versions: &[&str], extra: &[&str]) -> Published {
+pub(crate) fn publish(versions: &[&str], extra: &[&str]) -> Published {
     let s = Scratch::new();
     let server = Server::start();
     let mut builds = Vec::new();
@@ -83,19 +83,19 @@ impl Published {
             .expect("a published version")
     }
 
-    fn bytes(&self, version: &str) -> &[u8] {
+    pub(crate) fn bytes(&self, version: &str) -> &[u8] {
         &self.build(version).1
     }
 
     /// Tells users of `from` about `to`.
-    fn announce(&self, from: &str, to: &str) {
+    pub(crate) fn announce(&self, from: &str, to: &str) {
         self.server.route(
             &format!("/{from}/update.toml"),
             Route::file(self.build(to).2.clone()),
         );
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.s.run(&self.exe, args)
     }
 
@@ -120,12 +120,12 @@ impl Published {
         support::stdout(&out).trim().to_owned()
     }
 
-    fn installed(&self) -> Vec<u8> {
+    pub(crate) fn installed(&self) -> Vec<u8> {
         fs::read(&self.exe).expect("read the executable")
     }
 
     /// The names in the executable's folder, sorted.
-    fn folder(&self) -> Vec<String> {
+    pub(crate) fn folder(&self) -> Vec<String> {
         listing(self.exe.parent().expect("folder"))
     }
 }
