@@ -29,7 +29,7 @@
 //!    as they would without a launcher.
 //!
 //! Built by `make windows` and tested under Wine by `make test-windows`
-//! (docs/windows.md), not yet in CI.
+//! (docs/windows.md), which CI runs.
 
 use std::ffi::c_void;
 use std::fs::File;

@@ -1,5 +1,5 @@
 //! Windows: the same calls as `unix.rs`. Built by `make windows` and
-//! tested under Wine by `make test-windows` (docs/windows.md), not yet in CI.
+//! tested under Wine by `make test-windows` (docs/windows.md), which CI runs.
 
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
