@@ -14,11 +14,12 @@ Cases (each prints one table row):
 
 Needs what `make bench-windows` builds first: the release bootstrap.exe and
 payload-tools.exe (`make windows`), probe.exe and fetch.exe. The files are
-packed with payload-tools.exe under Wine. The server is Python's
-http.server (no ranges), or nginx with BENCH_SERVER=nginx (see SERVER).
+packed with payload-tools.exe under Wine. The server is nginx, as for
+Linux (it answers ranges), or Python's http.server with
+BENCH_SERVER=python (no ranges).
 
 Environment: BENCH_DIR (default bench-work-windows), BENCH_QUICK=1 for fewer
-runs and a smaller update, BENCH_SERVER=nginx.
+runs and a smaller update, BENCH_SERVER=python.
 """
 
 import os
@@ -37,12 +38,9 @@ BIN = os.path.abspath(f"target/windows/{TRIPLE}/release")
 WORK = os.path.abspath(os.environ.get("BENCH_DIR", "bench-work-windows"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 STUB_BUDGET = 2 * 1024 * 1024
-# Python's http.server by default: with a server that answers ranges
-# (nginx), the Windows updater checks the payload while it arrives, and
-# that check reads through a clone of the download's handle, moving the
-# file position the download writes at (a known bug, docs/benchmarks.md).
-# BENCH_SERVER=nginx measures against nginx.
-SERVER = os.environ.get("BENCH_SERVER", "python")
+# nginx, as for Linux: a server that answers ranges, so the updater fetches
+# the build's end first and checks the payload while it arrives.
+SERVER = os.environ.get("BENCH_SERVER", "nginx")
 ROWS = []
 
 
