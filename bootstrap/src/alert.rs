@@ -31,11 +31,14 @@ pub fn if_stderr_is_missing(program: &str, err: &LaunchError) {
         return;
     }
     let wide = |s: &str| s.encode_utf16().chain([0]).collect::<Vec<u16>>();
+    // Escaped as on stderr: names from the packed file or the command
+    // line may hold control or bidi characters.
+    let escaped = |s: &str| payload_tools::text::Escaped(s).to_string();
     let text = match err.hint() {
-        Some(hint) => format!("{err}\n\n{hint}"),
-        None => err.to_string(),
+        Some(hint) => format!("{}\n\n{}", escaped(&err.to_string()), escaped(&hint)),
+        None => escaped(&err.to_string()),
     };
-    let (title, text, dll) = (wide(program), wide(&text), wide("user32.dll"));
+    let (title, text, dll) = (wide(&escaped(program)), wide(&text), wide("user32.dll"));
     // SAFETY: NUL-terminated strings that outlive the calls; a null module
     // or function is checked; the function pointer is transmuted to
     // MessageBoxW's documented signature.

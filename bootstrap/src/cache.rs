@@ -53,7 +53,8 @@ pub struct Prepared {
 /// The cache folder of one app, held open.
 #[derive(Debug)]
 pub struct Cache {
-    /// `<root>/<name>`: the path the app is run by.
+    /// `<root>/<name>`, the root's links resolved: the path the app is run
+    /// by.
     app_dir: PathBuf,
     /// The same folder, open.
     app: sys::Dir,
@@ -68,9 +69,12 @@ impl Cache {
     pub fn for_app(packed: &PackedFile) -> Result<Cache, LaunchError> {
         let root_path = cache_root()?;
         let name = &packed.metadata.name;
-        let app_dir = root_path.join(name);
+        // The root as checked: links and junctions on the way resolved, so
+        // that what runs is what was checked, not wherever a link
+        // somebody else may change leads by the time the app starts.
         let root = sys::check_cache_root(&root_path).map_err(dir_error)?;
-        let app = sys::open_private_dir(&root.join(name), &app_dir).map_err(dir_error)?;
+        let app_dir = root.join(name);
+        let app = sys::open_private_dir(&app_dir, &app_dir).map_err(dir_error)?;
         let build = format!(
             "{}-{:08x}",
             packed.metadata.version, packed.trailer.payload_crc32

@@ -38,9 +38,7 @@ use std::os::windows::io::AsRawHandle;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use windows_sys::Win32::Foundation::{
-    CloseHandle, DUPLICATE_SAME_ACCESS, DuplicateHandle, FALSE, HANDLE, TRUE,
-};
+use windows_sys::Win32::Foundation::{DUPLICATE_SAME_ACCESS, DuplicateHandle, FALSE, HANDLE, TRUE};
 use windows_sys::Win32::System::Console::{
     CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
     SetConsoleCtrlHandler,
@@ -125,7 +123,9 @@ pub fn exit_like(exit: AppExit) -> ! {
 
 /// A job object that kills what is in it when its handle closes. The
 /// handle is not inheritable, so the launcher holds the only one and it
-/// closes when the launcher ends, however it ends.
+/// closes when the launcher ends, however it ends. It is never closed
+/// before: should releasing the job fail, closing it early would end the
+/// launcher itself before it passes on the app's exit code.
 #[derive(Debug)]
 struct Job(HANDLE);
 
@@ -188,13 +188,6 @@ impl Job {
     }
 }
 
-impl Drop for Job {
-    fn drop(&mut self) {
-        // SAFETY: our handle, closed once.
-        unsafe { CloseHandle(self.0) };
-    }
-}
-
 /// A handle of the running app's process for the console handler, which
 /// runs on a thread of its own; null until the app starts. Duplicated, and
 /// never closed, so it stays valid whatever happens to the `Child`.
@@ -241,6 +234,9 @@ unsafe extern "system" fn on_console_event(event: u32) -> BOOL {
                 // SAFETY: a process handle that is never closed.
                 unsafe { WaitForSingleObject(app, INFINITE) };
             }
+            // Windows ends the launcher when this returns: not between the
+            // two renames of an install.
+            crate::sys::block_installs();
             FALSE
         }
         _ => FALSE,

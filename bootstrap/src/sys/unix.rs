@@ -67,8 +67,15 @@ pub fn check_replaceable(_file: &File, exe: &FileId) -> Result<(), String> {
 /// that is not `expected` after all, it is swapped back. Elsewhere (or on a
 /// filesystem without the exchange) the check is followed by a rename. The
 /// folder is synced after. A running copy of the old file keeps working: it
-/// holds the old inode.
-pub fn replace_executable(dir: &Dir, new: &str, exe: &str, expected: &FileId) -> io::Result<bool> {
+/// holds the old inode. (`_download` is `new` open: Windows checks that the
+/// file it renames is that one.)
+pub fn replace_executable(
+    dir: &Dir,
+    new: &str,
+    _download: &File,
+    exe: &str,
+    expected: &FileId,
+) -> io::Result<bool> {
     let is_expected = |name: &str| {
         dir.stat(name)
             .map(|id| id.is_some_and(|id| id.same_file(expected) && id.uid == expected.uid))
@@ -95,6 +102,16 @@ pub fn replace_executable(dir: &Dir, new: &str, exe: &str, expected: &FileId) ->
     dir.rename(new, exe)?;
     dir.sync()?;
     Ok(true)
+}
+
+/// Nothing to wait for: on Linux the install is one exchange of names
+/// (elsewhere one rename), and a process that ends between two steps
+/// leaves the executable's name in place either way.
+pub fn block_installs() {}
+
+/// The executable's mode, for its replacement.
+pub fn copy_permissions(from: &File, to: &File) -> io::Result<()> {
+    to.set_permissions(from.metadata()?.permissions())
 }
 
 pub(crate) fn euid() -> u32 {

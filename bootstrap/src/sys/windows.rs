@@ -55,8 +55,10 @@ pub fn check_replaceable(exe: &File, _id: &FileId) -> Result<(), String> {
 /// `Ok(false)`, with nothing changed, if it is not. Windows cannot rename
 /// over, or delete, a running executable, but it can rename it:
 ///
-/// 1. open `exe` (never through a link) with the right to rename it, and
-///    check through that handle that it is `expected`;
+/// 1. check that the folder is still the one the updater holds (`dir`),
+///    open `exe` (never through a link) with the right to rename it, and
+///    check through that handle that it is `expected`; open the download
+///    `new` the same way and check that it is the verified `download`;
 /// 2. rename that very handle aside, to a fresh `.<exe>.<random>.old` that
 ///    nothing else holds (a rename that never replaces: a stale copy an old
 ///    instance still runs, or anything planted at a name, is left alone);
@@ -68,8 +70,24 @@ pub fn check_replaceable(exe: &File, _id: &FileId) -> Result<(), String> {
 /// The aside copy is deleted by a later start ([`remove_replaced_leftover`])
 /// once nothing runs it. NTFS journals renames, so there is no folder sync
 /// to make.
-pub fn replace_executable(dir: &Dir, new: &str, exe: &str, expected: &FileId) -> io::Result<bool> {
+pub fn replace_executable(
+    dir: &Dir,
+    new: &str,
+    download: &File,
+    exe: &str,
+    expected: &FileId,
+) -> io::Result<bool> {
+    // Held until both renames are done: a launcher that exits meanwhile
+    // waits for them (see `block_installs`).
+    let _installing = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let folder = open_folder(dir.path())?;
+    // The folder renamed into is the one the updater checked and holds,
+    // not whatever its path leads to now.
+    if !file_id(&folder)?.same_file(&dir.id()?) {
+        return Ok(false);
+    }
     let old = match open_for_rename(&dir.path().join(exe)) {
         Ok(old) => old,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -78,10 +96,15 @@ pub fn replace_executable(dir: &Dir, new: &str, exe: &str, expected: &FileId) ->
     if !file_id(&old)?.same_file(expected) {
         return Ok(false);
     }
+    // The file to move into place is the one verified, opened before
+    // anything moves.
+    let verified = file_id(download)?;
+    let incoming = open_for_rename(&dir.path().join(new))?;
+    if !file_id(&incoming)?.same_file(&verified) {
+        return Ok(false);
+    }
     let aside = rename_aside(&old, &folder, exe)?;
-    let moved = open_for_rename(&dir.path().join(new))
-        .and_then(|download| rename_handle(&download, &folder, exe));
-    if let Err(e) = moved {
+    if let Err(e) = rename_handle(&incoming, &folder, exe) {
         // Never replacing: after a failed swap back the old build stays at
         // the aside name, and whatever holds `exe` is kept.
         if let Err(back) = rename_handle(&old, &folder, exe) {
@@ -96,6 +119,33 @@ pub fn replace_executable(dir: &Dir, new: &str, exe: &str, expected: &FileId) ->
         return Err(e);
     }
     Ok(true)
+}
+
+/// Taken by an install for its two renames.
+static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Called by a launcher about to exit: waits for an install in progress to
+/// finish its renames (milliseconds) and keeps any later one from
+/// starting. Ending the process between the two renames would leave the
+/// executable's name empty (the old build at its aside name), which no
+/// launch can start; a rename is not interruptible, a thread between two
+/// of them is.
+pub fn block_installs() {
+    let held = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Never released: the process ends next.
+    std::mem::forget(held);
+}
+
+/// Copies what Windows keeps of a file's permissions in its attributes,
+/// the read-only flag, from the executable to its replacement (its access
+/// rules come from the folder, as the download was created there). The
+/// other attributes (hidden, compressed, archive...) are the file's own.
+pub fn copy_permissions(from: &File, to: &File) -> io::Result<()> {
+    let mut permissions = to.metadata()?.permissions();
+    permissions.set_readonly(from.metadata()?.permissions().readonly());
+    to.set_permissions(permissions)
 }
 
 /// Whether `name` is one of the aside copies of the executable named

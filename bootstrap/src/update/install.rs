@@ -150,8 +150,7 @@ impl Target {
         let now = sys::file_id(own).map_err(io)?;
         // The mode change is metadata that the folder sync after the
         // rename makes durable with it.
-        file.set_permissions(own.metadata().map_err(io)?.permissions())
-            .map_err(io)?;
-        sys::replace_executable(&self.dir, name, &self.exe_name, &now).map_err(io)
+        sys::copy_permissions(own, file).map_err(io)?;
+        sys::replace_executable(&self.dir, name, file, &self.exe_name, &now).map_err(io)
     }
 }

@@ -145,10 +145,14 @@ pub fn rescue(build: RunningBuild) {
 
 impl Sidecar {
     /// Tells the sidecar the app has exited, then gives it at most `budget`
-    /// to finish. Returns whether it finished.
+    /// to finish. Returns whether it finished. The process ends next, and
+    /// the sidecar with it, but never in the middle of an install: one
+    /// under way finishes first, and none starts after.
     pub fn finish_after_exit(self, budget: Duration) -> bool {
         self.app.mark_exited();
-        match self.finished.recv_timeout(budget) {
+        let finished = self.finished.recv_timeout(budget);
+        sys::block_installs();
+        match finished {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
             Err(RecvTimeoutError::Timeout) => {
                 info!(

@@ -243,20 +243,39 @@ fn wide(name: &OsStr) -> io::Result<Vec<u16>> {
     Ok(wide)
 }
 
+/// Who may use a file created by [`open_regular`].
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    /// The current user, SYSTEM and Administrators only (our own files).
+    Private,
+    /// What the folder gives every new file in it (the executable's
+    /// download, which becomes the executable: it must be usable as the
+    /// old one was; the folder was checked to let no one else change what
+    /// it holds, its inheritable rules included).
+    Inherited,
+}
+
 /// Opens or creates the file `path` for reading and writing, private if
 /// created, never through a reparse point: one at that name is opened
 /// itself, and refused here.
-fn open_regular(path: &Path, disposition: u32) -> io::Result<File> {
+fn open_regular(path: &Path, disposition: u32, access: Access) -> io::Result<File> {
     let name = wide(path.as_os_str())?;
-    let private = acl::Private::new(current_user()?)?;
-    // SAFETY: name is NUL-terminated; the attributes live in `private` for
-    // the call; the handle returned is owned by the File below.
+    let private = match access {
+        Access::Private => Some(acl::Private::new(current_user()?)?),
+        Access::Inherited => None,
+    };
+    let attributes = private
+        .as_ref()
+        .map_or(std::ptr::null(), |private| private.attributes());
+    // SAFETY: name is NUL-terminated; the attributes (if any) live in
+    // `private` for the call; the handle returned is owned by the File
+    // below.
     let handle = unsafe {
         CreateFileW(
             name.as_ptr(),
             GENERIC_READ | GENERIC_WRITE,
             FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-            private.attributes(),
+            attributes,
             disposition,
             FILE_FLAG_OPEN_REPARSE_POINT,
             std::ptr::null_mut(),
@@ -338,9 +357,11 @@ impl Dir {
     }
 
     /// Creates the file `name` inside: exclusively (`CREATE_NEW`: never an
-    /// existing file, nor through a link), private from the start.
+    /// existing file, nor through a link), with the access the folder gives
+    /// new files, as the executable had when it was put there: the download
+    /// becomes the executable (the folder was checked first).
     pub fn create_new(&self, name: &str) -> io::Result<File> {
-        open_regular(&self.path.join(name), CREATE_NEW)
+        open_regular(&self.path.join(name), CREATE_NEW, Access::Inherited)
     }
 
     /// Opens the file `name` inside (created private if `create`), not
@@ -348,7 +369,7 @@ impl Dir {
     /// regular file with no other name, that no one else may change.
     pub fn open_private(&self, name: &str, create: bool) -> io::Result<File> {
         let disposition = if create { OPEN_ALWAYS } else { OPEN_EXISTING };
-        let file = open_regular(&self.path.join(name), disposition)?;
+        let file = open_regular(&self.path.join(name), disposition, Access::Private)?;
         let private = acl::check_private(file.as_raw_handle(), current_user()?)?;
         if private.is_err() || info(&file)?.nNumberOfLinks != 1 {
             return Err(io::Error::new(
@@ -373,7 +394,7 @@ impl Dir {
     /// Opens the regular file `name` inside for reading and writing,
     /// creating it private if missing, never through a link.
     pub fn open_file(&self, name: &str) -> io::Result<File> {
-        open_regular(&self.path.join(name), OPEN_ALWAYS)
+        open_regular(&self.path.join(name), OPEN_ALWAYS, Access::Private)
     }
 
     /// Whether the open `file` is the one now named `name` inside (Windows
