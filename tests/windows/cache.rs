@@ -506,3 +506,25 @@ fn no_update_into_a_folder_that_others_may_change() {
     assert_eq!(published.installed(), published.bytes("1.0"));
     assert_eq!(published.folder(), ["app.exe"]);
 }
+
+/// The new build gets the access rules any file put in its folder gets, as
+/// the old one had: not the launcher's private ones (an executable shared
+/// with other users of the machine must stay usable by them).
+#[test]
+fn an_updated_executable_keeps_the_access_of_its_folder() {
+    let published = crate::update::publish(&["1.0", "1.1"], &[]);
+    published.announce("1.0", "1.1");
+    let Some(before) = dacl_of(&published.exe) else {
+        support::skip("Wine gives no DACL for a file");
+        return;
+    };
+    let out = published.run(&["version"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    assert_eq!(published.installed(), published.bytes("1.1"));
+    let after = dacl_of(&published.exe).expect("the new build's DACL");
+    assert!(
+        before.1.iter().any(|e| e.3 == EVERYONE),
+        "the test needs a folder that lets Everyone read: {before:?}"
+    );
+    assert_eq!(after, before);
+}
