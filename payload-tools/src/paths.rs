@@ -59,6 +59,13 @@ pub fn check_symlink_target(link: &str, target: &str) -> Result<(), &'static str
     if target.len() > MAX_PATH_LEN {
         return Err("symlink target longer than 3072 bytes");
     }
+    // `C:x` is relative on Unix but names a drive on Windows, where the
+    // same tree may be unpacked.
+    if let [drive, b':', ..] = target.as_bytes()
+        && drive.is_ascii_alphabetic()
+    {
+        return Err("symlink target starts with a drive letter");
+    }
     let depth = link.split('/').count() - 1;
     let mut climbs = 0;
     let mut seen_name = false;
@@ -116,6 +123,8 @@ mod tests {
             ("a", "b/.."),
             ("a/b", "x/../../.."),
             ("a", ""),
+            ("bin/app", "C:/Windows/System32/cmd.exe"),
+            ("bin/app", "c:x"),
         ] {
             assert!(
                 check_symlink_target(link, target).is_err(),
