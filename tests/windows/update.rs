@@ -578,3 +578,56 @@ fn two_copies_of_the_app_each_update_their_own_executable() {
     assert_eq!(p.installed(), p.bytes("1.1"));
     assert_eq!(fs::read(&other).expect("read"), p.bytes("1.1"));
 }
+
+/// `path`'s short (8.3) form, as Windows gives it.
+fn short_path(path: &Path) -> Option<PathBuf> {
+    use std::os::windows::ffi::{OsStrExt, OsStringExt};
+    let name: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+    let mut buf = vec![0u16; 1024];
+    // SAFETY: `name` is NUL-terminated; `buf` is writable for its length.
+    let n = unsafe {
+        windows_sys::Win32::Storage::FileSystem::GetShortPathNameW(
+            name.as_ptr(),
+            buf.as_mut_ptr(),
+            buf.len() as u32,
+        )
+    } as usize;
+    (n > 0 && n < buf.len()).then(|| PathBuf::from(std::ffi::OsString::from_wide(&buf[..n])))
+}
+
+/// Started by its short name (`MYAPPL~1.EXE`, as some shortcuts and old
+/// programs do), the executable is still updated at its own name: the
+/// alias must not become the new build's name. (Wine 8.0 reports the long
+/// name as the process's own path whatever it was started by, so under
+/// Wine this holds without `sys::long_path` too; Windows reports the name
+/// as started.)
+#[test]
+fn an_executable_started_by_its_short_name_is_updated_at_its_long_name() {
+    let published = publish(&["1.0", "1.1"], &[]);
+    published.announce("1.0", "1.1");
+    let long = published.exe.with_file_name("MyApplication.exe");
+    fs::rename(&published.exe, &long).expect("rename");
+    let short = match short_path(&long) {
+        Some(short) if short.file_name() != long.file_name() => short,
+        _ => {
+            support::skip("this filesystem gives the file no short name");
+            return;
+        }
+    };
+    let out = published.s.run(&short, ["version"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    assert_eq!(support::stdout(&out), "1.0\n");
+    let traces = support::update_traces(&out);
+    assert!(traces.iter().any(|t| t == "Updated."), "{traces:?}");
+    assert_eq!(fs::read(&long).expect("read"), published.bytes("1.1"));
+    let short_name = short
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a short name")
+        .to_owned();
+    let names = listing(long.parent().expect("folder"));
+    assert!(
+        names.contains(&"MyApplication.exe".to_owned()) && !names.contains(&short_name),
+        "{names:?}"
+    );
+}

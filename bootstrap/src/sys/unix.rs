@@ -104,6 +104,11 @@ pub fn replace_executable(
     Ok(true)
 }
 
+/// `exe` as it is: Unix has no short names.
+pub fn long_path(exe: &Path) -> PathBuf {
+    exe.to_owned()
+}
+
 /// Nothing to wait for: on Linux the install is one exchange of names
 /// (elsewhere one rename), and a process that ends between two steps
 /// leaves the executable's name in place either way.

@@ -12,7 +12,7 @@ use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, DELETE, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
     FILE_READ_ATTRIBUTES, FILE_RENAME_INFO, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
     FileRenameInfo, GetDiskFreeSpaceExW, GetFileInformationByHandle, GetFinalPathNameByHandleW,
-    SYNCHRONIZE, SetFileInformationByHandle,
+    GetLongPathNameW, SYNCHRONIZE, SetFileInformationByHandle,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_LOWEST,
@@ -119,6 +119,41 @@ pub fn replace_executable(
         return Err(e);
     }
     Ok(true)
+}
+
+/// `exe` with its short (8.3) names spelled out: the name the executable
+/// is started by may be `MYAPP~1.EXE`, and an update must put the new
+/// build at the file's own name (`MyApplication.exe`), not turn the alias
+/// into its name. Only the spelling changes (no link is resolved), and the
+/// updater checks the file's identity at that name before using it; `exe`
+/// as it is when Windows cannot say.
+pub fn long_path(exe: &Path) -> PathBuf {
+    use std::os::windows::ffi::{OsStrExt, OsStringExt};
+    let name: Vec<u16> = exe.as_os_str().encode_wide().collect();
+    if name.contains(&0) {
+        return exe.to_owned();
+    }
+    let name: Vec<u16> = name.into_iter().chain([0]).collect();
+    let mut buf = vec![0u16; 512];
+    loop {
+        // SAFETY: `name` is NUL-terminated; `buf` is writable for its length.
+        let n =
+            unsafe { GetLongPathNameW(name.as_ptr(), buf.as_mut_ptr(), buf.len() as u32) } as usize;
+        if n == 0 {
+            return exe.to_owned();
+        }
+        // Too small: `n` is the size needed, NUL included (a path is at
+        // most 32,767 characters).
+        if n > buf.len() {
+            if n > 32_768 {
+                return exe.to_owned();
+            }
+            buf.resize(n, 0);
+            continue;
+        }
+        buf.truncate(n);
+        return PathBuf::from(std::ffi::OsString::from_wide(&buf));
+    }
 }
 
 /// Taken by an install for its two renames.

@@ -39,7 +39,7 @@ impl Target {
     /// Holds the folder of `build`'s executable, `id` being the file this
     /// instance runs, after checking that an update may replace it.
     pub fn open(build: &RunningBuild, id: FileId) -> Result<Target, UpdateError> {
-        let exe = &build.exe;
+        let exe = &sys::long_path(&build.exe);
         let refuse = |reason: String| UpdateError::NotReplaceable {
             exe: exe.clone(),
             reason,

@@ -18,7 +18,7 @@
 //! Windows (`windows.rs`, `acl.rs`) decides from owners and DACLs read
 //! from held handles, and holds the app's folder so that no one can rename
 //! anything on its path while the app runs, instead of walking from the
-//! top (docs/launcher.md, "On Windows").
+//! top (docs/launcher.md, "The cache on Windows").
 
 #[cfg(unix)]
 mod accounts;
