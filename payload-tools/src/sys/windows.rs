@@ -154,8 +154,10 @@ pub fn check_path_owned(path: &Path) -> Result<(), String> {
         if matches!(part, std::path::Component::Prefix(_)) {
             continue;
         }
-        let Ok(handle) = open_folder(&here, false, false) else {
-            return Ok(());
+        let handle = match open_folder(&here, false, false) {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("cannot check '{}': {e}", here.display())),
         };
         let attributes = info(&handle).map_err(|e| format!("'{}': {e}", here.display()))?;
         let shown = |reason: String| format!("'{}': {reason}", here.display());
