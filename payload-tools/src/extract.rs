@@ -315,7 +315,10 @@ impl Job<'_> {
                     // checksum, a cut-short frame): that is the file's fault.
                     CopyError::Read(e) => self.payload_error(format!("'{member}': {e}")),
                     CopyError::Write(e) => Error::io("cannot write", &target)(e),
-                })
+                })?;
+                // Through the writer's own handle, before it is closed (the
+                // durability of the build before its rename: sys docs).
+                sys::flush_written(&file).map_err(Error::io("cannot flush", &target))
             }
             MemberKind::Dir => {
                 if let Sink::Disk(root) = self.sink {

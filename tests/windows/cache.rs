@@ -239,11 +239,11 @@ fn a_damaged_file_fails_with_one_line_and_leaves_nothing_used() {
 }
 
 /// One entry of a DACL: type, flags, access mask, SID bytes.
-type Entry = (u8, u8, u32, Vec<u8>);
+pub(crate) type Entry = (u8, u8, u32, Vec<u8>);
 
 /// The DACL of `path` as the test reads it: (protected, entries), or
 /// `None` where it cannot be read.
-fn dacl_of(path: &Path) -> Option<(bool, Vec<Entry>)> {
+pub(crate) fn dacl_of(path: &Path) -> Option<(bool, Vec<Entry>)> {
     let folder = fs::OpenOptions::new()
         .access_mode(0x0002_0000 | 0x80) // READ_CONTROL | FILE_READ_ATTRIBUTES
         .custom_flags(0x0200_0000 | 0x0020_0000) // BACKUP_SEMANTICS | OPEN_REPARSE_POINT
@@ -289,11 +289,11 @@ fn dacl_of(path: &Path) -> Option<(bool, Vec<Entry>)> {
 }
 
 /// S-1-1-0.
-const EVERYONE: &[u8] = &[1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+pub(crate) const EVERYONE: &[u8] = &[1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
 
 /// Sets the DACL of the folder `path` (protected): `None` for a NULL DACL,
 /// else one entry giving Everyone `mask`. `false` if Wine refused.
-fn set_dacl(path: &Path, everyone: Option<u32>) -> bool {
+pub(crate) fn set_dacl(path: &Path, everyone: Option<u32>) -> bool {
     let folder = fs::OpenOptions::new()
         .access_mode(0x0004_0000 | 0x0002_0000) // WRITE_DAC | READ_CONTROL
         .custom_flags(0x0200_0000) // BACKUP_SEMANTICS
@@ -336,7 +336,7 @@ fn set_dacl(path: &Path, everyone: Option<u32>) -> bool {
 }
 
 /// Accounts that are not one user: a folder of ours must give them nothing.
-const SHARED: &[&[u8]] = &[
+pub(crate) const SHARED: &[&[u8]] = &[
     EVERYONE,
     &[1, 1, 0, 0, 0, 0, 0, 5, 11, 0, 0, 0], // Authenticated Users
     &[1, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x21, 2, 0, 0], // Users

@@ -21,4 +21,5 @@ mod process;
 mod server;
 mod smoke;
 mod support;
+mod tools;
 mod update;

@@ -7,6 +7,8 @@ mod unix;
 pub use unix::*;
 
 #[cfg(windows)]
+pub mod acl;
+#[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use windows::*;

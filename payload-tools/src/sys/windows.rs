@@ -1,12 +1,28 @@
-//! Windows: positioned reads, exclusive file creation, symlinks, and
-//! folders worked in by path ([`Dir`]). Built by `make windows` and tested
-//! under Wine by `make test-windows` (docs/windows.md).
+//! Windows: positioned reads, exclusive file creation (private where a
+//! mode asks it), symlinks, the flush of extracted files, and folders held
+//! by handle ([`Dir`]) and checked by owner and DACL ([`acl`]). Built by
+//! `make windows` and tested under Wine by `make test-windows`
+//! (docs/windows.md).
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::windows::fs::FileExt;
+use std::os::windows::ffi::OsStrExt;
+use std::os::windows::fs::{FileExt, OpenOptionsExt};
+use std::os::windows::io::{AsRawHandle, FromRawHandle, RawHandle};
 use std::path::{Path, PathBuf};
+
+use windows_sys::Win32::Foundation::{
+    ERROR_INVALID_FUNCTION, GENERIC_READ, GENERIC_WRITE, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, CreateDirectoryW, CreateFileW, FILE_ADD_FILE,
+    FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
+    FILE_FLAG_OPEN_REPARSE_POINT, FILE_LIST_DIRECTORY, FILE_READ_ATTRIBUTES, FILE_SHARE_DELETE,
+    FILE_SHARE_READ, FILE_SHARE_WRITE, GetFileInformationByHandle, READ_CONTROL, SYNCHRONIZE,
+};
+
+use super::acl;
 
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     file.seek_read(buf, offset)
@@ -37,22 +53,83 @@ pub fn mode_of(meta: &std::fs::Metadata) -> u32 {
     }
 }
 
-/// Windows has no syncfs; files written through the cache manager are
-/// flushed with the directory handle below.
-pub fn sync_filesystem(_dir: &Path) -> io::Result<()> {
-    Ok(())
+/// Flushes a file the extraction wrote (`FlushFileBuffers` on the
+/// writer's own handle, which has the write access it needs, before it is
+/// closed): Windows has no `syncfs`, so a build is made durable before its
+/// rename file by file. Only extraction calls it: the cold path.
+pub fn flush_written(file: &File) -> io::Result<()> {
+    file.sync_all()
 }
 
-pub fn sync_dir(_dir: &Path) -> io::Result<()> {
-    // Directory handles cannot be opened with std on Windows; NTFS journals
-    // renames itself.
-    Ok(())
+/// Every file of an extracted tree was flushed as it was written
+/// ([`flush_written`]); what is left is the folder's own entries, flushed
+/// as [`sync_dir`] does.
+pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    sync_dir(dir)
 }
 
-/// Windows has no Unix mode: files get the folder's inherited ACL, which
-/// `create_new` cannot narrow; the mode is ignored.
-pub fn create_new_file_with_mode(path: &Path, _mode: u32) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).open(path)
+/// Flushes the folder `dir` (its entries: names, sizes) through a handle
+/// with write access, where the file system allows it: NTFS does;
+/// Windows documents `FlushFileBuffers` for files and volumes only, so a
+/// file system that refuses it for a folder is not an error (NTFS journals
+/// its metadata, renames included, itself).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let folder = match OpenOptions::new()
+        .access_mode(FILE_ADD_FILE | SYNCHRONIZE)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+        .open(dir)
+    {
+        Ok(folder) => folder,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match folder.sync_all() {
+        Err(e)
+            if e.raw_os_error() == Some(ERROR_INVALID_FUNCTION as i32)
+                || e.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            Ok(())
+        }
+        done => done,
+    }
+}
+
+/// Creates a new file, failing if anything (a file, a link) is at `path`,
+/// never through a reparse point. A `mode` without group or other bits
+/// (a secret: 0600) gives it the private DACL ([`acl::Private`]) in the
+/// create call itself; any other mode, the folder's inherited ACL.
+pub fn create_new_file_with_mode(path: &Path, mode: u32) -> io::Result<File> {
+    let private = match mode & 0o077 {
+        0 => Some(acl::Private::new(&acl::current_user()?)?),
+        _ => None,
+    };
+    create_file(path, private.as_ref())
+}
+
+fn create_file(path: &Path, private: Option<&acl::Private>) -> io::Result<File> {
+    let name = wide(path.as_os_str())?;
+    let attributes = private.map_or(std::ptr::null(), acl::Private::attributes);
+    // SAFETY: name is NUL-terminated; the attributes (or NULL) live in
+    // `private` for the call; the handle returned is owned by the File.
+    let handle = unsafe {
+        CreateFileW(
+            name.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            // std's sharing: a temporary file is renamed or removed while
+            // open (persist.rs).
+            FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+            attributes,
+            CREATE_NEW,
+            FILE_FLAG_OPEN_REPARSE_POINT,
+            std::ptr::null_mut(),
+        )
+    };
+    if handle == INVALID_HANDLE_VALUE {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new handle that nothing else owns.
+    Ok(unsafe { File::from_raw_handle(handle as RawHandle) })
 }
 
 /// Windows has no umask.
@@ -60,25 +137,71 @@ pub fn umask() -> u32 {
     0
 }
 
-/// The profile's ACLs decide on Windows; nothing is checked here.
-pub fn check_path_owned(_path: &Path) -> Result<(), String> {
+/// Whether another user could redirect `path` (absolute) before we use
+/// it: each folder on the way that exists is opened (not through a link
+/// or junction) and its DACL read from that handle. A link or junction
+/// that is not ours (or SYSTEM's or Administrators') is refused, as is a
+/// folder above the last one whose entries others may rename, delete or
+/// re-permission ([`acl::check_unswappable`]): its next entry could be
+/// swapped. Missing components end the walk: we create them. The last
+/// folder is used through a held handle and may be shared.
+pub fn check_path_owned(path: &Path) -> Result<(), String> {
+    let me = acl::current_user().map_err(|e| format!("cannot read who we are: {e}"))?;
+    let components: Vec<_> = path.components().collect();
+    let mut here = PathBuf::new();
+    for (i, part) in components.iter().enumerate() {
+        here.push(part);
+        if matches!(part, std::path::Component::Prefix(_)) {
+            continue;
+        }
+        let handle = match open_folder(&here, false, false) {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("cannot check '{}': {e}", here.display())),
+        };
+        let attributes = info(&handle).map_err(|e| format!("'{}': {e}", here.display()))?;
+        let shown = |reason: String| format!("'{}': {reason}", here.display());
+        if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            let owned = acl::check_owner_trusted(handle.as_raw_handle(), &me)
+                .map_err(|e| shown(format!("cannot read its owner: {e}")))?;
+            owned.map_err(|reason| {
+                shown(format!(
+                    "it is a link or junction that could point anywhere: {reason}"
+                ))
+            })?;
+        }
+        let last = i + 1 == components.len();
+        if !last && attributes & FILE_ATTRIBUTE_DIRECTORY != 0 {
+            let unswappable = acl::check_unswappable(handle.as_raw_handle(), &me)
+                .map_err(|e| shown(format!("cannot read its access list: {e}")))?;
+            unswappable
+                .map_err(|reason| shown(format!("{reason}: what is below it could be swapped")))?;
+        }
+    }
     Ok(())
 }
 
-/// A folder, worked in by path: std opens no folder handles on Windows,
-/// and a folder holding open files cannot be renamed there. Same names as
-/// the Unix `Dir`, which holds a descriptor.
+/// A folder held open by handle (`FILE_FLAG_BACKUP_SEMANTICS`), checked
+/// through that handle; names inside are used by path (std has no
+/// handle-relative calls on Windows), which holding makes mean the folder
+/// checked. Deleting or renaming it stays possible (`FILE_SHARE_DELETE`):
+/// `unpack` renames the folder it holds into place.
 #[derive(Debug)]
 pub struct Dir {
+    handle: File,
     path: PathBuf,
 }
 
 impl Dir {
+    /// Opens the folder at `path`. Links in `path` are followed: the path
+    /// is the caller's choice; what matters is that it is then held.
     pub fn open(path: &Path) -> io::Result<Dir> {
-        if !std::fs::metadata(path)?.is_dir() {
+        let handle = open_folder(path, true, true)?;
+        if info(&handle)? & FILE_ATTRIBUTE_DIRECTORY == 0 {
             return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a folder"));
         }
         Ok(Dir {
+            handle,
             path: path.to_owned(),
         })
     }
@@ -87,46 +210,160 @@ impl Dir {
         &self.path
     }
 
-    /// Folder ACLs are not inspected yet: a documented no-op.
+    /// `Ok` if nobody but us (and SYSTEM and Administrators) may change
+    /// what this folder holds, read from the held handle: ours (or
+    /// theirs), and a DACL that lets no one else write, add, delete,
+    /// rename or re-permission anything ([`acl::check_private`]).
     pub fn check_private(&self) -> Result<(), String> {
-        Ok(())
+        let me = acl::current_user().map_err(|e| format!("cannot read who we are: {e}"))?;
+        acl::check_private(self.handle.as_raw_handle(), &me)
+            .map_err(|e| format!("cannot read its access list: {e}"))?
     }
 
+    /// Creates the new file `name` in this folder, failing if anything,
+    /// even a link, is there; private from the start for a mode without
+    /// group or other bits ([`create_new_file_with_mode`]).
     pub fn create_file(&self, name: &OsStr, mode: u32) -> io::Result<File> {
-        create_new_file_with_mode(&self.path.join(name), mode)
+        create_new_file_with_mode(&self.path.join(plain_name(name)?), mode)
     }
 
+    /// Creates the new folder `name` with the private DACL in the create
+    /// call itself, and holds it. What is held is checked to be a real
+    /// folder private to us, so a folder or link put in its place between
+    /// the two calls is refused, never used.
     pub fn create_private_dir(&self, name: &OsStr) -> io::Result<Dir> {
-        let path = self.path.join(name);
-        std::fs::create_dir(&path)?;
-        Ok(Dir { path })
+        let path = self.path.join(plain_name(name)?);
+        let me = acl::current_user()?;
+        let private = acl::Private::new(&me)?;
+        let wide_path = wide(path.as_os_str())?;
+        // SAFETY: NUL-terminated; the attributes live in `private`.
+        if unsafe { CreateDirectoryW(wide_path.as_ptr(), private.attributes()) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let handle = open_folder(&path, false, true)?;
+        let attributes = info(&handle)?;
+        let private = acl::check_private(handle.as_raw_handle(), &me)?;
+        if attributes & (FILE_ATTRIBUTE_REPARSE_POINT | FILE_ATTRIBUTE_DIRECTORY)
+            != FILE_ATTRIBUTE_DIRECTORY
+            || private.is_err()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "another folder was put in the place of the one just created",
+            ));
+        }
+        Ok(Dir { handle, path })
     }
 
     pub fn link(&self, name: &OsStr, new: &OsStr) -> io::Result<()> {
-        std::fs::hard_link(self.path.join(name), self.path.join(new))
+        std::fs::hard_link(
+            self.path.join(plain_name(name)?),
+            self.path.join(plain_name(new)?),
+        )
     }
 
     pub fn rename(&self, name: &OsStr, new: &OsStr) -> io::Result<()> {
-        std::fs::rename(self.path.join(name), self.path.join(new))
+        std::fs::rename(
+            self.path.join(plain_name(name)?),
+            self.path.join(plain_name(new)?),
+        )
     }
 
     pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
-        std::fs::remove_file(self.path.join(name))
+        std::fs::remove_file(self.path.join(plain_name(name)?))
     }
 
+    /// Windows has no mode: a folder made by [`Dir::create_private_dir`]
+    /// keeps its private DACL (`unpack`'s output stays private to us).
     pub fn set_mode(&self, _mode: u32) -> io::Result<()> {
         Ok(())
     }
 
+    /// Flushes the folder's entries, where the file system allows it
+    /// ([`sync_dir`]).
     pub fn sync(&self) -> io::Result<()> {
-        Ok(())
+        sync_dir(&self.path)
     }
 
     pub fn held_path(&self) -> PathBuf {
         self.path.clone()
     }
 
+    /// Whether the folder now at `path` is this held one (same volume and
+    /// file index).
     pub fn is_at(&self, path: &Path) -> bool {
-        path == self.path
+        let Ok(there) = open_folder(path, false, true) else {
+            return false;
+        };
+        match (identity(&there), identity(&self.handle)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
     }
+}
+
+/// Opens the folder (or, with `follow` false, the link or junction) at
+/// `path` with read access to its attributes and security descriptor.
+/// `share_delete` lets it be renamed while held.
+fn open_folder(path: &Path, follow: bool, share_delete: bool) -> io::Result<File> {
+    let no_follow = if follow {
+        0
+    } else {
+        FILE_FLAG_OPEN_REPARSE_POINT
+    };
+    let delete = if share_delete { FILE_SHARE_DELETE } else { 0 };
+    OpenOptions::new()
+        .access_mode(FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | READ_CONTROL | SYNCHRONIZE)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | delete)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | no_follow)
+        .open(path)
+}
+
+/// The attributes of the open `file`.
+fn info(file: &File) -> io::Result<u32> {
+    Ok(by_handle(file)?.dwFileAttributes)
+}
+
+/// The volume and file index of the open `file`: who it is.
+fn identity(file: &File) -> io::Result<(u32, u32, u32)> {
+    let info = by_handle(file)?;
+    Ok((
+        info.dwVolumeSerialNumber,
+        info.nFileIndexHigh,
+        info.nFileIndexLow,
+    ))
+}
+
+fn by_handle(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
+    // SAFETY: plain data, filled by the call below.
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: the handle is open; info is writable.
+    if unsafe { GetFileInformationByHandle(file.as_raw_handle(), &mut info) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+/// `name` as a NUL-terminated UTF-16 string.
+fn wide(name: &OsStr) -> io::Result<Vec<u16>> {
+    let mut wide: Vec<u16> = name.encode_wide().collect();
+    if wide.contains(&0) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    wide.push(0);
+    Ok(wide)
+}
+
+/// One path component: a name with a separator, a drive or a stream
+/// (`:`) would reach outside the held folder, so it is refused.
+fn plain_name(name: &OsStr) -> io::Result<&OsStr> {
+    let wide: Vec<u16> = name.encode_wide().collect();
+    let bad = |c: &u16| [b'\\', b'/', b':', 0].iter().any(|&b| u16::from(b) == *c);
+    if wide.is_empty() || wide.iter().any(bad) || name == "." || name == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a plain file name",
+        ));
+    }
+    Ok(name)
 }

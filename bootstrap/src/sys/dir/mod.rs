@@ -15,7 +15,7 @@
 //!   `mkdirat`, `renameat`, `fstat` of the object itself), never a path
 //!   looked up twice.
 //!
-//! Windows (`windows.rs`, `acl.rs`) decides from owners and DACLs read
+//! Windows (`windows.rs`, with `payload_tools::sys::acl`) decides from owners and DACLs read
 //! from held handles, and holds the app's folder so that no one can rename
 //! anything on its path while the app runs, instead of walking from the
 //! top (docs/launcher.md, "The cache on Windows").
@@ -27,8 +27,6 @@ mod unix;
 #[cfg(unix)]
 pub use unix::*;
 
-#[cfg(windows)]
-mod acl;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]

@@ -44,8 +44,9 @@ use windows_sys::Win32::Storage::FileSystem::{
     READ_CONTROL, SYNCHRONIZE,
 };
 
+use payload_tools::sys::acl;
+
 use super::DirError;
-use super::acl;
 use crate::sys::FileId;
 
 /// A folder of the cache, held open (see the module doc), and its path.

@@ -45,10 +45,7 @@ impl From<payload_tools::Error> for Failure {
             E::UnsupportedVersion { .. } | E::UnsupportedFeature { .. } => {
                 Some("use a newer payload-tools".to_owned())
             }
-            E::NotPrivate { .. } => Some(
-                "anyone who can write a folder can swap files in it: keep keys in a folder only you can write (mkdir -m 700 ~/keys)"
-                    .to_owned(),
-            ),
+            E::NotPrivate { .. } => Some(NOT_PRIVATE_HINT.to_owned()),
             E::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                 Some("free some disk space and try again".to_owned())
             }
@@ -97,3 +94,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(unix)]
+const NOT_PRIVATE_HINT: &str = "anyone who can write a folder can swap files in it: keep keys in a folder only you can write (mkdir -m 700 ~/keys)";
+#[cfg(windows)]
+const NOT_PRIVATE_HINT: &str = "anyone who can write a folder can swap files in it: keep keys in a folder only you can change (the folder's Properties, Security tab: only you, SYSTEM and Administrators)";

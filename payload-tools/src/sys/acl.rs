@@ -1,19 +1,26 @@
-//! Windows: who may change a folder or file of the cache, read from its
-//! security descriptor through a held handle, and the private descriptor
-//! given to what the launcher creates. The Windows form of the Unix rules
-//! "ours, and writable by no one else" (docs/launcher.md, Windows).
+//! Windows: who may change a folder or file, read from its security
+//! descriptor through a held handle, and the private descriptor given to
+//! what we create. The Windows form of the Unix rules "ours, and writable
+//! by no one else", shared by the stub's cache (docs/launcher.md, Windows)
+//! and the CLI's `keygen` and `unpack` (docs/security.md, items 1 and 3).
 //!
 //! - [`check_private`] reads the owner and the DACL of an open handle
 //!   (`GetSecurityInfo`, never by path) and accepts it only if the owner is
 //!   us or a trusted account (SYSTEM, Administrators: they can take any
 //!   file anyway, as root can on Unix) and no entry of the DACL lets anyone
-//!   else write, add, delete, rename, or change the DACL or the owner. A
-//!   NULL DACL (everyone may do everything) is refused. Inheritable entries
-//!   count too: they would give others access to what we create inside.
-//! - [`Private`] is the security descriptor of what the launcher creates:
-//!   a protected DACL (nothing inherited from the parent) giving full
-//!   control to us, SYSTEM and Administrators, inherited by everything
-//!   created inside, as `%LOCALAPPDATA%` itself does.
+//!   else write, add, delete, rename, change attributes or extended
+//!   attributes, or change the DACL or the owner. A NULL DACL (everyone may
+//!   do everything) is refused. Inheritable entries count too: they would
+//!   give others access to what we create inside.
+//! - Entries are read from an allow-list of types: the allowing ones whose
+//!   layout is read here (plain, callback, object, callback object) are
+//!   checked; the denying ones only take access away and are skipped; any
+//!   other type (compound, or one this code does not know) is refused as
+//!   an access rule this check cannot read, never guessed.
+//! - [`Private`] is the security descriptor of what we create: a protected
+//!   DACL (nothing inherited from the parent) giving full control to us,
+//!   SYSTEM and Administrators, inherited by everything created inside, as
+//!   `%LOCALAPPDATA%` itself does.
 //!
 //! The DACL is parsed here, bounded by the sizes it declares, rather than
 //! trusted entry by entry: an entry or SID that does not fit is refused.
@@ -42,11 +49,14 @@ const CREATOR_OWNER: &[u8] = &[1, 1, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0];
 const OWNER_RIGHTS: &[u8] = &[1, 1, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0];
 
 /// Access that lets its holder change what the folder holds, or who may:
-/// write data (add a file), append (add a subfolder), delete a child,
-/// delete or rename the object, change its DACL or owner, and the generic
-/// rights that include writing.
+/// write data (add a file), append (add a subfolder), write extended
+/// attributes or attributes (a read-only or hidden flag, times), delete a
+/// child, delete or rename the object, change its DACL or owner, and the
+/// generic rights that include writing.
 const CHANGE: u32 = 0x0002 // FILE_WRITE_DATA, FILE_ADD_FILE
     | 0x0004 // FILE_APPEND_DATA, FILE_ADD_SUBDIRECTORY
+    | 0x0010 // FILE_WRITE_EA
+    | 0x0100 // FILE_WRITE_ATTRIBUTES
     | 0x0040 // FILE_DELETE_CHILD
     | 0x0001_0000 // DELETE
     | 0x0004_0000 // WRITE_DAC
@@ -59,9 +69,17 @@ const FULL_CONTROL: u32 = 0x001F_01FF;
 /// OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE.
 const INHERITED_BY_ALL: u8 = 0x3;
 const ACCESS_ALLOWED: u8 = 0;
-/// The allowing entries with another layout (object, callback): not read,
-/// so refused if present.
-const OTHER_ALLOWING: [u8; 3] = [5, 9, 11];
+/// ACCESS_ALLOWED_CALLBACK: the layout of ACCESS_ALLOWED, then condition
+/// data; counted as granting whatever its condition.
+const ACCESS_ALLOWED_CALLBACK: u8 = 9;
+/// ACCESS_ALLOWED_OBJECT and ACCESS_ALLOWED_CALLBACK_OBJECT: the mask, a
+/// flags word saying which of two GUIDs follow, then the SID.
+const ACCESS_ALLOWED_OBJECT: [u8; 2] = [5, 11];
+/// ACCESS_DENIED, _OBJECT, _CALLBACK, _CALLBACK_OBJECT: they only take
+/// access away.
+const ACCESS_DENIED: [u8; 4] = [1, 6, 10, 12];
+/// INHERIT_ONLY_ACE: the entry is only for what is created inside.
+const INHERIT_ONLY: u8 = 0x8;
 const ACL_HEADER: usize = 8;
 const ACE_HEADER: usize = 4;
 
@@ -130,6 +148,15 @@ pub fn check_owner(handle: RawHandle, me: &[u8]) -> io::Result<Result<(), String
     })
 }
 
+/// Whether the object open as `handle` belongs to `me` or a trusted
+/// account (SYSTEM, Administrators): the check of a link on a path.
+pub fn check_owner_trusted(handle: RawHandle, me: &[u8]) -> io::Result<Result<(), String>> {
+    read_security(handle, 0, |owner, _| match is_trusted(owner, me) {
+        true => Ok(()),
+        false => Err(format!("it belongs to {}", describe(owner))),
+    })
+}
+
 /// Reads the owner (and `more`, e.g. the DACL) of the object open as
 /// `handle` and gives them to `judge`; the DACL pointer is NULL unless
 /// asked for, and valid only during the call.
@@ -171,6 +198,33 @@ fn judge(owner: &[u8], dacl: *const ACL, me: &[u8]) -> Result<(), String> {
     if !is_trusted(owner, me) {
         return Err(format!("it belongs to {}, not to us", describe(owner)));
     }
+    check_entries(dacl_bytes(dacl)?, me, CHANGE, true)
+}
+
+/// Access that lets its holder swap the entries of a folder on a path:
+/// rename or delete the folder itself or what it holds, or give itself
+/// that right. Adding entries is not enough: what we create is created
+/// exclusively.
+const SWAP: u32 = 0x0040 // FILE_DELETE_CHILD
+    | 0x0001_0000 // DELETE
+    | 0x0004_0000 // WRITE_DAC
+    | 0x0008_0000 // WRITE_OWNER
+    | 0x1000_0000; // GENERIC_ALL
+
+/// Whether no one but `me` (and SYSTEM and Administrators) may rename,
+/// delete or replace the object open as `handle` or what it holds: the
+/// check of a folder on the way to a path we are about to use (the Windows
+/// form of Unix's "no folder every user may write without the sticky bit").
+/// Entries that only apply to what is created inside do not count, nor
+/// does the owner (`C:\` belongs to TrustedInstaller); a NULL DACL does.
+pub fn check_unswappable(handle: RawHandle, me: &[u8]) -> io::Result<Result<(), String>> {
+    read_security(handle, DACL_SECURITY_INFORMATION, |_, dacl| {
+        dacl_bytes(dacl).and_then(|bytes| check_entries(bytes, me, SWAP, false))
+    })
+}
+
+/// The DACL at `dacl` (inside a live descriptor) as bytes; NULL refused.
+fn dacl_bytes<'a>(dacl: *const ACL) -> Result<&'a [u8], String> {
     if dacl.is_null() {
         return Err("it has no access list (a NULL DACL: everyone may change it)".into());
     }
@@ -180,40 +234,59 @@ fn judge(owner: &[u8], dacl: *const ACL, me: &[u8]) -> Result<(), String> {
     if size < ACL_HEADER {
         return Err("its access list is damaged".into());
     }
-    // SAFETY: as above, `size` bytes are readable at `dacl`.
-    let bytes = unsafe { std::slice::from_raw_parts(dacl.cast::<u8>(), size) };
-    check_entries(bytes, me)
+    // SAFETY: as above, `size` bytes are readable at `dacl`, for as long as
+    // the descriptor lives (the caller's closure).
+    Ok(unsafe { std::slice::from_raw_parts(dacl.cast::<u8>(), size) })
 }
 
 /// Reads every entry of the DACL `acl` (bytes, header included), bounded
-/// by its own sizes.
-fn check_entries(acl: &[u8], me: &[u8]) -> Result<(), String> {
+/// by its own sizes, and refuses one that lets someone else than `me` or a
+/// trusted account have any of `rights`; entries only for what is created
+/// inside count if `inherit_only_counts`.
+fn check_entries(
+    acl: &[u8],
+    me: &[u8],
+    rights: u32,
+    inherit_only_counts: bool,
+) -> Result<(), String> {
     let damaged = || "its access list is damaged".to_owned();
     let count = u16::from_le_bytes([acl[4], acl[5]]);
     let mut at = ACL_HEADER;
     for _ in 0..count {
         let header = acl.get(at..at + ACE_HEADER).ok_or_else(damaged)?;
-        let (kind, ace_size) = (
+        let (kind, flags, ace_size) = (
             header[0],
+            header[1],
             usize::from(u16::from_le_bytes([header[2], header[3]])),
         );
+        if ace_size < ACE_HEADER + 4 {
+            return Err(damaged());
+        }
         let ace = acl.get(at..at + ace_size).ok_or_else(damaged)?;
         at += ace_size;
-        if OTHER_ALLOWING.contains(&kind) {
-            return Err(format!(
-                "its access list has an entry we do not read (type {kind})"
-            ));
-        }
-        if kind != ACCESS_ALLOWED {
-            // Denying entries only take access away; audit and label
-            // entries grant none.
+        let sid_at = match kind {
+            ACCESS_ALLOWED | ACCESS_ALLOWED_CALLBACK => 8,
+            k if ACCESS_ALLOWED_OBJECT.contains(&k) => {
+                let object_flags = ace.get(8..12).ok_or_else(damaged)?;
+                // ACE_OBJECT_TYPE_PRESENT, ACE_INHERITED_OBJECT_TYPE_PRESENT:
+                // a GUID each.
+                12 + 16 * usize::from(object_flags[0] & 1)
+                    + 16 * usize::from(object_flags[0] >> 1 & 1)
+            }
+            k if ACCESS_DENIED.contains(&k) => continue,
+            _ => {
+                return Err(format!(
+                    "its access list has an access rule this check cannot read (type {kind})"
+                ));
+            }
+        };
+        if flags & INHERIT_ONLY != 0 && !inherit_only_counts {
             continue;
         }
-        let mask_bytes = ace.get(4..8).ok_or_else(damaged)?;
-        let mask = u32::from_le_bytes([mask_bytes[0], mask_bytes[1], mask_bytes[2], mask_bytes[3]]);
-        let sid = sid_in(&ace[8..]).ok_or_else(damaged)?;
+        let mask = u32::from_le_bytes([ace[4], ace[5], ace[6], ace[7]]);
+        let sid = sid_in(ace.get(sid_at..).ok_or_else(damaged)?).ok_or_else(damaged)?;
         let trusted = is_trusted(sid, me) || sid == CREATOR_OWNER || sid == OWNER_RIGHTS;
-        if mask & CHANGE != 0 && !trusted {
+        if mask & rights != 0 && !trusted {
             return Err(format!(
                 "{} may change it (access {mask:#x})",
                 describe(sid)
@@ -351,6 +424,10 @@ fn private_dacl(me: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn check_entries_private(acl: &[u8], me: &[u8]) -> Result<(), String> {
+        check_entries(acl, me, CHANGE, true)
+    }
+
     const ME: &[u8] = &[
         1, 5, 0, 0, 0, 0, 0, 5, 21, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0xe8, 3, 0, 0,
     ];
@@ -373,13 +450,13 @@ mod tests {
 
     #[test]
     fn our_own_dacl_is_private() {
-        assert_eq!(check_entries(&private_dacl(ME), ME), Ok(()));
+        assert_eq!(check_entries_private(&private_dacl(ME), ME), Ok(()));
         // Others may read and list.
         let read = with_entry(ACCESS_ALLOWED, 0, 0x0012_00A9, USERS);
-        assert_eq!(check_entries(&read, ME), Ok(()));
+        assert_eq!(check_entries_private(&read, ME), Ok(()));
         // A denying entry takes away; it never makes a folder unsafe.
         let deny = with_entry(1, 0, 0x1F_01FF, EVERYONE);
-        assert_eq!(check_entries(&deny, ME), Ok(()));
+        assert_eq!(check_entries_private(&deny, ME), Ok(()));
     }
 
     #[test]
@@ -387,6 +464,8 @@ mod tests {
         for mask in [
             0x0002,      // add a file
             0x0004,      // add a folder
+            0x0010,      // write extended attributes
+            0x0100,      // write attributes
             0x0040,      // delete a child
             0x0001_0000, // delete or rename it
             0x0004_0000, // change the DACL
@@ -395,7 +474,7 @@ mod tests {
             0x4000_0000, // generic write
         ] {
             let acl = with_entry(ACCESS_ALLOWED, 0, mask, EVERYONE);
-            let refused = check_entries(&acl, ME).expect_err("refused");
+            let refused = check_entries_private(&acl, ME).expect_err("refused");
             assert!(
                 refused.contains("S-1-1-0 (Everyone)"),
                 "{mask:#x}: {refused}"
@@ -403,11 +482,81 @@ mod tests {
         }
         // Inherit-only: it would give others what we create inside.
         let inherited = with_entry(ACCESS_ALLOWED, 0x0B, 0x0002, USERS);
-        let refused = check_entries(&inherited, ME).expect_err("inherited");
+        let refused = check_entries_private(&inherited, ME).expect_err("inherited");
         assert!(refused.contains("S-1-5-32-545 (Users)"), "{refused}");
-        // An allowing entry of a layout not read: refused, not guessed.
-        let object = with_entry(5, 0, 0x0001, EVERYONE);
-        assert!(check_entries(&object, ME).is_err());
+    }
+
+    /// An object entry (types 5 and 11): mask, flags, the GUIDs the flags
+    /// announce, then the SID.
+    fn object_entry(kind: u8, object_flags: u8, mask: u32, sid: &[u8]) -> Vec<u8> {
+        let guids = 16 * object_flags.count_ones() as usize;
+        let mut body = Vec::new();
+        body.extend_from_slice(&[object_flags, 0, 0, 0]);
+        body.extend_from_slice(&vec![0xAB; guids]);
+        body.extend_from_slice(sid);
+        // with_entry appends `body` where a plain entry has its SID.
+        with_entry(kind, 0, mask, &body)
+    }
+
+    #[test]
+    fn access_rules_are_read_from_an_allow_list_of_types() {
+        // Allowing entries of every layout read here grant what they say.
+        for kind in [ACCESS_ALLOWED, ACCESS_ALLOWED_CALLBACK] {
+            let write = with_entry(kind, 0, 0x0002, EVERYONE);
+            let refused = check_entries_private(&write, ME).expect_err("type {kind}");
+            assert!(refused.contains("S-1-1-0 (Everyone)"), "{kind}: {refused}");
+            let read = with_entry(kind, 0, 0x0012_00A9, EVERYONE);
+            assert_eq!(check_entries_private(&read, ME), Ok(()), "{kind}");
+        }
+        for kind in ACCESS_ALLOWED_OBJECT {
+            for object_flags in [0, 1, 2, 3] {
+                let write = object_entry(kind, object_flags, 0x0002, USERS);
+                let refused = check_entries_private(&write, ME).expect_err("object");
+                assert!(
+                    refused.contains("S-1-5-32-545 (Users)"),
+                    "{kind}/{object_flags}: {refused}"
+                );
+                let read = object_entry(kind, object_flags, 0x0012_00A9, USERS);
+                assert_eq!(check_entries_private(&read, ME), Ok(()));
+            }
+        }
+        // Denying entries of every layout only take access away.
+        for kind in ACCESS_DENIED {
+            let deny = with_entry(kind, 0, 0x001F_01FF, EVERYONE);
+            assert_eq!(check_entries_private(&deny, ME), Ok(()), "{kind}");
+        }
+        // A compound entry (type 4), audit and alarm entries, a label, and
+        // types no one has defined yet: refused, never skipped.
+        for kind in [
+            4, 2, 3, 7, 8, 13, 14, 15, 16, 0x11, 0x12, 0x13, 0x14, 0x15, 0x42, 0xFF,
+        ] {
+            let entry = with_entry(kind, 0, 0x0001, EVERYONE);
+            let refused = check_entries_private(&entry, ME).expect_err("refused");
+            assert!(
+                refused.contains("an access rule this check cannot read"),
+                "{kind}: {refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_folder_on_a_path_is_refused_only_if_others_may_swap_what_it_holds() {
+        let swap = |acl: &[u8]| check_entries(acl, ME, SWAP, false);
+        // Others may add entries (C:\ lets Authenticated Users create
+        // folders), or write what is there: no swap.
+        let add = with_entry(ACCESS_ALLOWED, 0, 0x0012_01BF, USERS);
+        assert_eq!(swap(&add), Ok(()));
+        // Entries only for what is created inside describe other objects.
+        let inherit_only = with_entry(ACCESS_ALLOWED, 0x0B, 0x001F_01FF, USERS);
+        assert_eq!(swap(&inherit_only), Ok(()));
+        // Deleting (renaming) it, deleting its children, or taking the
+        // right to: refused.
+        for mask in [0x0040, 0x0001_0000, 0x0004_0000, 0x0008_0000, 0x1000_0000] {
+            let acl = with_entry(ACCESS_ALLOWED, 0, mask, EVERYONE);
+            assert!(swap(&acl).is_err(), "{mask:#x}");
+        }
+        // Our own folders pass; so does "Modify" given to us alone.
+        assert_eq!(swap(&private_dacl(ME)), Ok(()));
     }
 
     #[test]
@@ -415,16 +564,16 @@ mod tests {
         let mut acl = with_entry(ACCESS_ALLOWED, 0, 0x0001, EVERYONE);
         // One entry more than the bytes hold.
         acl[4] += 1;
-        assert!(check_entries(&acl, ME).is_err());
+        assert!(check_entries_private(&acl, ME).is_err());
         // An entry whose size runs past the end.
         let mut acl = private_dacl(ME);
         acl[ACL_HEADER + 2] = 0xff;
-        assert!(check_entries(&acl, ME).is_err());
+        assert!(check_entries_private(&acl, ME).is_err());
         // A SID that claims more sub-authorities than its entry holds.
         let mut acl = with_entry(ACCESS_ALLOWED, 0, 0x0001, EVERYONE);
         let last_sid = acl.len() - EVERYONE.len();
         acl[last_sid + 1] = 15;
-        assert!(check_entries(&acl, ME).is_err());
+        assert!(check_entries_private(&acl, ME).is_err());
     }
 
     #[test]
