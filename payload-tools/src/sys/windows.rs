@@ -104,10 +104,20 @@ pub fn create_new_file_with_mode(path: &Path, mode: u32) -> io::Result<File> {
         0 => Some(acl::Private::new(&acl::current_user()?)?),
         _ => None,
     };
-    create_file(path, private.as_ref())
+    open_not_following(path, CREATE_NEW, private.as_ref())
 }
 
-fn create_file(path: &Path, private: Option<&acl::Private>) -> io::Result<File> {
+/// Opens or creates (`disposition`: `CREATE_NEW`, `OPEN_ALWAYS`...) the file
+/// `path` for reading and writing, never through a reparse point (a link
+/// or junction at `path` is opened as itself, for the caller to refuse),
+/// with `private`'s DACL in the create call itself if given, else the
+/// folder's inherited one. The one place both binaries create files on
+/// Windows.
+pub fn open_not_following(
+    path: &Path,
+    disposition: u32,
+    private: Option<&acl::Private>,
+) -> io::Result<File> {
     let name = wide(path.as_os_str())?;
     let attributes = private.map_or(std::ptr::null(), acl::Private::attributes);
     // SAFETY: name is NUL-terminated; the attributes (or NULL) live in
@@ -120,7 +130,7 @@ fn create_file(path: &Path, private: Option<&acl::Private>) -> io::Result<File> 
             // open (persist.rs).
             FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
             attributes,
-            CREATE_NEW,
+            disposition,
             FILE_FLAG_OPEN_REPARSE_POINT,
             std::ptr::null_mut(),
         )
@@ -344,8 +354,8 @@ fn by_handle(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
     Ok(info)
 }
 
-/// `name` as a NUL-terminated UTF-16 string.
-fn wide(name: &OsStr) -> io::Result<Vec<u16>> {
+/// `name` as a NUL-terminated UTF-16 string (a NUL inside is refused).
+pub fn wide(name: &OsStr) -> io::Result<Vec<u16>> {
     let mut wide: Vec<u16> = name.encode_wide().collect();
     if wide.contains(&0) {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));

@@ -23,28 +23,24 @@
 //! handle-relative calls on Windows); holding the folder is what makes
 //! that path mean the folder checked.
 
-use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::windows::ffi::{OsStrExt, OsStringExt};
+use std::os::windows::ffi::OsStringExt;
 use std::os::windows::fs::OpenOptionsExt;
-use std::os::windows::io::{AsRawHandle, FromRawHandle, RawHandle};
+use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use windows_sys::Win32::Foundation::{
-    ERROR_ALREADY_EXISTS, ERROR_PATH_NOT_FOUND, GENERIC_READ, GENERIC_WRITE, INVALID_HANDLE_VALUE,
-};
+use windows_sys::Win32::Foundation::{ERROR_ALREADY_EXISTS, ERROR_PATH_NOT_FOUND};
 use windows_sys::Win32::Storage::FileSystem::{
-    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, CreateDirectoryW, CreateFileW,
-    FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
-    FILE_FLAG_OPEN_REPARSE_POINT, FILE_LIST_DIRECTORY, FILE_NAME_NORMALIZED, FILE_READ_ATTRIBUTES,
-    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_TRAVERSE,
-    GetFileInformationByHandle, GetFinalPathNameByHandleW, OPEN_ALWAYS, OPEN_EXISTING,
-    READ_CONTROL, SYNCHRONIZE,
+    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, CreateDirectoryW, FILE_ATTRIBUTE_DIRECTORY,
+    FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+    FILE_LIST_DIRECTORY, FILE_NAME_NORMALIZED, FILE_READ_ATTRIBUTES, FILE_SHARE_READ,
+    FILE_SHARE_WRITE, FILE_TRAVERSE, GetFileInformationByHandle, GetFinalPathNameByHandleW,
+    OPEN_ALWAYS, OPEN_EXISTING, READ_CONTROL, SYNCHRONIZE,
 };
 
-use payload_tools::sys::acl;
+use payload_tools::sys::{acl, wide};
 
 use super::DirError;
 use crate::sys::FileId;
@@ -234,16 +230,6 @@ fn final_path(handle: &File) -> io::Result<PathBuf> {
     }
 }
 
-/// `name` as a NUL-terminated UTF-16 string.
-fn wide(name: &OsStr) -> io::Result<Vec<u16>> {
-    let mut wide: Vec<u16> = name.encode_wide().collect();
-    if wide.contains(&0) {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    wide.push(0);
-    Ok(wide)
-}
-
 /// Who may use a file created by [`open_regular`].
 #[derive(Debug, Clone, Copy)]
 enum Access {
@@ -260,33 +246,11 @@ enum Access {
 /// created, never through a reparse point: one at that name is opened
 /// itself, and refused here.
 fn open_regular(path: &Path, disposition: u32, access: Access) -> io::Result<File> {
-    let name = wide(path.as_os_str())?;
     let private = match access {
         Access::Private => Some(acl::Private::new(current_user()?)?),
         Access::Inherited => None,
     };
-    let attributes = private
-        .as_ref()
-        .map_or(std::ptr::null(), |private| private.attributes());
-    // SAFETY: name is NUL-terminated; the attributes (if any) live in
-    // `private` for the call; the handle returned is owned by the File
-    // below.
-    let handle = unsafe {
-        CreateFileW(
-            name.as_ptr(),
-            GENERIC_READ | GENERIC_WRITE,
-            FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-            attributes,
-            disposition,
-            FILE_FLAG_OPEN_REPARSE_POINT,
-            std::ptr::null_mut(),
-        )
-    };
-    if handle == INVALID_HANDLE_VALUE {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new handle that nothing else owns.
-    let file = unsafe { File::from_raw_handle(handle as RawHandle) };
+    let file = payload_tools::sys::open_not_following(path, disposition, private.as_ref())?;
     let attributes = info(&file)?.dwFileAttributes;
     if attributes & (FILE_ATTRIBUTE_REPARSE_POINT | FILE_ATTRIBUTE_DIRECTORY) != 0 {
         return Err(io::Error::new(
