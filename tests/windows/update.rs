@@ -124,6 +124,23 @@ impl Published {
         fs::read(&self.exe).expect("read the executable")
     }
 
+    /// A later start runs `version`, and removes every aside copy: only the
+    /// executable is left in its folder.
+    fn assert_later_start_runs(&self, version: &str) {
+        let out = self.run(&["version"]);
+        assert_eq!(
+            support::stdout(&out),
+            format!("{version}\n"),
+            "{}",
+            support::stderr(&out)
+        );
+        assert_eq!(
+            self.folder(),
+            ["app.exe"],
+            "files left beside the executable"
+        );
+    }
+
     /// The names in the executable's folder, sorted.
     pub(crate) fn folder(&self) -> Vec<String> {
         listing(self.exe.parent().expect("folder"))
@@ -366,9 +383,7 @@ fn an_interrupted_download_is_resumed_on_the_next_start() {
     assert_eq!(asked, [format!("bytes={cut}-")]);
     assert_eq!(p.installed(), v11);
     // A later start runs 1.1 and removes the aside copy of 1.0.
-    let out = p.run(&["version"]);
-    assert_eq!(support::stdout(&out), "1.1\n", "{}", support::stderr(&out));
-    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+    p.assert_later_start_runs("1.1");
 }
 
 #[test]
@@ -520,9 +535,7 @@ fn a_failed_install_puts_the_running_build_back() {
         "{}",
         support::stderr(&out)
     );
-    let out = p.run(&["version"]);
-    assert_eq!(support::stdout(&out), "1.1\n", "{}", support::stderr(&out));
-    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+    p.assert_later_start_runs("1.1");
 }
 
 #[test]
@@ -548,9 +561,7 @@ fn two_launches_at_once_update_once() {
     assert_eq!(p.installed(), p.bytes("1.1"));
     // The aside copy the other instance still ran is removed by a later
     // start.
-    let out = p.run(&["version"]);
-    assert_eq!(support::stdout(&out), "1.1\n", "{}", support::stderr(&out));
-    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+    p.assert_later_start_runs("1.1");
 }
 
 #[test]
