@@ -9,10 +9,10 @@ use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
 
 use windows_sys::Win32::Storage::FileSystem::{
-    BY_HANDLE_FILE_INFORMATION, DELETE, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
-    FILE_READ_ATTRIBUTES, FILE_RENAME_INFO, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
-    FileRenameInfo, GetDiskFreeSpaceExW, GetFileInformationByHandle, GetFinalPathNameByHandleW,
-    GetLongPathNameW, SYNCHRONIZE, SetFileInformationByHandle,
+    DELETE, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_READ_ATTRIBUTES,
+    FILE_RENAME_INFO, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FileRenameInfo,
+    GetDiskFreeSpaceExW, GetFinalPathNameByHandleW, GetLongPathNameW, SYNCHRONIZE,
+    SetFileInformationByHandle,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_LOWEST,
@@ -128,31 +128,15 @@ pub fn replace_executable(
 /// updater checks the file's identity at that name before using it; `exe`
 /// as it is when Windows cannot say.
 pub fn long_path(exe: &Path) -> PathBuf {
-    use std::os::windows::ffi::{OsStrExt, OsStringExt};
-    let name: Vec<u16> = exe.as_os_str().encode_wide().collect();
-    if name.contains(&0) {
+    use std::os::windows::ffi::OsStringExt;
+    let Ok(name) = payload_tools::sys::wide(exe.as_os_str()) else {
         return exe.to_owned();
-    }
-    let name: Vec<u16> = name.into_iter().chain([0]).collect();
-    let mut buf = vec![0u16; 512];
-    loop {
-        // SAFETY: `name` is NUL-terminated; `buf` is writable for its length.
-        let n =
-            unsafe { GetLongPathNameW(name.as_ptr(), buf.as_mut_ptr(), buf.len() as u32) } as usize;
-        if n == 0 {
-            return exe.to_owned();
-        }
-        // Too small: `n` is the size needed, NUL included (a path is at
-        // most 32,767 characters).
-        if n > buf.len() {
-            if n > 32_768 {
-                return exe.to_owned();
-            }
-            buf.resize(n, 0);
-            continue;
-        }
-        buf.truncate(n);
-        return PathBuf::from(std::ffi::OsString::from_wide(&buf));
+    };
+    // SAFETY: `name` is NUL-terminated; `wide_string` passes a buffer
+    // writable for the length it gives.
+    match wide_string(|buf, len| unsafe { GetLongPathNameW(name.as_ptr(), buf, len) }) {
+        Ok(long) => PathBuf::from(std::ffi::OsString::from_wide(&long)),
+        Err(_) => exe.to_owned(),
     }
 }
 
@@ -286,7 +270,7 @@ fn rename_handle(file: &File, folder: &File, name: &str) -> io::Result<()> {
 /// The full path of the open `file` in NT form: `\??\C:\…` or
 /// `\??\UNC\server\share\…`, without a trailing separator.
 fn nt_path_of(file: &File) -> io::Result<Vec<u16>> {
-    let mut path = final_path(file).ok_or_else(io::Error::last_os_error)?;
+    let mut path = final_path(file)?;
     // `\\?\` (what the call gives) becomes `\??\`.
     if path.len() < 4 || path[..4] != [92, 92, 63, 92] {
         return Err(io::Error::other("the folder has no drive or share path"));
@@ -300,24 +284,30 @@ fn nt_path_of(file: &File) -> io::Result<Vec<u16>> {
 
 /// The path of the open `file` as `GetFinalPathNameByHandleW` gives it
 /// (`\\?\C:\…`), without the final NUL.
-fn final_path(file: &File) -> Option<Vec<u16>> {
-    let mut path = vec![0u16; 512];
+pub fn final_path(file: &File) -> io::Result<Vec<u16>> {
+    // SAFETY: the handle is open; `wide_string` passes a buffer writable
+    // for the length it gives.
+    wide_string(|buf, len| unsafe { GetFinalPathNameByHandleW(file.as_raw_handle(), buf, len, 0) })
+}
+
+/// Runs `fill`, a Windows call that writes a UTF-16 string into a buffer
+/// and returns its length, or the size it needs (its NUL included) when
+/// the buffer is too small, or 0 on failure, with a buffer that grows until
+/// the string fits, up to 32,768 units (the longest path Windows has).
+fn wide_string(mut fill: impl FnMut(*mut u16, u32) -> u32) -> io::Result<Vec<u16>> {
+    const LONGEST: usize = 32_768;
+    let mut buf = vec![0u16; 512];
     loop {
-        let capacity = u32::try_from(path.len()).ok()?;
-        // SAFETY: the handle is open; `path` is writable for `capacity`
-        // UTF-16 units.
-        let len = unsafe {
-            GetFinalPathNameByHandleW(file.as_raw_handle(), path.as_mut_ptr(), capacity, 0)
-        } as usize;
-        match len {
-            0 => return None,
-            // Too small: `len` is the size needed, NUL included.
-            n if n >= path.len() && n <= 32_768 => path.resize(n + 1, 0),
-            n if n >= path.len() => return None,
-            n => {
-                path.truncate(n);
-                return Some(path);
+        // The buffer never exceeds LONGEST + 1 units: it fits a u32.
+        let n = fill(buf.as_mut_ptr(), buf.len() as u32) as usize;
+        match n {
+            0 => return Err(io::Error::last_os_error()),
+            n if n < buf.len() => {
+                buf.truncate(n);
+                return Ok(buf);
             }
+            n if n <= LONGEST => buf.resize(n + 1, 0),
+            _ => return Err(io::Error::other("path too long")),
         }
     }
 }
@@ -344,14 +334,7 @@ impl FileId {
 
 /// Who the open `file` is.
 pub fn file_id(file: &File) -> io::Result<FileId> {
-    let mut info = std::mem::MaybeUninit::<BY_HANDLE_FILE_INFORMATION>::uninit();
-    // SAFETY: the handle is open and `info` is writable memory of the
-    // right type, filled on success.
-    if unsafe { GetFileInformationByHandle(file.as_raw_handle(), info.as_mut_ptr()) } == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the call succeeded, so it initialised the struct.
-    let info = unsafe { info.assume_init() };
+    let info = payload_tools::sys::by_handle(file)?;
     Ok(FileId {
         dev: u64::from(info.dwVolumeSerialNumber),
         ino: u64::from(info.nFileIndexHigh) << 32 | u64::from(info.nFileIndexLow),
@@ -387,7 +370,7 @@ pub fn check_unshared_dir(dir: &Dir, _id: &FileId) -> Result<(), String> {
 /// Bytes still free for us on the volume of `file` (its folder, as
 /// `GetDiskFreeSpaceExW` wants it: quotas included); `None` if unknown.
 pub fn free_space(file: &File) -> Option<u64> {
-    let mut path = final_path(file)?;
+    let mut path = final_path(file).ok()?;
     // The folder, with the trailing backslash a UNC path needs.
     let cut = path.iter().rposition(|&c| c == u16::from(b'\\'))?;
     path.truncate(cut + 1);
@@ -490,20 +473,22 @@ mod tests {
     }
 
     #[test]
-    fn identities_tell_files_apart_and_free_space_is_known() {
+    fn identities_tell_files_apart_and_free_space_is_known()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = std::env::temp_dir();
         let (a, b) = (
             dir.join(format!("onefile-id-a-{}", std::process::id())),
             dir.join(format!("onefile-id-b-{}", std::process::id())),
         );
-        let file_a = File::create(&a).expect("create");
-        let file_b = File::create(&b).expect("create");
-        let (id_a, id_b) = (file_id(&file_a).expect("id"), file_id(&file_b).expect("id"));
+        let (file_a, file_b) = (File::create(&a)?, File::create(&b)?);
+        let (id_a, id_b) = (file_id(&file_a)?, file_id(&file_b)?);
         assert!(!id_a.same_file(&id_b), "{id_a:?} {id_b:?}");
-        assert!(id_a.same_file(&path_id(&a).expect("id").expect("exists")));
-        assert_eq!(path_id(&dir.join("onefile-id-none")).expect("id"), None);
+        let found = path_id(&a)?.ok_or("the file just created is not found")?;
+        assert!(id_a.same_file(&found));
+        assert_eq!(path_id(&dir.join("onefile-id-none"))?, None);
         assert!(free_space(&file_a).is_some_and(|free| free > 0));
         drop((file_a, file_b));
         let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
+        Ok(())
     }
 }

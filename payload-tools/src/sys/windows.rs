@@ -313,9 +313,11 @@ impl Dir {
 }
 
 /// Opens the folder (or, with `follow` false, the link or junction) at
-/// `path` with read access to its attributes and security descriptor.
-/// `share_delete` lets it be renamed while held.
-fn open_folder(path: &Path, follow: bool, share_delete: bool) -> io::Result<File> {
+/// `path` with read access to its listing, attributes and security
+/// descriptor. Without `share_delete` no one can rename or delete it while
+/// it is held (the read access is what makes Windows record that share
+/// mode).
+pub fn open_folder(path: &Path, follow: bool, share_delete: bool) -> io::Result<File> {
     let no_follow = if follow {
         0
     } else {
@@ -344,7 +346,9 @@ fn identity(file: &File) -> io::Result<(u32, u32, u32)> {
     ))
 }
 
-fn by_handle(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
+/// What `GetFileInformationByHandle` says of the open `file` (attributes,
+/// volume and file index, number of names) in one call.
+pub fn by_handle(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
     // SAFETY: plain data, filled by the call below.
     let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
     // SAFETY: the handle is open; info is writable.

@@ -1,5 +1,5 @@
 //! Windows: the check of the cache root and the app's folder, and folders
-//! held as handles (docs/launcher.md, "On Windows").
+//! held as handles (docs/launcher.md, "The cache on Windows").
 //!
 //! - A folder of the cache is held open (`FILE_FLAG_BACKUP_SEMANTICS`) with
 //!   a share mode without `FILE_SHARE_DELETE`, and with read access so that
@@ -12,8 +12,9 @@
 //!   else write, add, delete, rename or re-permission anything.
 //! - The cache root may be reached through a link or junction (a
 //!   redirected profile); it is checked where it leads, and the cache's
-//!   own work goes by the folder's real path, read from the handle (the
-//!   app is run by the path as configured, as on Unix). The app's folder
+//!   own work, and running the app, go by the folder's real path, read
+//!   from the handle (as on Unix, where the walk resolves the root's
+//!   links). The app's folder
 //!   must be a real folder: a reparse point there is refused.
 //! - Folders and files the launcher creates get a private DACL from the
 //!   start ([`acl::Private`]); files are created without following a
@@ -23,24 +24,20 @@
 //! handle-relative calls on Windows); holding the folder is what makes
 //! that path mean the folder checked.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::windows::ffi::OsStringExt;
-use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use windows_sys::Win32::Foundation::{ERROR_ALREADY_EXISTS, ERROR_PATH_NOT_FOUND};
 use windows_sys::Win32::Storage::FileSystem::{
-    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, CreateDirectoryW, FILE_ATTRIBUTE_DIRECTORY,
-    FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
-    FILE_LIST_DIRECTORY, FILE_NAME_NORMALIZED, FILE_READ_ATTRIBUTES, FILE_SHARE_READ,
-    FILE_SHARE_WRITE, FILE_TRAVERSE, GetFileInformationByHandle, GetFinalPathNameByHandleW,
-    OPEN_ALWAYS, OPEN_EXISTING, READ_CONTROL, SYNCHRONIZE,
+    CREATE_NEW, CreateDirectoryW, FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT,
+    OPEN_ALWAYS, OPEN_EXISTING,
 };
 
-use payload_tools::sys::{acl, wide};
+use payload_tools::sys::{acl, by_handle as info, wide};
 
 use super::DirError;
 use crate::sys::FileId;
@@ -72,7 +69,7 @@ pub fn check_cache_root(path: &Path) -> Result<PathBuf, DirError> {
     }
     .map_err(io_error)?;
     check_folder(&handle, me, path)?;
-    final_path(&handle).map_err(io_error)
+    real_path(&handle).map_err(io_error)
 }
 
 /// Opens the folder `path` (not through a link or junction), creating it
@@ -149,22 +146,11 @@ fn current_user() -> io::Result<&'static [u8]> {
     Ok(ME.get_or_init(|| me))
 }
 
-/// Opens the folder `path` held (module doc): read access, so that the
-/// share mode without `FILE_SHARE_DELETE` is recorded; `follow` a link or
-/// junction at its last component, or open that itself.
+/// Opens the folder `path` held (module doc): no one may rename or delete
+/// it while it is open; `follow` a link or junction at its last component,
+/// or open that itself.
 fn open_dir(path: &Path, follow: bool) -> io::Result<File> {
-    let no_follow = if follow {
-        0
-    } else {
-        FILE_FLAG_OPEN_REPARSE_POINT
-    };
-    OpenOptions::new()
-        .access_mode(
-            FILE_LIST_DIRECTORY | FILE_TRAVERSE | FILE_READ_ATTRIBUTES | READ_CONTROL | SYNCHRONIZE,
-        )
-        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
-        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | no_follow)
-        .open(path)
+    payload_tools::sys::open_folder(path, follow, false)
 }
 
 /// Creates the folder `path` with the descriptor `private`.
@@ -195,39 +181,15 @@ fn create_dirs(path: &Path, private: &acl::Private, depth: u32) -> io::Result<()
 
 /// The real path of the folder open as `handle`, without the `\\?\`
 /// prefix when it names a drive (apps and `cmd.exe` expect `C:\...`).
-fn final_path(handle: &File) -> io::Result<PathBuf> {
-    let mut buf = vec![0u16; 512];
-    loop {
-        // SAFETY: buf is writable for its length; the handle is open.
-        let n = unsafe {
-            GetFinalPathNameByHandleW(
-                handle.as_raw_handle(),
-                buf.as_mut_ptr(),
-                buf.len() as u32,
-                FILE_NAME_NORMALIZED,
-            )
-        } as usize;
-        if n == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Too small: n is the size needed, NUL included, bounded by the
-        // longest path Windows has (32,767 characters).
-        if n > buf.len() {
-            if n > 32_768 {
-                return Err(io::Error::other("path too long"));
-            }
-            buf.resize(n, 0);
-            continue;
-        }
-        let name = &buf[..n];
-        // `\\?\C:\...`: the drive path after the prefix.
-        const VERBATIM: [u16; 4] = [92, 92, 63, 92];
-        let name = match name.strip_prefix(&VERBATIM[..]) {
-            Some(rest) if rest.get(1) == Some(&u16::from(b':')) => rest,
-            _ => name,
-        };
-        return Ok(PathBuf::from(std::ffi::OsString::from_wide(name)));
-    }
+fn real_path(handle: &File) -> io::Result<PathBuf> {
+    let name = crate::sys::final_path(handle)?;
+    // `\\?\C:\...`: the drive path after the prefix.
+    const VERBATIM: [u16; 4] = [92, 92, 63, 92];
+    let name = match name.strip_prefix(&VERBATIM[..]) {
+        Some(rest) if rest.get(1) == Some(&u16::from(b':')) => rest,
+        _ => &name[..],
+    };
+    Ok(PathBuf::from(std::ffi::OsString::from_wide(name)))
 }
 
 /// Who may use a file created by [`open_regular`].
@@ -259,19 +221,6 @@ fn open_regular(path: &Path, disposition: u32, access: Access) -> io::Result<Fil
         ));
     }
     Ok(file)
-}
-
-/// What `GetFileInformationByHandle` says of the open `file`: its
-/// attributes and its number of names, in one call (std's `metadata`
-/// makes more).
-fn info(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
-    // SAFETY: plain data, filled by the call below.
-    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
-    // SAFETY: the handle is open; info is writable.
-    if unsafe { GetFileInformationByHandle(file.as_raw_handle(), &mut info) } == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(info)
 }
 
 impl Dir {
