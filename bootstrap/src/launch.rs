@@ -76,15 +76,7 @@ fn try_launch() -> Result<Never, LaunchError> {
             app.id(),
             started.elapsed().as_secs_f64() * 1e3
         );
-        let (name, version) = (meta.name.clone(), meta.version.clone());
-        let sidecar = update::start(update::RunningBuild {
-            exe: exe.clone(),
-            name,
-            version,
-            settings: settings.clone(),
-            packed,
-            cache_folder: cache.folder().ok(),
-        });
+        let sidecar = update::start(running_build(&exe, packed, settings.clone(), &cache));
         cache.remove_unused_versions();
         let exit = app.wait().map_err(LaunchError::Wait)?;
         // Asked to stop (a signal passed on to the app): no wait.
@@ -120,20 +112,26 @@ fn rescue(err: LaunchError, exe: &Path, packed: PackedFile, cache: &Cache) -> La
         && let Some(settings) = packed.metadata.update.clone()
         && !update::disabled_by_env()
     {
-        let (name, version) = (
-            packed.metadata.name.clone(),
-            packed.metadata.version.clone(),
-        );
-        update::rescue(update::RunningBuild {
-            exe: exe.to_owned(),
-            name,
-            version,
-            settings,
-            packed,
-            cache_folder: cache.folder().ok(),
-        });
+        update::rescue(running_build(exe, packed, settings, cache));
     }
     err
+}
+
+/// What the updater needs to know of this launch.
+fn running_build(
+    exe: &Path,
+    packed: PackedFile,
+    settings: payload_tools::metadata::UpdateSettings,
+    cache: &Cache,
+) -> update::RunningBuild {
+    update::RunningBuild {
+        exe: exe.to_owned(),
+        name: packed.metadata.name.clone(),
+        version: packed.metadata.version.clone(),
+        settings,
+        packed,
+        cache_folder: cache.folder().ok(),
+    }
 }
 
 /// The app's command line: our arguments, with our own `argv[0]` so the app
