@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 
 use zstd::stream::raw::{CParameter, Encoder, InBuffer, Operation, OutBuffer};
 
+use crate::digest::{PartHash, PartHasher};
 use crate::metadata::Frame;
 
 /// A file at least this large gets a frame of its own.
@@ -75,19 +76,31 @@ pub struct FrameWriter<W: Write> {
     frame_tar_len: u64,
 }
 
-/// Where compressed frames go, in order.
+/// Where compressed frames go, in order, whole: the bytes of one frame are
+/// written before any byte of the next.
 struct Sink<W> {
     out: W,
     crc: crc32fast::Hasher,
     len: u64,
+    /// Of the frame being written.
+    hasher: PartHasher,
+    /// Of each frame written.
+    hashes: Vec<PartHash>,
 }
 
 impl<W: Write> Sink<W> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.write_all(bytes)?;
         self.crc.update(bytes);
+        self.hasher.update(bytes);
         self.len += bytes.len() as u64;
         Ok(())
+    }
+
+    /// The frame being written is complete.
+    fn end_frame(&mut self) {
+        let hash = self.hasher.finish();
+        self.hashes.push(hash);
     }
 }
 
@@ -104,6 +117,8 @@ impl<W: Write> std::fmt::Debug for FrameWriter<W> {
 pub struct FramedPayload<W> {
     pub out: W,
     pub frames: Vec<Frame>,
+    /// The hash of each compressed frame, in order.
+    pub frame_hashes: Vec<PartHash>,
     pub compressed_len: u64,
     pub crc32: u32,
 }
@@ -118,6 +133,8 @@ impl<W: Write> FrameWriter<W> {
                 out,
                 crc: crc32fast::Hasher::new(),
                 len: 0,
+                hasher: PartHasher::default(),
+                hashes: Vec::new(),
             },
             pending: Vec::new(),
             streaming: None,
@@ -170,6 +187,7 @@ impl<W: Write> FrameWriter<W> {
                     break;
                 }
             }
+            self.sink.end_frame();
             self.frames[index].compressed_len = self.sink.len - before;
             // The pool drained before this frame began; its next frame
             // comes after this one.
@@ -189,6 +207,7 @@ impl<W: Write> FrameWriter<W> {
         Ok(FramedPayload {
             out: self.sink.out,
             frames: self.frames,
+            frame_hashes: self.sink.hashes,
             compressed_len: self.sink.len,
             crc32: self.sink.crc.finalize(),
         })
@@ -315,6 +334,7 @@ impl Pool {
         self.ready.insert(index, result?);
         while let Some(bytes) = self.ready.remove(&self.next_to_write) {
             sink.write(&bytes)?;
+            sink.end_frame();
             frames[self.next_to_write].compressed_len = bytes.len() as u64;
             self.next_to_write += 1;
         }

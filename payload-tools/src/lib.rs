@@ -14,6 +14,8 @@
 //! - [`version`]: which of two versions is newer;
 //! - [`pe`]: the subsystem field of a Windows program's header, which
 //!   `pack` sets in the packed file's copy of a Windows stub;
+//! - [`digest`]: the hash naming the stub and each frame, for updates
+//!   that fetch only what changed;
 //! - [`stub`]: the marker that tells a onefile stub from other programs;
 //! - [`text`]: text from files and servers, escaped for printing;
 //! - [`frames`], [`tree`], [`paths`], [`persist`]: the pieces those use.
@@ -21,6 +23,7 @@
 //! The stub depends on this crate with default features off, which leaves
 //! out everything only the `payload-tools` command needs.
 
+pub mod digest;
 pub mod error;
 pub mod extract;
 pub mod frames;

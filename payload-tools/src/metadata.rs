@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::PartHash;
 use crate::error::{Error, Result};
 use crate::members::{END_OF_ARCHIVE_LEN, MAX_MEMBER_OVERHEAD};
 
@@ -82,6 +83,16 @@ pub struct Metadata {
     pub entry_count: u64,
     /// The payload's zstd frames, in order.
     pub frames: Vec<Frame>,
+    /// The hash of the stub part (`0..payload_offset`) as written: an
+    /// updater whose own stub has it copies the stub instead of fetching
+    /// it. Absent in builds made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stub_hash: Option<PartHash>,
+    /// The hash of each compressed frame, in the order of `frames`: an
+    /// updater copies the frames its own executable holds and fetches the
+    /// rest. Empty in builds made before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frame_hashes: Vec<PartHash>,
     /// Self-update settings; absent when the build does not update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateSettings>,
@@ -250,6 +261,12 @@ impl Metadata {
                 "{frames} frames, more than the {MAX_FRAMES} a payload may have"
             ));
         }
+        if !self.frame_hashes.is_empty() && self.frame_hashes.len() != frames {
+            return Err(format!(
+                "{} frame hashes for {frames} frames",
+                self.frame_hashes.len()
+            ));
+        }
         let entries = self.entry_count;
         if entries == 0 || entries > MAX_ENTRIES {
             return Err(format!(
@@ -358,6 +375,8 @@ mod tests {
                 compressed_len: 10,
                 tar_len: 2048,
             }],
+            stub_hash: Some(PartHash::of(b"stub")),
+            frame_hashes: vec![PartHash::of(b"frame")],
             update: None,
         }
     }
@@ -414,6 +433,11 @@ mod tests {
             other => panic!("expected a refusal naming {part:?}: {other:?}"),
         };
         let mut m = sample();
+        m.frame_hashes.push(PartHash::of(b"one too many"));
+        refused(&m, "2 frame hashes for 1 frames");
+
+        let mut m = sample();
+        m.frame_hashes.clear();
         m.frames = vec![
             Frame {
                 compressed_len: 9,
@@ -439,6 +463,7 @@ mod tests {
         assert!(parse(&m).is_ok());
         m.frames[0].tar_len = most + 1;
         refused(&m, "more than the");
+        m.frame_hashes.clear();
         m.frames = vec![
             Frame {
                 compressed_len: 1,

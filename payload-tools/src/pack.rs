@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::digest::PartHash;
 use crate::error::{Error, Result};
 use crate::frames::{FramePolicy, FrameWriter};
 use crate::metadata::{
@@ -144,6 +145,8 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         unpacked_size: tree.total_size,
         entry_count: tree.entries.len() as u64,
         frames: framed.frames,
+        stub_hash: Some(PartHash::of(&stub_bytes)),
+        frame_hashes: framed.frame_hashes,
         update: opts.update.clone(),
     };
     let metadata_text = metadata.to_toml();

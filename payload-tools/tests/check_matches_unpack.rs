@@ -110,6 +110,8 @@ fn write_packed(out: &Path, entries: &[(String, Kind)], cuts: &[usize], entry: &
         unpacked_size: 3 * entries.len() as u64,
         entry_count: entries.len() as u64,
         frames,
+        stub_hash: None,
+        frame_hashes: Vec::new(),
         update: None,
         argv0: Default::default(),
     }

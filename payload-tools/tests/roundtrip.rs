@@ -14,9 +14,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-#[cfg(unix)]
 use payload_tools::PackedFile;
 use payload_tools::Trailer;
+#[cfg(unix)]
+use payload_tools::digest::PartHash;
 #[cfg(unix)]
 use payload_tools::extract::{Sink, extract};
 use payload_tools::metadata::{FormatVersion, Frame, Metadata};
@@ -129,6 +130,17 @@ proptest! {
         ).expect("pack");
         let packed = PackedFile::open(&output).expect("open").expect("packed");
         prop_assert_eq!(&packed.metadata, &report.metadata);
+        // The stub's and every frame's hash name their bytes in the file.
+        let bytes = fs::read(&output).expect("read");
+        let payload_offset = packed.trailer.payload_offset as usize;
+        prop_assert_eq!(packed.metadata.stub_hash, Some(PartHash::of(&bytes[..payload_offset])));
+        prop_assert_eq!(packed.metadata.frame_hashes.len(), packed.metadata.frames.len());
+        let mut at = payload_offset;
+        for (frame, hash) in packed.metadata.frames.iter().zip(&packed.metadata.frame_hashes) {
+            let end = at + frame.compressed_len as usize;
+            prop_assert_eq!(*hash, PartHash::of(&bytes[at..end]));
+            at = end;
+        }
         let unpacked = dir.path().join("unpacked");
         fs::create_dir(&unpacked).expect("mkdir");
         extract(&packed, Sink::Disk(&unpacked), 2).expect("extract");
@@ -165,6 +177,8 @@ proptest! {
             name, version, entry, argv0: Default::default(), unpacked_size,
             entry_count: frames.len() as u64,
             frames: frames.into_iter().map(|(c, t)| Frame { compressed_len: c, tar_len: t }).collect(),
+            stub_hash: None,
+            frame_hashes: Vec::new(),
             update: None,
         };
         prop_assert_eq!(Metadata::parse(&m.to_toml(), Path::new("x")).ok(), Some(m));
