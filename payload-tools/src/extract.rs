@@ -17,7 +17,13 @@
 //! 3. The per-frame CRCs are combined in order and compared with the
 //!    trailer, and the metadata's entry must be a regular executable file
 //!    of the tree ([`Error::Entry`]).
-//! 4. Symlinks are created last, after every file, so nothing is ever written
+//!    Hard links are checked against the whole tree, in payload order
+//!    ([`Namespace::check_hard_link`]).
+//! 4. Each file gets its mode (execute bits, read-only) and its time from
+//!    the metadata's table ([`crate::filetimes`]) through the handle that
+//!    wrote it; the table must list exactly the files of each frame.
+//! 5. Hard links are created after every file (a copy where the file
+//!    system has no hard links), symlinks last, so nothing is ever written
 //!    through a link that the payload itself planted.
 //!
 //! So [`Sink::Discard`] (`verify`, the updater's check) refuses exactly what
@@ -34,9 +40,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
+use crate::filetimes::{FileTimes, system_time};
 use crate::members::{Bounded, Member, MemberKind, Members, Refusal};
-use crate::metadata::Frame;
-use crate::namespace::{Conflict, Namespace, Node};
+use crate::metadata::{Frame, REQUIRES_HARD_LINKS};
+use crate::namespace::{Conflict, Namespace, Node, Position};
 use crate::packed::PackedFile;
 use crate::rangeio::{Arrival, RangeReader};
 use crate::sys;
@@ -96,6 +103,17 @@ fn run(
         at += f.compressed_len;
     }
     let threads = threads.clamp(1, MAX_THREADS).min(frames.len());
+    let times = match &packed.metadata.file_times {
+        Some(text) => Some(
+            FileTimes::decode(text, frames.len(), packed.metadata.entry_count).map_err(
+                |reason| Error::Metadata {
+                    path: packed.path.clone(),
+                    reason,
+                },
+            )?,
+        ),
+        None => None,
+    };
     let job = Job {
         packed,
         sink,
@@ -108,6 +126,13 @@ fn run(
         crcs: Mutex::new(vec![None; frames.len()]),
         namespace: Mutex::new(Namespace::default()),
         links: Mutex::new(Vec::new()),
+        hard_links: Mutex::new(Vec::new()),
+        hard_links_allowed: packed
+            .metadata
+            .requires
+            .iter()
+            .any(|r| r == REQUIRES_HARD_LINKS),
+        times,
         first_error: Mutex::new(None),
     };
     std::thread::scope(|scope| {
@@ -136,6 +161,20 @@ fn run(
             actual,
         });
     }
+    let mut hard_links = std::mem::take(&mut *lock(&job.hard_links));
+    hard_links.sort();
+    {
+        let mut namespace = lock(&job.namespace);
+        for (at, member, target) in &hard_links {
+            namespace
+                .check_hard_link(target, *at)
+                .map_err(|problem| Error::UnsafeEntry {
+                    path: packed.path.clone(),
+                    entry: member.clone(),
+                    reason: format!("{problem} ('{target}')"),
+                })?;
+        }
+    }
     let entry = &packed.metadata.entry;
     lock(&job.namespace)
         .check_entry(entry)
@@ -147,6 +186,7 @@ fn run(
 
     let mut links = std::mem::take(&mut *lock(&job.links));
     links.sort();
+    create_hard_links(&job, &hard_links)?;
     create_links(&job, &links)?;
     Ok(ExtractReport {
         frames: frames.len(),
@@ -175,6 +215,11 @@ struct Job<'a> {
     /// Every path of the tree, from every frame: the rules between entries.
     namespace: Mutex<Namespace>,
     links: Mutex<Vec<(String, String)>>,
+    /// Where each hard link is, its path and its target's.
+    hard_links: Mutex<Vec<(Position, String, String)>>,
+    /// Whether the metadata names [`REQUIRES_HARD_LINKS`].
+    hard_links_allowed: bool,
+    times: Option<FileTimes>,
     first_error: Mutex<Option<Error>>,
 }
 
@@ -224,17 +269,32 @@ impl Job<'_> {
         {
             let mut archive = tar::Archive::new(&mut stream);
             let mut members = Members::new(&mut archive).map_err(|r| self.refused(index, r))?;
+            let mut place = Place {
+                frame: index,
+                entries: 0,
+                files: 0,
+            };
             while let Some((member, mut data)) =
                 members.next().map_err(|r| self.refused(index, r))?
             {
                 if self.failed.load(Ordering::Relaxed) {
                     return Err(bad_frame("stopped".into()));
                 }
-                self.entry(member, &mut data, buf, made_dirs)
+                self.entry(member, &mut data, &mut place, buf, made_dirs)
                     .map_err(|e| match e {
                         Error::Io { .. } | Error::UnsafeEntry { .. } | Error::Payload { .. } => e,
                         other => bad_frame(other.to_string()),
                     })?;
+                place.entries += 1;
+            }
+            if let Some(times) = &self.times
+                && times.of_frame(index).len() != place.files
+            {
+                return Err(bad_frame(format!(
+                    "it holds {} files, the metadata's file_times {}",
+                    place.files,
+                    times.of_frame(index).len()
+                )));
             }
         }
         // The end-of-archive blocks of the last frame still count towards
@@ -254,6 +314,7 @@ impl Job<'_> {
         &self,
         member: Member,
         data: &mut impl Read,
+        place: &mut Place,
         buf: &mut [u8],
         made_dirs: &mut HashSet<PathBuf>,
     ) -> Result<()> {
@@ -269,12 +330,25 @@ impl Job<'_> {
                 "it holds more than the {declared} entries its metadata declares"
             )));
         }
+        // Both are bounded: frames by MAX_FRAMES, entries by the count
+        // checked above.
+        let at = Position {
+            frame: place.frame as u32,
+            index: place.entries as u32,
+        };
         let node = match &kind {
             MemberKind::File { executable, .. } => Node::File {
                 executable: *executable,
+                at,
             },
             MemberKind::Dir => Node::Dir,
             MemberKind::Symlink { target } => Node::Symlink(target.as_str().into()),
+            MemberKind::HardLink { .. } if !self.hard_links_allowed => {
+                return Err(unsafe_entry(&format!(
+                    "hard links are not allowed without '{REQUIRES_HARD_LINKS}' in the metadata's requires"
+                )));
+            }
+            MemberKind::HardLink { target } => Node::HardLink(target.as_str().into()),
         };
         lock(&self.namespace)
             .add(&member, node)
@@ -283,7 +357,24 @@ impl Job<'_> {
                 other => unsafe_entry(&other.to_string()),
             })?;
         match kind {
-            MemberKind::File { size, executable } => {
+            MemberKind::File {
+                size,
+                executable,
+                read_only,
+            } => {
+                let time = match &self.times {
+                    Some(times) => match times.of_frame(place.frame).get(place.files) {
+                        Some(&time) => Some(time),
+                        None => {
+                            return Err(self.payload_error(format!(
+                                "frame {}: it holds more files than the metadata's file_times",
+                                place.frame
+                            )));
+                        }
+                    },
+                    None => None,
+                };
+                place.files += 1;
                 let total = self
                     .bytes
                     .fetch_add(size, Ordering::Relaxed)
@@ -303,13 +394,14 @@ impl Job<'_> {
                 };
                 let target = root.join(&member);
                 self.make_parent(&target, made_dirs)?;
-                let mut file = sys::create_new_file(&target, executable).map_err(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        unsafe_entry("it appears twice")
-                    } else {
-                        Error::io("cannot create", &target)(e)
-                    }
-                })?;
+                let mut file =
+                    sys::create_new_file(&target, executable, read_only).map_err(|e| {
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            unsafe_entry("it appears twice")
+                        } else {
+                            Error::io("cannot create", &target)(e)
+                        }
+                    })?;
                 copy_entry_data(data, &mut file, buf).map_err(|e| match e {
                     // Reading fails when the payload is bad (zstd's own
                     // checksum, a cut-short frame): that is the file's fault.
@@ -318,6 +410,14 @@ impl Job<'_> {
                 })?;
                 // Through the writer's own handle, before it is closed (the
                 // durability of the build before its rename: sys docs).
+                if let Some(time) = time {
+                    file.set_modified(system_time(time))
+                        .map_err(Error::io("cannot set the time of", &target))?;
+                }
+                if read_only {
+                    sys::set_read_only(&file)
+                        .map_err(Error::io("cannot make read-only", &target))?;
+                }
                 sys::flush_written(&file).map_err(Error::io("cannot flush", &target))
             }
             MemberKind::Dir => {
@@ -331,6 +431,10 @@ impl Job<'_> {
             }
             MemberKind::Symlink { target } => {
                 lock(&self.links).push((member, target));
+                Ok(())
+            }
+            MemberKind::HardLink { target } => {
+                lock(&self.hard_links).push((at, member, target));
                 Ok(())
             }
         }
@@ -363,6 +467,50 @@ impl Job<'_> {
             Refusal::Stream(reason) => self.payload_error(format!("frame {index}: {reason}")),
         }
     }
+}
+
+/// Where the worker is in its frame.
+struct Place {
+    frame: usize,
+    /// Entries of the frame read so far.
+    entries: usize,
+    /// Regular files among them.
+    files: usize,
+}
+
+/// Creates the hard links, checked (each names an earlier regular file of
+/// the tree, and no symlink exists yet), as links, or as copies where the
+/// file system has none (FAT, some network shares).
+fn create_hard_links(job: &Job<'_>, links: &[(Position, String, String)]) -> Result<()> {
+    let Sink::Disk(root) = job.sink else {
+        return Ok(());
+    };
+    for (_, member, target) in links {
+        let path = root.join(member);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+        }
+        let original = root.join(target);
+        if let Err(e) = fs::hard_link(&original, &path) {
+            copy_of(&original, &path)
+                .map_err(|_| Error::io("cannot create hard link", &path)(e))?;
+        }
+    }
+    Ok(())
+}
+
+/// A new file at `path` with the data, mode and time of `original`.
+fn copy_of(original: &Path, path: &Path) -> io::Result<()> {
+    let mut from = fs::File::open(original)?;
+    let meta = from.metadata()?;
+    let read_only = meta.permissions().readonly();
+    let mut to = sys::create_new_file(path, sys::is_executable(&meta), read_only)?;
+    io::copy(&mut from, &mut to)?;
+    to.set_modified(meta.modified()?)?;
+    if read_only {
+        sys::set_read_only(&to)?;
+    }
+    sys::flush_written(&to)
 }
 
 fn create_links(job: &Job<'_>, links: &[(String, String)]) -> Result<()> {

@@ -53,11 +53,15 @@ impl From<FormatVersion> for u32 {
 }
 
 /// Format features a reader must understand to handle the file safely.
-pub const KNOWN_REQUIREMENTS: &[&str] = &[REQUIRES_SIGNED_UPDATES];
+pub const KNOWN_REQUIREMENTS: &[&str] = &[REQUIRES_SIGNED_UPDATES, REQUIRES_HARD_LINKS];
 
 /// Named in `requires` when the build carries public keys: a stub that did
 /// not know about signatures would otherwise install unsigned updates.
 pub const REQUIRES_SIGNED_UPDATES: &str = "signed-updates";
+
+/// Named in `requires` when the payload holds hard-link entries (tar type
+/// `1`): older readers refuse those entries with a less helpful message.
+pub const REQUIRES_HARD_LINKS: &str = "hard-links";
 
 /// The metadata block, field for field as in `docs/format.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +97,12 @@ pub struct Metadata {
     /// rest. Empty in builds made before it existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frame_hashes: Vec<PartHash>,
+    /// The regular files' modification times ([`crate::filetimes`]), out
+    /// of the tar headers so that frames do not change with them. Absent
+    /// in builds made before it existed (their files unpack with the time
+    /// of the unpacking); readers that predate it ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_times: Option<String>,
     /// Self-update settings; absent when the build does not update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateSettings>,
@@ -377,6 +387,7 @@ mod tests {
             }],
             stub_hash: Some(PartHash::of(b"stub")),
             frame_hashes: vec![PartHash::of(b"frame")],
+            file_times: None,
             update: None,
         }
     }

@@ -112,6 +112,7 @@ fn write_packed(out: &Path, entries: &[(String, Kind)], cuts: &[usize], entry: &
         frames,
         stub_hash: None,
         frame_hashes: Vec::new(),
+        file_times: None,
         update: None,
         argv0: Default::default(),
     }

@@ -179,6 +179,7 @@ proptest! {
             frames: frames.into_iter().map(|(c, t)| Frame { compressed_len: c, tar_len: t }).collect(),
             stub_hash: None,
             frame_hashes: Vec::new(),
+            file_times: None,
             update: None,
         };
         prop_assert_eq!(Metadata::parse(&m.to_toml(), Path::new("x")).ok(), Some(m));

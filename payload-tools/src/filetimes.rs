@@ -1,0 +1,249 @@
+//! The modification times of the app's files, kept out of the frames.
+//!
+//! Tar headers carry mtime 0, so a file whose bytes did not change gives
+//! the same frame whenever it was last touched (updates reuse unchanged
+//! frames by hash). The real times (whole seconds) travel in one small
+//! table, the metadata key `file_times`, which changes from build to build
+//! anyway; the unpack gives each regular file its time through the
+//! writer's own handle, before closing it (`docs/format.md`, "File
+//! times").
+//!
+//! - [`TimesBuilder`] (`pack`) records each regular file's time with the
+//!   index of the frame holding its header, and encodes the table.
+//! - [`FileTimes::decode`] (every reader) decodes it within bounds set by
+//!   the metadata (frame and entry counts), refusing anything else.
+//!
+//! The table, before compression: for each frame in payload order, a
+//! LEB128 count of the regular files whose header is in that frame, then
+//! for each of them the zigzag LEB128 difference, in seconds, from the
+//! previous file's time (0 before the first file). Compressed as one zstd
+//! frame, then base64 (RFC 4648, standard alphabet, padded).
+
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+
+/// Latest time kept, in seconds after 1970 (2^35 s, in the year 3058):
+/// every file system the cache can be on represents it. Earlier times
+/// are kept as 1970, later ones as this.
+pub const MAX_FILE_TIME: u64 = 1 << 35;
+
+/// Most bytes one frame's count or one time difference takes in the table
+/// (a zigzag difference of at most 2^36 needs 6 LEB128 bytes).
+const MAX_VARINT_LEN: usize = 6;
+
+/// The times of a payload's regular files, per frame, as readers use them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTimes {
+    /// Seconds after 1970, in payload order.
+    times: Vec<u64>,
+    /// Where each frame's files start in `times`; one more entry than
+    /// frames, the last being `times.len()`.
+    starts: Vec<usize>,
+}
+
+impl FileTimes {
+    /// Decodes the `file_times` text of a payload of `frames` frames and at
+    /// most `entry_count` entries. The error says what is wrong.
+    pub fn decode(text: &str, frames: usize, entry_count: u64) -> Result<FileTimes, String> {
+        let entries = usize::try_from(entry_count).map_err(|_| "too many entries".to_owned())?;
+        let most = frames
+            .saturating_add(entries)
+            .saturating_mul(MAX_VARINT_LEN);
+        // Base64 holds 3 bytes per 4 characters; zstd's frame is checked
+        // against `most` while it is decoded, never beyond.
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| format!("file_times is not base64 ({e})"))?;
+        let mut raw = Vec::new();
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(&compressed[..])
+            .map_err(|e| format!("file_times: {e}"))?
+            .single_frame();
+        decoder
+            .window_log_max(crate::extract::MAX_WINDOW_LOG)
+            .map_err(|e| format!("file_times: {e}"))?;
+        decoder
+            .take(most as u64 + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| format!("file_times is not a zstd frame ({e})"))?;
+        if raw.len() > most {
+            return Err(format!(
+                "file_times decodes to more than the {most} bytes {frames} frames and {entries} entries can take"
+            ));
+        }
+        let mut at = &raw[..];
+        let mut times = Vec::new();
+        let mut starts = Vec::with_capacity(frames + 1);
+        let mut previous: u64 = 0;
+        for frame in 0..frames {
+            starts.push(times.len());
+            let count =
+                read_varint(&mut at).ok_or(format!("file_times: frame {frame} is cut short"))?;
+            if count > (entries - times.len()) as u64 {
+                return Err(format!(
+                    "file_times lists more files than the {entries} entries of the payload"
+                ));
+            }
+            for _ in 0..count {
+                let delta = read_varint(&mut at)
+                    .ok_or(format!("file_times: frame {frame} is cut short"))?;
+                let time = previous
+                    .checked_add_signed(unzigzag(delta))
+                    .filter(|t| *t <= MAX_FILE_TIME)
+                    .ok_or(format!(
+                        "file_times holds a time outside 0 to {MAX_FILE_TIME}"
+                    ))?;
+                times.push(time);
+                previous = time;
+            }
+        }
+        if !at.is_empty() {
+            return Err("file_times holds more than its frames".into());
+        }
+        starts.push(times.len());
+        Ok(FileTimes { times, starts })
+    }
+
+    /// The times of the files of frame `index`, in payload order (empty for
+    /// a frame the table does not have).
+    pub fn of_frame(&self, index: usize) -> &[u64] {
+        match (self.starts.get(index), self.starts.get(index + 1)) {
+            (Some(&from), Some(&to)) => &self.times[from..to],
+            _ => &[],
+        }
+    }
+}
+
+/// A time of the table as the file system takes it.
+pub fn system_time(seconds: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(seconds.min(MAX_FILE_TIME))
+}
+
+/// The table's time for a file modified at `modified`: whole seconds,
+/// within 0 to [`MAX_FILE_TIME`].
+pub fn table_time(modified: SystemTime) -> u64 {
+    modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().min(MAX_FILE_TIME))
+}
+
+/// Builds the table while `pack` writes the payload.
+#[derive(Debug, Default)]
+pub struct TimesBuilder {
+    /// Per frame, the times of its regular files.
+    frames: Vec<Vec<u64>>,
+}
+
+impl TimesBuilder {
+    /// Records a regular file whose header is in frame `frame`.
+    pub fn push(&mut self, frame: usize, time: u64) {
+        if self.frames.len() <= frame {
+            self.frames.resize_with(frame + 1, Vec::new);
+        }
+        self.frames[frame].push(time.min(MAX_FILE_TIME));
+    }
+
+    /// The `file_times` text for a payload of `frames` frames.
+    pub fn encode(&self, frames: usize) -> String {
+        let mut raw = Vec::new();
+        let mut previous = 0u64;
+        for index in 0..frames {
+            let times = self.frames.get(index).map_or(&[][..], Vec::as_slice);
+            write_varint(&mut raw, times.len() as u64);
+            for &time in times {
+                // Both are at most 2^35: the difference fits in an i64.
+                write_varint(&mut raw, zigzag(time as i64 - previous as i64));
+                previous = time;
+            }
+        }
+        // Level 19: the table is small, and every byte is downloaded by
+        // every update. Compressing bytes in memory does not fail.
+        let compressed = zstd::bulk::compress(&raw, 19).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(compressed)
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// At most [`MAX_VARINT_LEN`] bytes; `None` if cut short or longer.
+fn read_varint(at: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..MAX_VARINT_LEN {
+        let (&byte, rest) = at.split_first()?;
+        *at = rest;
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(frames: &[&[u64]]) -> String {
+        let mut b = TimesBuilder::default();
+        for (i, times) in frames.iter().enumerate() {
+            for &t in *times {
+                b.push(i, t);
+            }
+        }
+        b.encode(frames.len())
+    }
+
+    #[test]
+    fn round_trip() -> Result<(), String> {
+        let frames: &[&[u64]] = &[&[1_700_000_000, 1_700_000_000, 5], &[], &[MAX_FILE_TIME, 0]];
+        let table = FileTimes::decode(&build(frames), 3, 10)?;
+        for (i, times) in frames.iter().enumerate() {
+            assert_eq!(table.of_frame(i), *times);
+        }
+        assert_eq!(table.of_frame(3), &[] as &[u64]);
+        Ok(())
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        let text = build(&[&[1, 2, 3]]);
+        // More files than entries, fewer frames than the table has, more.
+        assert!(FileTimes::decode(&text, 1, 2).is_err());
+        assert!(FileTimes::decode(&text, 2, 10).is_err());
+        assert!(FileTimes::decode(&build(&[&[1], &[]]), 1, 10).is_err());
+        assert!(FileTimes::decode("not base64!", 1, 10).is_err());
+        // A time beyond the bound, hand-made.
+        let mut raw = vec![1];
+        write_varint(&mut raw, zigzag(MAX_FILE_TIME as i64 + 1));
+        let text = base64::engine::general_purpose::STANDARD
+            .encode(zstd::bulk::compress(&raw, 1).unwrap_or_default());
+        assert!(FileTimes::decode(&text, 1, 10).is_err());
+        // A frame of zeros far larger than the bound allows.
+        let text = base64::engine::general_purpose::STANDARD
+            .encode(zstd::bulk::compress(&vec![0u8; 1 << 20], 1).unwrap_or_default());
+        let err = FileTimes::decode(&text, 1, 10).expect_err("refused");
+        assert!(err.contains("more than"), "{err}");
+    }
+
+    #[test]
+    fn many_files_of_one_install_take_little() {
+        let times: Vec<u64> = (0..10_000).map(|i| 1_700_000_000 + i / 1000).collect();
+        let text = build(&[&times]);
+        assert!(text.len() < 200, "{} bytes", text.len());
+    }
+}
