@@ -2,7 +2,9 @@
 //! updater run) and a real unpack (`Sink::Disk`) give the same verdict, with
 //! the same reason, for arbitrary payloads of files, folders and symlinks
 //! over a few names (so duplicates, clashes, links with entries below them
-//! and missing or unusable entries are frequent), cut into frames anywhere.
+//! and missing or unusable entries are frequent), and hard links to any of
+//! them (earlier, later, missing, folders, symlinks), cut into frames
+//! anywhere.
 //! When they accept, the unpacked entry is an executable regular file.
 //!
 //! Unix only: the payloads hold symlinks and exec bits, whose unpacking is
@@ -24,6 +26,7 @@ enum Kind {
     File(bool),
     Dir,
     Link(&'static str),
+    Hard(&'static str),
 }
 
 fn path() -> impl Strategy<Value = String> {
@@ -43,6 +46,7 @@ fn kind() -> impl Strategy<Value = Kind> {
             Just(".")
         ]
         .prop_map(Kind::Link),
+        prop_oneof![Just("a"), Just("b"), Just("a/b"), Just("c/a")].prop_map(Kind::Hard),
     ]
 }
 
@@ -70,6 +74,12 @@ fn tar_of(entries: &[(String, Kind)], last: bool) -> Vec<u8> {
             Kind::Link(target) => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_mode(0o777);
+                h.set_size(0);
+                builder.append_link(&mut h, path, target).expect("link");
+            }
+            Kind::Hard(target) => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_mode(0o644);
                 h.set_size(0);
                 builder.append_link(&mut h, path, target).expect("link");
             }
@@ -103,7 +113,7 @@ fn write_packed(out: &Path, entries: &[(String, Kind)], cuts: &[usize], entry: &
     }
     let metadata = Metadata {
         format_version: FormatVersion::V1,
-        requires: vec![],
+        requires: vec!["hard-links".into()],
         name: "t".into(),
         version: "1".into(),
         entry: entry.into(),
