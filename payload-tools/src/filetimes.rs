@@ -219,6 +219,16 @@ mod tests {
         Ok(())
     }
 
+    /// The example of docs/format.md, "File times", byte for byte.
+    #[test]
+    fn the_documented_example() -> Result<(), Box<dyn std::error::Error>> {
+        let text = build(&[&[1_700_000_000, 1_700_000_002], &[1_699_999_999]]);
+        let compressed = base64::engine::general_purpose::STANDARD.decode(text)?;
+        let raw = zstd::bulk::decompress(&compressed, 100)?;
+        assert_eq!(raw, [0x02, 0x80, 0xc4, 0x9f, 0xd5, 0x0c, 0x04, 0x01, 0x05]);
+        Ok(())
+    }
+
     #[test]
     fn bounds_are_enforced() {
         let text = build(&[&[1, 2, 3]]);

@@ -183,6 +183,8 @@ fn clear_read_only(dir: &Path) {
             clear_read_only(&item.path());
         } else if kind.is_file() && meta.permissions().readonly() {
             let mut permissions = meta.permissions();
+            // Windows: this clears the read-only attribute and nothing else.
+            #[allow(clippy::permissions_set_readonly_false)]
             permissions.set_readonly(false);
             let _ = std::fs::set_permissions(item.path(), permissions);
         }
