@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::filetimes::table_time;
-pub use crate::namespace::MAX_LINKS_PER_FILE;
+use crate::namespace::MAX_LINKS_PER_FILE;
 use crate::paths::{check_member_path, check_symlink_target};
 use crate::sys;
 

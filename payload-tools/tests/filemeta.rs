@@ -373,3 +373,32 @@ fn a_file_takes_a_bounded_number_of_links() {
     let (result, ..) = verdict(&[&entries[..entries.len() - 1]], &["hard-links"]);
     result.expect("1023 links are accepted");
 }
+
+#[test]
+fn pack_stores_names_beyond_the_link_bound_as_copies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    fs::create_dir_all(input.join("bin")).expect("mkdir");
+    fs::create_dir_all(input.join("n")).expect("mkdir");
+    fs::write(input.join("bin/app"), b"#!/bin/sh\n").expect("write");
+    fs::set_permissions(input.join("bin/app"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::write(input.join("n/0000"), b"shared\n").expect("write");
+    for i in 1..=MAX_LINKS_PER_FILE + 2 {
+        fs::hard_link(input.join("n/0000"), input.join(format!("n/{i:04}"))).expect("link");
+    }
+    let output = dir.path().join("out.bin");
+    let report = pack_app(&input, &output);
+    // The file, 1,023 links to it, and two copies.
+    assert_eq!(report.metadata.unpacked_size, 10 + 3 * 7);
+    let packed = PackedFile::open(&output).expect("open").expect("packed");
+    let out = dir.path().join("unpacked");
+    fs::create_dir(&out).expect("mkdir");
+    extract(&packed, Sink::Disk(&out), 2).expect("unpack");
+    let nlink = |name: &str| fs::metadata(out.join(name)).expect("stat").nlink();
+    assert_eq!(nlink("n/0000"), MAX_LINKS_PER_FILE as u64 + 1);
+    assert_eq!(nlink(&format!("n/{:04}", MAX_LINKS_PER_FILE + 1)), 1);
+    assert_eq!(
+        fs::read(out.join(format!("n/{:04}", MAX_LINKS_PER_FILE + 2))).expect("read"),
+        b"shared\n"
+    );
+}
