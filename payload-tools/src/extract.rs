@@ -126,7 +126,7 @@ fn run(
         crcs: Mutex::new(vec![None; frames.len()]),
         namespace: Mutex::new(Namespace::default()),
         links: Mutex::new(Vec::new()),
-        hard_links: Mutex::new(Vec::new()),
+        hard_links: Mutex::new(vec![Vec::new(); frames.len()]),
         hard_links_allowed: packed
             .metadata
             .requires
@@ -161,8 +161,11 @@ fn run(
             actual,
         });
     }
-    let mut hard_links = std::mem::take(&mut *lock(&job.hard_links));
-    hard_links.sort();
+    // Each frame's list is in the frame's order: payload order, unsorted.
+    let hard_links: Vec<_> = std::mem::take(&mut *lock(&job.hard_links))
+        .into_iter()
+        .flatten()
+        .collect();
     {
         let mut namespace = lock(&job.namespace);
         for (at, member, target) in &hard_links {
@@ -215,8 +218,8 @@ struct Job<'a> {
     /// Every path of the tree, from every frame: the rules between entries.
     namespace: Mutex<Namespace>,
     links: Mutex<Vec<(String, String)>>,
-    /// Where each hard link is, its path and its target's.
-    hard_links: Mutex<Vec<(Position, String, String)>>,
+    /// Per frame, where each hard link is, its path and its target's.
+    hard_links: Mutex<Vec<Vec<(Position, String, String)>>>,
     /// Whether the metadata names [`REQUIRES_HARD_LINKS`].
     hard_links_allowed: bool,
     times: Option<FileTimes>,
@@ -340,6 +343,7 @@ impl Job<'_> {
             MemberKind::File { executable, .. } => Node::File {
                 executable: *executable,
                 at,
+                links: 0,
             },
             MemberKind::Dir => Node::Dir,
             MemberKind::Symlink { target } => Node::Symlink(target.as_str().into()),
@@ -408,8 +412,7 @@ impl Job<'_> {
                     CopyError::Read(e) => self.payload_error(format!("'{member}': {e}")),
                     CopyError::Write(e) => Error::io("cannot write", &target)(e),
                 })?;
-                // Through the writer's own handle, before it is closed (the
-                // durability of the build before its rename: sys docs).
+                // Last, so that no write comes after it.
                 if let Some(time) = time {
                     file.set_modified(system_time(time))
                         .map_err(Error::io("cannot set the time of", &target))?;
@@ -418,6 +421,8 @@ impl Job<'_> {
                     sys::set_read_only(&file)
                         .map_err(Error::io("cannot make read-only", &target))?;
                 }
+                // Through the writer's own handle, before it is closed (the
+                // durability of the build before its rename: sys docs).
                 sys::flush_written(&file).map_err(Error::io("cannot flush", &target))
             }
             MemberKind::Dir => {
@@ -434,7 +439,9 @@ impl Job<'_> {
                 Ok(())
             }
             MemberKind::HardLink { target } => {
-                lock(&self.hard_links).push((at, member, target));
+                if let Some(frame) = lock(&self.hard_links).get_mut(place.frame) {
+                    frame.push((at, member, target));
+                }
                 Ok(())
             }
         }
@@ -505,7 +512,9 @@ fn copy_of(original: &Path, path: &Path) -> io::Result<()> {
     let meta = from.metadata()?;
     let read_only = meta.permissions().readonly();
     let mut to = sys::create_new_file(path, sys::is_executable(&meta), read_only)?;
-    io::copy(&mut from, &mut to)?;
+    copy_entry_data(&mut from, &mut to, &mut vec![0u8; 64 * 1024]).map_err(|e| match e {
+        CopyError::Read(e) | CopyError::Write(e) => e,
+    })?;
     to.set_modified(meta.modified()?)?;
     if read_only {
         sys::set_read_only(&to)?;

@@ -56,8 +56,13 @@ pub struct Position {
 pub enum Node {
     /// A folder, listed as such or holding other entries.
     Dir,
-    /// A regular file; `executable` when any execute bit is set.
-    File { executable: bool, at: Position },
+    /// A regular file; `executable` when any execute bit is set; `links`,
+    /// the hard links to it checked so far.
+    File {
+        executable: bool,
+        at: Position,
+        links: u16,
+    },
     /// A symlink with its target (relative, checked to stay inside).
     Symlink(Box<str>),
     /// Another name of the regular file at its target (a member path),
@@ -140,8 +145,6 @@ pub struct Namespace {
     nodes: HashMap<Box<str>, Node>,
     used: usize,
     budget: usize,
-    /// Hard links checked so far, per target.
-    links: HashMap<Box<str>, usize>,
 }
 
 impl Default for Namespace {
@@ -158,7 +161,6 @@ impl Namespace {
             nodes: HashMap::new(),
             used: 0,
             budget,
-            links: HashMap::new(),
         }
     }
 
@@ -224,14 +226,15 @@ impl Namespace {
     /// in the map. Links are checked in payload order, so that the refusal
     /// of a file with too many links names the same link every time.
     pub fn check_hard_link(&mut self, target: &str, at: Position) -> Result<(), LinkProblem> {
-        match self.nodes.get(target) {
+        match self.nodes.get_mut(target) {
             None => Err(LinkProblem::Missing),
-            Some(Node::File { at: file_at, .. }) if *file_at < at => {
-                let count = self.links.entry(target.into()).or_insert(0);
-                *count += 1;
-                if *count > MAX_LINKS_PER_FILE {
+            Some(Node::File {
+                at: file_at, links, ..
+            }) if *file_at < at => {
+                if usize::from(*links) >= MAX_LINKS_PER_FILE {
                     return Err(LinkProblem::TooMany);
                 }
+                *links += 1;
                 Ok(())
             }
             Some(Node::File { .. }) => Err(LinkProblem::Later),
@@ -310,6 +313,7 @@ mod tests {
         Node::File {
             executable,
             at: Position { frame: 0, index: 0 },
+            links: 0,
         }
     }
 
