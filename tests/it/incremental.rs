@@ -553,7 +553,7 @@ fn an_end_whose_frames_do_not_cover_the_payload_is_not_assembled() {
             .find(|l| l.starts_with("frame_hashes = "))
             .expect("hashes");
         let hashes = STANDARD
-            .decode(hashes_line["frame_hashes = \"".len()..hashes_line.len() - 1].as_bytes())
+            .decode(&hashes_line.as_bytes()["frame_hashes = \"".len()..hashes_line.len() - 1])
             .expect("base64");
         let hashes = format!("frame_hashes = \"{}\"", STANDARD.encode(hashes.repeat(100)));
         let size_line = text
