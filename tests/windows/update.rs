@@ -120,13 +120,28 @@ impl Published {
         support::stdout(&out).trim().to_owned()
     }
 
+    /// Serves `version`'s build by `route` instead.
+    pub(crate) fn serve(&self, version: &str, route: Route) {
+        self.server.route(&format!("/{version}/app.exe"), route);
+    }
+
+    /// The ranges asked for so far (`Range` headers), the builds' ends
+    /// included.
+    pub(crate) fn ranges_asked(&self) -> Vec<String> {
+        self.server
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.range)
+            .collect()
+    }
+
     pub(crate) fn installed(&self) -> Vec<u8> {
         fs::read(&self.exe).expect("read the executable")
     }
 
     /// A later start runs `version`, and removes every aside copy: only the
     /// executable is left in its folder.
-    fn assert_later_start_runs(&self, version: &str) {
+    pub(crate) fn assert_later_start_runs(&self, version: &str) {
         let out = self.run(&["version"]);
         assert_eq!(
             support::stdout(&out),
