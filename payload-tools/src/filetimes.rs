@@ -46,49 +46,44 @@ impl FileTimes {
     /// Decodes the `file_times` text of a payload of `frames` frames and at
     /// most `entry_count` entries. The error says what is wrong.
     pub fn decode(text: &str, frames: usize, entry_count: u64) -> Result<FileTimes, String> {
-        let entries = usize::try_from(entry_count).map_err(|_| "too many entries".to_owned())?;
+        let fault = |what: &str| format!("file_times {what}");
+        let entries = usize::try_from(entry_count).unwrap_or(usize::MAX);
         let most = frames
             .saturating_add(entries)
             .saturating_mul(MAX_VARINT_LEN);
         let compressed = base64::engine::general_purpose::STANDARD
             .decode(text)
-            .map_err(|e| format!("file_times is not base64 ({e})"))?;
+            .map_err(|_| fault("is not base64"))?;
         // One call into zstd, into a buffer of the bound: a frame that
         // decodes to more is refused by zstd itself, and the buffer is
         // all the memory it can take (no window beyond it).
-        let raw = zstd::bulk::decompress(&compressed, most).map_err(|e| {
-            format!(
-                "file_times is not a zstd frame of at most the {most} bytes {frames} frames and {entries} entries can take ({e})"
-            )
+        let raw = zstd::bulk::decompress(&compressed, most).map_err(|_| {
+            fault(&format!(
+                "is not a zstd frame of at most the {most} bytes its frames and entries can take"
+            ))
         })?;
         let mut at = &raw[..];
         let mut times = Vec::new();
         let mut starts = Vec::with_capacity(frames + 1);
         let mut previous: u64 = 0;
-        for frame in 0..frames {
+        for _ in 0..frames {
             starts.push(times.len());
-            let count =
-                read_varint(&mut at).ok_or(format!("file_times: frame {frame} is cut short"))?;
+            let count = read_varint(&mut at).ok_or_else(|| fault("is cut short"))?;
             if count > (entries - times.len()) as u64 {
-                return Err(format!(
-                    "file_times lists more files than the {entries} entries of the payload"
-                ));
+                return Err(fault("lists more files than the payload has entries"));
             }
             for _ in 0..count {
-                let delta = read_varint(&mut at)
-                    .ok_or(format!("file_times: frame {frame} is cut short"))?;
+                let delta = read_varint(&mut at).ok_or_else(|| fault("is cut short"))?;
                 let time = previous
                     .checked_add_signed(unzigzag(delta))
                     .filter(|t| *t <= MAX_FILE_TIME)
-                    .ok_or(format!(
-                        "file_times holds a time outside 0 to {MAX_FILE_TIME}"
-                    ))?;
+                    .ok_or_else(|| fault("holds a time outside 0 to 2^35"))?;
                 times.push(time);
                 previous = time;
             }
         }
         if !at.is_empty() {
-            return Err("file_times holds more than its frames".into());
+            return Err(fault("holds more than its frames"));
         }
         starts.push(times.len());
         Ok(FileTimes { times, starts })
