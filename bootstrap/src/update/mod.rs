@@ -20,7 +20,10 @@
 //!    build of the same app whose payload unpacks ([`verify`]): the
 //!    payload check made during the download counts only if the finished
 //!    file has the trailer and metadata it was made with.
-//! 6. Wait until the app has exited, then rename the download over the
+//! 6. Meanwhile, unpack the verified build into its cache folder at low
+//!    priority, so that its first launch starts warm ([`prewarm`]); it
+//!    never delays the install.
+//! 7. Wait until the app has exited, then rename the download over the
 //!    executable if it still is the file this instance runs
 //!    ([`install`], `sys::replace_executable`).
 //!
@@ -31,6 +34,7 @@ mod error;
 mod http;
 mod install;
 mod minisig;
+mod prewarm;
 mod state;
 mod tail;
 mod verify;
@@ -250,8 +254,8 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         download.discard(&fetched.name);
         return Err(UpdateError::io("flush", path)(e));
     }
-    let file = match checked {
-        Ok(file) => file,
+    let new = match checked {
+        Ok(new) => new,
         Err(e) => {
             download.discard(&fetched.name);
             return Err(e);
@@ -259,13 +263,34 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     };
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
 
+    // The new build's cache folder is prepared beside the app and the
+    // install; the scope ends when both have.
+    std::thread::scope(|scope| {
+        prewarm::start(scope, build, &new);
+        install_after_exit(app, build, state, &target, &fetched.name, &new.file)
+    })
+}
+
+/// Step 6: once the app has exited, renames the verified download `name`
+/// (open as `file`) over the executable.
+fn install_after_exit(
+    app: &AppState,
+    build: &RunningBuild,
+    state: State,
+    target: &Target,
+    name: &str,
+    file: &std::fs::File,
+) -> Result<(), UpdateError> {
     app.wait_for_exit();
     // Complete and verified: nothing is left to resume. Forgotten before the
     // rename, so that no step after the rename leaves a record behind.
     state.clear();
-    let download_id = sys::file_id(&file).ok();
-    let replaced = target.replace(&fetched.name, &file, own);
-    drop(file);
+    let download_id = sys::file_id(file).ok();
+    let replaced = target.replace(name, file, &build.packed.file);
+    let download = Download {
+        target,
+        state: &state,
+    };
     match replaced {
         Ok(true) => {
             // The key of the executable just replaced is dead.
@@ -274,7 +299,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             Ok(())
         }
         Ok(false) => {
-            download.discard(&fetched.name);
+            download.discard(name);
             Err(UpdateError::NotReplaceable {
                 exe: build.exe.clone(),
                 reason: "it was replaced while the app ran".into(),
@@ -285,13 +310,13 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             // failed swap back, another build may be there.
             let still_ours = target
                 .dir()
-                .stat(&fetched.name)
+                .stat(name)
                 .ok()
                 .flatten()
                 .zip(download_id)
                 .is_some_and(|(now, ours)| now.same_file(&ours));
             if still_ours {
-                download.discard(&fetched.name);
+                download.discard(name);
             }
             Err(e)
         }
