@@ -2,8 +2,9 @@
 //! app still runs: the first launch after an update starts warm, the
 //! folder is private and complete, an app that exits mid-way delays
 //! nothing and leaves nothing half-built, a launch of the new build during
-//! the preparation gets a whole folder, and a build that fails its checks
-//! is not prepared.
+//! the preparation gets a whole folder, a build that fails its checks is
+//! not prepared, and one prepared but not installed is removed by the
+//! cache's clean-up like any unused build.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -324,4 +325,44 @@ fn a_build_that_fails_its_checks_is_not_prepared() {
     assert_eq!(build_dir(&p, "1.1"), None);
     assert!(cache_names(&p, "1.1-").is_empty());
     p.assert_still_10();
+}
+
+#[test]
+fn a_prepared_build_that_is_not_installed_is_cleaned_up_like_any_other() {
+    let p = publish(&[]);
+    p.announce_11();
+    // Once 1.1 is prepared, the user puts a copy of 1.0 in place by hand:
+    // the updater must keep it, and 1.1 is not installed.
+    let (lines, ok) = run_10_until(&p, |traces| {
+        let done = done_preparing(traces);
+        if done {
+            let by_hand = p.s.path("by-hand.bin");
+            write_file(&by_hand, &p.v10, true);
+            fs::rename(&by_hand, &p.exe).expect("replace by hand");
+        }
+        done
+    });
+    assert!(ok, "{lines:#?}");
+    assert!(has(&lines, "replaced while the app ran"), "{lines:#?}");
+    assert!(
+        update_lines(&lines).iter().any(|t| t.starts_with(PREPARED)),
+        "{lines:#?}"
+    );
+    let prepared = build_dir(&p, "1.1").expect("folder of 1.1");
+
+    // The next launch (1.0) finds 1.1 unused, and removes it.
+    let out =
+        p.s.command(&p.exe)
+            .arg("version")
+            .env("AUTO_UPDATE_DISABLE", "1")
+            .output()
+            .expect("run");
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Removed unused build '1.1-"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!prepared.exists());
+    assert!(cache_names(&p, "1.1-").is_empty());
 }
