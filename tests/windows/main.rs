@@ -16,6 +16,7 @@ mod cross;
 mod filemeta;
 mod gui;
 mod incremental;
+mod prewarm;
 mod process;
 // The Linux suite's server, faults and all; not every fault is used here.
 #[allow(dead_code)]
