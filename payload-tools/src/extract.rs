@@ -22,9 +22,8 @@
 //! 4. Each file gets its mode (execute bits, read-only) and its time from
 //!    the metadata's table ([`crate::filetimes`]) through the handle that
 //!    wrote it; the table must list exactly the files of each frame.
-//! 5. Hard links are created after every file (a copy where the file
-//!    system has no hard links), symlinks last, so nothing is ever written
-//!    through a link that the payload itself planted.
+//! 5. Hard links are created after every file, symlinks last, so nothing
+//!    is ever written through a link that the payload itself planted.
 //!
 //! So [`Sink::Discard`] (`verify`, the updater's check) refuses exactly what
 //! [`Sink::Disk`] would; only the disk's own failures differ.
@@ -126,7 +125,7 @@ fn run(
         crcs: Mutex::new(vec![None; frames.len()]),
         namespace: Mutex::new(Namespace::default()),
         links: Mutex::new(Vec::new()),
-        hard_links: Mutex::new(vec![Vec::new(); frames.len()]),
+        hard_links: Mutex::new(frames.iter().map(|_| Vec::new()).collect()),
         hard_links_allowed: packed
             .metadata
             .requires
@@ -486,8 +485,10 @@ struct Place {
 }
 
 /// Creates the hard links, checked (each names an earlier regular file of
-/// the tree, and no symlink exists yet), as links, or as copies where the
-/// file system has none (FAT, some network shares).
+/// the tree, and no symlink exists yet). A file system without hard links
+/// (FAT, some network shares) fails the unpack with the reason: a cache
+/// lives in the user's profile, where they exist, and a copy would cost
+/// every stub its code for that rare case.
 fn create_hard_links(job: &Job<'_>, links: &[(Position, String, String)]) -> Result<()> {
     let Sink::Disk(root) = job.sink else {
         return Ok(());
@@ -497,29 +498,10 @@ fn create_hard_links(job: &Job<'_>, links: &[(Position, String, String)]) -> Res
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
         }
-        let original = root.join(target);
-        if let Err(e) = fs::hard_link(&original, &path) {
-            copy_of(&original, &path)
-                .map_err(|_| Error::io("cannot create hard link", &path)(e))?;
-        }
+        fs::hard_link(root.join(target), &path)
+            .map_err(Error::io("cannot create hard link", &path))?;
     }
     Ok(())
-}
-
-/// A new file at `path` with the data, mode and time of `original`.
-fn copy_of(original: &Path, path: &Path) -> io::Result<()> {
-    let mut from = fs::File::open(original)?;
-    let meta = from.metadata()?;
-    let read_only = meta.permissions().readonly();
-    let mut to = sys::create_new_file(path, sys::is_executable(&meta), read_only)?;
-    copy_entry_data(&mut from, &mut to, &mut vec![0u8; 64 * 1024]).map_err(|e| match e {
-        CopyError::Read(e) | CopyError::Write(e) => e,
-    })?;
-    to.set_modified(meta.modified()?)?;
-    if read_only {
-        sys::set_read_only(&to)?;
-    }
-    sys::flush_written(&to)
 }
 
 fn create_links(job: &Job<'_>, links: &[(String, String)]) -> Result<()> {

@@ -284,9 +284,7 @@ fn check<R: Read>(
             check_symlink_target(&path, &target).map_err(refuse)?;
             MemberKind::Symlink { target }
         }
-        tar::EntryType::Link if size != 0 => {
-            return Err(refuse(&format!("a hard link with {size} bytes of data")));
-        }
+        tar::EntryType::Link if size != 0 => return Err(refuse("a hard link with data")),
         tar::EntryType::Link => {
             let target = long_link
                 .or_else(|| header.link_name_bytes().map(|t| t.into_owned()))
@@ -298,7 +296,7 @@ fn check<R: Read>(
             match check_member_path(&target) {
                 Ok(checked) if checked.len() == target.len() && target != path => {}
                 Ok(_) => return Err(refuse("a hard link to a folder or to itself")),
-                Err(reason) => return Err(refuse(&format!("hard link target: {reason}"))),
+                Err(reason) => return Err(refuse(reason)),
             }
             MemberKind::HardLink { target }
         }

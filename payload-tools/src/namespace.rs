@@ -42,6 +42,8 @@ const MAX_LINK_HOPS: usize = 40;
 /// 65,000, so a payload that any cache can hold has at most 1,023 links
 /// to a file besides its own name.
 pub const MAX_LINKS_PER_FILE: usize = 1023;
+// Spelled out in `LinkProblem::TooMany`'s message.
+const _: () = assert!(MAX_LINKS_PER_FILE == 1023);
 
 /// Where an entry is in the payload: frames in order, entries in order
 /// within a frame.
@@ -81,18 +83,12 @@ pub enum LinkProblem {
 
 impl std::fmt::Display for LinkProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LinkProblem::Missing => write!(f, "its hard-link target is not in the payload"),
-            LinkProblem::NotAFile => write!(
-                f,
-                "its hard-link target is not a regular file (a folder, a symlink or another hard link)"
-            ),
-            LinkProblem::Later => write!(f, "its hard-link target does not come before it"),
-            LinkProblem::TooMany => write!(
-                f,
-                "its hard-link target has more than {MAX_LINKS_PER_FILE} links"
-            ),
-        }
+        f.write_str(match self {
+            LinkProblem::Missing => "its hard-link target is not in the payload",
+            LinkProblem::NotAFile => "its hard-link target is not a regular file",
+            LinkProblem::Later => "its hard-link target does not come before it",
+            LinkProblem::TooMany => "its hard-link target has more than 1023 links",
+        })
     }
 }
 
