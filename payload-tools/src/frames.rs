@@ -164,6 +164,8 @@ pub struct FrameWriter<W: Write> {
     splitting: Option<Chunker>,
     /// Whether the frame being built continues the previous one.
     continues: bool,
+    /// Bytes of the split file's header not written yet.
+    header_left: u64,
 }
 
 /// Where compressed frames go, in order, whole: the bytes of one frame are
@@ -235,6 +237,7 @@ impl<W: Write> FrameWriter<W> {
             continued: Vec::new(),
             splitting: None,
             continues: false,
+            header_left: 0,
         })
     }
 
@@ -244,10 +247,13 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// Ends the current frame; until [`FrameWriter::end_split_file`], the
-    /// bytes written (one large file's entry) are cut where `chunker` says.
-    pub fn begin_split_file(&mut self, chunker: Chunker) -> io::Result<()> {
+    /// bytes written (one large file's entry) are cut after its first
+    /// `header_len` bytes (its tar header, which holds its size: a file
+    /// that grows keeps its first chunk), then where `chunker` says.
+    pub fn begin_split_file(&mut self, chunker: Chunker, header_len: u64) -> io::Result<()> {
         self.cut()?;
         self.splitting = Some(chunker);
+        self.header_left = header_len;
         Ok(())
     }
 
@@ -255,6 +261,7 @@ impl<W: Write> FrameWriter<W> {
     pub fn end_split_file(&mut self) -> io::Result<()> {
         self.cut()?;
         self.splitting = None;
+        self.header_left = 0;
         // Its last cut may have fallen on its last byte.
         self.continues = false;
         Ok(())
@@ -297,9 +304,24 @@ impl<W: Write> FrameWriter<W> {
 impl<W: Write> Write for FrameWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut rest = data;
-        while let Some(chunker) = &mut self.splitting {
-            let Some(end) = chunker.find_cut(self.pending.len() as u64, rest) else {
-                break;
+        while let Some(chunker) = &mut self.splitting
+            && !rest.is_empty()
+        {
+            let end = if self.header_left > 0 {
+                let take = rest
+                    .len()
+                    .min(usize::try_from(self.header_left).unwrap_or(usize::MAX));
+                self.header_left -= take as u64;
+                if self.header_left > 0 {
+                    // The header goes on in the next write.
+                    break;
+                }
+                take
+            } else {
+                match chunker.find_cut(self.pending.len() as u64, rest) {
+                    Some(end) => end,
+                    None => break,
+                }
             };
             self.pending.extend_from_slice(&rest[..end]);
             rest = &rest[end..];

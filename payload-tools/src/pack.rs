@@ -389,12 +389,6 @@ fn write_payload<'o, W: Write>(
             _ => 0,
         };
         let split = policy.splits(size);
-        if split {
-            builder
-                .get_mut()
-                .begin_split_file(policy.chunker())
-                .map_err(output_err)?;
-        }
         let len_before = builder.get_mut().frame_len();
         match &item.kind {
             EntryKind::Dir => {
@@ -415,6 +409,13 @@ fn write_payload<'o, W: Write>(
                     0o644
                 });
                 header.set_size(*size);
+                if split {
+                    let header_len = header_len(&header, &item.member).map_err(output_err)?;
+                    builder
+                        .get_mut()
+                        .begin_split_file(policy.chunker(), header_len)
+                        .map_err(output_err)?;
+                }
                 let mut reader = ExactReader {
                     inner: file,
                     left: *size,
@@ -447,6 +448,16 @@ fn write_payload<'o, W: Write>(
     }
     let frames = builder.into_inner().map_err(output_err)?;
     frames.finish().map_err(output_err)
+}
+
+/// The tar bytes that come before the data of the entry `path` with
+/// `header`: its header block, and GNU long-name entries for a long path.
+fn header_len(header: &tar::Header, path: &str) -> io::Result<u64> {
+    let mut probe = tar::Builder::new(Vec::new());
+    let mut empty = header.clone();
+    empty.set_size(0);
+    probe.append_data(&mut empty, path, io::empty())?;
+    Ok(probe.get_ref().len() as u64)
 }
 
 /// Reads exactly the size the scan saw: a file that grows or shrinks while

@@ -178,7 +178,11 @@ fn an_update_fetches_only_the_frames_around_a_change() {
     let s = Scratch::new();
     let app = big_tree(&s);
     let v1 = packed(&s, &app, "v1.bin");
-    assert!(v1.unpacked_size > 40 << 20, "{} bytes of files", v1.unpacked_size);
+    assert!(
+        v1.unpacked_size > 40 << 20,
+        "{} bytes of files",
+        v1.unpacked_size
+    );
 
     // One 20 KB file changed (same length, other content).
     let changed = app.join("share/d23/f0503.txt");
