@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::digest::{PartHash, PartHasher};
-use crate::metadata::{Frame, MAX_FRAMES};
+use crate::metadata::Frame;
 
 /// Sizes of the frames of a build, in tar bytes (see [`FramePolicy::for_size`]).
 const GROUP_MIN: u64 = 128 * 1024;
@@ -37,9 +37,11 @@ const CHUNK_MIN: u64 = 256 * 1024;
 /// of the last 64 bytes matches a mask of log2 of this many bits.
 const CHUNK_SPREAD: u64 = 512 * 1024;
 const CHUNK_MAX: u64 = 2 * 1024 * 1024;
-/// The policy keeps a build's typical frame count at most this, so that
-/// the index stays far below [`MAX_FRAMES`].
-const TYPICAL_FRAMES: u64 = MAX_FRAMES as u64 / 4;
+/// The policy keeps an app's size over the smallest group at most this many
+/// frames: even if every frame were that small, their index entries and
+/// hashes (about 70 bytes each) would fit in the metadata size limit, and
+/// their count below [`crate::metadata::MAX_FRAMES`].
+const FRAME_BUDGET: u64 = 3000;
 
 /// The largest [`FramePolicy`] scale: it bounds the memory of frames in
 /// flight (a frame is built whole), at the cost of refusing apps of
@@ -55,14 +57,12 @@ pub struct FramePolicy {
 
 impl FramePolicy {
     /// The policy for an app of `total_size` bytes of files: the sizes above
-    /// for apps up to about 768 MiB, doubled as often as needed beyond, so
+    /// for apps up to about 375 MiB, doubled as often as needed beyond, so
     /// that huge apps keep a bounded index (their frames then change size
     /// when the app crosses a power of two).
     pub fn for_size(total_size: u64) -> FramePolicy {
         let mut scale = 1u64;
-        while total_size / (scale * (GROUP_MIN + GROUP_SPREAD)) > TYPICAL_FRAMES
-            && scale < MAX_SCALE
-        {
+        while total_size / (scale * GROUP_MIN) > FRAME_BUDGET && scale < MAX_SCALE {
             scale *= 2;
         }
         FramePolicy { scale }
@@ -339,7 +339,12 @@ impl<W: Write> Write for FrameWriter<W> {
 }
 
 type Job = (usize, Vec<u8>);
-type Done = (usize, io::Result<Vec<u8>>);
+/// The frame's index, its tar length and its compressed bytes.
+type Done = (usize, usize, io::Result<Vec<u8>>);
+
+/// The most tar bytes of frames given to the pool and not written yet (with
+/// large frames, a few frames per thread would hold too much).
+const MAX_BYTES_IN_FLIGHT: usize = 128 << 20;
 
 /// Threads compressing whole small frames, each with its own zstd context,
 /// single-threaded (so the bytes do not depend on the pool's size).
@@ -348,6 +353,7 @@ struct Pool {
     done: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
     in_flight: usize,
+    bytes_in_flight: usize,
     max_in_flight: usize,
     ready: BTreeMap<usize, Vec<u8>>,
     next_to_write: usize,
@@ -372,7 +378,7 @@ impl Pool {
                             Ok(c) => c.compress(&data),
                             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                         };
-                        if done_tx.send((index, result)).is_err() {
+                        if done_tx.send((index, data.len(), result)).is_err() {
                             return;
                         }
                     }
@@ -384,6 +390,7 @@ impl Pool {
             done,
             workers,
             in_flight: 0,
+            bytes_in_flight: 0,
             max_in_flight: threads * 2,
             ready: BTreeMap::new(),
             next_to_write: 0,
@@ -399,6 +406,7 @@ impl Pool {
         sink: &mut Sink<W>,
         frames: &mut [Frame],
     ) -> io::Result<()> {
+        let len = data.len();
         let sent = self
             .jobs
             .as_ref()
@@ -407,7 +415,10 @@ impl Pool {
             return Err(io::Error::other("compression threads stopped"));
         }
         self.in_flight += 1;
-        while self.in_flight >= self.max_in_flight {
+        self.bytes_in_flight += len;
+        while self.in_flight >= self.max_in_flight
+            || (self.in_flight > 0 && self.bytes_in_flight > MAX_BYTES_IN_FLIGHT)
+        {
             self.receive_one(sink, frames)?;
         }
         Ok(())
@@ -426,11 +437,12 @@ impl Pool {
         sink: &mut Sink<W>,
         frames: &mut [Frame],
     ) -> io::Result<()> {
-        let (index, result) = self
+        let (index, len, result) = self
             .done
             .recv()
             .map_err(|_| io::Error::other("compression threads stopped"))?;
         self.in_flight -= 1;
+        self.bytes_in_flight -= len;
         self.ready.insert(index, result?);
         while let Some(bytes) = self.ready.remove(&self.next_to_write) {
             sink.write(&bytes)?;
@@ -539,8 +551,9 @@ mod tests {
 
     #[test]
     fn huge_apps_get_larger_frames() {
-        assert_eq!(FramePolicy::for_size(100 << 20).scale, 1);
-        assert_eq!(FramePolicy::for_size(10 << 30).scale, 16);
+        assert_eq!(FramePolicy::for_size(300 << 20).scale, 1);
+        assert_eq!(FramePolicy::for_size(10 << 30).scale, 32);
+        assert_eq!(FramePolicy::for_size(5 << 30).scale, 16);
         assert!(FramePolicy::for_size(u64::MAX).scale == MAX_SCALE);
     }
 }

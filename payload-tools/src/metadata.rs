@@ -15,9 +15,10 @@ use crate::digest::PartHash;
 use crate::error::{Error, Result};
 use crate::members::{END_OF_ARCHIVE_LEN, MAX_MEMBER_OVERHEAD};
 
-/// Most frames a payload may have. `pack` cuts a frame per 8 MiB of small
-/// files and one per file of 4 MiB or more, so this is tens of GiB of app;
-/// the index of 8,192 frames fits in the metadata size limit
+/// Most frames a payload may have. `pack` keeps a typical app's frames near
+/// 384 KiB and a large app's to about a quarter of this count
+/// ([`crate::frames::FramePolicy`]); the index of 8,192 frames, with their
+/// hashes, fits in the metadata size limit
 /// ([`crate::trailer::MAX_METADATA_LEN`]).
 pub const MAX_FRAMES: usize = 8192;
 

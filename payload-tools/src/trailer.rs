@@ -30,9 +30,9 @@ pub const TRAILER_LEN: usize = 64;
 
 /// Largest metadata block a reader accepts (256 KiB), checked before it is
 /// read: parsing TOML takes up to about 80 times its size in memory.
-/// Real blocks are a few KiB: a few hundred bytes of settings and one
-/// frame-index line of about 25 bytes per 8 MiB of payload, so 8,192 frames
-/// ([`crate::metadata::MAX_FRAMES`]) take about 200 KiB.
+/// Real blocks are a few KiB to a hundred: a few hundred bytes of settings
+/// and, per frame, an index entry and a hash of about 70 bytes together;
+/// `pack` plans for at most about 3,000 frames (`frames::FramePolicy`).
 pub const MAX_METADATA_LEN: u64 = 256 * 1024;
 
 /// The decoded trailer. Offsets are from the start of the file.
