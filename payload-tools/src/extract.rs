@@ -3,10 +3,13 @@
 //! check of a build while it is still downloading ([`check_arriving`]:
 //! reads wait for bytes not yet written).
 //!
-//! 1. Frames are independent, so worker threads take them in turn, each
-//!    reading its frame by positioned reads and CRC-ing the compressed bytes
-//!    on the way (no second pass over the file). Decompression stops at the
-//!    frame's declared length ([`crate::members::Bounded`]).
+//! 1. Runs of frames (a frame and those that continue its last entry, a
+//!    split file: [`crate::metadata::Metadata::frame_runs`]) are
+//!    independent, so worker threads take them in turn, each reading its
+//!    run as one tar stream (`RunReader`), frame after frame, by
+//!    positioned reads, CRC-ing each frame's compressed bytes on the way (no
+//!    second pass over the file). Decompression of each frame stops at its
+//!    declared length ([`crate::members::Bounded`]).
 //! 2. Each entry is checked before anything is written, the same way in
 //!    both sinks: the member on its own ([`crate::members`]: paths stay
 //!    inside, only files, directories and symlinks, bounded names), then
