@@ -31,8 +31,10 @@ pub const TRAILER_LEN: usize = 64;
 /// Largest metadata block a reader accepts (256 KiB), checked before it is
 /// read: parsing TOML takes up to about 80 times its size in memory.
 /// Real blocks are a few KiB to a hundred: a few hundred bytes of settings
-/// and, per frame, an index entry and a hash of about 70 bytes together;
-/// `pack` plans for at most about 3,000 frames (`frames::FramePolicy`).
+/// and, per frame, about 20 bytes of index and 22 of hash (and a few more
+/// for a chunk of a split file, in `continued_frames`), so 6,000 frames take
+/// about 250 KiB; `pack` plans for at most about 3,000
+/// (`frames::FramePolicy`).
 pub const MAX_METADATA_LEN: u64 = 256 * 1024;
 
 /// The decoded trailer. Offsets are from the start of the file.

@@ -18,10 +18,12 @@ use crate::support::{Scratch, inspect, pack, skip, snapshot, stderr, tools, writ
 /// is three times larger and would make every share look smaller.
 const RELEASE_STUB: u64 = 2_049_872;
 
-/// A compressed frame, as named in the metadata's `frame_hashes`, with its
-/// length.
+/// What an update looks at in a build.
 struct Build {
-    frames: Vec<(String, u64)>,
+    exe: std::path::PathBuf,
+    /// The compressed frames, as written: an update copies those the
+    /// running build holds (it names them by their hash, `frame_hashes`).
+    frames: Vec<Vec<u8>>,
     /// The metadata's text.
     metadata: String,
     /// Payload, metadata and trailer: the build without its stub.
@@ -32,38 +34,39 @@ struct Build {
 impl Build {
     fn read(exe: &Path) -> Build {
         let info = inspect(exe);
-        let field = |name: &str| info[name].as_u64().expect(name);
+        let field = |name: &str| info[name].as_u64().expect(name) as usize;
         let bytes = fs::read(exe).expect("read");
-        let (offset, len) = (
-            field("metadata_offset") as usize,
-            field("metadata_len") as usize,
-        );
+        let (offset, len) = (field("metadata_offset"), field("metadata_len"));
         let metadata = String::from_utf8(bytes[offset..offset + len].to_vec()).expect("UTF-8");
-        let hashes = toml_strings(&metadata, "frame_hashes");
-        let lens: Vec<u64> = info["frame_index"]
+        let mut at = field("payload_offset");
+        let frames = info["frame_index"]
             .as_array()
             .expect("frame_index")
             .iter()
-            .map(|f| f[0].as_u64().expect("compressed_len"))
+            .map(|f| {
+                let len = f[0].as_u64().expect("compressed_len") as usize;
+                at += len;
+                bytes[at - len..at].to_vec()
+            })
             .collect();
-        assert_eq!(hashes.len(), lens.len(), "one hash per frame");
         Build {
-            frames: hashes.into_iter().zip(lens).collect(),
+            exe: exe.to_owned(),
+            frames,
             metadata,
-            payload_and_after: field("file_len") - field("payload_offset"),
-            unpacked_size: field("unpacked_size"),
+            payload_and_after: (field("file_len") - field("payload_offset")) as u64,
+            unpacked_size: field("unpacked_size") as u64,
         }
     }
 
-    /// Bytes an update from `old` to this build fetches: the frames `old`
-    /// does not hold, the metadata and the trailer.
+    /// Frames and bytes an update from `old` to this build fetches: the
+    /// frames `old` does not hold, the metadata and the trailer.
     fn fetched_from(&self, old: &Build) -> (usize, u64) {
-        let held: HashSet<&str> = old.frames.iter().map(|(h, _)| h.as_str()).collect();
+        let held: HashSet<&[u8]> = old.frames.iter().map(Vec::as_slice).collect();
         let new: Vec<u64> = self
             .frames
             .iter()
-            .filter(|(h, _)| !held.contains(h.as_str()))
-            .map(|(_, len)| *len)
+            .filter(|f| !held.contains(f.as_slice()))
+            .map(|f| f.len() as u64)
             .collect();
         let frames_len: u64 = new.iter().sum();
         (new.len(), frames_len + self.metadata.len() as u64 + 64)
@@ -171,6 +174,26 @@ fn assert_fetch(case: &str, old: &Build, new: &Build, most: f64) {
         share * 100.0,
         most * 100.0
     );
+    // What the updater plans (it may also fetch short stretches between
+    // missing frames, to save requests) stays under the same bound.
+    let out = tools([
+        "inspect".as_ref(),
+        new.exe.as_os_str(),
+        "--against".as_ref(),
+        old.exe.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let planned = plan["fetched_bytes"].as_u64().expect("fetched_bytes");
+    let share = planned as f64 / new.size() as f64;
+    eprintln!(
+        "  the updater's plan: {planned} bytes ({:.2}%) in {} requests",
+        share * 100.0,
+        plan["requests"]
+    );
+    assert!(planned >= bytes, "{plan:#}");
+    assert!(share <= most, "{case}: {plan:#}");
 }
 
 #[test]
