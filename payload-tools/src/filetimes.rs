@@ -93,8 +93,15 @@ impl FileTimes {
     /// The times of the files of frame `index`, in payload order (empty for
     /// a frame the table does not have).
     pub fn of_frame(&self, index: usize) -> &[u64] {
-        match (self.starts.get(index), self.starts.get(index + 1)) {
-            (Some(&from), Some(&to)) => &self.times[from..to],
+        self.of_frames(index..index + 1)
+    }
+
+    /// The times of the files of `frames`, in payload order: those of a
+    /// run of frames decoded as one tar stream (a file split across them
+    /// counts in the frame holding its header).
+    pub fn of_frames(&self, frames: std::ops::Range<usize>) -> &[u64] {
+        match (self.starts.get(frames.start), self.starts.get(frames.end)) {
+            (Some(&from), Some(&to)) if from <= to => &self.times[from..to],
             _ => &[],
         }
     }

@@ -253,6 +253,7 @@ fn write_packed(out: &Path, frames: &[&[Entry<'_>]], requires: &[&str]) {
         frames: index,
         stub_hash: None,
         frame_hashes: Vec::new(),
+        continued_frames: Vec::new(),
         file_times: None,
         update: None,
         argv0: Default::default(),
@@ -401,4 +402,49 @@ fn pack_stores_names_beyond_the_link_bound_as_copies() {
         fs::read(out.join(format!("n/{:04}", MAX_LINKS_PER_FILE + 2))).expect("read"),
         b"shared\n"
     );
+}
+
+/// A file split across frames (read as one tar stream with its neighbours)
+/// and the files around it keep their times.
+#[test]
+fn times_survive_a_file_split_across_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    fs::create_dir_all(input.join("bin")).expect("mkdir");
+    fs::write(input.join("bin/app"), b"#!/bin/sh\n").expect("write");
+    fs::set_permissions(input.join("bin/app"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Incompressible, and large enough to be split inside.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let big: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(input.join("big"), &big).expect("write");
+    fs::write(input.join("c-after"), b"after\n").expect("write");
+    for (name, time) in [
+        ("bin/app", 1_500_000_000),
+        ("big", 1_600_000_000),
+        ("c-after", 1_700_000_000),
+    ] {
+        set_mtime(&input.join(name), time);
+    }
+    let output = dir.path().join("out.bin");
+    let report = pack_app(&input, &output);
+    assert!(
+        !report.metadata.continued_frames.is_empty(),
+        "the big file was not split: {:?}",
+        report.metadata.frames
+    );
+    let packed = PackedFile::open(&output).expect("open").expect("packed");
+    extract(&packed, Sink::Discard, 4).expect("check");
+    let out = dir.path().join("unpacked");
+    fs::create_dir(&out).expect("mkdir");
+    extract(&packed, Sink::Disk(&out), 4).expect("unpack");
+    assert_eq!(mtime(&out.join("bin/app")), 1_500_000_000);
+    assert_eq!(mtime(&out.join("big")), 1_600_000_000);
+    assert_eq!(mtime(&out.join("c-after")), 1_700_000_000);
 }
