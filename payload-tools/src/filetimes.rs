@@ -53,7 +53,7 @@ impl FileTimes {
         let entries = usize::try_from(entry_count).unwrap_or(usize::MAX);
         // Bounded by the metadata's size, checked before it was read.
         let raw = base64::engine::general_purpose::STANDARD
-            .decode(text)
+            .decode(text.as_bytes())
             .map_err(|_| fault("is not base64"))?;
         let mut at = &raw[..];
         let mut times = Vec::new();
