@@ -19,6 +19,8 @@
 //!    of the tree ([`Error::Entry`]).
 //! 4. Symlinks are created last, after every file, so nothing is ever written
 //!    through a link that the payload itself planted.
+//! 5. A payload with a dictionary (`crate::dictionary`) has it read and
+//!    checked first; every frame is decoded with it.
 //!
 //! So [`Sink::Discard`] (`verify`, the updater's check) refuses exactly what
 //! [`Sink::Disk`] would; only the disk's own failures differ.
@@ -32,6 +34,9 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use zstd::dict::DecoderDictionary;
+use zstd::stream::read::Decoder;
 
 use crate::error::{Error, Result};
 use crate::members::{Bounded, Member, MemberKind, Members, Refusal};
@@ -96,16 +101,28 @@ fn run(
         at += f.compressed_len;
     }
     let threads = threads.clamp(1, MAX_THREADS).min(frames.len());
+    let mut crcs = vec![None; frames.len()];
+    let dictionary = match packed.metadata.has_dictionary() {
+        true => {
+            let (dictionary, crc) = read_dictionary(packed, arrival)?;
+            crcs[0] = Some(crc);
+            // `read_dictionary` had zstd load it: preparing it cannot fail.
+            Some(DecoderDictionary::copy(&dictionary))
+        }
+        false => None,
+    };
     let job = Job {
         packed,
         sink,
         arrival,
         offsets,
-        next: AtomicUsize::new(0),
+        // The dictionary part holds no tar.
+        next: AtomicUsize::new(usize::from(dictionary.is_some())),
+        dictionary,
         failed: AtomicBool::new(false),
         bytes: AtomicU64::new(0),
         entries: AtomicU64::new(0),
-        crcs: Mutex::new(vec![None; frames.len()]),
+        crcs: Mutex::new(crcs),
         namespace: Mutex::new(Namespace::default()),
         links: Mutex::new(Vec::new()),
         first_error: Mutex::new(None),
@@ -156,6 +173,38 @@ fn run(
     })
 }
 
+/// The dictionary of `packed`, checked, if it has one (`pack --previous`
+/// reuses it).
+pub fn dictionary(packed: &PackedFile) -> Result<Option<Vec<u8>>> {
+    if !packed.metadata.has_dictionary() {
+        return Ok(None);
+    }
+    Ok(Some(read_dictionary(packed, None)?.0))
+}
+
+/// Reads and checks the dictionary part, the payload's first (its length
+/// was bounded with the metadata), and its CRC-32 state for the payload's.
+fn read_dictionary(
+    packed: &PackedFile,
+    arrival: Option<&dyn Arrival>,
+) -> Result<(Vec<u8>, crc32fast::Hasher)> {
+    let start = packed.trailer.payload_offset;
+    let len = packed.metadata.frames[0].compressed_len;
+    let mut range = match arrival {
+        Some(arrival) => RangeReader::following(&packed.file, start, len, arrival),
+        None => RangeReader::new(&packed.file, start, len),
+    };
+    let mut part = Vec::new();
+    range
+        .read_to_end(&mut part)
+        .map_err(Error::io("cannot read", &packed.path))?;
+    let dictionary = crate::dictionary::decode_part(&part).map_err(|reason| Error::Payload {
+        path: packed.path.clone(),
+        reason,
+    })?;
+    Ok((dictionary.to_vec(), range.crc()))
+}
+
 /// Locks a mutex, recovering the data if a worker panicked while holding it
 /// (the panic itself is reported by the thread scope).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -168,6 +217,8 @@ struct Job<'a> {
     arrival: Option<&'a dyn Arrival>,
     offsets: Vec<u64>,
     next: AtomicUsize,
+    /// What every frame was compressed with, if anything.
+    dictionary: Option<DecoderDictionary<'static>>,
     failed: AtomicBool,
     bytes: AtomicU64,
     entries: AtomicU64,
@@ -211,10 +262,11 @@ impl Job<'_> {
             None => RangeReader::new(file, start, len),
         };
         let bad_frame = |what: String| self.payload_error(format!("frame {index}: {what}"));
-        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-            128 * 1024,
-            &mut range,
-        ))
+        let input = BufReader::with_capacity(128 * 1024, &mut range);
+        let mut decoder = match &self.dictionary {
+            Some(dictionary) => Decoder::with_prepared_dictionary(input, dictionary),
+            None => Decoder::with_buffer(input),
+        }
         .map_err(|e| bad_frame(e.to_string()))?
         .single_frame();
         decoder

@@ -9,6 +9,9 @@
 //!   in memory. Which way a frame goes depends only on its content, and
 //!   neither way depends on the number of threads: the output is the same on
 //!   every machine.
+//! - With a dictionary ([`FrameWriter::with_dictionary`]), it is written
+//!   first, as a part of its own (`crate::dictionary`), and every frame is
+//!   compressed with it.
 //! - [`FramePolicy`] decides where to cut: large files get frames of their
 //!   own, small ones are grouped, and the cut points depend on the entries'
 //!   names, not on running totals alone, so one changed file does not shift
@@ -71,6 +74,8 @@ pub struct FrameWriter<W: Write> {
     out_buf: Vec<u8>,
     level: i32,
     threads: u32,
+    /// Shared by every frame's compressor.
+    dictionary: Arc<[u8]>,
     pool: Pool,
     frames: Vec<Frame>,
     frame_tar_len: u64,
@@ -126,9 +131,21 @@ pub struct FramedPayload<W> {
 impl<W: Write> FrameWriter<W> {
     /// Compresses at `level` on `threads` threads (at least one).
     pub fn new(out: W, level: i32, threads: u32) -> io::Result<Self> {
+        Self::with_dictionary(out, level, threads, None)
+    }
+
+    /// Like [`FrameWriter::new`]; with a dictionary, writes its part first
+    /// (frame 0 of the index, 0 tar bytes) and compresses every frame with it.
+    pub fn with_dictionary(
+        out: W,
+        level: i32,
+        threads: u32,
+        dictionary: Option<&[u8]>,
+    ) -> io::Result<Self> {
         // Fail here, on the caller's thread, if zstd refuses the level.
         zstd::bulk::Compressor::new(level)?;
-        Ok(FrameWriter {
+        let shared: Arc<[u8]> = Arc::from(dictionary.unwrap_or_default());
+        let mut writer = FrameWriter {
             sink: Sink {
                 out,
                 crc: crc32fast::Hasher::new(),
@@ -141,10 +158,22 @@ impl<W: Write> FrameWriter<W> {
             out_buf: vec![0u8; zstd::zstd_safe::CCtx::out_size()],
             level,
             threads: threads.max(1),
-            pool: Pool::new(level, threads.max(1) as usize),
+            dictionary: Arc::clone(&shared),
+            pool: Pool::new(level, threads.max(1) as usize, shared),
             frames: Vec::new(),
             frame_tar_len: 0,
-        })
+        };
+        if let Some(dictionary) = dictionary {
+            let part = crate::dictionary::encode_part(dictionary);
+            writer.sink.write(&part)?;
+            writer.sink.end_frame();
+            writer.frames.push(Frame {
+                compressed_len: part.len() as u64,
+                tar_len: 0,
+            });
+            writer.pool.next_to_write = 1;
+        }
+        Ok(writer)
     }
 
     /// Tar bytes in the frame being written.
@@ -158,7 +187,8 @@ impl<W: Write> FrameWriter<W> {
         self.cut()?;
         // Everything before this frame must be out before it starts.
         self.pool.drain(&mut self.sink, &mut self.frames)?;
-        let mut encoder = Encoder::new(self.level)?;
+        // An empty dictionary is none (zstd loads nothing).
+        let mut encoder = Encoder::with_dictionary(self.level, &self.dictionary)?;
         encoder.set_parameter(CParameter::ChecksumFlag(true))?;
         encoder.set_parameter(CParameter::NbWorkers(self.threads))?;
         encoder.set_parameter(CParameter::JobSize(JOB_SIZE))?;
@@ -254,7 +284,7 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(level: i32, threads: usize) -> Pool {
+    fn new(level: i32, threads: usize, dictionary: Arc<[u8]>) -> Pool {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (done_tx, done) = mpsc::channel::<Done>();
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -262,9 +292,11 @@ impl Pool {
             .map(|_| {
                 let job_rx = Arc::clone(&job_rx);
                 let done_tx = done_tx.clone();
+                let dictionary = Arc::clone(&dictionary);
                 std::thread::spawn(move || {
-                    let mut compressor = zstd::bulk::Compressor::new(level)
-                        .and_then(|mut c| c.include_checksum(true).map(|()| c));
+                    let mut compressor =
+                        zstd::bulk::Compressor::with_dictionary(level, &dictionary)
+                            .and_then(|mut c| c.include_checksum(true).map(|()| c));
                     loop {
                         let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         let Ok((index, data)) = job else { return };

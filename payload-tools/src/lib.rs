@@ -14,6 +14,8 @@
 //! - [`version`]: which of two versions is newer;
 //! - [`pe`]: the subsystem field of a Windows program's header, which
 //!   `pack` sets in the packed file's copy of a Windows stub;
+//! - [`dictionary`]: the zstd dictionary a payload's frames may share,
+//!   stored once as its first part;
 //! - [`digest`]: the hash naming the stub and each frame, for updates
 //!   that fetch only what changed;
 //! - [`stub`]: the marker that tells a onefile stub from other programs;
@@ -23,6 +25,7 @@
 //! The stub depends on this crate with default features off, which leaves
 //! out everything only the `payload-tools` command needs.
 
+pub mod dictionary;
 pub mod digest;
 pub mod error;
 pub mod extract;

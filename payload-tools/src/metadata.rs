@@ -53,11 +53,16 @@ impl From<FormatVersion> for u32 {
 }
 
 /// Format features a reader must understand to handle the file safely.
-pub const KNOWN_REQUIREMENTS: &[&str] = &[REQUIRES_SIGNED_UPDATES];
+pub const KNOWN_REQUIREMENTS: &[&str] = &[REQUIRES_SIGNED_UPDATES, REQUIRES_ZSTD_DICTIONARY];
 
 /// Named in `requires` when the build carries public keys: a stub that did
 /// not know about signatures would otherwise install unsigned updates.
 pub const REQUIRES_SIGNED_UPDATES: &str = "signed-updates";
+
+/// Named in `requires` when the payload's first part is a zstd dictionary
+/// that every other frame needs (`crate::dictionary`): a stub that did not
+/// know about it could decode none of them.
+pub const REQUIRES_ZSTD_DICTIONARY: &str = "zstd-dictionary";
 
 /// The metadata block, field for field as in `docs/format.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,6 +272,13 @@ impl Metadata {
                 self.frame_hashes.len()
             ));
         }
+        if self.has_dictionary() {
+            // The dictionary part, then at least one frame of tar.
+            if frames < 2 || self.frames[0].tar_len != 0 {
+                return Err("its first frame must be the dictionary, followed by frames".into());
+            }
+            crate::dictionary::check_part_len(self.frames[0].compressed_len)?;
+        }
         let entries = self.entry_count;
         if entries == 0 || entries > MAX_ENTRIES {
             return Err(format!(
@@ -288,6 +300,12 @@ impl Metadata {
                 self.unpacked_size
             )),
         }
+    }
+
+    /// Whether the payload's first part is a dictionary (docs/format.md,
+    /// "Dictionary").
+    pub fn has_dictionary(&self) -> bool {
+        self.requires.iter().any(|r| r == REQUIRES_ZSTD_DICTIONARY)
     }
 
     /// The TOML text of this metadata, as `pack` writes it.

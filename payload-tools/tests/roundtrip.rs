@@ -125,6 +125,7 @@ proptest! {
                 threads: 2,
                 update: None,
                 windows_subsystem: Default::default(),
+                dictionary: Default::default(),
             },
             &mut NoProgress,
         ).expect("pack");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use payload_tools::extract::{Sink, extract};
 use payload_tools::manifest::{self, UpdateManifest, default_download_url};
 use payload_tools::metadata::{Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
-use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
+use payload_tools::pack::{DEFAULT_LEVEL, DictionaryOptions, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::file_crc32;
 use payload_tools::stub;
@@ -128,6 +128,10 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         threads,
         update,
         windows_subsystem: args.windows_subsystem.map(Into::into).unwrap_or_default(),
+        dictionary: DictionaryOptions {
+            enabled: !args.no_dictionary,
+            previous: args.previous,
+        },
     };
     let out_dir = parent_dir(&output);
     std::fs::create_dir_all(out_dir)
@@ -149,6 +153,17 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         report.file_len,
         m.frames.len()
     );
+    if let Some(d) = report.dictionary {
+        eprintln!(
+            "frames share a zstd dictionary of {} bytes ({})",
+            d.len,
+            if d.kept_previous {
+                "the previous build's"
+            } else {
+                "trained from this app"
+            }
+        );
+    }
     if let Some(toml_path) = args.auto_update_toml_file {
         let file_name = output
             .file_name()
