@@ -122,6 +122,21 @@ impl Samples {
         self.data.len() as u64
     }
 
+    /// Every other sample, and the others.
+    fn halves(&self) -> (Samples, Samples) {
+        let mut halves = (Samples::default(), Samples::default());
+        for (i, sample) in self.iter().enumerate() {
+            let half = if i % 2 == 0 {
+                &mut halves.0
+            } else {
+                &mut halves.1
+            };
+            half.data.extend_from_slice(sample);
+            half.sizes.push(sample.len());
+        }
+        halves
+    }
+
     fn iter(&self) -> impl Iterator<Item = &[u8]> {
         let mut at = 0;
         self.sizes.iter().map(move |&size| {
@@ -249,8 +264,16 @@ pub fn choose(
         kept_previous: false,
     };
     if let Some(previous) = previous {
-        let kept = score(&previous, samples)?;
-        let trained = score(&choice.dictionary, samples)?;
+        // A dictionary scores best on the very samples it was trained on
+        // (it holds pieces of them), so the fresh rival is trained on half
+        // of the samples and both are scored on the other half.
+        let (training, held_out) = samples.halves();
+        let (rival, scored) = match train(&training) {
+            Some(rival) => (rival, &held_out),
+            None => (choice.dictionary.clone(), samples),
+        };
+        let kept = score(&previous, scored)?;
+        let trained = score(&rival, scored)?;
         if kept.saturating_mul(1000) <= trained.saturating_mul(KEEP_PREVIOUS_PER_MILLE) {
             choice = Choice {
                 dictionary: previous,

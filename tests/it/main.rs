@@ -18,6 +18,7 @@ mod hostile;
 mod launch;
 mod nginx;
 mod pack;
+mod ratio;
 mod security;
 mod server;
 mod support;

@@ -291,6 +291,8 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             "entry_count": m.entry_count,
             "frames": m.frames.len(),
             "frame_index": m.frames.iter().map(|f| [f.compressed_len, f.tar_len]).collect::<Vec<_>>(),
+            "frame_hashes": m.frame_hashes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "requires": m.requires,
             "update": m.update.as_ref().map(|u| serde_json::json!({
                 "url_spec": u.url_spec,
                 "exit_wait_ms": u.exit_wait_ms,
