@@ -243,7 +243,7 @@ pub struct Payload {
     pub level: i32,
     /// About how many tar bytes a frame of small files holds.
     pub frame_len: u64,
-    /// About how many tar bytes the whole payload holds.
+    /// About how many tar bytes the frames of small entries hold.
     pub tar_len: u64,
 }
 

@@ -270,8 +270,13 @@ fn choose_dictionary(opts: &PackOptions, tree: &InputTree) -> Result<Option<dict
     let payload = dictionary::Payload {
         level: opts.level,
         frame_len: crate::frames::MIN_FRAME,
-        // Each entry adds at least a 512-byte header.
-        tar_len: tree.total_size + 512 * tree.entries.len() as u64,
+        // The files grouped into frames of small entries: a large file's
+        // frame of its own has a history after its first bytes.
+        tar_len: sizes
+            .iter()
+            .filter(|&&size| size < crate::frames::LARGE_FILE)
+            .map(|size| size + 512)
+            .sum(),
     };
     dictionary::choose(previous, &samples, payload)
         .map_err(Error::io("cannot compare dictionaries for", &opts.input))
