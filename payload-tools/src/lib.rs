@@ -14,6 +14,8 @@
 //! - [`version`]: which of two versions is newer;
 //! - [`pe`]: the subsystem field of a Windows program's header, which
 //!   `pack` sets in the packed file's copy of a Windows stub;
+//! - [`delta`]: what an update from one build to another fetches and what
+//!   it copies from the old build;
 //! - [`dictionary`]: the zstd dictionary a payload's frames may share,
 //!   stored once as its first part;
 //! - [`digest`]: the hash naming the stub and each frame, for updates
@@ -25,6 +27,7 @@
 //! The stub depends on this crate with default features off, which leaves
 //! out everything only the `payload-tools` command needs.
 
+pub mod delta;
 pub mod dictionary;
 pub mod digest;
 pub mod error;

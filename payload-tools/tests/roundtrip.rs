@@ -14,6 +14,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+#[cfg(unix)]
 use payload_tools::PackedFile;
 use payload_tools::Trailer;
 #[cfg(unix)]

@@ -15,6 +15,7 @@ mod harden_run;
 mod harden_trace;
 mod harden_update;
 mod hostile;
+mod incremental;
 mod launch;
 mod nginx;
 mod pack;

@@ -51,10 +51,32 @@ pub enum Route {
     Split { tail_of: Vec<u8>, body: Vec<u8> },
     /// 200 with `Content-Encoding: gzip` (the body given is already gzipped).
     Gzipped(Vec<u8>),
+    /// Like `File` with ranges and an ETag, but a request for a bounded
+    /// range (`Range: bytes=A-B`, what an incremental update asks for) is
+    /// answered with `lie`; the end of the file and `bytes=N-` honestly.
+    Lying {
+        body: Vec<u8>,
+        etag: String,
+        lie: Lie,
+    },
     /// Answers each request with the next route; the last one stays. A
     /// request for the end of a file (`Range: bytes=-N`) gets the current
     /// route without moving on.
     Sequence(Vec<Route>),
+}
+
+/// How a [`Route::Lying`] server answers a bounded range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lie {
+    /// 206 with the right headers and other bytes (each one flipped).
+    WrongBytes,
+    /// 206 with the bytes one further on, and a `Content-Range` that says so.
+    WrongRange,
+    /// 200 with the whole file, as servers without range support do.
+    WholeFile,
+    /// 206 with the right headers, half the bytes, then the connection
+    /// closes: a transfer cut short, not a lie.
+    CutShort,
 }
 
 impl Route {
@@ -198,10 +220,21 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
             None => None,
         }
     };
+    answer(inner, &mut stream, route, range, &headers)
+}
+
+/// Answers one request for `route` (`None`: there is none).
+fn answer(
+    inner: &Inner,
+    stream: &mut TcpStream,
+    route: Option<Route>,
+    range: Option<String>,
+    headers: &HashMap<String, String>,
+) -> std::io::Result<()> {
     match route {
-        None => respond(&mut stream, 404, &[], b""),
-        Some(Route::Status(code)) => respond(&mut stream, code, &[], b""),
-        Some(Route::Redirect(to)) => respond(&mut stream, 302, &[("Location", to)], b""),
+        None => respond(stream, 404, &[], b""),
+        Some(Route::Status(code)) => respond(stream, code, &[], b""),
+        Some(Route::Redirect(to)) => respond(stream, 302, &[("Location", to)], b""),
         Some(Route::Stall) => {
             while !inner.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -213,7 +246,7 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
             if let Some(e) = etag {
                 extra.push(("ETag", e));
             }
-            write_head(&mut stream, 200, &extra, body.len())?;
+            write_head(stream, 200, &extra, body.len())?;
             stream.write_all(&body[..send.min(body.len())])?;
             stream.flush()
         }
@@ -236,19 +269,59 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
                     Some(n) => n
                         .parse::<usize>()
                         .ok()
-                        .map(|n| body.len().saturating_sub(n)),
-                    None => r.strip_suffix('-').and_then(|n| n.parse::<usize>().ok()),
+                        .map(|n| (body.len().saturating_sub(n), body.len())),
+                    None => parse_range(r, body.len()),
                 })
-                .filter(|&n| n < body.len());
+                .filter(|&(n, _)| n < body.len());
             match start {
-                Some(n) => {
+                Some((n, end)) => {
                     extra.push((
                         "Content-Range",
-                        format!("bytes {n}-{}/{}", body.len() - 1, body.len()),
+                        format!("bytes {n}-{}/{}", end - 1, body.len()),
                     ));
-                    respond(&mut stream, 206, &extra, &body[n..])
+                    respond(stream, 206, &extra, &body[n..end])
                 }
-                None => respond(&mut stream, 200, &extra, &body),
+                None => respond(stream, 200, &extra, &body),
+            }
+        }
+        Some(Route::Lying { body, etag, lie }) => {
+            let bounded = range
+                .as_deref()
+                .and_then(|r| r.strip_prefix("bytes="))
+                .filter(|r| !r.starts_with('-') && !r.ends_with('-'))
+                .and_then(|r| parse_range(r, body.len()));
+            let Some((start, end)) = bounded else {
+                let honest = Route::File {
+                    body,
+                    etag: Some(etag),
+                    ranges: true,
+                };
+                return answer(inner, stream, Some(honest), range, headers);
+            };
+            let head = |first: usize, last: usize| {
+                vec![
+                    ("ETag", etag.clone()),
+                    (
+                        "Content-Range",
+                        format!("bytes {first}-{last}/{}", body.len()),
+                    ),
+                ]
+            };
+            match lie {
+                Lie::WrongBytes => {
+                    let flipped: Vec<u8> = body[start..end].iter().map(|b| !b).collect();
+                    respond(stream, 206, &head(start, end - 1), &flipped)
+                }
+                Lie::WrongRange => {
+                    let (first, last) = ((start + 1).min(body.len() - 1), end.min(body.len() - 1));
+                    respond(stream, 206, &head(first, last), &body[first..=last])
+                }
+                Lie::WholeFile => respond(stream, 200, &[("ETag", etag.clone())], &body),
+                Lie::CutShort => {
+                    write_head(stream, 206, &head(start, end - 1), end - start)?;
+                    stream.write_all(&body[start..start + (end - start) / 2])?;
+                    stream.flush()
+                }
             }
         }
         Some(Route::Split { tail_of, body }) => {
@@ -263,19 +336,19 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
                         "Content-Range",
                         format!("bytes {start}-{}/{}", tail_of.len() - 1, tail_of.len()),
                     )];
-                    respond(&mut stream, 206, &extra, &tail_of[start..])
+                    respond(stream, 206, &extra, &tail_of[start..])
                 }
-                None => respond(&mut stream, 200, &[], &body),
+                None => respond(stream, 200, &[], &body),
             }
         }
         Some(Route::Reset { body, send }) => {
-            write_head(&mut stream, 200, &[], body.len())?;
+            write_head(stream, 200, &[], body.len())?;
             stream.write_all(&body[..send.min(body.len())])?;
-            reset_on_close(&stream);
+            reset_on_close(stream);
             Ok(())
         }
         Some(Route::StallAfter { body, send }) => {
-            write_head(&mut stream, 200, &[], body.len())?;
+            write_head(stream, 200, &[], body.len())?;
             stream.write_all(&body[..send.min(body.len())])?;
             stream.flush()?;
             while !inner.stop.load(Ordering::SeqCst) {
@@ -288,7 +361,7 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
             chunk,
             delay_ms,
         }) => {
-            write_head(&mut stream, 200, &[], body.len())?;
+            write_head(stream, 200, &[], body.len())?;
             for piece in body.chunks(chunk.max(1)) {
                 if inner.stop.load(Ordering::SeqCst) {
                     break;
@@ -300,13 +373,25 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
             Ok(())
         }
         Some(Route::Gzipped(body)) => respond(
-            &mut stream,
+            stream,
             200,
             &[("Content-Encoding", "gzip".to_owned())],
             &body,
         ),
-        Some(Route::Sequence(_)) => respond(&mut stream, 500, &[], b""),
+        Some(Route::Sequence(_)) => respond(stream, 500, &[], b""),
     }
+}
+
+/// `A-B` (inclusive, as HTTP writes it) or `A-` of a body of `len` bytes,
+/// as the half-open byte range it asks for, cut at the body's end.
+fn parse_range(spec: &str, len: usize) -> Option<(usize, usize)> {
+    let (first, last) = spec.split_once('-')?;
+    let first = first.parse::<usize>().ok()?;
+    let end = match last {
+        "" => len,
+        last => last.parse::<usize>().ok()?.saturating_add(1).min(len),
+    };
+    (first < end).then_some((first, end))
 }
 
 /// Linger 0: closing `stream` sends RST instead of FIN.

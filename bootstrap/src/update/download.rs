@@ -73,14 +73,14 @@ impl Progress {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn begin(&self, file: Option<File>, len: u64) {
+    pub fn begin(&self, file: Option<File>, len: u64) {
         let mut state = self.state();
         state.file = file;
         state.len = len;
         self.changed.notify_all();
     }
 
-    fn advance(&self, len: u64) {
+    pub fn advance(&self, len: u64) {
         let mut state = self.state();
         // Waking the checker for every read from the network costs more
         // than its work: it is woken once per batch.
@@ -163,11 +163,12 @@ pub struct Download<'a> {
 }
 
 /// A partial download of the announced build, to be continued.
-struct Partial {
-    name: String,
-    file: File,
-    have: u64,
-    validator: String,
+#[derive(Debug)]
+pub struct Partial {
+    pub name: String,
+    pub file: File,
+    pub have: u64,
+    pub validator: String,
 }
 
 impl Download<'_> {
@@ -271,16 +272,7 @@ impl Download<'_> {
         if start > 0 && hash {
             hash_existing(&mut file, start, &mut crc).map_err(UpdateError::io("read", &path))?;
         } else if start == 0 {
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let validator = header("etag")
-                .filter(|e| !e.starts_with("W/"))
-                .or_else(|| header("last-modified"));
+            let validator = http::validator(&response);
             // Without a validator a resumed download could mix two files:
             // such a download restarts from zero instead.
             recorded = validator.is_some();
@@ -309,32 +301,14 @@ impl Download<'_> {
             .limit(cap.saturating_sub(start).saturating_add(1))
             .reader();
         let mut buf = vec![0u8; 256 * 1024];
-        let mut window = (Instant::now(), len);
+        let mut pace = Pace::new(len);
         loop {
-            // Slow retrieval: a server that keeps a trickle going never
-            // trips the read timeout, so the rate is checked too.
-            let read = if window.0.elapsed() < SLOW_WINDOW {
-                body.read(&mut buf)
-            } else if len - window.1 >= MIN_BYTES_PER_WINDOW {
-                window = (Instant::now(), len);
-                body.read(&mut buf)
-            } else {
-                Err(io::Error::other(format!(
-                    "slower than {MIN_BYTES_PER_WINDOW} bytes in {} s",
-                    SLOW_WINDOW.as_secs()
-                )))
-            };
-            let n = match read {
+            let n = match pace.check(len).and_then(|()| body.read(&mut buf)) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Kept only if a later launch can resume it safely, and
-                    // what is missing of it fits on the disk: a junk download
-                    // that filled the disk is not kept to fill it again.
-                    let kept = recorded
-                        && len < cap
-                        && sys::free_space(&file).is_none_or(|free| free >= cap - len);
+                    let kept = recorded && worth_keeping(&file, len, cap);
                     drop(file);
                     if !kept {
                         self.discard(&name);
@@ -388,7 +362,7 @@ impl Download<'_> {
     /// The partial download of this very build that the resume record
     /// names, if it is still the file we made and worth continuing;
     /// otherwise the record and its file are forgotten.
-    fn resumable(&self, manifest: &UpdateManifest, cap: u64) -> Option<Partial> {
+    pub fn resumable(&self, manifest: &UpdateManifest, cap: u64) -> Option<Partial> {
         let info = self.state.record()?;
         let partial = self.partial(&info, manifest, cap);
         if partial.is_none() {
@@ -422,7 +396,48 @@ impl Download<'_> {
     }
 }
 
-fn hash_existing(file: &mut File, len: u64, crc: &mut crc32fast::Hasher) -> io::Result<()> {
+/// Whether a partial download of `len` of `cap` bytes is kept for a later
+/// launch to resume (its resume record written): only if what is missing
+/// of it fits on the disk. A junk download that filled the disk is not
+/// kept to fill it again.
+pub fn worth_keeping(file: &File, len: u64, cap: u64) -> bool {
+    len < cap && sys::free_space(file).is_none_or(|free| free >= cap - len)
+}
+
+/// Slow retrieval: a server that keeps a trickle going never trips the read
+/// timeout, so the rate is checked too.
+#[derive(Debug)]
+pub struct Pace {
+    window_start: Instant,
+    len_at_start: u64,
+}
+
+impl Pace {
+    pub fn new(len: u64) -> Pace {
+        Pace {
+            window_start: Instant::now(),
+            len_at_start: len,
+        }
+    }
+
+    /// An error once a window passed with too few bytes, `len` being the
+    /// bytes received so far.
+    pub fn check(&mut self, len: u64) -> io::Result<()> {
+        if self.window_start.elapsed() < SLOW_WINDOW {
+            return Ok(());
+        }
+        if len - self.len_at_start >= MIN_BYTES_PER_WINDOW {
+            *self = Pace::new(len);
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "slower than {MIN_BYTES_PER_WINDOW} bytes in {} s",
+            SLOW_WINDOW.as_secs()
+        )))
+    }
+}
+
+pub fn hash_existing(file: &mut File, len: u64, crc: &mut crc32fast::Hasher) -> io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
     let mut limited = (&mut *file).take(len);
     let mut buf = vec![0u8; 256 * 1024];

@@ -202,6 +202,21 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     (first <= last).then_some((first, last, total))
 }
 
+/// The response's validator, for `If-Range`: a strong ETag, else
+/// Last-Modified (a weak ETag may not be used for ranges).
+pub fn validator(response: &Response<ureq::Body>) -> Option<String> {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    header("etag")
+        .filter(|e| !e.starts_with("W/"))
+        .or_else(|| header("last-modified"))
+}
+
 /// Fetches and parses `update.toml`.
 pub fn fetch_manifest(
     agent: &Agent,

@@ -29,6 +29,7 @@
 mod download;
 mod error;
 mod http;
+mod incremental;
 mod install;
 mod minisig;
 mod state;
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 use crate::trace::info;
 use payload_tools::PackedFile;
+use payload_tools::delta::Plan;
 use payload_tools::manifest::{UpdateManifest, expand_url_spec};
 use payload_tools::metadata::UpdateSettings;
 use payload_tools::version::is_newer;
@@ -220,43 +222,45 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     // The build's own trailer and metadata first, when the server serves
     // ranges: a build that would be refused is not downloaded at all.
     let layout = tail::fetch(&agent, &manifest.url, policy, manifest.size);
+    if layout.is_none() {
+        info!(
+            target: UPDATE,
+            "The server sent no end of the build (no range support?); downloading it whole."
+        );
+    }
     if let Some(layout) = &layout
         && let Err(e) = verify::check_identity(&layout.metadata, build, &manifest.url)
     {
         download.forget();
         return Err(e);
     }
-    let helped =
-        download_with_helpers(&download, &agent, &manifest, policy, build, layout.as_ref());
-    let fetched = helped.fetched?;
-    // The disk writes the download out while the CPU checks it: the two
-    // costs overlap, and both must succeed before anything is replaced.
-    let (synced, checked) = std::thread::scope(|scope| {
-        let sync = scope.spawn(|| fetched.file.sync_all());
-        let checked = verify::check(
-            &fetched,
+    // Only what changed, when the server serves ranges and the running
+    // build holds enough of the new one; else, or if that fails, all of it.
+    let plan = layout
+        .as_ref()
+        .and_then(|layout| incremental::plan(layout, &build.packed));
+    let attempt = |how: How<'_>| {
+        fetch_and_check(
+            &download,
+            &agent,
             &manifest,
+            policy,
             build,
-            helped.payload_checked,
-            helped.hashed,
-        );
-        let synced = sync
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread failed")));
-        (synced, checked)
-    });
-    let path = target.path_of(&fetched.name);
-    if let Err(e) = synced {
-        download.discard(&fetched.name);
-        return Err(UpdateError::io("flush", path)(e));
-    }
-    let file = match checked {
-        Ok(file) => file,
-        Err(e) => {
-            download.discard(&fetched.name);
-            return Err(e);
-        }
+            layout.as_ref(),
+            how,
+        )
     };
+    let (fetched, file) = match (&plan, &layout) {
+        (Some(plan), Some(layout)) => match attempt(How::Assemble(layout, plan)) {
+            Ok(done) => done,
+            Err(e) => {
+                info!(target: UPDATE, "Incremental update failed: {e} Downloading the whole build.");
+                attempt(How::Whole)?
+            }
+        },
+        _ => attempt(How::Whole)?,
+    };
+    let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
 
     app.wait_for_exit();
@@ -313,6 +317,59 @@ fn forget_downloads(build: &RunningBuild, own_id: &sys::FileId) {
     }
 }
 
+/// How a build is fetched.
+#[derive(Clone, Copy)]
+enum How<'a> {
+    /// Downloaded whole.
+    Whole,
+    /// Assembled from the running build and the parts that changed.
+    Assemble(&'a Layout, &'a Plan),
+}
+
+/// Fetches the announced build (resuming a partial one) and checks it;
+/// returns it open, synced and verified. Whatever fails is discarded,
+/// unless kept for resuming.
+fn fetch_and_check(
+    download: &Download<'_>,
+    agent: &Agent,
+    manifest: &UpdateManifest,
+    policy: http::Policy,
+    build: &RunningBuild,
+    layout: Option<&Layout>,
+    how: How<'_>,
+) -> Result<(Fetched, std::fs::File), UpdateError> {
+    let helped = download_with_helpers(download, agent, manifest, policy, build, layout, how);
+    let fetched = helped.fetched?;
+    // The disk writes the download out while the CPU checks it: the two
+    // costs overlap, and both must succeed before anything is replaced.
+    let (synced, checked) = std::thread::scope(|scope| {
+        let sync = scope.spawn(|| fetched.file.sync_all());
+        let checked = verify::check(
+            &fetched,
+            manifest,
+            build,
+            helped.payload_checked,
+            helped.hashed,
+        );
+        let synced = sync
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread failed")));
+        (synced, checked)
+    });
+    let path = download.target.path_of(&fetched.name);
+    if let Err(e) = synced {
+        download.discard(&fetched.name);
+        return Err(UpdateError::io("flush", path)(e));
+    }
+    match checked {
+        Ok(file) => Ok((fetched, file)),
+        Err(e) => {
+            download.discard(&fetched.name);
+            Err(e)
+        }
+    }
+}
+
 /// What [`download_with_helpers`] brings back.
 struct Helped<'a> {
     fetched: Result<Fetched, UpdateError>,
@@ -336,6 +393,7 @@ fn download_with_helpers<'a>(
     policy: http::Policy,
     build: &RunningBuild,
     layout: Option<&'a Layout>,
+    how: How<'_>,
 ) -> Helped<'a> {
     let progress = Progress::default();
     std::thread::scope(|scope| {
@@ -367,14 +425,22 @@ fn download_with_helpers<'a>(
                     .ok()
             })
             .flatten();
-        let fetched = download.fetch(
-            agent,
-            manifest,
-            policy,
-            build.settings.max_download_size,
-            &progress,
-            checker.is_none(),
-        );
+        let max_len = build.settings.max_download_size;
+        let hash = checker.is_none();
+        let fetched = match how {
+            How::Whole => download.fetch(agent, manifest, policy, max_len, &progress, hash),
+            How::Assemble(layout, plan) => download.assemble(
+                agent,
+                manifest,
+                policy,
+                max_len,
+                layout,
+                plan,
+                &build.packed,
+                &progress,
+                hash,
+            ),
+        };
         progress.end();
         let checked = checker.is_some_and(|checker| checker.join().unwrap_or(false));
         Helped {

@@ -10,17 +10,17 @@
 //! trusted for the install: the checks of the finished download decide.
 
 use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
+use payload_tools::delta::END_REQUEST_LEN;
 use payload_tools::packed::PackedFile;
+use payload_tools::trailer::TRAILER_LEN;
 use payload_tools::{Metadata, Trailer};
 use ureq::Agent;
 
 use super::http;
 
-/// Bytes asked for: the trailer and metadata of real builds (a few KiB;
-/// the frame index has one line per 8 MiB of payload) with room to spare.
-const TAIL_LEN: u64 = 64 * 1024;
 /// The tail is small: a server that takes longer is left alone.
 const TAIL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,6 +30,13 @@ pub struct Layout {
     pub file_len: u64,
     pub trailer: Trailer,
     pub metadata: Metadata,
+    /// The file's bytes from `trailer.metadata_offset` to its end: an
+    /// incremental update writes them instead of fetching them again.
+    pub tail: Vec<u8>,
+    /// The server's validator of the file (a strong ETag, else
+    /// Last-Modified): later range requests are made `If-Range` it, so
+    /// that pieces of two different files are never mixed.
+    pub validator: Option<String>,
 }
 
 /// Fetches and parses the end of the build at `url`. `None` when the server
@@ -41,7 +48,51 @@ pub fn fetch(
     policy: http::Policy,
     expected_len: Option<u64>,
 ) -> Option<Layout> {
-    let range = format!("bytes=-{TAIL_LEN}");
+    let (file_len, mut tail, validator) =
+        fetch_range(agent, url, policy, END_REQUEST_LEN, expected_len)?;
+    if expected_len.is_some_and(|len| len != file_len) {
+        return None;
+    }
+    let block =
+        <&[u8; TRAILER_LEN]>::try_from(tail.get(tail.len().checked_sub(TRAILER_LEN)?..)?).ok()?;
+    let trailer = Trailer::from_end_of(block, file_len, Path::new(url)).ok()??;
+    // Metadata larger than the first request (the trailer bounds it): one
+    // more request for exactly the rest, from the same file.
+    let wanted = file_len - trailer.metadata_offset;
+    if wanted > tail.len() as u64 {
+        let (len, rest, again) = fetch_range(agent, url, policy, wanted, Some(file_len))?;
+        if len != file_len || again != validator || validator.is_none() {
+            return None;
+        }
+        tail = rest;
+    }
+    let (trailer, metadata) = PackedFile::read_tail(Path::new(url), file_len, &tail).ok()??;
+    // The frame index must cover the payload exactly, as in every packed
+    // file: everything planned from it (`super::incremental`) then lies
+    // inside the file, in order.
+    if metadata.frames_compressed_len() != trailer.payload_len {
+        return None;
+    }
+    let keep_from = tail.len() - usize::try_from(file_len - trailer.metadata_offset).ok()?;
+    tail.drain(..keep_from);
+    Some(Layout {
+        file_len,
+        trailer,
+        metadata,
+        tail,
+        validator,
+    })
+}
+
+/// The last `len` bytes of the file at `url`, its length and validator.
+fn fetch_range(
+    agent: &Agent,
+    url: &str,
+    policy: http::Policy,
+    len: u64,
+    expected_len: Option<u64>,
+) -> Option<(u64, Vec<u8>, Option<String>)> {
+    let range = format!("bytes=-{len}");
     let (mut response, _) =
         http::get(agent, url, policy, &[("Range", &range)], Some(TAIL_TIMEOUT)).ok()?;
     if response.status().as_u16() != 206 {
@@ -52,24 +103,19 @@ pub fn fetch(
     let (start, end, Some(file_len)) = http::content_range(&response)? else {
         return None;
     };
-    if end.checked_add(1) != Some(file_len) || expected_len.is_some_and(|len| len != file_len) {
+    if end.checked_add(1) != Some(file_len) || expected_len.is_some_and(|l| l != file_len) {
         return None;
     }
+    let validator = http::validator(&response);
     let mut tail = Vec::new();
     response
         .body_mut()
         .as_reader()
-        .take(TAIL_LEN + 1)
+        .take(len + 1)
         .read_to_end(&mut tail)
         .ok()?;
-    if tail.len() as u64 != file_len - start {
+    if tail.len() as u64 != file_len - start || tail.len() as u64 > len {
         return None;
     }
-    let (trailer, metadata) =
-        PackedFile::read_tail(std::path::Path::new(url), file_len, &tail).ok()??;
-    Some(Layout {
-        file_len,
-        trailer,
-        metadata,
-    })
+    Some((file_len, tail, validator))
 }

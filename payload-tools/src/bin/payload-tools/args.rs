@@ -25,9 +25,15 @@ pub enum Command {
     /// Example: payload-tools pack dist/myapp/ --entry bin/myapp --name myapp --version 1.0 -o myapp.bin
     Pack(Box<PackArgs>),
     /// Show what a packed executable contains.
+    ///
+    /// With --against OLD: what an installed OLD would fetch to update to
+    /// this build (bytes and requests), before it is published.
     Inspect {
         /// The packed executable.
         exe: PathBuf,
+        /// An earlier build: show the cost of an update from it to EXE.
+        #[arg(long, value_name = "OLD")]
+        against: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

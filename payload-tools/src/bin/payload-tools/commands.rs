@@ -4,12 +4,14 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+use payload_tools::delta::{self, Plan};
+use payload_tools::digest::PartHasher;
 use payload_tools::extract::{Sink, extract};
 use payload_tools::manifest::{self, UpdateManifest, default_download_url};
 use payload_tools::metadata::{Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
 use payload_tools::pack::{DEFAULT_LEVEL, DictionaryOptions, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
-use payload_tools::rangeio::file_crc32;
+use payload_tools::rangeio::{file_crc32, read_exact_at};
 use payload_tools::stub;
 use payload_tools::sys::Dir;
 use payload_tools::text::Escaped;
@@ -344,6 +346,69 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
         }
         None => println!("updates         off"),
     }
+    Ok(())
+}
+
+/// What an update from the build `old` to `exe` fetches, as the updater
+/// does it ([`payload_tools::delta`]): the parts of `old` are named by
+/// their bytes (hashed here when its metadata does not name them), so the
+/// figures are exact.
+pub fn inspect_against(exe: &Path, old: &Path, json: bool) -> Result<(), Failure> {
+    let new = open_packed(exe)?;
+    let old_build = open_packed(old)?;
+    let mut old_parts = delta::parts(&old_build.trailer, &old_build.metadata);
+    let mut buf = vec![0u8; 1 << 20];
+    for part in &mut old_parts {
+        if part.hash.is_some() {
+            continue;
+        }
+        let mut hasher = PartHasher::default();
+        let mut at = part.offset;
+        while at < part.end() {
+            let n = (part.end() - at).min(buf.len() as u64) as usize;
+            read_exact_at(&old_build.file, &mut buf[..n], at, old)?;
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        part.hash = Some(hasher.finish());
+    }
+    let plan = Plan::new(&new.trailer, &new.metadata, &old_parts);
+    let cost = plan.cost();
+    let percent = cost.fetched_bytes as f64 * 100.0 / cost.file_len.max(1) as f64;
+    if json {
+        let value = serde_json::json!({
+            "old_version": old_build.metadata.version,
+            "new_version": new.metadata.version,
+            "incremental": cost.incremental,
+            "file_len": cost.file_len,
+            "fetched_bytes": cost.fetched_bytes,
+            "fetched_percent": (percent * 100.0).round() / 100.0,
+            "requests": cost.requests,
+            "parts": cost.parts,
+            "copied_parts": cost.copied_parts,
+            "copied_bytes": cost.copied_bytes,
+        });
+        println!("{value:#}");
+        return Ok(());
+    }
+    println!(
+        "update          {} {} -> {}",
+        new.metadata.name,
+        Escaped(&old_build.metadata.version),
+        Escaped(&new.metadata.version)
+    );
+    if cost.incremental {
+        println!(
+            "copies          {} of {} parts, {} bytes, from the installed build",
+            cost.copied_parts, cost.parts, cost.copied_bytes
+        );
+    } else {
+        println!("copies          nothing: the whole build is downloaded");
+    }
+    println!(
+        "fetches         {} of {} bytes ({percent:.1}%) in {} requests, the build's end included",
+        cost.fetched_bytes, cost.file_len, cost.requests
+    );
     Ok(())
 }
 

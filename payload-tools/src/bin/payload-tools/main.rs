@@ -71,7 +71,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pack(args) => commands::pack(*args),
-        Command::Inspect { exe, json } => commands::inspect(&exe, json),
+        Command::Inspect {
+            exe,
+            against: Some(old),
+            json,
+        } => commands::inspect_against(&exe, &old, json),
+        Command::Inspect {
+            exe,
+            against: None,
+            json,
+        } => commands::inspect(&exe, json),
         Command::Verify { exe } => commands::verify(&exe),
         Command::Unpack { exe, output } => commands::unpack(&exe, &output),
         Command::UpdateToml {
