@@ -105,6 +105,19 @@ fn a_dictionary_build_runs_and_updates_to_the_next_one() {
     let out = s.run(&exe, ["version"]);
     assert_updated(&out);
     assert_eq!(fs::read(&exe).expect("read"), v11);
+    // Incrementally: the stub, the dictionary part and every unchanged
+    // frame are copied from the running build; the two changed frames
+    // are fetched.
+    let plan = update_traces(&out)
+        .into_iter()
+        .find_map(|t| {
+            let rest = t.strip_prefix("Incremental update: ")?.to_owned();
+            let (copied, rest) = rest.split_once(" of ")?;
+            let parts = rest.split_once(' ')?.0;
+            Some((copied.parse::<usize>().ok()?, parts.parse::<usize>().ok()?))
+        })
+        .unwrap_or_else(|| panic!("no incremental update:\n{}", stderr(&out)));
+    assert_eq!(plan.0 + 2, plan.1, "{plan:?}");
     let out = s.run(&exe, ["version"]);
     assert_eq!(stdout(&out), "1.1\n", "{}", stderr(&out));
 }
