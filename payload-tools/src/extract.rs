@@ -195,13 +195,16 @@ fn read_dictionary(
         None => RangeReader::new(&packed.file, start, len),
     };
     let mut part = Vec::new();
-    range
-        .read_to_end(&mut part)
-        .map_err(Error::io("cannot read", &packed.path))?;
-    let dictionary = crate::dictionary::decode_part(&part).map_err(|reason| Error::Payload {
+    let payload_error = |reason: String| Error::Payload {
         path: packed.path.clone(),
         reason,
-    })?;
+    };
+    // Like a frame's: a file cut short, or a download that stopped, is
+    // the payload's fault.
+    range
+        .read_to_end(&mut part)
+        .map_err(|e| payload_error(format!("its dictionary part: {e}")))?;
+    let dictionary = crate::dictionary::decode_part(&part).map_err(payload_error)?;
     Ok((dictionary.to_vec(), range.crc()))
 }
 
