@@ -384,21 +384,7 @@ fn an_interrupted_incremental_update_resumes() {
         .and_then(|t| t.trim_end_matches('.').parse().ok())
         .expect("offset");
     assert!(resumed_at > 0);
-    let asked: Vec<u64> = server
-        .requests()
-        .iter()
-        .skip(before_second)
-        .filter(|r| !r.is_tail())
-        .filter_map(|r| {
-            r.range
-                .as_deref()?
-                .strip_prefix("bytes=")?
-                .split('-')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let asked = server.range_starts_after(before_second);
     assert!(
         asked.iter().all(|&start| start >= resumed_at),
         "{asked:?} from {resumed_at}"

@@ -120,13 +120,28 @@ impl Published {
         support::stdout(&out).trim().to_owned()
     }
 
+    /// Serves `version`'s build by `route` instead.
+    pub(crate) fn serve(&self, version: &str, route: Route) {
+        self.server.route(&format!("/{version}/app.exe"), route);
+    }
+
+    /// The ranges asked for so far (`Range` headers), the builds' ends
+    /// included.
+    pub(crate) fn ranges_asked(&self) -> Vec<String> {
+        self.server
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.range)
+            .collect()
+    }
+
     pub(crate) fn installed(&self) -> Vec<u8> {
         fs::read(&self.exe).expect("read the executable")
     }
 
     /// A later start runs `version`, and removes every aside copy: only the
     /// executable is left in its folder.
-    fn assert_later_start_runs(&self, version: &str) {
+    pub(crate) fn assert_later_start_runs(&self, version: &str) {
         let out = self.run(&["version"]);
         assert_eq!(
             support::stdout(&out),
@@ -378,28 +393,17 @@ fn an_interrupted_download_is_resumed_on_the_next_start() {
     let traces = support::update_traces(&out);
     // The server now serves the end of the build: the rest is assembled
     // from the running build and ranges.
-    let resumed_at: usize = traces
+    let resumed_at: u64 = traces
         .iter()
         .find_map(|t| t.strip_prefix("Resuming the incremental update at byte "))
         .and_then(|t| t.strip_suffix('.')?.parse().ok())
         .unwrap_or_else(|| panic!("{traces:#?}"));
-    assert!(resumed_at > 0 && resumed_at <= cut, "{resumed_at} of {cut}");
+    assert!(
+        resumed_at > 0 && resumed_at <= cut as u64,
+        "{resumed_at} of {cut}"
+    );
     assert!(traces_contain(&out, "Updated."), "{traces:#?}");
-    let asked: Vec<usize> = p
-        .server
-        .requests()
-        .into_iter()
-        .skip(before)
-        .filter(|r| !r.is_tail())
-        .filter_map(|r| {
-            r.range?
-                .strip_prefix("bytes=")?
-                .split('-')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let asked = p.server.range_starts_after(before);
     assert!(
         !asked.is_empty() && asked.iter().all(|&start| start >= resumed_at),
         "{asked:?}"
