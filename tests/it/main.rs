@@ -19,6 +19,7 @@ mod incremental;
 mod launch;
 mod nginx;
 mod pack;
+mod prewarm;
 mod ratio;
 mod security;
 mod server;
