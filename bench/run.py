@@ -3,11 +3,13 @@
 measured side by side in the same run (interleaved, medians), printed as
 ratios. Absolute times on a shared machine vary; the ratios are the result.
 
-Cases (each prints one table row):
+Cases (each prints one table row, or a few):
   1. warm start: packed executable vs the unpacked entry run directly
   2. cold start: first launch vs `zstd -dc payload.tar.zst | tar -x`
   3. pack: `payload-tools pack` vs `tar -c | zstd -T0` at the same level,
-     and packed size vs stub + that .tar.zst
+     and packed size vs stub + that .tar.zst; payload size (stub
+     excluded) vs that .tar.zst at levels 9 and 19, and on a tree of
+     50,000 small files
   4. update: download + verify + install of a ~200 MB build from nginx on
      loopback vs `curl -o` from the same server (and, for context, from
      Python's http.server, which serves no ranges); peak RSS of the launcher
@@ -107,6 +109,71 @@ def make_tree(root, total_mb, files):
                 f.write(rng.randbytes(size))
     os.makedirs(os.path.join(root, "bin"))
     shutil.copy("/bin/true", os.path.join(root, "bin", "app"))
+
+
+def make_small_tree(root, files):
+    """A node_modules-like folder: `files` small JavaScript, JSON and
+    Markdown files of similar text (25 per package); deterministic."""
+    rng = random.Random(7)
+    words = ["function", "return", "const", "var", "let", "require", "module", "exports",
+             "this", "if", "else", "for", "while", "new", "null", "undefined", "true", "false",
+             "typeof", "prototype", "length", "push", "call", "apply", "Object", "Array",
+             "String", "options", "callback", "err", "value", "key", "index", "result"]
+    words += ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12))) for _ in range(3000)]
+    os.makedirs(root)
+    n = 0
+    while n < files:
+        pkg = os.path.join(root, "node_modules", f"pkg{n // 25}")
+        name = rng.choice(words)
+        i = n % 25
+        if i == 0:
+            deps = ",\n".join('    "%s": "^%d.%d.0"' % (rng.choice(words), rng.randint(0, 9), rng.randint(0, 9)) for _ in range(rng.randint(0, 6)))
+            path = os.path.join(pkg, "package.json")
+            text = '{\n  "name": "%s",\n  "version": "%d.%d.%d",\n  "main": "index.js",\n  "license": "MIT",\n  "dependencies": {\n%s\n  }\n}\n' % (
+                name, rng.randint(0, 9), rng.randint(0, 20), rng.randint(0, 30), deps)
+        elif i == 1:
+            path = os.path.join(pkg, "README.md")
+            text = "# %s\n\n" % name + " ".join(rng.choice(words) for _ in range(rng.randint(20, 300))) + "\n"
+        else:
+            path = os.path.join(pkg, "lib", f"{rng.choice(words)}{i}.js")
+            lines = ["'use strict';", "", "var %s = require('%s');" % (rng.choice(words), rng.choice(words))]
+            for _ in range(int(rng.expovariate(1 / 18)) + 2):
+                lines.append("  %s %s = %s(%s, %s);" % (rng.choice(words[:8]), rng.choice(words), rng.choice(words), rng.choice(words), rng.choice(words)))
+            lines.append("module.exports = %s;" % rng.choice(words))
+            text = "\n".join(lines) + "\n"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write(text)
+        n += 1
+    os.makedirs(os.path.join(root, "bin"))
+    shutil.copy("/bin/true", os.path.join(root, "bin", "app"))
+
+
+def payload_len(exe):
+    import json
+    info = subprocess.run([TOOLS, "inspect", "--json", exe], check=True, capture_output=True, text=True).stdout
+    return json.loads(info)["payload_len"]
+
+
+def bench_packed_size():
+    """Payload bytes (stub excluded) vs `tar -c | zstd -T0` of the same tree
+    at the same level: what independent frames cost in ratio."""
+    tree = os.path.join(WORK, "tree")  # made by bench_tree
+    small = os.path.join(WORK, "small-tree")
+    files = 10000 if QUICK else 50000
+    make_small_tree(small, files)
+    cases = [(tree, "bench tree", "9", "<= 1.01x"), (small, f"{files:,} small files", "9", "<= 1.05x")]
+    if not QUICK:
+        cases.append((tree, "bench tree", "19", "<= 1.02x"))
+    for root, what, level, goal in cases:
+        exe = os.path.join(WORK, "size.bin")
+        ref = os.path.join(WORK, "size.tar.zst")
+        sh(f"'{TOOLS}' pack '{root}' --entry bin/app --name size --level {level} -o '{exe}' 2>/dev/null")
+        sh(f"tar -C '{root}' -c . | zstd -q -T0 -{level} -o '{ref}' -f")
+        ours, base = payload_len(exe), os.path.getsize(ref)
+        row(f"payload size, {what}, level {level}", f"{ours:,} B", f"{base:,} B (tar -c | zstd -T0 -{level})", goal, f"{ours/base:.4f}x")
+    shutil.rmtree(small, ignore_errors=True)
 
 
 def payload_of(exe, out):
@@ -348,6 +415,7 @@ def main():
     print(f"onefile benchmarks ({'quick' if QUICK else 'full'}), {os.cpu_count()} cores", flush=True)
     started = time.time()
     bench_tree()
+    bench_packed_size()
     bench_update()
     bench_big_cold()
     print(f"\n| case | onefile | baseline | goal | result |\n|---|---|---|---|---|")

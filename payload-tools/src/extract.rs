@@ -27,6 +27,8 @@
 //!    wrote it; the table must list exactly the files of each frame.
 //! 5. Hard links are created after every file, symlinks last, so nothing
 //!    is ever written through a link that the payload itself planted.
+//! 6. A payload with a dictionary (`crate::dictionary`) has it read and
+//!    checked first (frame 0, in no run); every frame is decoded with it.
 //!
 //! So [`Sink::Discard`] (`verify`, the updater's check) refuses exactly what
 //! [`Sink::Disk`] would; only the disk's own failures differ.
@@ -42,6 +44,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use zstd::dict::DecoderDictionary;
+use zstd::stream::read::Decoder;
+
 use crate::error::{Error, Result};
 use crate::filetimes::{FileTimes, system_time};
 use crate::members::{Bounded, Member, MemberKind, Members, Refusal};
@@ -50,7 +55,7 @@ use crate::namespace::{Conflict, Namespace, Node, Position};
 use crate::packed::PackedFile;
 use crate::rangeio::{Arrival, RangeReader};
 
-type FrameDecoder<'a> = zstd::stream::read::Decoder<'static, BufReader<RangeReader<'a>>>;
+type FrameDecoder<'a> = Decoder<'static, BufReader<RangeReader<'a>>>;
 use crate::sys;
 
 /// Largest zstd window accepted (2^24 = 16 MiB). `pack` levels up to 19
@@ -107,6 +112,7 @@ fn run(
         offsets.push(at);
         at += f.compressed_len;
     }
+    // The dictionary part, if any, is in no run: it holds no tar.
     let runs = packed.metadata.frame_runs();
     let threads = threads.clamp(1, MAX_THREADS).min(runs.len());
     let times = match &packed.metadata.file_times {
@@ -120,6 +126,16 @@ fn run(
         ),
         None => None,
     };
+    let mut crcs = vec![None; frames.len()];
+    let dictionary = match packed.metadata.has_dictionary() {
+        true => {
+            let (dictionary, crc) = read_dictionary(packed, arrival)?;
+            crcs[0] = Some(crc);
+            // `read_dictionary` had zstd load it: preparing it cannot fail.
+            Some(DecoderDictionary::copy(&dictionary))
+        }
+        false => None,
+    };
     let job = Job {
         packed,
         sink,
@@ -127,10 +143,11 @@ fn run(
         offsets,
         runs,
         next: AtomicUsize::new(0),
+        dictionary,
         failed: AtomicBool::new(false),
         bytes: AtomicU64::new(0),
         entries: AtomicU64::new(0),
-        crcs: Mutex::new(vec![None; frames.len()]),
+        crcs: Mutex::new(crcs),
         namespace: Mutex::new(Namespace::default()),
         links: Mutex::new(Vec::new()),
         hard_links: Mutex::new(frames.iter().map(|_| Vec::new()).collect()),
@@ -206,6 +223,41 @@ fn run(
     })
 }
 
+/// The dictionary of `packed`, checked, if it has one (`pack --previous`
+/// reuses it).
+pub fn dictionary(packed: &PackedFile) -> Result<Option<Vec<u8>>> {
+    if !packed.metadata.has_dictionary() {
+        return Ok(None);
+    }
+    Ok(Some(read_dictionary(packed, None)?.0))
+}
+
+/// Reads and checks the dictionary part, the payload's first (its length
+/// was bounded with the metadata), and its CRC-32 state for the payload's.
+fn read_dictionary(
+    packed: &PackedFile,
+    arrival: Option<&dyn Arrival>,
+) -> Result<(Vec<u8>, crc32fast::Hasher)> {
+    let start = packed.trailer.payload_offset;
+    let len = packed.metadata.frames[0].compressed_len;
+    let mut range = match arrival {
+        Some(arrival) => RangeReader::following(&packed.file, start, len, arrival),
+        None => RangeReader::new(&packed.file, start, len),
+    };
+    let mut part = Vec::new();
+    let payload_error = |reason: String| Error::Payload {
+        path: packed.path.clone(),
+        reason,
+    };
+    // Like a frame's: a file cut short, or a download that stopped, is
+    // the payload's fault.
+    range
+        .read_to_end(&mut part)
+        .map_err(|e| payload_error(format!("its dictionary part: {e}")))?;
+    let dictionary = crate::dictionary::decode_part(&part).map_err(payload_error)?;
+    Ok((dictionary.to_vec(), range.crc()))
+}
+
 /// Locks a mutex, recovering the data if a worker panicked while holding it
 /// (the panic itself is reported by the thread scope).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -220,6 +272,8 @@ struct Job<'a> {
     /// Frames decoded as one tar stream each, taken in turn by the workers.
     runs: Vec<Range<usize>>,
     next: AtomicUsize,
+    /// What every frame was compressed with, if anything.
+    dictionary: Option<DecoderDictionary<'static>>,
     failed: AtomicBool,
     bytes: AtomicU64,
     entries: AtomicU64,
@@ -533,10 +587,15 @@ impl<'a> RunReader<'_, 'a> {
             None => RangeReader::new(file, start, len),
         };
         let bad = |e: io::Error| frame_error(index, e.to_string());
-        let mut decoder =
-            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(128 * 1024, range))
-                .map_err(bad)?
-                .single_frame();
+        let input = BufReader::with_capacity(128 * 1024, range);
+        // The decoder refers to the job's dictionary, which outlives every
+        // run's reader (they borrow the job).
+        let mut decoder = match &self.job.dictionary {
+            Some(dictionary) => Decoder::with_prepared_dictionary(input, dictionary),
+            None => Decoder::with_buffer(input),
+        }
+        .map_err(bad)?
+        .single_frame();
         decoder.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
         Ok(Bounded::new(decoder, frame.tar_len))
     }

@@ -8,6 +8,9 @@
 //!   in memory and compressed on a pool of threads, each frame by one
 //!   single-threaded zstd context, several at once, and written in order:
 //!   the output does not depend on the number of threads.
+//! - With a dictionary ([`FrameWriter::with_dictionary`]), it is written
+//!   first, as a part of its own (`crate::dictionary`), and every frame's
+//!   context is loaded with it.
 //! - [`FramePolicy`] decides where frames end. Cut points follow the
 //!   content (entry names and sizes, a large file's bytes), not running
 //!   totals alone, so a changed, added, removed or renamed file changes only
@@ -72,6 +75,12 @@ impl FramePolicy {
     /// own: the current frame ends before it and after it).
     pub fn splits(&self, size: u64) -> bool {
         size >= SPLIT_FILE * self.scale
+    }
+
+    /// About how many tar bytes a group of small entries holds (what
+    /// `pack` measures a dictionary's saving on).
+    pub fn typical_group_len(&self) -> u64 {
+        (GROUP_MIN + GROUP_SPREAD) * self.scale
     }
 
     /// Whether to end the current frame, now holding `frame_len` tar bytes,
@@ -221,9 +230,21 @@ pub struct FramedPayload<W> {
 impl<W: Write> FrameWriter<W> {
     /// Compresses at `level` on `threads` threads (at least one).
     pub fn new(out: W, level: i32, threads: u32) -> io::Result<Self> {
+        Self::with_dictionary(out, level, threads, None)
+    }
+
+    /// Like [`FrameWriter::new`]; with a dictionary, writes its part first
+    /// (frame 0 of the index, 0 tar bytes) and compresses every frame with it.
+    pub fn with_dictionary(
+        out: W,
+        level: i32,
+        threads: u32,
+        dictionary: Option<&[u8]>,
+    ) -> io::Result<Self> {
         // Fail here, on the caller's thread, if zstd refuses the level.
         zstd::bulk::Compressor::new(level)?;
-        Ok(FrameWriter {
+        let shared: Arc<[u8]> = Arc::from(dictionary.unwrap_or_default());
+        let mut writer = FrameWriter {
             sink: Sink {
                 out,
                 crc: crc32fast::Hasher::new(),
@@ -232,13 +253,24 @@ impl<W: Write> FrameWriter<W> {
                 hashes: Vec::new(),
             },
             pending: Vec::new(),
-            pool: Pool::new(level, threads.max(1) as usize),
+            pool: Pool::new(level, threads.max(1) as usize, shared),
             frames: Vec::new(),
             continued: Vec::new(),
             splitting: None,
             continues: false,
             header_left: 0,
-        })
+        };
+        if let Some(dictionary) = dictionary {
+            let part = crate::dictionary::encode_part(dictionary);
+            writer.sink.write(&part)?;
+            writer.sink.end_frame();
+            writer.frames.push(Frame {
+                compressed_len: part.len() as u64,
+                tar_len: 0,
+            });
+            writer.pool.next_to_write = 1;
+        }
+        Ok(writer)
     }
 
     /// The index of the frame being written.
@@ -365,7 +397,7 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(level: i32, threads: usize) -> Pool {
+    fn new(level: i32, threads: usize, dictionary: Arc<[u8]>) -> Pool {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (done_tx, done) = mpsc::channel::<Done>();
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -373,9 +405,11 @@ impl Pool {
             .map(|_| {
                 let job_rx = Arc::clone(&job_rx);
                 let done_tx = done_tx.clone();
+                let dictionary = Arc::clone(&dictionary);
                 std::thread::spawn(move || {
-                    let mut compressor = zstd::bulk::Compressor::new(level)
-                        .and_then(|mut c| c.include_checksum(true).map(|()| c));
+                    let mut compressor =
+                        zstd::bulk::Compressor::with_dictionary(level, &dictionary)
+                            .and_then(|mut c| c.include_checksum(true).map(|()| c));
                     loop {
                         let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         let Ok((index, data)) = job else { return };

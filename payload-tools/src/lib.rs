@@ -18,6 +18,8 @@
 //!   frames in a table of their own;
 //! - [`delta`]: what an update from one build to another fetches and what
 //!   it copies from the old build;
+//! - [`dictionary`]: the zstd dictionary a payload's frames may share,
+//!   stored once as its first part;
 //! - [`digest`]: the hash naming the stub and each frame, for updates
 //!   that fetch only what changed;
 //! - [`stub`]: the marker that tells a onefile stub from other programs;
@@ -28,6 +30,7 @@
 //! out everything only the `payload-tools` command needs.
 
 pub mod delta;
+pub mod dictionary;
 pub mod digest;
 pub mod error;
 pub mod extract;

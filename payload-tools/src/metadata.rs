@@ -59,6 +59,7 @@ pub const KNOWN_REQUIREMENTS: &[&str] = &[
     REQUIRES_SIGNED_UPDATES,
     REQUIRES_SPLIT_FILES,
     REQUIRES_HARD_LINKS,
+    REQUIRES_ZSTD_DICTIONARY,
 ];
 
 /// Named in `requires` when the build carries public keys: a stub that did
@@ -73,6 +74,11 @@ pub const REQUIRES_SPLIT_FILES: &str = "split-files";
 /// Named in `requires` when the payload holds hard-link entries (tar type
 /// `1`): older readers refuse those entries with a less helpful message.
 pub const REQUIRES_HARD_LINKS: &str = "hard-links";
+
+/// Named in `requires` when the payload's first part is a zstd dictionary
+/// that every other frame needs (`crate::dictionary`): a stub that did not
+/// know about it could decode none of them.
+pub const REQUIRES_ZSTD_DICTIONARY: &str = "zstd-dictionary";
 
 /// The metadata block, field for field as in `docs/format.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -298,11 +304,22 @@ impl Metadata {
                 self.frame_hashes.len()
             ));
         }
-        let mut previous = 0u64;
+        if self.has_dictionary() {
+            // The dictionary part, then at least one frame of tar.
+            if frames < 2 || self.frames[0].tar_len != 0 {
+                return Err("its first frame must be the dictionary, followed by frames".into());
+            }
+            crate::dictionary::check_part_len(self.frames[0].compressed_len)?;
+        }
+        // A continued frame follows a frame of tar: neither the first frame
+        // of tar nor the dictionary part before it is ever continued.
+        let first = self.first_tar_frame() as u64;
+        let mut previous = first;
         for &index in &self.continued_frames {
             if index <= previous || index >= frames as u64 {
                 return Err(format!(
-                    "continued_frames must be increasing frame indexes from 1 to {}, not {index} after {previous}",
+                    "continued_frames must be increasing frame indexes from {} to {}, not {index} after {previous}",
+                    first + 1,
                     frames - 1
                 ));
             }
@@ -338,6 +355,12 @@ impl Metadata {
         }
     }
 
+    /// Whether the payload's first part is a dictionary (docs/format.md,
+    /// "Dictionary").
+    pub fn has_dictionary(&self) -> bool {
+        self.requires.iter().any(|r| r == REQUIRES_ZSTD_DICTIONARY)
+    }
+
     /// The TOML text of this metadata, as `pack` writes it.
     pub fn to_toml(&self) -> String {
         // Serialising plain strings, integers and arrays cannot fail; an
@@ -345,20 +368,25 @@ impl Metadata {
         toml::to_string(self).unwrap_or_default()
     }
 
-    /// The frames in runs that decode as one tar stream each, in order: a
-    /// run starts at every frame not listed in `continued_frames` (which
-    /// [`Metadata::parse`] checked).
+    /// The index of the first frame of tar: 1 after a dictionary part, else 0.
+    pub fn first_tar_frame(&self) -> usize {
+        usize::from(self.has_dictionary())
+    }
+
+    /// The frames of tar in runs that decode as one tar stream each, in
+    /// order (the dictionary part is in none): a run starts at every frame
+    /// not listed in `continued_frames` (which [`Metadata::parse`] checked).
     pub fn frame_runs(&self) -> Vec<std::ops::Range<usize>> {
         let mut runs = Vec::new();
         let mut continued = self.continued_frames.iter().peekable();
-        let mut start = 0;
-        for index in 1..self.frames.len() {
+        let mut start = self.first_tar_frame();
+        for index in start + 1..self.frames.len() {
             if continued.next_if(|&&c| c == index as u64).is_none() {
                 runs.push(start..index);
                 start = index;
             }
         }
-        if !self.frames.is_empty() {
+        if start < self.frames.len() {
             runs.push(start..self.frames.len());
         }
         runs

@@ -16,13 +16,16 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::dictionary;
 use crate::digest::PartHash;
 use crate::error::{Error, Result};
+use crate::extract;
 use crate::filetimes::TimesBuilder;
 use crate::frames::{FramePolicy, FrameWriter};
 use crate::metadata::{
     Argv0, FormatVersion, Metadata, REQUIRES_HARD_LINKS, REQUIRES_SIGNED_UPDATES,
-    REQUIRES_SPLIT_FILES, UpdateSettings, check_entry_path, check_safe_name,
+    REQUIRES_SPLIT_FILES, REQUIRES_ZSTD_DICTIONARY, UpdateSettings, check_entry_path,
+    check_safe_name,
 };
 use crate::packed::PackedFile;
 use crate::pe;
@@ -53,6 +56,35 @@ pub struct PackOptions {
     pub update: Option<UpdateSettings>,
     /// Whether a Windows stub starts with a console window.
     pub windows_subsystem: WindowsSubsystem,
+    /// Whether and how the frames share a zstd dictionary.
+    pub dictionary: DictionaryOptions,
+}
+
+/// `--no-dictionary` and `--previous`: whether the frames share a zstd
+/// dictionary trained from the app (when it pays: `crate::dictionary`),
+/// and the previous build, whose dictionary is kept while it still
+/// compresses well, so that unchanged files keep identical frames.
+#[derive(Debug, Clone)]
+pub struct DictionaryOptions {
+    pub enabled: bool,
+    pub previous: Option<PathBuf>,
+}
+
+impl Default for DictionaryOptions {
+    fn default() -> Self {
+        DictionaryOptions {
+            enabled: true,
+            previous: None,
+        }
+    }
+}
+
+/// The dictionary a build uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DictionaryUse {
+    pub len: usize,
+    /// Whether it is the `--previous` build's.
+    pub kept_previous: bool,
 }
 
 /// `--windows-subsystem`: whether the packed file, with a Windows stub, is
@@ -82,6 +114,8 @@ pub struct PackReport {
     /// The files' times did not fit in the metadata's size limit and were
     /// left out: the app's files unpack with the time of the unpacking.
     pub file_times_left_out: bool,
+    /// `None`: no dictionary (disabled, or it would not pay).
+    pub dictionary: Option<DictionaryUse>,
 }
 
 /// Progress of a pack, for a progress bar.
@@ -123,6 +157,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         std::fs::metadata(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
 
     set_stub_subsystem(opts, &tree, &entry, &mut stub_bytes)?;
+    let dictionary = choose_dictionary(opts, &tree)?;
 
     // The output's final mode is known before it exists: it has that mode
     // from its creation on.
@@ -135,7 +170,14 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     let payload_offset = stub_bytes.len() as u64;
 
     progress.start(tree.total_size);
-    let (framed, times) = write_payload(&tree, &entry, &mut out, opts, progress)?;
+    let (framed, times) = write_payload(
+        &tree,
+        &entry,
+        &mut out,
+        opts,
+        dictionary.as_ref().map(|c| &c.dictionary[..]),
+        progress,
+    )?;
     progress.finish();
 
     let mut requires = Vec::new();
@@ -158,6 +200,9 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         .any(|e| matches!(e.kind, EntryKind::HardLink { .. }))
     {
         requires.push(REQUIRES_HARD_LINKS.to_owned());
+    }
+    if dictionary.is_some() {
+        requires.push(REQUIRES_ZSTD_DICTIONARY.to_owned());
     }
     let file_times = times.encode(framed.frames.len());
     let mut metadata = Metadata {
@@ -210,7 +255,65 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         file_len,
         file_crc32,
         file_times_left_out,
+        dictionary: dictionary.map(|c| DictionaryUse {
+            len: c.dictionary.len(),
+            kept_previous: c.kept_previous,
+        }),
     })
+}
+
+/// The dictionary this build's frames share, if any: trained from samples
+/// of the app's files, or the previous build's (`crate::dictionary::choose`).
+fn choose_dictionary(opts: &PackOptions, tree: &InputTree) -> Result<Option<dictionary::Choice>> {
+    if !opts.dictionary.enabled {
+        return Ok(None);
+    }
+    let previous = match &opts.dictionary.previous {
+        None => None,
+        Some(path) => match PackedFile::open(path)? {
+            Some(packed) => extract::dictionary(&packed)?,
+            None => {
+                return Err(Error::Input {
+                    path: path.clone(),
+                    reason: "the previous build carries no payload: pass the packed file the last release published".into(),
+                });
+            }
+        },
+    };
+    let files: Vec<(&Path, u64)> = tree
+        .entries
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::File { size, .. } => Some((e.source.as_path(), size)),
+            _ => None,
+        })
+        .collect();
+    let sizes: Vec<u64> = files.iter().map(|&(_, size)| size).collect();
+    let mut samples = dictionary::Samples::default();
+    for (index, len) in dictionary::sample_plan(&sizes) {
+        let path = files[index].0;
+        let file = File::open(path).map_err(Error::io("cannot read", path))?;
+        let before = samples.data.len();
+        file.take(len)
+            .read_to_end(&mut samples.data)
+            .map_err(Error::io("cannot read", path))?;
+        samples.sizes.push(samples.data.len() - before);
+    }
+    let policy = FramePolicy::for_size(tree.total_size);
+    let payload = dictionary::Payload {
+        level: opts.level,
+        frame_len: policy.typical_group_len(),
+        // The files grouped into frames of small entries, like the samples
+        // (the starts of files): the chunks of a split file are not
+        // counted, so the saving is not overstated.
+        tar_len: sizes
+            .iter()
+            .filter(|&&size| !policy.splits(size))
+            .map(|size| size + 512)
+            .sum(),
+    };
+    dictionary::choose(previous, &samples, payload)
+        .map_err(Error::io("cannot compare dictionaries for", &opts.input))
 }
 
 /// `pack` never writes a file that readers refuse: its metadata must parse
@@ -390,18 +493,21 @@ fn write_payload<'o, W: Write>(
     entry: &str,
     out: &'o mut W,
     opts: &PackOptions,
+    dictionary: Option<&[u8]>,
     progress: &mut dyn Progress,
 ) -> Result<(crate::frames::FramedPayload<&'o mut W>, TimesBuilder)> {
     let output_err = |e: io::Error| Error::io("cannot write", &opts.output)(e);
     let frames =
-        FrameWriter::new(out, opts.level, opts.threads).map_err(|e| Error::InvalidValue {
-            what: "level",
-            value: opts.level.to_string(),
-            reason: if e.kind() == io::ErrorKind::Other {
-                "zstd refused it; use 1 to 22"
-            } else {
-                "zstd could not start"
-            },
+        FrameWriter::with_dictionary(out, opts.level, opts.threads, dictionary).map_err(|e| {
+            Error::InvalidValue {
+                what: "level",
+                value: opts.level.to_string(),
+                reason: if e.kind() == io::ErrorKind::Other {
+                    "zstd refused it; use 1 to 22"
+                } else {
+                    "zstd could not start"
+                },
+            }
         })?;
     let policy = FramePolicy::for_size(tree.total_size);
     // The entry runs: if it is another name of a file, that file is made

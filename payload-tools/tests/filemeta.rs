@@ -79,6 +79,7 @@ fn pack_app(input: &Path, output: &Path) -> PackReport {
             threads: 2,
             update: None,
             windows_subsystem: Default::default(),
+            dictionary: Default::default(),
         },
         &mut NoProgress,
     )

@@ -126,6 +126,7 @@ proptest! {
                 threads: 2,
                 update: None,
                 windows_subsystem: Default::default(),
+                dictionary: Default::default(),
             },
             &mut NoProgress,
         ).expect("pack");
@@ -229,6 +230,11 @@ fn split_options(input: &Path, output: &Path, stub: &Path, threads: u32) -> Pack
         threads,
         update: None,
         windows_subsystem: Default::default(),
+        // Split files with a dictionary: tests/dictionary.rs.
+        dictionary: payload_tools::pack::DictionaryOptions {
+            enabled: false,
+            previous: None,
+        },
     }
 }
 

@@ -36,6 +36,7 @@ pub fn pack_sample(dir: &Path, data_len: usize) -> (PathBuf, PackReport) {
             threads: 1,
             update: None,
             windows_subsystem: Default::default(),
+            dictionary: Default::default(),
         },
         &mut NoProgress,
     )

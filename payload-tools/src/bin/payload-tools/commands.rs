@@ -9,7 +9,7 @@ use payload_tools::digest::PartHasher;
 use payload_tools::extract::{Sink, extract};
 use payload_tools::manifest::{self, UpdateManifest, default_download_url};
 use payload_tools::metadata::{Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
-use payload_tools::pack::{DEFAULT_LEVEL, PackOptions};
+use payload_tools::pack::{DEFAULT_LEVEL, DictionaryOptions, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::{file_crc32, read_exact_at};
 use payload_tools::stub;
@@ -130,6 +130,10 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         threads,
         update,
         windows_subsystem: args.windows_subsystem.map(Into::into).unwrap_or_default(),
+        dictionary: DictionaryOptions {
+            enabled: !args.no_dictionary,
+            previous: args.previous,
+        },
     };
     let out_dir = parent_dir(&output);
     std::fs::create_dir_all(out_dir)
@@ -156,6 +160,17 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         report.file_len,
         m.frames.len()
     );
+    if let Some(d) = report.dictionary {
+        eprintln!(
+            "frames share a zstd dictionary of {} bytes ({})",
+            d.len,
+            if d.kept_previous {
+                "the previous build's"
+            } else {
+                "trained from this app"
+            }
+        );
+    }
     if let Some(toml_path) = args.auto_update_toml_file {
         let file_name = output
             .file_name()
@@ -283,6 +298,8 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             "entry_count": m.entry_count,
             "frames": m.frames.len(),
             "frame_index": m.frames.iter().map(|f| [f.compressed_len, f.tar_len]).collect::<Vec<_>>(),
+            "frame_hashes": m.frame_hashes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "requires": m.requires,
             "update": m.update.as_ref().map(|u| serde_json::json!({
                 "url_spec": u.url_spec,
                 "exit_wait_ms": u.exit_wait_ms,
