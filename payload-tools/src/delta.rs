@@ -37,7 +37,7 @@ pub const WORTH_PERCENT: u64 = 90;
 
 /// Bytes of a build's end the updater asks for first (`Range: bytes=-N`):
 /// the trailer and the metadata of real builds, with room to spare. A
-/// larger metadata block costs one more request for exactly the rest.
+/// larger metadata block costs one more request, for the whole end.
 pub const END_REQUEST_LEN: u64 = 64 * 1024;
 
 /// What an update from one build to another costs, as the updater does it.
@@ -68,11 +68,14 @@ pub struct Part {
 
 impl Part {
     pub fn end(&self) -> u64 {
-        self.offset + self.len
+        self.offset.saturating_add(self.len)
     }
 }
 
 /// The stub and the frames of a build, in file order (the tail left out).
+/// They tile `0..metadata_offset` only if the frame index covers the
+/// payload (`Metadata::frames_compressed_len() == payload_len`), which
+/// every reader checks before it plans anything from them.
 pub fn parts(trailer: &Trailer, metadata: &Metadata) -> Vec<Part> {
     let mut parts = Vec::with_capacity(metadata.frames.len() + 1);
     parts.push(Part {

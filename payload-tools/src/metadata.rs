@@ -15,10 +15,11 @@ use crate::digest::PartHash;
 use crate::error::{Error, Result};
 use crate::members::{END_OF_ARCHIVE_LEN, MAX_MEMBER_OVERHEAD};
 
-/// Most frames a payload may have. `pack` cuts a frame per 8 MiB of small
-/// files and one per file of 4 MiB or more, so this is tens of GiB of app;
-/// the index of 8,192 frames fits in the metadata size limit
-/// ([`crate::trailer::MAX_METADATA_LEN`]).
+/// Most frames a payload may have: tens of GiB of app. The metadata's size
+/// limit ([`crate::trailer::MAX_METADATA_LEN`]) holds the index of all of
+/// them, and with their hashes (`frame_hashes`, about 42 bytes a frame in
+/// all) about 6,000; `pack` refuses to write a file whose metadata does not
+/// fit.
 pub const MAX_FRAMES: usize = 8192;
 
 /// Most entries a payload may have: the check of an unpack holds every
@@ -91,7 +92,11 @@ pub struct Metadata {
     /// The hash of each compressed frame, in the order of `frames`: an
     /// updater copies the frames its own executable holds and fetches the
     /// rest. Empty in builds made before it existed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::digest::packed_list"
+    )]
     pub frame_hashes: Vec<PartHash>,
     /// Self-update settings; absent when the build does not update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -472,6 +477,42 @@ mod tests {
             2
         ];
         refused(&m, "more than the");
+    }
+
+    #[test]
+    fn frame_hashes_are_one_base64_string_and_six_thousand_frames_fit() {
+        let text = sample().to_toml();
+        assert!(
+            text.contains(&format!(
+                "frame_hashes = \"{}\"",
+                "oPZqm8Z1CsOHyvdnZJiw4g=="
+            )),
+            "{text}"
+        );
+        for bad in ["\"not base64!\"", "\"AAAA\""] {
+            let broken = text.replace("\"oPZqm8Z1CsOHyvdnZJiw4g==\"", bad);
+            assert!(Metadata::parse(&broken, Path::new("x")).is_err(), "{bad}");
+        }
+        let mut m = sample();
+        m.unpacked_size = 1 << 40;
+        m.entry_count = MAX_ENTRIES;
+        m.frames = vec![
+            Frame {
+                compressed_len: 1_048_576,
+                tar_len: 2_097_152,
+            };
+            6000
+        ];
+        m.frame_hashes = (0..6000u32)
+            .map(|i| PartHash::of(&i.to_le_bytes()))
+            .collect();
+        let text = m.to_toml();
+        assert!(
+            (text.len() as u64) < crate::trailer::MAX_METADATA_LEN,
+            "{} bytes",
+            text.len()
+        );
+        assert_eq!(Metadata::parse(&text, Path::new("x")).ok(), Some(m));
     }
 
     #[test]

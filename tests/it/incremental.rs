@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::nginx::Nginx;
 use crate::server::{Lie, Route, Server};
 use crate::support::*;
@@ -381,21 +384,7 @@ fn an_interrupted_incremental_update_resumes() {
         .and_then(|t| t.trim_end_matches('.').parse().ok())
         .expect("offset");
     assert!(resumed_at > 0);
-    let asked: Vec<u64> = server
-        .requests()
-        .iter()
-        .skip(before_second)
-        .filter(|r| !r.is_tail())
-        .filter_map(|r| {
-            r.range
-                .as_deref()?
-                .strip_prefix("bytes=")?
-                .split('-')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let asked = server.range_starts_after(before_second);
     assert!(
         asked.iter().all(|&start| start >= resumed_at),
         "{asked:?} from {resumed_at}"
@@ -503,4 +492,93 @@ fn inspect_against_names_the_cost_of_an_update() {
     // Against itself: only the end is fetched.
     let same = predicted(&site_build(&s, "1.1"), &site_build(&s, "1.1"));
     assert_eq!(same["requests"], 1, "{same:#}");
+}
+
+/// `build` with its metadata rewritten by `edit` (trailer and CRCs made
+/// consistent again): what a hostile server can serve as a build's end.
+fn with_metadata(build: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
+    let trailer = &build[build.len() - 64..];
+    let field = |at: usize| u64::from_le_bytes(trailer[at..at + 8].try_into().expect("8")) as usize;
+    let (metadata_offset, metadata_len) = (field(24), field(32));
+    let text =
+        std::str::from_utf8(&build[metadata_offset..metadata_offset + metadata_len]).expect("utf8");
+    let edited = edit(text);
+    let mut out = build[..metadata_offset].to_vec();
+    out.extend_from_slice(edited.as_bytes());
+    let mut new_trailer = trailer.to_vec();
+    new_trailer[32..40].copy_from_slice(&(edited.len() as u64).to_le_bytes());
+    new_trailer[44..48].copy_from_slice(&crc32fast::hash(edited.as_bytes()).to_le_bytes());
+    let crc = crc32fast::hash(&new_trailer[4..]);
+    new_trailer[0..4].copy_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&new_trailer);
+    out
+}
+
+#[test]
+fn an_end_whose_frames_do_not_cover_the_payload_is_not_assembled() {
+    // A hostile build lists the running build's frames a hundred times (by
+    // their real hashes): assembling it would write far past its announced
+    // size. Its end is not used; the build is downloaded whole, refused
+    // by its checks, and nothing is left.
+    let (s, server, exe, builds) = on_test_server(&[], |body| Route::File {
+        body,
+        etag: Some(ETAG.into()),
+        ranges: true,
+    });
+    let hostile = with_metadata(&builds[1], |text| {
+        let frames_line = text
+            .lines()
+            .find(|l| l.starts_with("frames = "))
+            .expect("frames");
+        let repeated = format!(
+            "frames = [{}]",
+            vec![frames_line["frames = [".len()..frames_line.len() - 1].to_owned(); 100].join(", ")
+        );
+        let hashes_line = text
+            .lines()
+            .find(|l| l.starts_with("frame_hashes = "))
+            .expect("hashes");
+        let hashes = STANDARD
+            .decode(&hashes_line.as_bytes()["frame_hashes = \"".len()..hashes_line.len() - 1])
+            .expect("base64");
+        let hashes = format!("frame_hashes = \"{}\"", STANDARD.encode(hashes.repeat(100)));
+        let size_line = text
+            .lines()
+            .find(|l| l.starts_with("unpacked_size = "))
+            .expect("size");
+        text.replace(frames_line, &repeated)
+            .replace(hashes_line, &hashes)
+            // Room in the declared sizes for the frames' tar bytes.
+            .replace(size_line, "unpacked_size = 1099511627776")
+    });
+    let url = server.url(&format!("/1.1/{NAME}.bin"));
+    let toml = format!(
+        "url = \"{url}\"\ncrc32 = {}\nsize = {}\nversion = \"1.1\"\n",
+        crc32fast::hash(&hostile),
+        hostile.len()
+    );
+    server.route("/1.0/update.toml", Route::file(toml.into_bytes()));
+    server.route(
+        &format!("/1.1/{NAME}.bin"),
+        Route::File {
+            body: hostile,
+            etag: Some(ETAG.into()),
+            ranges: true,
+        },
+    );
+    let out = s.run(&exe, ["version"]);
+    let traces = update_traces(&out);
+    assert_traced(&traces, "no end of the build");
+    assert!(
+        !traces.iter().any(|t| t.contains("Incremental update: ")),
+        "{traces:#?}"
+    );
+    assert_traced(&traces, "is not a valid packed executable");
+    assert_eq!(fs::read(&exe).expect("read"), builds[0]);
+    let left: Vec<_> = fs::read_dir(exe.parent().expect("dir"))
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
 }

@@ -162,6 +162,25 @@ impl Server {
     pub fn requests(&self) -> Vec<Request> {
         self.inner.log.lock().expect("log").clone()
     }
+
+    /// Where each request after the first `skip` began its range (`N` of
+    /// `bytes=N-` or `bytes=N-M`), the builds' ends (`bytes=-N`) and
+    /// requests without a range left out.
+    pub fn range_starts_after(&self, skip: usize) -> Vec<u64> {
+        self.requests()
+            .into_iter()
+            .skip(skip)
+            .filter(|r| !r.is_tail())
+            .filter_map(|r| {
+                r.range?
+                    .strip_prefix("bytes=")?
+                    .split('-')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
 }
 
 impl Drop for Server {

@@ -51,6 +51,10 @@ const CHUNK: usize = 256 * 1024;
 /// there is one worth following (traced either way).
 pub fn plan(layout: &Layout, own: &PackedFile) -> Option<Plan> {
     let meta = &layout.metadata;
+    // Checked by `tail::fetch` already; everything below relies on it.
+    if meta.frames_compressed_len() != layout.trailer.payload_len {
+        return None;
+    }
     if meta.frame_hashes.is_empty() && meta.stub_hash.is_none() {
         info!(target: UPDATE, "The new build names no parts; downloading it whole.");
         return None;
@@ -95,12 +99,20 @@ enum Failure {
 struct Output<'a> {
     file: &'a File,
     len: u64,
+    /// The announced length: nothing is written beyond it.
+    cap: u64,
     crc: Option<crc32fast::Hasher>,
     progress: &'a Progress,
 }
 
 impl Output<'_> {
     fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        if self.len.saturating_add(bytes.len() as u64) > self.cap {
+            return Err(Failure::Refused(format!(
+                "the parts add up to more than the {} bytes announced",
+                self.cap
+            )));
+        }
         sys::append_at(self.file, bytes, self.len).map_err(Failure::Disk)?;
         if let Some(crc) = &mut self.crc {
             crc.update(bytes);
@@ -219,6 +231,7 @@ impl Download<'_> {
         let mut out = Output {
             file: &file,
             len: restart,
+            cap,
             crc,
             progress,
         };
@@ -333,6 +346,9 @@ impl Assembly<'_> {
                         .iter()
                         .take_while(|s| s.part.end() <= request.end)
                         .count();
+                    if end == i {
+                        return Err(Failure::Refused("the plan does not advance".into()));
+                    }
                     self.fetch(&steps[i..end], out)?;
                     i = end;
                 }
@@ -361,14 +377,24 @@ impl Assembly<'_> {
         out: &mut Output<'_>,
     ) -> Result<(), Failure> {
         // Read a second time rather than held: a part can be large, and its
-        // pages are in memory from the first read.
-        self.read_own(offset, step.part.len, |bytes| out.write(bytes))
-            .map_err(|e| match e {
-                OwnRead::Failed(e) => {
-                    Failure::Interrupted(format!("cannot read the running executable again ({e})"))
-                }
-                OwnRead::Write(failure) => failure,
-            })?;
+        // pages are in memory from the first read. Hashed again: what is
+        // written must be what matched.
+        let mut hasher = PartHasher::default();
+        self.read_own(offset, step.part.len, |bytes| {
+            hasher.update(bytes);
+            out.write(bytes)
+        })
+        .map_err(|e| match e {
+            OwnRead::Failed(e) => {
+                Failure::Interrupted(format!("cannot read the running executable again ({e})"))
+            }
+            OwnRead::Write(failure) => failure,
+        })?;
+        if step.part.hash != Some(hasher.finish()) {
+            return Err(Failure::Refused(format!(
+                "the running build's part at byte {offset} changed while it was copied"
+            )));
+        }
         self.counts.copied_parts += 1;
         self.counts.copied_bytes += step.part.len;
         Ok(())
@@ -422,10 +448,19 @@ impl Assembly<'_> {
                 other => Failure::Refused(other.to_string()),
             })?;
         let status = response.status().as_u16();
-        if status != 206 {
-            return Err(Failure::Refused(format!(
-                "the server answered a range request with HTTP status {status}"
-            )));
+        match status {
+            206 => {}
+            // Busy or failing for now: what was assembled is still good.
+            429 | 500..=599 => {
+                return Err(Failure::Interrupted(format!(
+                    "the server answered a range request with HTTP status {status}"
+                )));
+            }
+            _ => {
+                return Err(Failure::Refused(format!(
+                    "the server answered a range request with HTTP status {status}"
+                )));
+            }
         }
         if http::content_range(&response) != Some((start, end - 1, Some(self.layout.file_len))) {
             return Err(Failure::Refused(

@@ -67,6 +67,12 @@ pub fn fetch(
         tail = rest;
     }
     let (trailer, metadata) = PackedFile::read_tail(Path::new(url), file_len, &tail).ok()??;
+    // The frame index must cover the payload exactly, as in every packed
+    // file: everything planned from it (`super::incremental`) then lies
+    // inside the file, in order.
+    if metadata.frames_compressed_len() != trailer.payload_len {
+        return None;
+    }
     let keep_from = tail.len() - usize::try_from(file_len - trailer.metadata_offset).ok()?;
     tail.drain(..keep_from);
     Some(Layout {
