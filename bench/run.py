@@ -546,7 +546,7 @@ def incremental_rows(work, site, app, port, log):
             raise SystemExit(f"the full-download case fetched {sent:,} B: not the whole build")
         return secs
 
-    t = interleaved({"incremental": incremental, "full": full}, 3 if QUICK else 9)
+    t = interleaved({"incremental": incremental, "full": full}, 2 if QUICK else 7)
     size = os.path.getsize(build["1.1"])
     row(f"update time, incremental (1.0 -> 1.1, {size/1e6:.0f} MB build, nginx)", f"{t['incremental']*1e3:.0f} ms",
         f"{t['full']*1e3:.0f} ms (the same client downloading the whole build)", "< 1.00x",
