@@ -26,13 +26,17 @@
 //! - [`Cache::folder`] hands the app's folder, held open, to the updater,
 //!   which keeps its private files there (named `.update-*`, which no
 //!   build's name or the cache's own files can be).
+//! - [`Cache::for_build`] and [`Cache::prepare_ahead`] let the updater
+//!   unpack a verified new build while the app still runs, so that its
+//!   first launch starts warm: the same locks, temporary sibling and rename
+//!   as a cold start, on one thread at low priority.
 
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::trace::info;
+use crate::trace::{LAUNCH, UPDATE, info};
 use payload_tools::PackedFile;
 use payload_tools::extract::{Sink, extract};
 
@@ -61,6 +65,42 @@ pub struct Cache {
     build: String,
 }
 
+/// Who unpacks a build: what it may use and how it traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unpacker {
+    /// A launch that needs the build now: every core it has.
+    Launch,
+    /// The updater, ahead of the build's first launch while the app runs:
+    /// one thread (the caller's, at low priority), as the app comes first.
+    Updater,
+}
+
+impl Unpacker {
+    fn trace_prefix(self) -> &'static str {
+        match self {
+            Unpacker::Launch => LAUNCH,
+            Unpacker::Updater => UPDATE,
+        }
+    }
+
+    fn threads(self) -> usize {
+        match self {
+            Unpacker::Launch => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // Decoding threads that extract spawns would not inherit the
+            // caller's lowered priority on Windows.
+            Unpacker::Updater => 1,
+        }
+    }
+}
+
+/// The name of a build's folder in its app's cache folder.
+fn build_name(packed: &PackedFile) -> String {
+    format!(
+        "{}-{:08x}",
+        packed.metadata.version, packed.trailer.payload_crc32
+    )
+}
+
 impl Cache {
     /// Opens the cache of `packed`: the root (created if missing, refused
     /// if another user could change it or any folder above it) and the
@@ -75,15 +115,23 @@ impl Cache {
         let root = sys::check_cache_root(&root_path).map_err(dir_error)?;
         let app_dir = root.join(name);
         let app = sys::open_private_dir(&app_dir, &app_dir).map_err(dir_error)?;
-        let build = format!(
-            "{}-{:08x}",
-            packed.metadata.version, packed.trailer.payload_crc32
-        );
         Ok(Cache {
             app_dir,
             app,
-            build,
+            build: build_name(packed),
         })
+    }
+
+    /// The cache of `packed`, another build of the app whose folder
+    /// `folder` (from [`Cache::folder`]: checked and held open) is: for
+    /// the updater, whose new build has the running build's name.
+    pub fn for_build(folder: (sys::Dir, PathBuf), packed: &PackedFile) -> Cache {
+        let (app, app_dir) = folder;
+        Cache {
+            app_dir,
+            app,
+            build: build_name(packed),
+        }
     }
 
     pub fn build_dir(&self) -> PathBuf {
@@ -114,22 +162,55 @@ impl Cache {
             info!("Warm start: already unpacked.");
             return Ok(Prepared { dir, in_use });
         }
-        self.unpack(packed, &dir, &entry)?;
+        self.unpack(packed, &dir, &entry, Unpacker::Launch)?;
         Ok(Prepared { dir, in_use })
     }
 
-    /// A cold start, or the repair of a damaged build directory. `entry` is
+    /// Unpacks the build, if it is not yet, for the updater: the calling
+    /// thread does all the decoding (the caller lowers its priority).
+    /// Returns the build's "in use" lock, which keeps every launcher's
+    /// cleanup from removing the folder while it is held; the lock file it
+    /// creates is what lets a cleanup find and remove the folder later, if
+    /// no launch of the build ever comes.
+    pub fn prepare_ahead(&self, packed: &PackedFile) -> Result<File, LaunchError> {
+        let dir = self.build_dir();
+        let entry = Path::new(&self.build).join(&packed.metadata.entry);
+        let lock_name = format!("{}.lock", self.build);
+        let in_use = sys::lock_file(&self.app, &lock_name, false)
+            .map_err(|e| cache_error(&self.app_dir.join(&lock_name), e))?;
+        if self.app.exists(&entry) {
+            info!(target: UPDATE, "'{}' is unpacked already.", dir.display());
+            return Ok(in_use);
+        }
+        self.unpack(packed, &dir, &entry, Unpacker::Updater)?;
+        Ok(in_use)
+    }
+
+    /// A cold start, the repair of a damaged build directory, or the
+    /// updater's unpacking ahead of a build's first launch. `entry` is
     /// relative to the app's folder.
-    fn unpack(&self, packed: &PackedFile, dir: &Path, entry: &Path) -> Result<(), LaunchError> {
+    fn unpack(
+        &self,
+        packed: &PackedFile,
+        dir: &Path,
+        entry: &Path,
+        by: Unpacker,
+    ) -> Result<(), LaunchError> {
+        let prefix = by.trace_prefix();
         let _app_lock =
             sys::lock_file(&self.app, ".lock", true).map_err(|e| cache_error(&self.app_dir, e))?;
         // Another launcher may have finished while we waited for the lock.
         if self.app.exists(entry) {
-            info!("Warm start: unpacked meanwhile by another launch.");
+            match by {
+                Unpacker::Launch => info!("Warm start: unpacked meanwhile by another launch."),
+                Unpacker::Updater => {
+                    info!(target: UPDATE, "'{}' was unpacked meanwhile by a launch.", dir.display());
+                }
+            }
             return Ok(());
         }
         if self.app.exists(Path::new(&self.build)) {
-            info!("Repairing '{}': its entry is missing.", dir.display());
+            info!(target: prefix, "Repairing '{}': its entry is missing.", dir.display());
             self.discard(&self.build);
         }
         self.remove_stale_temporaries();
@@ -138,9 +219,14 @@ impl Cache {
         self.app
             .create_dir(&staging_name)
             .map_err(|e| cache_error(&staging, e))?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = by.threads();
+        let what = match by {
+            Unpacker::Launch => "Cold start: unpacking",
+            Unpacker::Updater => "Preparing the new build: unpacking",
+        };
         info!(
-            "Cold start: unpacking {} frame(s), {} bytes unpacked, into '{}'.",
+            target: prefix,
+            "{what} {} frame(s), {} bytes unpacked, into '{}'.",
             packed.metadata.frames.len(),
             packed.metadata.unpacked_size,
             staging.display()
@@ -167,6 +253,7 @@ impl Cache {
         };
         let _ = self.app.sync();
         info!(
+            target: prefix,
             "Unpacked {} entries ({} bytes) on {} thread(s) in {:.1} ms.",
             report.entries,
             report.bytes,

@@ -19,6 +19,7 @@ mod incremental;
 mod launch;
 mod nginx;
 mod pack;
+mod prewarm;
 mod security;
 mod server;
 mod support;

@@ -15,6 +15,7 @@ mod cache;
 mod cross;
 mod gui;
 mod incremental;
+mod prewarm;
 mod process;
 // The Linux suite's server, faults and all; not every fault is used here.
 #[allow(dead_code)]

@@ -20,7 +20,10 @@
 //!    build of the same app whose payload unpacks ([`verify`]): the
 //!    payload check made during the download counts only if the finished
 //!    file has the trailer and metadata it was made with.
-//! 6. Wait until the app has exited, then rename the download over the
+//! 6. Meanwhile, unpack the verified build into its cache folder at low
+//!    priority, so that its first launch starts warm ([`prewarm`]); it
+//!    never delays the install.
+//! 7. Wait until the app has exited, then rename the download over the
 //!    executable if it still is the file this instance runs
 //!    ([`install`], `sys::replace_executable`).
 //!
@@ -32,6 +35,7 @@ mod http;
 mod incremental;
 mod install;
 mod minisig;
+mod prewarm;
 mod state;
 mod tail;
 mod verify;
@@ -250,7 +254,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             how,
         )
     };
-    let (fetched, file) = match (&plan, &layout) {
+    let (fetched, new) = match (&plan, &layout) {
         (Some(plan), Some(layout)) => match attempt(How::Assemble(layout, plan)) {
             Ok(done) => done,
             Err(e) => {
@@ -263,13 +267,34 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
 
+    // The new build's cache folder is prepared beside the app and the
+    // install; the scope ends when both have.
+    std::thread::scope(|scope| {
+        prewarm::start(scope, build, &new);
+        install_after_exit(app, build, state, &target, &fetched.name, &new.file)
+    })
+}
+
+/// Step 6: once the app has exited, renames the verified download `name`
+/// (open as `file`) over the executable.
+fn install_after_exit(
+    app: &AppState,
+    build: &RunningBuild,
+    state: State,
+    target: &Target,
+    name: &str,
+    file: &std::fs::File,
+) -> Result<(), UpdateError> {
     app.wait_for_exit();
     // Complete and verified: nothing is left to resume. Forgotten before the
     // rename, so that no step after the rename leaves a record behind.
     state.clear();
-    let download_id = sys::file_id(&file).ok();
-    let replaced = target.replace(&fetched.name, &file, own);
-    drop(file);
+    let download_id = sys::file_id(file).ok();
+    let replaced = target.replace(name, file, &build.packed.file);
+    let download = Download {
+        target,
+        state: &state,
+    };
     match replaced {
         Ok(true) => {
             // The key of the executable just replaced is dead.
@@ -278,7 +303,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             Ok(())
         }
         Ok(false) => {
-            download.discard(&fetched.name);
+            download.discard(name);
             Err(UpdateError::NotReplaceable {
                 exe: build.exe.clone(),
                 reason: "it was replaced while the app ran".into(),
@@ -289,13 +314,13 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             // failed swap back, another build may be there.
             let still_ours = target
                 .dir()
-                .stat(&fetched.name)
+                .stat(name)
                 .ok()
                 .flatten()
                 .zip(download_id)
                 .is_some_and(|(now, ours)| now.same_file(&ours));
             if still_ours {
-                download.discard(&fetched.name);
+                download.discard(name);
             }
             Err(e)
         }
@@ -327,8 +352,8 @@ enum How<'a> {
 }
 
 /// Fetches the announced build (resuming a partial one) and checks it;
-/// returns it open, synced and verified. Whatever fails is discarded,
-/// unless kept for resuming.
+/// returns it synced, verified, and open as a packed build. Whatever fails
+/// is discarded, unless kept for resuming.
 fn fetch_and_check(
     download: &Download<'_>,
     agent: &Agent,
@@ -337,7 +362,7 @@ fn fetch_and_check(
     build: &RunningBuild,
     layout: Option<&Layout>,
     how: How<'_>,
-) -> Result<(Fetched, std::fs::File), UpdateError> {
+) -> Result<(Fetched, PackedFile), UpdateError> {
     let helped = download_with_helpers(download, agent, manifest, policy, build, layout, how);
     let fetched = helped.fetched?;
     // The disk writes the download out while the CPU checks it: the two
@@ -362,7 +387,7 @@ fn fetch_and_check(
         return Err(UpdateError::io("flush", path)(e));
     }
     match checked {
-        Ok(file) => Ok((fetched, file)),
+        Ok(new) => Ok((fetched, new)),
         Err(e) => {
             download.discard(&fetched.name);
             Err(e)

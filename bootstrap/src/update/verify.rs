@@ -66,7 +66,8 @@ fn checking_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Checks `fetched`; returns the open download on success. `payload_checked`
+/// Checks `fetched`; returns the download, open and read as a packed
+/// build, on success. `payload_checked`
 /// is the layout of a build whose payload was checked during the download:
 /// if the finished file has that very trailer and metadata, its payload is
 /// not decoded a second time, and its CRC-32 (when the download did not
@@ -84,7 +85,7 @@ pub fn check(
     build: &RunningBuild,
     payload_checked: Option<&Layout>,
     hashed: Option<(u64, FileDigest)>,
-) -> Result<File, UpdateError> {
+) -> Result<PackedFile, UpdateError> {
     let url = &fetched.url;
     let path = Path::new(url);
     if let Some(size) = manifest.size
@@ -167,7 +168,7 @@ pub fn check(
         extract(&packed, Sink::Discard, checking_threads())
             .map_err(|e| not_packed(e.to_string()))?;
     }
-    Ok(packed.file)
+    Ok(packed)
 }
 
 /// The download as a packed file: its metadata block (bounded by the
