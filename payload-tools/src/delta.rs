@@ -315,6 +315,7 @@ mod tests {
                 .iter()
                 .map(|&(_, tag)| PartHash::of(&[tag]))
                 .collect(),
+            continued_frames: vec![],
             update: None,
         };
         let trailer = Trailer {

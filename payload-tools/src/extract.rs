@@ -3,10 +3,13 @@
 //! check of a build while it is still downloading ([`check_arriving`]:
 //! reads wait for bytes not yet written).
 //!
-//! 1. Frames are independent, so worker threads take them in turn, each
-//!    reading its frame by positioned reads and CRC-ing the compressed bytes
-//!    on the way (no second pass over the file). Decompression stops at the
-//!    frame's declared length ([`crate::members::Bounded`]).
+//! 1. Runs of frames (a frame and those that continue its last entry, a
+//!    split file: [`crate::metadata::Metadata::frame_runs`]) are
+//!    independent, so worker threads take them in turn, each reading its
+//!    run as one tar stream (`RunReader`), frame after frame, by
+//!    positioned reads, CRC-ing each frame's compressed bytes on the way (no
+//!    second pass over the file). Decompression of each frame stops at its
+//!    declared length ([`crate::members::Bounded`]).
 //! 2. Each entry is checked before anything is written, the same way in
 //!    both sinks: the member on its own ([`crate::members`]: paths stay
 //!    inside, only files, directories and symlinks, bounded names), then
@@ -29,6 +32,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +43,8 @@ use crate::metadata::Frame;
 use crate::namespace::{Conflict, Namespace, Node};
 use crate::packed::PackedFile;
 use crate::rangeio::{Arrival, RangeReader};
+
+type FrameDecoder<'a> = zstd::stream::read::Decoder<'static, BufReader<RangeReader<'a>>>;
 use crate::sys;
 
 /// Largest zstd window accepted (2^24 = 16 MiB). `pack` levels up to 19
@@ -95,12 +101,14 @@ fn run(
         offsets.push(at);
         at += f.compressed_len;
     }
-    let threads = threads.clamp(1, MAX_THREADS).min(frames.len());
+    let runs = packed.metadata.frame_runs();
+    let threads = threads.clamp(1, MAX_THREADS).min(runs.len());
     let job = Job {
         packed,
         sink,
         arrival,
         offsets,
+        runs,
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         bytes: AtomicU64::new(0),
@@ -167,6 +175,8 @@ struct Job<'a> {
     sink: Sink<'a>,
     arrival: Option<&'a dyn Arrival>,
     offsets: Vec<u64>,
+    /// Frames decoded as one tar stream each, taken in turn by the workers.
+    runs: Vec<Range<usize>>,
     next: AtomicUsize,
     failed: AtomicBool,
     bytes: AtomicU64,
@@ -184,11 +194,16 @@ impl Job<'_> {
         let mut made_dirs = HashSet::new();
         while !self.failed.load(Ordering::Relaxed) {
             let index = self.next.fetch_add(1, Ordering::Relaxed);
-            if index >= self.offsets.len() {
+            let Some(run) = self.runs.get(index) else {
                 return;
-            }
-            match self.frame(index, &mut buf, &mut made_dirs) {
-                Ok(crc) => lock(&self.crcs)[index] = Some(crc),
+            };
+            match self.run_of_frames(run.clone(), &mut buf, &mut made_dirs) {
+                Ok(crcs) => {
+                    let mut all = lock(&self.crcs);
+                    for (slot, crc) in all[run.clone()].iter_mut().zip(crcs) {
+                        *slot = Some(crc);
+                    }
+                }
                 Err(err) => {
                     self.failed.store(true, Ordering::Relaxed);
                     lock(&self.first_error).get_or_insert(err);
@@ -198,56 +213,46 @@ impl Job<'_> {
         }
     }
 
-    fn frame(
+    /// Decodes the frames of `run` as one tar stream and returns the CRC of
+    /// each frame's compressed bytes.
+    fn run_of_frames(
         &self,
-        index: usize,
+        run: Range<usize>,
         buf: &mut [u8],
         made_dirs: &mut HashSet<PathBuf>,
-    ) -> Result<crc32fast::Hasher> {
-        let frame: Frame = self.packed.metadata.frames[index];
-        let (file, start, len) = (&self.packed.file, self.offsets[index], frame.compressed_len);
-        let mut range = match self.arrival {
-            Some(arrival) => RangeReader::following(file, start, len, arrival),
-            None => RangeReader::new(file, start, len),
+    ) -> Result<Vec<crc32fast::Hasher>> {
+        let label = if run.len() == 1 {
+            format!("frame {}", run.start)
+        } else {
+            format!("frames {} to {}", run.start, run.end - 1)
         };
-        let bad_frame = |what: String| self.payload_error(format!("frame {index}: {what}"));
-        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-            128 * 1024,
-            &mut range,
-        ))
-        .map_err(|e| bad_frame(e.to_string()))?
-        .single_frame();
-        decoder
-            .window_log_max(MAX_WINDOW_LOG)
-            .map_err(|e| bad_frame(e.to_string()))?;
-        let mut stream = Bounded::new(decoder, frame.tar_len);
+        let bad_run = |what: String| self.payload_error(format!("{label}: {what}"));
+        let mut stream = RunReader {
+            job: self,
+            next: run.clone(),
+            current: None,
+            crcs: Vec::with_capacity(run.len()),
+        };
         {
             let mut archive = tar::Archive::new(&mut stream);
-            let mut members = Members::new(&mut archive).map_err(|r| self.refused(index, r))?;
+            let mut members = Members::new(&mut archive).map_err(|r| self.refused(&label, r))?;
             while let Some((member, mut data)) =
-                members.next().map_err(|r| self.refused(index, r))?
+                members.next().map_err(|r| self.refused(&label, r))?
             {
                 if self.failed.load(Ordering::Relaxed) {
-                    return Err(bad_frame("stopped".into()));
+                    return Err(bad_run("stopped".into()));
                 }
                 self.entry(member, &mut data, buf, made_dirs)
                     .map_err(|e| match e {
                         Error::Io { .. } | Error::UnsafeEntry { .. } | Error::Payload { .. } => e,
-                        other => bad_frame(other.to_string()),
+                        other => bad_run(other.to_string()),
                     })?;
             }
         }
         // The end-of-archive blocks of the last frame still count towards
         // the frame's length; nothing else may follow them.
-        stream.finish().map_err(bad_frame)?;
-        drop(stream);
-        if range.remaining() != 0 {
-            return Err(bad_frame(format!(
-                "{} compressed bytes left over after the frame",
-                range.remaining()
-            )));
-        }
-        Ok(range.crc())
+        stream.finish().map_err(bad_run)?;
+        Ok(stream.crcs)
     }
 
     fn entry(
@@ -353,16 +358,108 @@ impl Job<'_> {
         }
     }
 
-    fn refused(&self, index: usize, refusal: Refusal) -> Error {
+    fn refused(&self, label: &str, refusal: Refusal) -> Error {
         match refusal {
             Refusal::Entry { entry, reason } => Error::UnsafeEntry {
                 path: self.packed.path.clone(),
                 entry,
                 reason,
             },
-            Refusal::Stream(reason) => self.payload_error(format!("frame {index}: {reason}")),
+            Refusal::Stream(reason) => self.payload_error(format!("{label}: {reason}")),
         }
     }
+}
+
+/// The tar stream of a run of frames: the frames decoded one after the
+/// other, each within its own bounds (its compressed bytes, its declared
+/// `tar_len`, the zstd window), so a file split across frames reads as
+/// one entry.
+struct RunReader<'j, 'a> {
+    job: &'j Job<'a>,
+    /// The frames not opened yet.
+    next: Range<usize>,
+    current: Option<(usize, Bounded<FrameDecoder<'a>>)>,
+    /// Of the frames finished so far.
+    crcs: Vec<crc32fast::Hasher>,
+}
+
+impl<'a> RunReader<'_, 'a> {
+    fn open(&self, index: usize) -> io::Result<Bounded<FrameDecoder<'a>>> {
+        let packed = self.job.packed;
+        let frame: Frame = packed.metadata.frames[index];
+        let (file, start, len) = (&packed.file, self.job.offsets[index], frame.compressed_len);
+        let range = match self.job.arrival {
+            Some(arrival) => RangeReader::following(file, start, len, arrival),
+            None => RangeReader::new(file, start, len),
+        };
+        let bad = |e: io::Error| frame_error(index, e.to_string());
+        let mut decoder =
+            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(128 * 1024, range))
+                .map_err(bad)?
+                .single_frame();
+        decoder.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
+        Ok(Bounded::new(decoder, frame.tar_len))
+    }
+
+    /// Checks that the frame decoded to exactly its declared length from
+    /// exactly its compressed bytes, and keeps its CRC.
+    fn close(&mut self, index: usize, mut frame: Bounded<FrameDecoder<'a>>) -> io::Result<()> {
+        frame.finish().map_err(|e| frame_error(index, e))?;
+        let buffered = frame.into_inner().finish();
+        let left = buffered.buffer().len() as u64 + buffered.get_ref().remaining();
+        if left != 0 {
+            return Err(frame_error(
+                index,
+                format!("{left} compressed bytes left over after the frame"),
+            ));
+        }
+        self.crcs.push(buffered.get_ref().crc());
+        Ok(())
+    }
+
+    /// Reads what follows the end of the tar stream: zero bytes up to the
+    /// end of the run, and then nothing.
+    fn finish(&mut self) -> Result<(), String> {
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) if buf[..n].iter().all(|&b| b == 0) => {}
+                Ok(_) => return Err("it holds data after the end of its tar stream".into()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+impl Read for RunReader<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let (index, frame) = match &mut self.current {
+                Some(current) => current,
+                None => {
+                    let Some(index) = self.next.next() else {
+                        return Ok(0);
+                    };
+                    let frame = self.open(index)?;
+                    self.current.insert((index, frame))
+                }
+            };
+            let n = frame.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let index = *index;
+            if let Some((_, frame)) = self.current.take() {
+                self.close(index, frame)?;
+            }
+        }
+    }
+}
+
+fn frame_error(index: usize, what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("frame {index}: {what}"))
 }
 
 fn create_links(job: &Job<'_>, links: &[(String, String)]) -> Result<()> {

@@ -1,18 +1,18 @@
-//! The payload's framing: a tar stream cut into independent zstd frames at
-//! entry boundaries (see `docs/format.md`, "Payload").
+//! The payload's framing: a tar stream cut into independent zstd frames
+//! (see `docs/format.md`, "Payload").
 //!
 //! - [`FrameWriter`] compresses what the tar builder writes, ending a frame
-//!   whenever [`FrameWriter::cut`] is called, and records the frame index.
-//!   Frames of small entries are built in memory and compressed on a pool of
-//!   threads, several at once, and written in order; a large file's frame is
-//!   streamed through zstd's own multi-threaded compressor, never held whole
-//!   in memory. Which way a frame goes depends only on its content, and
-//!   neither way depends on the number of threads: the output is the same on
-//!   every machine.
-//! - [`FramePolicy`] decides where to cut: large files get frames of their
-//!   own, small ones are grouped, and the cut points depend on the entries'
-//!   names, not on running totals alone, so one changed file does not shift
-//!   every later frame (unchanged files keep identical compressed bytes).
+//!   whenever [`FrameWriter::cut`] is called, or, inside a large file, where
+//!   the file's content says ([`Chunker`]). It records the frame index and
+//!   which frames continue the previous frame's last entry. Frames are built
+//!   in memory and compressed on a pool of threads, each frame by one
+//!   single-threaded zstd context, several at once, and written in order:
+//!   the output does not depend on the number of threads.
+//! - [`FramePolicy`] decides where frames end. Cut points follow the
+//!   content (entry names and sizes, a large file's bytes), not running
+//!   totals alone, so a changed, added, removed or renamed file changes only
+//!   the frames around it, and an unchanged stretch of the tree gives
+//!   identical compressed frames from build to build.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -20,60 +20,152 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use zstd::stream::raw::{CParameter, Encoder, InBuffer, Operation, OutBuffer};
-
 use crate::digest::{PartHash, PartHasher};
 use crate::metadata::Frame;
 
-/// A file at least this large gets a frame of its own.
-pub const LARGE_FILE: u64 = 4 * 1024 * 1024;
-/// A group of small entries is never cut before this many tar bytes...
-pub const MIN_FRAME: u64 = 2 * 1024 * 1024;
-/// ...and always cut once it reaches this many.
-pub const MAX_FRAME: u64 = 8 * 1024 * 1024;
-/// Between the two, a cut follows an entry whose name hashes to 0 modulo this.
-const CUT_MODULUS: u32 = 8;
+/// Sizes of the frames of a build, in tar bytes (see [`FramePolicy::for_size`]).
+const GROUP_MIN: u64 = 128 * 1024;
+/// Beyond its minimum, a group of small entries ends after an entry with a
+/// chance of its tar length over this (so a group typically holds about
+/// `GROUP_MIN + GROUP_SPREAD` bytes).
+const GROUP_SPREAD: u64 = 256 * 1024;
+const GROUP_MAX: u64 = 1024 * 1024;
+/// A file at least this large is split inside, at content-defined points.
+const SPLIT_FILE: u64 = 1024 * 1024;
+const CHUNK_MIN: u64 = 256 * 1024;
+/// A chunk of a split file ends, beyond its minimum, where the rolling hash
+/// of the last 64 bytes matches a mask of log2 of this many bits.
+const CHUNK_SPREAD: u64 = 512 * 1024;
+const CHUNK_MAX: u64 = 2 * 1024 * 1024;
+/// The policy keeps an app's size over the smallest group at most this many
+/// frames: even if every frame were that small, their index entries and
+/// hashes (about 70 bytes each) would fit in the metadata size limit, and
+/// their count below [`crate::metadata::MAX_FRAMES`].
+const FRAME_BUDGET: u64 = 3000;
+
+/// The largest [`FramePolicy`] scale: it bounds the memory of frames in
+/// flight (a frame is built whole), at the cost of refusing apps of
+/// hundreds of GiB, whose index would not fit.
+const MAX_SCALE: u64 = 32;
 
 /// Where frames end.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FramePolicy;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePolicy {
+    /// Every size above is multiplied by this power of two.
+    scale: u64,
+}
 
 impl FramePolicy {
-    /// Whether to end the current frame before an entry of `size` bytes.
-    pub fn cut_before(&self, size: u64) -> bool {
-        size >= LARGE_FILE
+    /// The policy for an app of `total_size` bytes of files: the sizes above
+    /// for apps up to about 375 MiB, doubled as often as needed beyond, so
+    /// that huge apps keep a bounded index (their frames then change size
+    /// when the app crosses a power of two).
+    pub fn for_size(total_size: u64) -> FramePolicy {
+        let mut scale = 1u64;
+        while total_size / (scale * GROUP_MIN) > FRAME_BUDGET && scale < MAX_SCALE {
+            scale *= 2;
+        }
+        FramePolicy { scale }
+    }
+
+    /// Whether a file of `size` bytes is split inside (with frames of its
+    /// own: the current frame ends before it and after it).
+    pub fn splits(&self, size: u64) -> bool {
+        size >= SPLIT_FILE * self.scale
     }
 
     /// Whether to end the current frame, now holding `frame_len` tar bytes,
-    /// after the entry `path` of `size` bytes.
-    pub fn cut_after(&self, path: &str, size: u64, frame_len: u64) -> bool {
-        size >= LARGE_FILE
-            || frame_len >= MAX_FRAME
-            || (frame_len >= MIN_FRAME
-                && crc32fast::hash(path.as_bytes()).is_multiple_of(CUT_MODULUS))
+    /// after the entry `path`, which took `entry_len` of them.
+    pub fn cut_after(&self, path: &str, entry_len: u64, frame_len: u64) -> bool {
+        if frame_len < GROUP_MIN * self.scale {
+            return false;
+        }
+        if frame_len >= GROUP_MAX * self.scale {
+            return true;
+        }
+        // A cut with a chance of entry_len / spread, decided by the path:
+        // the same entry decides the same way in every build.
+        let draw = u64::from(crc32fast::hash(path.as_bytes()));
+        u128::from(draw) * u128::from(GROUP_SPREAD * self.scale) < u128::from(entry_len) << 32
+    }
+
+    /// The chunker for one split file.
+    pub fn chunker(&self) -> Chunker {
+        let bits = (CHUNK_SPREAD * self.scale).ilog2();
+        Chunker {
+            hash: 0,
+            mask: !(u64::MAX >> bits),
+            min: CHUNK_MIN * self.scale,
+            max: CHUNK_MAX * self.scale,
+        }
     }
 }
 
-/// Input of one job of zstd's multi-threaded compressor, for large files
-/// (zstd's minimum is 512 KiB). Fixed, so the output does not depend on
-/// the number of workers.
-const JOB_SIZE: u32 = 1024 * 1024;
+/// Finds content-defined cut points in a large file's bytes, FastCDC-style:
+/// a gear hash (each byte shifts the hash left by one and adds a random
+/// value for the byte, so the top bits depend on the last 64 bytes) is
+/// tested once a chunk holds its minimum; a chunk ends where its top bits
+/// are all zero, or at its maximum. A change early in a file moves only
+/// the cuts near it: later cuts fall on the same bytes again.
+#[derive(Debug, Clone)]
+pub struct Chunker {
+    hash: u64,
+    mask: u64,
+    min: u64,
+    max: u64,
+}
+
+impl Chunker {
+    /// Where in `data` to end a chunk that already holds `chunk_len` bytes:
+    /// the length of the prefix of `data` that completes it, if any.
+    pub fn find_cut(&mut self, chunk_len: u64, data: &[u8]) -> Option<usize> {
+        let mut len = chunk_len;
+        for (i, &byte) in data.iter().enumerate() {
+            self.hash = (self.hash << 1).wrapping_add(GEAR[usize::from(byte)]);
+            len += 1;
+            if len >= self.max || (len >= self.min && self.hash & self.mask == 0) {
+                self.hash = 0;
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+}
+
+/// 256 fixed pseudo-random values (splitmix64 from 0): part of the format's
+/// behaviour, since they decide where frames end.
+static GEAR: [u64; 256] = gear_table();
+
+const fn gear_table() -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut state = 0u64;
+    let mut i = 0;
+    while i < 256 {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        table[i] = z ^ (z >> 31);
+        i += 1;
+    }
+    table
+}
 
 /// Compresses written bytes into a sequence of independent zstd frames.
 pub struct FrameWriter<W: Write> {
     sink: Sink<W>,
-    /// The small-entry frame being built.
+    /// The tar bytes of the frame being built.
     pending: Vec<u8>,
-    /// The large-file frame being streamed, if any, and where in the output
-    /// it started.
-    streaming: Option<(Encoder<'static>, u64)>,
-    /// Output buffer of the streaming encoder.
-    out_buf: Vec<u8>,
-    level: i32,
-    threads: u32,
     pool: Pool,
     frames: Vec<Frame>,
-    frame_tar_len: u64,
+    /// Indexes of the frames that continue the previous frame's last entry.
+    continued: Vec<u64>,
+    /// While a large file is written: where its content says to cut.
+    splitting: Option<Chunker>,
+    /// Whether the frame being built continues the previous one.
+    continues: bool,
+    /// Bytes of the split file's header not written yet.
+    header_left: u64,
 }
 
 /// Where compressed frames go, in order, whole: the bytes of one frame are
@@ -119,6 +211,9 @@ pub struct FramedPayload<W> {
     pub frames: Vec<Frame>,
     /// The hash of each compressed frame, in order.
     pub frame_hashes: Vec<PartHash>,
+    /// Indexes of the frames that continue the previous frame's last entry
+    /// (a split file), increasing.
+    pub continued: Vec<u64>,
     pub compressed_len: u64,
     pub crc32: u32,
 }
@@ -137,62 +232,53 @@ impl<W: Write> FrameWriter<W> {
                 hashes: Vec::new(),
             },
             pending: Vec::new(),
-            streaming: None,
-            out_buf: vec![0u8; zstd::zstd_safe::CCtx::out_size()],
-            level,
-            threads: threads.max(1),
             pool: Pool::new(level, threads.max(1) as usize),
             frames: Vec::new(),
-            frame_tar_len: 0,
+            continued: Vec::new(),
+            splitting: None,
+            continues: false,
+            header_left: 0,
         })
     }
 
     /// Tar bytes in the frame being written.
     pub fn frame_len(&self) -> u64 {
-        self.frame_tar_len
+        self.pending.len() as u64
     }
 
-    /// Starts a frame for one large file, streamed rather than buffered.
-    /// Ends the current frame first.
-    pub fn begin_large_frame(&mut self) -> io::Result<()> {
+    /// Ends the current frame; until [`FrameWriter::end_split_file`], the
+    /// bytes written (one large file's entry) are cut after its first
+    /// `header_len` bytes (its tar header, which holds its size: a file
+    /// that grows keeps its first chunk), then where `chunker` says.
+    pub fn begin_split_file(&mut self, chunker: Chunker, header_len: u64) -> io::Result<()> {
         self.cut()?;
-        // Everything before this frame must be out before it starts.
-        self.pool.drain(&mut self.sink, &mut self.frames)?;
-        let mut encoder = Encoder::new(self.level)?;
-        encoder.set_parameter(CParameter::ChecksumFlag(true))?;
-        encoder.set_parameter(CParameter::NbWorkers(self.threads))?;
-        encoder.set_parameter(CParameter::JobSize(JOB_SIZE))?;
-        self.streaming = Some((encoder, self.sink.len));
+        self.splitting = Some(chunker);
+        self.header_left = header_len;
+        Ok(())
+    }
+
+    /// Ends the split file's last frame.
+    pub fn end_split_file(&mut self) -> io::Result<()> {
+        self.cut()?;
+        self.splitting = None;
+        self.header_left = 0;
+        // Its last cut may have fallen on its last byte.
+        self.continues = false;
         Ok(())
     }
 
     /// Ends the current frame, if it holds anything.
     pub fn cut(&mut self) -> io::Result<()> {
-        if self.frame_tar_len == 0 {
+        if self.pending.is_empty() {
             return Ok(());
         }
         let index = self.frames.len();
         self.frames.push(Frame {
             compressed_len: 0,
-            tar_len: self.frame_tar_len,
+            tar_len: self.pending.len() as u64,
         });
-        self.frame_tar_len = 0;
-        if let Some((mut encoder, before)) = self.streaming.take() {
-            loop {
-                let mut output = OutBuffer::around(&mut self.out_buf[..]);
-                let remaining = encoder.finish(&mut output, true)?;
-                let produced = output.pos();
-                self.sink.write(&self.out_buf[..produced])?;
-                if remaining == 0 {
-                    break;
-                }
-            }
-            self.sink.end_frame();
-            self.frames[index].compressed_len = self.sink.len - before;
-            // The pool drained before this frame began; its next frame
-            // comes after this one.
-            self.pool.next_to_write = index + 1;
-            return Ok(());
+        if std::mem::take(&mut self.continues) {
+            self.continued.push(index as u64);
         }
         let data = std::mem::take(&mut self.pending);
         self.pool
@@ -208,6 +294,7 @@ impl<W: Write> FrameWriter<W> {
             out: self.sink.out,
             frames: self.frames,
             frame_hashes: self.sink.hashes,
+            continued: self.continued,
             compressed_len: self.sink.len,
             crc32: self.sink.crc.finalize(),
         })
@@ -216,19 +303,32 @@ impl<W: Write> FrameWriter<W> {
 
 impl<W: Write> Write for FrameWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match &mut self.streaming {
-            Some((encoder, _)) => {
-                let mut input = InBuffer::around(data);
-                while input.pos() < data.len() {
-                    let mut output = OutBuffer::around(&mut self.out_buf[..]);
-                    encoder.run(&mut input, &mut output)?;
-                    let produced = output.pos();
-                    self.sink.write(&self.out_buf[..produced])?;
+        let mut rest = data;
+        while let Some(chunker) = &mut self.splitting
+            && !rest.is_empty()
+        {
+            let end = if self.header_left > 0 {
+                let take = rest
+                    .len()
+                    .min(usize::try_from(self.header_left).unwrap_or(usize::MAX));
+                self.header_left -= take as u64;
+                if self.header_left > 0 {
+                    // The header goes on in the next write.
+                    break;
                 }
-            }
-            None => self.pending.extend_from_slice(data),
+                take
+            } else {
+                match chunker.find_cut(self.pending.len() as u64, rest) {
+                    Some(end) => end,
+                    None => break,
+                }
+            };
+            self.pending.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
+            self.cut()?;
+            self.continues = true;
         }
-        self.frame_tar_len += data.len() as u64;
+        self.pending.extend_from_slice(rest);
         Ok(data.len())
     }
 
@@ -239,7 +339,12 @@ impl<W: Write> Write for FrameWriter<W> {
 }
 
 type Job = (usize, Vec<u8>);
-type Done = (usize, io::Result<Vec<u8>>);
+/// The frame's index, its tar length and its compressed bytes.
+type Done = (usize, usize, io::Result<Vec<u8>>);
+
+/// The most tar bytes of frames given to the pool and not written yet (with
+/// large frames, a few frames per thread would hold too much).
+const MAX_BYTES_IN_FLIGHT: usize = 128 << 20;
 
 /// Threads compressing whole small frames, each with its own zstd context,
 /// single-threaded (so the bytes do not depend on the pool's size).
@@ -248,6 +353,7 @@ struct Pool {
     done: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
     in_flight: usize,
+    bytes_in_flight: usize,
     max_in_flight: usize,
     ready: BTreeMap<usize, Vec<u8>>,
     next_to_write: usize,
@@ -272,7 +378,7 @@ impl Pool {
                             Ok(c) => c.compress(&data),
                             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                         };
-                        if done_tx.send((index, result)).is_err() {
+                        if done_tx.send((index, data.len(), result)).is_err() {
                             return;
                         }
                     }
@@ -284,6 +390,7 @@ impl Pool {
             done,
             workers,
             in_flight: 0,
+            bytes_in_flight: 0,
             max_in_flight: threads * 2,
             ready: BTreeMap::new(),
             next_to_write: 0,
@@ -299,6 +406,7 @@ impl Pool {
         sink: &mut Sink<W>,
         frames: &mut [Frame],
     ) -> io::Result<()> {
+        let len = data.len();
         let sent = self
             .jobs
             .as_ref()
@@ -307,7 +415,10 @@ impl Pool {
             return Err(io::Error::other("compression threads stopped"));
         }
         self.in_flight += 1;
-        while self.in_flight >= self.max_in_flight {
+        self.bytes_in_flight += len;
+        while self.in_flight >= self.max_in_flight
+            || (self.in_flight > 0 && self.bytes_in_flight > MAX_BYTES_IN_FLIGHT)
+        {
             self.receive_one(sink, frames)?;
         }
         Ok(())
@@ -326,11 +437,12 @@ impl Pool {
         sink: &mut Sink<W>,
         frames: &mut [Frame],
     ) -> io::Result<()> {
-        let (index, result) = self
+        let (index, len, result) = self
             .done
             .recv()
             .map_err(|_| io::Error::other("compression threads stopped"))?;
         self.in_flight -= 1;
+        self.bytes_in_flight -= len;
         self.ready.insert(index, result?);
         while let Some(bytes) = self.ready.remove(&self.next_to_write) {
             sink.write(&bytes)?;
@@ -352,5 +464,96 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunk ends of `data`, as offsets.
+    fn cuts(policy: FramePolicy, data: &[u8]) -> Vec<usize> {
+        let mut chunker = policy.chunker();
+        let (mut at, mut chunk_len, mut out) = (0, 0u64, Vec::new());
+        // Fed in uneven pieces: where cuts fall must not depend on them.
+        for piece in data.chunks(100_003) {
+            let mut rest = piece;
+            while let Some(end) = chunker.find_cut(chunk_len, rest) {
+                at += end;
+                out.push(at);
+                rest = &rest[end..];
+                chunk_len = 0;
+            }
+            at += rest.len();
+            chunk_len += rest.len() as u64;
+        }
+        out
+    }
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunk_cuts_follow_the_content() {
+        let policy = FramePolicy::for_size(0);
+        let data = noise(12 << 20, 7);
+        let before = cuts(policy, &data);
+        assert_eq!(before, cuts(policy, &data), "deterministic");
+        let lens: Vec<usize> = std::iter::once(before[0])
+            .chain(before.windows(2).map(|w| w[1] - w[0]))
+            .collect();
+        assert!(
+            lens.iter()
+                .all(|&l| l as u64 >= CHUNK_MIN && l as u64 <= CHUNK_MAX)
+        );
+        assert!((8..=30).contains(&before.len()), "{} chunks", before.len());
+
+        // 100 bytes inserted 1 MiB in: every cut from the third on is the
+        // same, 100 bytes later.
+        let mut edited = data[..1 << 20].to_vec();
+        edited.extend_from_slice(&noise(100, 99));
+        edited.extend_from_slice(&data[1 << 20..]);
+        let after = cuts(policy, &edited);
+        let moved: Vec<usize> = after.iter().map(|c| c - 100).collect();
+        let kept = before.iter().filter(|c| moved.contains(c)).count();
+        assert!(kept + 3 >= before.len(), "{before:?} vs {moved:?}");
+        // And the cuts before the edit do not move at all.
+        let early: Vec<_> = before.iter().filter(|&&c| c < 1 << 20).collect();
+        assert!(early.iter().all(|c| after.contains(c)));
+    }
+
+    #[test]
+    fn group_cuts_depend_on_the_entry_not_on_the_total_alone() {
+        let policy = FramePolicy::for_size(0);
+        assert!(!policy.cut_after("a", 1 << 30, GROUP_MIN - 1));
+        assert!(policy.cut_after("a", 0, GROUP_MAX));
+        // An entry as large as the spread always ends a frame past the
+        // minimum; tiny ones rarely; the choice is the path's.
+        assert!(policy.cut_after("a", GROUP_SPREAD, GROUP_MIN));
+        let cut = (0..10_000)
+            .filter(|i| policy.cut_after(&format!("f{i}"), 1024, GROUP_MIN))
+            .count();
+        assert!((10..80).contains(&cut), "{cut}");
+        assert_eq!(
+            policy.cut_after("x/y", 1024, GROUP_MIN),
+            policy.cut_after("x/y", 1024, GROUP_MIN + 5000)
+        );
+    }
+
+    #[test]
+    fn huge_apps_get_larger_frames() {
+        assert_eq!(FramePolicy::for_size(300 << 20).scale, 1);
+        assert_eq!(FramePolicy::for_size(10 << 30).scale, 32);
+        assert_eq!(FramePolicy::for_size(5 << 30).scale, 16);
+        assert!(FramePolicy::for_size(u64::MAX).scale == MAX_SCALE);
     }
 }

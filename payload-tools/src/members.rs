@@ -93,6 +93,11 @@ impl<R: Read> Bounded<R> {
         }
     }
 
+    /// The decompressor, once this frame is done with.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Reads what follows the end of the tar stream: zero bytes up to the
     /// declared length, and then nothing.
     pub fn finish(&mut self) -> Result<(), String> {

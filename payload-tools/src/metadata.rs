@@ -15,11 +15,12 @@ use crate::digest::PartHash;
 use crate::error::{Error, Result};
 use crate::members::{END_OF_ARCHIVE_LEN, MAX_MEMBER_OVERHEAD};
 
-/// Most frames a payload may have: tens of GiB of app. The metadata's size
-/// limit ([`crate::trailer::MAX_METADATA_LEN`]) holds the index of all of
-/// them, and with their hashes (`frame_hashes`, about 42 bytes a frame in
-/// all) about 6,000; `pack` refuses to write a file whose metadata does not
-/// fit.
+/// Most frames a payload may have. The metadata's size limit
+/// ([`crate::trailer::MAX_METADATA_LEN`]) holds the index of all of them,
+/// and with their hashes (`frame_hashes`, about 42 bytes a frame in all)
+/// about 6,000; `pack` plans for at most about 3,000
+/// ([`crate::frames::FramePolicy`]) and refuses to write a file whose
+/// metadata does not fit.
 pub const MAX_FRAMES: usize = 8192;
 
 /// Most entries a payload may have: the check of an unpack holds every
@@ -54,11 +55,16 @@ impl From<FormatVersion> for u32 {
 }
 
 /// Format features a reader must understand to handle the file safely.
-pub const KNOWN_REQUIREMENTS: &[&str] = &[REQUIRES_SIGNED_UPDATES];
+pub const KNOWN_REQUIREMENTS: &[&str] = &[REQUIRES_SIGNED_UPDATES, REQUIRES_SPLIT_FILES];
 
 /// Named in `requires` when the build carries public keys: a stub that did
 /// not know about signatures would otherwise install unsigned updates.
 pub const REQUIRES_SIGNED_UPDATES: &str = "signed-updates";
+
+/// Named in `requires` when a file's entry continues into the next frame
+/// (`continued_frames` is not empty): an older reader would take each frame
+/// for a tar stream of its own and refuse, or misread, the rest of the file.
+pub const REQUIRES_SPLIT_FILES: &str = "split-files";
 
 /// The metadata block, field for field as in `docs/format.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +104,12 @@ pub struct Metadata {
         with = "crate::digest::packed_list"
     )]
     pub frame_hashes: Vec<PartHash>,
+    /// Indexes of the frames that continue the previous frame's last entry
+    /// (a large file split inside), increasing, from 1: such a frame and
+    /// those before it, back to one that is not listed, are decoded as one
+    /// tar stream. When not empty, `requires` names `split-files`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continued_frames: Vec<u64>,
     /// Self-update settings; absent when the build does not update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateSettings>,
@@ -272,6 +284,23 @@ impl Metadata {
                 self.frame_hashes.len()
             ));
         }
+        let mut previous = 0u64;
+        for &index in &self.continued_frames {
+            if index <= previous || index >= frames as u64 {
+                return Err(format!(
+                    "continued_frames must be increasing frame indexes from 1 to {}, not {index} after {previous}",
+                    frames - 1
+                ));
+            }
+            previous = index;
+        }
+        if !self.continued_frames.is_empty()
+            && !self.requires.iter().any(|r| r == REQUIRES_SPLIT_FILES)
+        {
+            return Err(format!(
+                "continued_frames without '{REQUIRES_SPLIT_FILES}' in requires"
+            ));
+        }
         let entries = self.entry_count;
         if entries == 0 || entries > MAX_ENTRIES {
             return Err(format!(
@@ -300,6 +329,25 @@ impl Metadata {
         // Serialising plain strings, integers and arrays cannot fail; an
         // empty string would only make the reader refuse the file.
         toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The frames in runs that decode as one tar stream each, in order: a
+    /// run starts at every frame not listed in `continued_frames` (which
+    /// [`Metadata::parse`] checked).
+    pub fn frame_runs(&self) -> Vec<std::ops::Range<usize>> {
+        let mut runs = Vec::new();
+        let mut continued = self.continued_frames.iter().peekable();
+        let mut start = 0;
+        for index in 1..self.frames.len() {
+            if continued.next_if(|&&c| c == index as u64).is_none() {
+                runs.push(start..index);
+                start = index;
+            }
+        }
+        if !self.frames.is_empty() {
+            runs.push(start..self.frames.len());
+        }
+        runs
     }
 
     /// Sum of the frames' compressed lengths: must equal the payload length.
@@ -382,6 +430,7 @@ mod tests {
             }],
             stub_hash: Some(PartHash::of(b"stub")),
             frame_hashes: vec![PartHash::of(b"frame")],
+            continued_frames: vec![],
             update: None,
         }
     }
@@ -477,6 +526,36 @@ mod tests {
             2
         ];
         refused(&m, "more than the");
+    }
+
+    #[test]
+    fn continued_frames_are_checked_and_make_runs() {
+        let parse = |m: &Metadata| Metadata::parse(&m.to_toml(), Path::new("x"));
+        let mut m = sample();
+        m.frame_hashes.clear();
+        m.frames = vec![
+            Frame {
+                compressed_len: 1,
+                tar_len: 512
+            };
+            5
+        ];
+        m.entry_count = 5;
+        assert_eq!(m.frame_runs(), vec![0..1, 1..2, 2..3, 3..4, 4..5]);
+        m.continued_frames = vec![1, 2, 4];
+        match parse(&m) {
+            Err(Error::Metadata { reason, .. }) => assert!(reason.contains("requires"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        m.requires = vec![REQUIRES_SPLIT_FILES.into()];
+        assert_eq!(
+            parse(&m).ok().map(|m| m.frame_runs()),
+            Some(vec![0..3, 3..5])
+        );
+        for bad in [vec![0], vec![2, 2], vec![3, 1], vec![5]] {
+            m.continued_frames = bad;
+            assert!(parse(&m).is_err(), "{:?}", m.continued_frames);
+        }
     }
 
     #[test]

@@ -18,8 +18,8 @@ use crate::digest::PartHash;
 use crate::error::{Error, Result};
 use crate::frames::{FramePolicy, FrameWriter};
 use crate::metadata::{
-    Argv0, FormatVersion, Metadata, REQUIRES_SIGNED_UPDATES, UpdateSettings, check_entry_path,
-    check_safe_name,
+    Argv0, FormatVersion, Metadata, REQUIRES_SIGNED_UPDATES, REQUIRES_SPLIT_FILES, UpdateSettings,
+    check_entry_path, check_safe_name,
 };
 use crate::packed::PackedFile;
 use crate::pe;
@@ -132,12 +132,21 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     let framed = write_payload(&tree, &entry, &mut out, opts, progress)?;
     progress.finish();
 
+    let mut requires = Vec::new();
+    if opts
+        .update
+        .as_ref()
+        .is_some_and(|u| !u.public_keys.is_empty())
+    {
+        requires.push(REQUIRES_SIGNED_UPDATES.to_owned());
+    }
+    // Only a build that really split a file needs a reader that knows how.
+    if !framed.continued.is_empty() {
+        requires.push(REQUIRES_SPLIT_FILES.to_owned());
+    }
     let metadata = Metadata {
         format_version: FormatVersion::V1,
-        requires: match &opts.update {
-            Some(u) if !u.public_keys.is_empty() => vec![REQUIRES_SIGNED_UPDATES.to_owned()],
-            _ => Vec::new(),
-        },
+        requires,
         name: opts.name.clone(),
         version: opts.version.clone(),
         entry,
@@ -147,6 +156,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         frames: framed.frames,
         stub_hash: Some(PartHash::of(&stub_bytes)),
         frame_hashes: framed.frame_hashes,
+        continued_frames: framed.continued,
         update: opts.update.clone(),
     };
     let metadata_text = metadata.to_toml();
@@ -366,7 +376,7 @@ fn write_payload<'o, W: Write>(
                 "zstd could not start"
             },
         })?;
-    let policy = FramePolicy;
+    let policy = FramePolicy::for_size(tree.total_size);
     let mut builder = tar::Builder::new(frames);
     builder.mode(tar::HeaderMode::Deterministic);
     for item in &tree.entries {
@@ -378,9 +388,8 @@ fn write_payload<'o, W: Write>(
             EntryKind::File { size, .. } => size,
             _ => 0,
         };
-        if policy.cut_before(size) {
-            builder.get_mut().begin_large_frame().map_err(output_err)?;
-        }
+        let split = policy.splits(size);
+        let len_before = builder.get_mut().frame_len();
         match &item.kind {
             EntryKind::Dir => {
                 header.set_entry_type(tar::EntryType::Directory);
@@ -400,6 +409,13 @@ fn write_payload<'o, W: Write>(
                     0o644
                 });
                 header.set_size(*size);
+                if split {
+                    let header_len = header_len(&header, &item.member).map_err(output_err)?;
+                    builder
+                        .get_mut()
+                        .begin_split_file(policy.chunker(), header_len)
+                        .map_err(output_err)?;
+                }
                 let mut reader = ExactReader {
                     inner: file,
                     left: *size,
@@ -419,13 +435,29 @@ fn write_payload<'o, W: Write>(
                     .map_err(output_err)?;
             }
         }
-        let frame_len = builder.get_mut().frame_len();
-        if policy.cut_after(&item.member, size, frame_len) {
-            builder.get_mut().cut().map_err(output_err)?;
+        let frames = builder.get_mut();
+        if split {
+            frames.end_split_file().map_err(output_err)?;
+        } else if policy.cut_after(
+            &item.member,
+            frames.frame_len().saturating_sub(len_before),
+            frames.frame_len(),
+        ) {
+            frames.cut().map_err(output_err)?;
         }
     }
     let frames = builder.into_inner().map_err(output_err)?;
     frames.finish().map_err(output_err)
+}
+
+/// The tar bytes that come before the data of the entry `path` with
+/// `header`: its header block, and GNU long-name entries for a long path.
+fn header_len(header: &tar::Header, path: &str) -> io::Result<u64> {
+    let mut probe = tar::Builder::new(Vec::new());
+    let mut empty = header.clone();
+    empty.set_size(0);
+    probe.append_data(&mut empty, path, io::empty())?;
+    Ok(probe.get_ref().len() as u64)
 }
 
 /// Reads exactly the size the scan saw: a file that grows or shrinks while

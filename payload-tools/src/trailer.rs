@@ -30,9 +30,11 @@ pub const TRAILER_LEN: usize = 64;
 
 /// Largest metadata block a reader accepts (256 KiB), checked before it is
 /// read: parsing TOML takes up to about 80 times its size in memory.
-/// Real blocks are a few KiB: a few hundred bytes of settings and, per
-/// frame, about 20 bytes of index and 22 of hash, so 6,000 frames take
-/// about 250 KiB.
+/// Real blocks are a few KiB to a hundred: a few hundred bytes of settings
+/// and, per frame, about 20 bytes of index and 22 of hash (and a few more
+/// for a chunk of a split file, in `continued_frames`), so 6,000 frames take
+/// about 250 KiB; `pack` plans for at most about 3,000
+/// (`frames::FramePolicy`).
 pub const MAX_METADATA_LEN: u64 = 256 * 1024;
 
 /// The decoded trailer. Offsets are from the start of the file.

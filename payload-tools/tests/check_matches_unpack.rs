@@ -4,6 +4,8 @@
 //! over a few names (so duplicates, clashes, links with entries below them
 //! and missing or unusable entries are frequent), cut into frames anywhere.
 //! When they accept, the unpacked entry is an executable regular file.
+//! The same for payloads cut at any byte, inside entries, with any frames
+//! marked as continuing the previous one (split files), rightly or not.
 //!
 //! Unix only: the payloads hold symlinks and exec bits, whose unpacking is
 //! Unix behaviour (Windows has no exec bit, and its symlinks need a
@@ -15,7 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use payload_tools::extract::{Sink, extract};
-use payload_tools::metadata::{FormatVersion, Frame, Metadata};
+use payload_tools::metadata::{FormatVersion, Frame, Metadata, REQUIRES_SPLIT_FILES};
 use payload_tools::{PackedFile, Trailer};
 use proptest::prelude::*;
 
@@ -84,17 +86,37 @@ fn tar_of(entries: &[(String, Kind)], last: bool) -> Vec<u8> {
 
 /// Writes a packed file of `entries` cut at `cuts`, running `entry`.
 fn write_packed(out: &Path, entries: &[(String, Kind)], cuts: &[usize], entry: &str) {
+    write_frames(
+        out,
+        &frames_at_entries(entries, cuts),
+        entries.len(),
+        &[],
+        entry,
+    );
+}
+
+/// The tar streams of `entries` cut into frames at `cuts` (entry indexes).
+fn frames_at_entries(entries: &[(String, Kind)], cuts: &[usize]) -> Vec<Vec<u8>> {
     let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (entries.len() + 1)).collect();
     bounds.extend([0, entries.len()]);
     bounds.sort_unstable();
     bounds.dedup();
+    let pieces: Vec<_> = bounds.windows(2).collect();
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, w)| tar_of(&entries[w[0]..w[1]], i + 1 == pieces.len()))
+        .collect()
+}
+
+/// Writes a packed file whose frames hold `tars`, with `continued` as
+/// its `continued_frames`.
+fn write_frames(out: &Path, tars: &[Vec<u8>], entry_count: usize, continued: &[u64], entry: &str) {
     let stub = b"stub".to_vec();
     let mut file = stub.clone();
     let mut frames = Vec::new();
-    let pieces: Vec<_> = bounds.windows(2).collect();
-    for (i, w) in pieces.iter().enumerate() {
-        let tar = tar_of(&entries[w[0]..w[1]], i + 1 == pieces.len());
-        let compressed = zstd::bulk::compress(&tar, 1).expect("compress");
+    for tar in tars {
+        let compressed = zstd::bulk::compress(tar, 1).expect("compress");
         frames.push(Frame {
             compressed_len: compressed.len() as u64,
             tar_len: tar.len() as u64,
@@ -103,15 +125,20 @@ fn write_packed(out: &Path, entries: &[(String, Kind)], cuts: &[usize], entry: &
     }
     let metadata = Metadata {
         format_version: FormatVersion::V1,
-        requires: vec![],
+        requires: if continued.is_empty() {
+            vec![]
+        } else {
+            vec![REQUIRES_SPLIT_FILES.into()]
+        },
         name: "t".into(),
         version: "1".into(),
         entry: entry.into(),
-        unpacked_size: 3 * entries.len() as u64,
-        entry_count: entries.len() as u64,
+        unpacked_size: 3 * entry_count as u64,
+        entry_count: entry_count as u64,
         frames,
         stub_hash: None,
         frame_hashes: Vec::new(),
+        continued_frames: continued.to_vec(),
         update: None,
         argv0: Default::default(),
     }
@@ -148,6 +175,53 @@ proptest! {
         fs::create_dir(&dest).expect("mkdir");
         let unpacked = extract(&packed, Sink::Disk(&dest), 1).map_err(|e| e.to_string());
         prop_assert_eq!(&checked, &unpacked);
+        if unpacked.is_ok() {
+            let meta = fs::metadata(dest.join(&entry)).expect("the entry is there");
+            prop_assert!(meta.is_file());
+            prop_assert!(meta.permissions().mode() & 0o111 != 0);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn the_check_and_a_real_unpack_agree_on_split_frames(
+        entries in proptest::collection::vec((path(), kind()), 1..10),
+        cuts in proptest::collection::vec(any::<usize>(), 0..5),
+        continued in proptest::collection::vec(any::<bool>(), 5),
+        entry in path(),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join("packed");
+        let tar = tar_of(&entries, true);
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (tar.len() + 1)).collect();
+        bounds.extend([0, tar.len()]);
+        bounds.sort_unstable();
+        bounds.dedup();
+        let tars: Vec<Vec<u8>> = bounds.windows(2).map(|w| tar[w[0]..w[1]].to_vec()).collect();
+        let marked: Vec<u64> = (1..tars.len())
+            .filter(|&i| continued[i - 1])
+            .map(|i| i as u64)
+            .collect();
+        write_frames(&exe, &tars, entries.len(), &marked, &entry);
+        let packed = PackedFile::open(&exe).expect("open").expect("packed");
+        let checked = extract(&packed, Sink::Discard, 1).map_err(|e| e.to_string());
+        let dest = dir.path().join("out");
+        fs::create_dir(&dest).expect("mkdir");
+        let unpacked = extract(&packed, Sink::Disk(&dest), 1).map_err(|e| e.to_string());
+        prop_assert_eq!(&checked, &unpacked);
+        // Frames that all continue each other are the plain tar stream:
+        // read that way, they give the same verdict as one frame.
+        let all: Vec<u64> = (1..tars.len() as u64).collect();
+        if marked == all {
+            let whole = dir.path().join("whole");
+            write_frames(&whole, std::slice::from_ref(&tar), entries.len(), &[], &entry);
+            let packed = PackedFile::open(&whole).expect("open").expect("packed");
+            let one = extract(&packed, Sink::Discard, 1).map(|r| r.entries).map_err(|_| ());
+            prop_assert_eq!(checked.as_ref().map(|r| r.entries).map_err(|_| ()), one);
+        }
         if unpacked.is_ok() {
             let meta = fs::metadata(dest.join(&entry)).expect("the entry is there");
             prop_assert!(meta.is_file());

@@ -180,8 +180,110 @@ proptest! {
             frames: frames.into_iter().map(|(c, t)| Frame { compressed_len: c, tar_len: t }).collect(),
             stub_hash: None,
             frame_hashes: Vec::new(),
+            continued_frames: Vec::new(),
             update: None,
         };
         prop_assert_eq!(Metadata::parse(&m.to_toml(), Path::new("x")).ok(), Some(m));
+    }
+}
+
+/// Compressible pseudo-random text: words from a small vocabulary, as a
+/// library's strings and code compress.
+#[cfg(unix)]
+fn text(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: [&[u8]; 8] = [
+        b"frame ",
+        b"stub ",
+        b"cache\n",
+        b"zstd ",
+        b"tar ",
+        b"0x7f3a ",
+        b"update ",
+        b"\x00\x01",
+    ];
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % 8) as usize]);
+        out.push((x >> 40) as u8);
+    }
+    out.truncate(len);
+    out
+}
+
+#[cfg(unix)]
+fn split_options(input: &Path, output: &Path, stub: &Path, threads: u32) -> PackOptions {
+    PackOptions {
+        input: input.to_owned(),
+        output: output.to_owned(),
+        stub: stub.to_owned(),
+        entry: Some("entry".into()),
+        name: "split".into(),
+        version: "1".into(),
+        argv0: Default::default(),
+        level: 3,
+        threads,
+        update: None,
+        windows_subsystem: Default::default(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, .. ProptestConfig::default() })]
+
+    /// Large files are split inside, across frames that continue each
+    /// other: the build says so, the frames' hashes still name their
+    /// bytes, the check accepts it, an unpack gives the tree back, and the
+    /// bytes do not depend on the thread count.
+    #[cfg(unix)]
+    #[test]
+    fn split_files_round_trip(
+        // Past the largest chunk, so every one of them is split.
+        sizes in proptest::collection::vec((2usize << 20) + 4096..5 << 20, 1..3),
+        small in proptest::collection::vec(0usize..40_000, 0..40),
+        seed in any::<u64>(),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("in");
+        fs::create_dir_all(input.join("lib")).expect("mkdir");
+        fs::write(input.join("entry"), b"#!/bin/sh\n").expect("entry");
+        fs::set_permissions(input.join("entry"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        for (i, len) in sizes.iter().enumerate() {
+            fs::write(input.join(format!("lib/big{i}.so")), text(*len, seed ^ i as u64)).expect("big");
+        }
+        for (i, len) in small.iter().enumerate() {
+            fs::write(input.join(format!("s{i}")), text(*len, seed.wrapping_add(i as u64))).expect("small");
+        }
+        let stub = dir.path().join("stub");
+        fs::write(&stub, b"not really a program").expect("stub");
+        let output = dir.path().join("out.bin");
+        let report = pack(&split_options(&input, &output, &stub, 3), &mut NoProgress).expect("pack");
+        let again = dir.path().join("again.bin");
+        pack(&split_options(&input, &again, &stub, 1), &mut NoProgress).expect("pack");
+        let bytes = fs::read(&output).expect("read");
+        prop_assert!(bytes == fs::read(&again).expect("read"), "thread count changed the output");
+
+        let packed = PackedFile::open(&output).expect("open").expect("packed");
+        prop_assert_eq!(&packed.metadata, &report.metadata);
+        let m = &packed.metadata;
+        prop_assert!(!m.continued_frames.is_empty());
+        prop_assert!(m.requires.iter().any(|r| r == "split-files"));
+        let mut at = packed.trailer.payload_offset as usize;
+        for (frame, hash) in m.frames.iter().zip(&m.frame_hashes) {
+            let end = at + frame.compressed_len as usize;
+            prop_assert_eq!(*hash, PartHash::of(&bytes[at..end]));
+            at = end;
+        }
+        let checked = extract(&packed, Sink::Discard, 3).expect("check");
+        let unpacked = dir.path().join("unpacked");
+        fs::create_dir(&unpacked).expect("mkdir");
+        prop_assert_eq!(extract(&packed, Sink::Disk(&unpacked), 3).expect("extract"), checked);
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        picture(&input, "", &mut want);
+        picture(&unpacked, "", &mut got);
+        prop_assert_eq!(want, got);
     }
 }
