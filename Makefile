@@ -6,6 +6,9 @@
 #                targets), rustdoc with -D warnings
 #   make bench   benchmarks: ratios against baselines measured in the same run
 #   make build   release binaries: target/release/{bootstrap,payload-tools}
+#   make stub    only the release stub, target/release/bootstrap, std built
+#                for size (docs/benchmarks.md, "Stub size"); fails if it
+#                is over 2 MiB
 #   make windows       release bootstrap.exe and payload-tools.exe (docs/windows.md);
 #                      fails if bootstrap.exe is over 2 MiB
 #   make test-windows  the library's tests and end-to-end tests of the Windows
@@ -20,7 +23,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint demo bench bench-peers soak fuzz clean deps windows test-windows lint-windows bench-windows
+.PHONY: all build stub test lint demo bench bench-peers soak fuzz clean deps windows test-windows lint-windows bench-windows
 
 FOR ?= build demo test lint bench
 
@@ -33,8 +36,38 @@ deps:
 needs-%:
 	@bash scripts/install-deps.sh $*
 
-build: needs-build
-	$(CARGO) build --release --locked -p bootstrap -p payload-tools
+build: needs-build stub
+	$(CARGO) build --release --locked -p payload-tools
+
+# The stub ships inside every packed file, so its std is built from source
+# for size (-Zbuild-std with optimize_for_size, and a panic aborts at once,
+# without a message): 400 KB less than with rustup's std. That needs an
+# unstable flag and std's sources: Debian's rust-web compiler brings both
+# (scripts/windows-toolchain.sh --rust-only: no root, no Wine). It builds
+# into target/stub, so that no other build is invalidated, and is copied
+# where payload-tools looks for it (next to itself; the copy replaces
+# cargo's hard link rather than writing through it). Elsewhere,
+# STUB_STD=rustup builds it with rustup's std, bigger. The tests keep
+# rustup's debug stub.
+LINUX_TARGET = x86_64-unknown-linux-gnu
+STUB_LIMIT = 2097152
+STUB_STD ?= source
+
+stub: needs-build
+ifeq ($(STUB_STD),rustup)
+	$(CARGO) build --release --locked -p bootstrap
+else
+	stub_env=$$(bash scripts/windows-toolchain.sh --rust-only) && eval "$$stub_env" && \
+	CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$$ONEFILE_STD_REMAP -Zunstable-options -Cpanic=immediate-abort" \
+	"$$ONEFILE_WINDOWS_CARGO" build --release --locked --target $(LINUX_TARGET) \
+	  -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size --target-dir target/stub -p bootstrap
+	@mkdir -p target/release && rm -f target/release/bootstrap && \
+	cp target/stub/$(LINUX_TARGET)/release/bootstrap target/release/bootstrap
+endif
+	@size=$$(stat -c %s target/release/bootstrap) && \
+	if [ "$$size" -gt $(STUB_LIMIT) ]; then \
+	  echo "bootstrap is $$size bytes, over its budget of $(STUB_LIMIT) bytes" >&2; exit 1; \
+	else echo "bootstrap: $$size bytes, budget $(STUB_LIMIT)"; fi
 
 # The end-to-end tests drive the binaries of the same profile as themselves,
 # so `cargo build` first puts them in place.
@@ -57,8 +90,8 @@ WINDOWS_CARGO = windows_env=$$(bash scripts/windows-toolchain.sh) && eval "$$win
 WINDOWS_FLAGS = --locked --target $(WINDOWS_TARGET) -Zbuild-std=std,panic_abort --target-dir target/windows
 
 # The Windows stub ships inside every packed .exe: the build fails when it
-# outgrows its budget, as the Linux stub's is watched by make bench.
-WINDOWS_STUB_LIMIT = 2097152
+# outgrows its budget, as make stub does for the Linux stub.
+WINDOWS_STUB_LIMIT = $(STUB_LIMIT)
 
 windows:
 	$(WINDOWS_CARGO) build --release $(WINDOWS_FLAGS) -p bootstrap -p payload-tools

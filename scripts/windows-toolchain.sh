@@ -30,7 +30,22 @@
 # ONEFILE_RUST_WEB_VERSION picks a Debian version of the rust-web packages
 # (default: the one apt would install); ONEFILE_WINDOWS_CACHE moves the
 # cache folder.
+#
+# --rust-only: only the compiler (step 2), for the Linux release stub, whose
+# std is built from source for size too (`make stub`): no mingw-w64, no
+# Wine, no root; it prints ONEFILE_WINDOWS_TOOLCHAIN, ONEFILE_WINDOWS_CARGO
+# and ONEFILE_STD_REMAP only, and writes no env file.
 set -euo pipefail
+
+rust_only=
+case ${1:-} in
+  --rust-only) rust_only=1 ;;
+  '') ;;
+  *)
+    echo "usage: $0 [--rust-only]" >&2
+    exit 2
+    ;;
+esac
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${ONEFILE_WINDOWS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/onefile}
@@ -71,8 +86,10 @@ refresh_lists() {
 
 # 1. The system packages.
 need=()
-command -v "$mingw_cc" >/dev/null || need+=(gcc-mingw-w64-x86-64-win32)
-[ -x "$wine" ] || need+=(wine64)
+if [ -z "$rust_only" ]; then
+  command -v "$mingw_cc" >/dev/null || need+=(gcc-mingw-w64-x86-64-win32)
+  [ -x "$wine" ] || need+=(wine64)
+fi
 if ((${#need[@]})); then
   say "installing ${need[*]} (--no-install-recommends):"
   say "  gcc-mingw-w64-x86-64-win32: linker and C compiler for x86_64-pc-windows-gnu"
@@ -202,6 +219,18 @@ tmp=
 [ -s "$rust/.commit-hash" ] ||
   "$rust/bin/rustc" -vV | sed -n 's/^commit-hash: //p' >"$rust/.commit-hash"
 commit=$(cat "$rust/.commit-hash")
+# std's source paths end up in panic messages: name them as rustup's std
+# does (/rustc/<commit>), not by this user's cache folder. (Cargo splits
+# these flags at spaces.)
+remap=
+[[ $rust == *[[:space:]]* ]] || remap="--remap-path-prefix=$rust/usr/lib/rustlib/src/rust=/rustc/$commit"
+
+if [ -n "$rust_only" ]; then
+  echo "export ONEFILE_WINDOWS_TOOLCHAIN='$dir'
+export ONEFILE_WINDOWS_CARGO='$rust/bin/cargo'
+export ONEFILE_STD_REMAP='$remap'"
+  exit 0
+fi
 
 # 3. The Wine prefix and its ProcessPrng DLL. The stamp names what it was
 # made with; anything else (a new shim, another Wine) redoes the DLL.
@@ -237,11 +266,8 @@ export WINEPREFIX='$prefix'
 export WINEARCH=win64
 export WINEDEBUG=-all
 export WINEDLLOVERRIDES='mscoree,mshtml='"
-# std's source paths end up in panic messages: name them as rustup's std
-# does (/rustc/<commit>), not by this user's cache folder. (Cargo splits
-# these flags at spaces.)
-[[ $rust == *[[:space:]]* ]] ||
+[ -z "$remap" ] ||
   env_text+="
-export CARGO_TARGET_${var}_RUSTFLAGS='--remap-path-prefix=$rust/usr/lib/rustlib/src/rust=/rustc/$commit'"
+export CARGO_TARGET_${var}_RUSTFLAGS='$remap'"
 [ "$(cat "$dir/env" 2>/dev/null)" = "$env_text" ] || echo "$env_text" >"$dir/env"
 echo "$env_text"

@@ -22,7 +22,8 @@
 //!   temporary sibling, syncs it, and renames it into place, under the
 //!   app's exclusive lock so that concurrent first launches unpack once.
 //! - [`Cache::remove_unused_versions`] deletes other builds of the app that
-//!   no running launcher holds, and leftovers of killed unpackings.
+//!   no running launcher holds, and leftovers of killed unpackings
+//!   (`sys::remove_tree`: read-only files included, on Windows too).
 //! - [`Cache::folder`] hands the app's folder, held open, to the updater,
 //!   which keeps its private files there (named `.update-*`, which no
 //!   build's name or the cache's own files can be).
@@ -247,7 +248,7 @@ impl Cache {
         let report = match result {
             Ok(report) => report,
             Err(e) => {
-                let _ = fs::remove_dir_all(&staging);
+                let _ = sys::remove_tree(&staging);
                 return Err(e);
             }
         };
@@ -324,7 +325,7 @@ impl Cache {
     fn discard(&self, build: &str) {
         let trash = format!(".trash-{build}-{}", std::process::id());
         if self.app.rename(build, &trash).is_ok() {
-            let _ = fs::remove_dir_all(self.app_dir.join(&trash));
+            let _ = sys::remove_tree(&self.app_dir.join(&trash));
         }
     }
 
@@ -339,7 +340,7 @@ impl Cache {
             let name = name.to_string_lossy();
             if name.starts_with(".tmp-") || name.starts_with(".trash-") {
                 info!("Removing leftover '{name}'.");
-                let _ = fs::remove_dir_all(item.path());
+                let _ = sys::remove_tree(&item.path());
             }
         }
     }

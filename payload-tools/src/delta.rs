@@ -316,6 +316,7 @@ mod tests {
                 .map(|&(_, tag)| PartHash::of(&[tag]))
                 .collect(),
             continued_frames: vec![],
+            file_times: None,
             update: None,
         };
         let trailer = Trailer {

@@ -20,8 +20,13 @@
 //! 3. The per-frame CRCs are combined in order and compared with the
 //!    trailer, and the metadata's entry must be a regular executable file
 //!    of the tree ([`Error::Entry`]).
-//! 4. Symlinks are created last, after every file, so nothing is ever written
-//!    through a link that the payload itself planted.
+//!    Hard links are checked against the whole tree, in payload order
+//!    ([`Namespace::check_hard_link`]).
+//! 4. Each file gets its mode (execute bits, read-only) and its time from
+//!    the metadata's table ([`crate::filetimes`]) through the handle that
+//!    wrote it; the table must list exactly the files of each frame.
+//! 5. Hard links are created after every file, symlinks last, so nothing
+//!    is ever written through a link that the payload itself planted.
 //!
 //! So [`Sink::Discard`] (`verify`, the updater's check) refuses exactly what
 //! [`Sink::Disk`] would; only the disk's own failures differ.
@@ -38,9 +43,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
+use crate::filetimes::{FileTimes, system_time};
 use crate::members::{Bounded, Member, MemberKind, Members, Refusal};
-use crate::metadata::Frame;
-use crate::namespace::{Conflict, Namespace, Node};
+use crate::metadata::{Frame, REQUIRES_HARD_LINKS};
+use crate::namespace::{Conflict, Namespace, Node, Position};
 use crate::packed::PackedFile;
 use crate::rangeio::{Arrival, RangeReader};
 
@@ -103,6 +109,17 @@ fn run(
     }
     let runs = packed.metadata.frame_runs();
     let threads = threads.clamp(1, MAX_THREADS).min(runs.len());
+    let times = match &packed.metadata.file_times {
+        Some(text) => Some(
+            FileTimes::decode(text, frames.len(), packed.metadata.entry_count).map_err(
+                |reason| Error::Metadata {
+                    path: packed.path.clone(),
+                    reason,
+                },
+            )?,
+        ),
+        None => None,
+    };
     let job = Job {
         packed,
         sink,
@@ -116,6 +133,13 @@ fn run(
         crcs: Mutex::new(vec![None; frames.len()]),
         namespace: Mutex::new(Namespace::default()),
         links: Mutex::new(Vec::new()),
+        hard_links: Mutex::new(frames.iter().map(|_| Vec::new()).collect()),
+        hard_links_allowed: packed
+            .metadata
+            .requires
+            .iter()
+            .any(|r| r == REQUIRES_HARD_LINKS),
+        times,
         first_error: Mutex::new(None),
     };
     std::thread::scope(|scope| {
@@ -144,6 +168,23 @@ fn run(
             actual,
         });
     }
+    // Each frame's list is in the frame's order: payload order, unsorted.
+    let hard_links: Vec<_> = std::mem::take(&mut *lock(&job.hard_links))
+        .into_iter()
+        .flatten()
+        .collect();
+    {
+        let mut namespace = lock(&job.namespace);
+        for (at, member, target) in &hard_links {
+            namespace
+                .check_hard_link(target, *at)
+                .map_err(|problem| Error::UnsafeEntry {
+                    path: packed.path.clone(),
+                    entry: member.clone(),
+                    reason: format!("{problem} ('{target}')"),
+                })?;
+        }
+    }
     let entry = &packed.metadata.entry;
     lock(&job.namespace)
         .check_entry(entry)
@@ -155,6 +196,7 @@ fn run(
 
     let mut links = std::mem::take(&mut *lock(&job.links));
     links.sort();
+    create_hard_links(&job, &hard_links)?;
     create_links(&job, &links)?;
     Ok(ExtractReport {
         frames: frames.len(),
@@ -185,6 +227,11 @@ struct Job<'a> {
     /// Every path of the tree, from every frame: the rules between entries.
     namespace: Mutex<Namespace>,
     links: Mutex<Vec<(String, String)>>,
+    /// Per frame, where each hard link is, its path and its target's.
+    hard_links: Mutex<Vec<Vec<(Position, String, String)>>>,
+    /// Whether the metadata names [`REQUIRES_HARD_LINKS`].
+    hard_links_allowed: bool,
+    times: Option<FileTimes>,
     first_error: Mutex<Option<Error>>,
 }
 
@@ -236,17 +283,32 @@ impl Job<'_> {
         {
             let mut archive = tar::Archive::new(&mut stream);
             let mut members = Members::new(&mut archive).map_err(|r| self.refused(&label, r))?;
+            let mut place = Place {
+                frames: run.clone(),
+                entries: 0,
+                files: 0,
+            };
             while let Some((member, mut data)) =
                 members.next().map_err(|r| self.refused(&label, r))?
             {
                 if self.failed.load(Ordering::Relaxed) {
                     return Err(bad_run("stopped".into()));
                 }
-                self.entry(member, &mut data, buf, made_dirs)
+                self.entry(member, &mut data, &mut place, buf, made_dirs)
                     .map_err(|e| match e {
                         Error::Io { .. } | Error::UnsafeEntry { .. } | Error::Payload { .. } => e,
                         other => bad_run(other.to_string()),
                     })?;
+                place.entries += 1;
+            }
+            if let Some(times) = &self.times
+                && times.of_frames(run.clone()).len() != place.files
+            {
+                return Err(bad_run(format!(
+                    "it holds {} files, the metadata's file_times {}",
+                    place.files,
+                    times.of_frames(run.clone()).len()
+                )));
             }
         }
         // The end-of-archive blocks of the last frame still count towards
@@ -259,6 +321,7 @@ impl Job<'_> {
         &self,
         member: Member,
         data: &mut impl Read,
+        place: &mut Place,
         buf: &mut [u8],
         made_dirs: &mut HashSet<PathBuf>,
     ) -> Result<()> {
@@ -274,12 +337,26 @@ impl Job<'_> {
                 "it holds more than the {declared} entries its metadata declares"
             )));
         }
+        // Both are bounded: frames by MAX_FRAMES, entries by the count
+        // checked above.
+        let at = Position {
+            frame: place.frames.start as u32,
+            index: place.entries as u32,
+        };
         let node = match &kind {
             MemberKind::File { executable, .. } => Node::File {
                 executable: *executable,
+                at,
+                links: 0,
             },
             MemberKind::Dir => Node::Dir,
             MemberKind::Symlink { target } => Node::Symlink(target.as_str().into()),
+            MemberKind::HardLink { .. } if !self.hard_links_allowed => {
+                return Err(unsafe_entry(&format!(
+                    "hard links are not allowed without '{REQUIRES_HARD_LINKS}' in the metadata's requires"
+                )));
+            }
+            MemberKind::HardLink { target } => Node::HardLink(target.as_str().into()),
         };
         lock(&self.namespace)
             .add(&member, node)
@@ -288,7 +365,24 @@ impl Job<'_> {
                 other => unsafe_entry(&other.to_string()),
             })?;
         match kind {
-            MemberKind::File { size, executable } => {
+            MemberKind::File {
+                size,
+                executable,
+                read_only,
+            } => {
+                let time = match &self.times {
+                    Some(times) => match times.of_frames(place.frames.clone()).get(place.files) {
+                        Some(&time) => Some(time),
+                        None => {
+                            return Err(self.payload_error(format!(
+                                "frame {}: it holds more files than the metadata's file_times",
+                                place.frames.start
+                            )));
+                        }
+                    },
+                    None => None,
+                };
+                place.files += 1;
                 let total = self
                     .bytes
                     .fetch_add(size, Ordering::Relaxed)
@@ -308,19 +402,29 @@ impl Job<'_> {
                 };
                 let target = root.join(&member);
                 self.make_parent(&target, made_dirs)?;
-                let mut file = sys::create_new_file(&target, executable).map_err(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        unsafe_entry("it appears twice")
-                    } else {
-                        Error::io("cannot create", &target)(e)
-                    }
-                })?;
+                let mut file =
+                    sys::create_new_file(&target, executable, read_only).map_err(|e| {
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            unsafe_entry("it appears twice")
+                        } else {
+                            Error::io("cannot create", &target)(e)
+                        }
+                    })?;
                 copy_entry_data(data, &mut file, buf).map_err(|e| match e {
                     // Reading fails when the payload is bad (zstd's own
                     // checksum, a cut-short frame): that is the file's fault.
                     CopyError::Read(e) => self.payload_error(format!("'{member}': {e}")),
                     CopyError::Write(e) => Error::io("cannot write", &target)(e),
                 })?;
+                // Last, so that no write comes after it.
+                if let Some(time) = time {
+                    file.set_modified(system_time(time))
+                        .map_err(Error::io("cannot set the time of", &target))?;
+                }
+                if read_only {
+                    sys::set_read_only(&file)
+                        .map_err(Error::io("cannot make read-only", &target))?;
+                }
                 // Through the writer's own handle, before it is closed (the
                 // durability of the build before its rename: sys docs).
                 sys::flush_written(&file).map_err(Error::io("cannot flush", &target))
@@ -336,6 +440,12 @@ impl Job<'_> {
             }
             MemberKind::Symlink { target } => {
                 lock(&self.links).push((member, target));
+                Ok(())
+            }
+            MemberKind::HardLink { target } => {
+                if let Some(frame) = lock(&self.hard_links).get_mut(place.frames.start) {
+                    frame.push((at, member, target));
+                }
                 Ok(())
             }
         }
@@ -368,6 +478,36 @@ impl Job<'_> {
             Refusal::Stream(reason) => self.payload_error(format!("{label}: {reason}")),
         }
     }
+}
+
+/// Where the worker is in its frame.
+struct Place {
+    /// The frames decoded as one tar stream.
+    frames: Range<usize>,
+    /// Entries of the run read so far.
+    entries: usize,
+    /// Regular files among them.
+    files: usize,
+}
+
+/// Creates the hard links, checked (each names an earlier regular file of
+/// the tree, and no symlink exists yet). A file system without hard links
+/// (FAT, some network shares) fails the unpack with the reason: a cache
+/// lives in the user's profile, where they exist, and a copy would cost
+/// every stub its code for that rare case.
+fn create_hard_links(job: &Job<'_>, links: &[(Position, String, String)]) -> Result<()> {
+    let Sink::Disk(root) = job.sink else {
+        return Ok(());
+    };
+    for (_, member, target) in links {
+        let path = root.join(member);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+        }
+        fs::hard_link(root.join(target), &path)
+            .map_err(Error::io("cannot create hard link", &path))?;
+    }
+    Ok(())
 }
 
 /// The tar stream of a run of frames: the frames decoded one after the

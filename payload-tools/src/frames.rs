@@ -241,6 +241,11 @@ impl<W: Write> FrameWriter<W> {
         })
     }
 
+    /// The index of the frame being written.
+    pub fn frame_index(&self) -> usize {
+        self.frames.len()
+    }
+
     /// Tar bytes in the frame being written.
     pub fn frame_len(&self) -> u64 {
         self.pending.len() as u64

@@ -14,6 +14,8 @@
 //! - [`version`]: which of two versions is newer;
 //! - [`pe`]: the subsystem field of a Windows program's header, which
 //!   `pack` sets in the packed file's copy of a Windows stub;
+//! - [`filetimes`]: the files' modification times, kept out of the
+//!   frames in a table of their own;
 //! - [`delta`]: what an update from one build to another fetches and what
 //!   it copies from the old build;
 //! - [`digest`]: the hash naming the stub and each frame, for updates
@@ -29,6 +31,7 @@ pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod extract;
+pub mod filetimes;
 pub mod frames;
 pub mod manifest;
 pub mod members;

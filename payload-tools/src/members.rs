@@ -7,10 +7,11 @@
 //! - [`Members`] reads the tar stream raw (the `tar` crate's own handling of
 //!   extension entries would read a long name or PAX header of any size
 //!   into memory) and turns each member into a checked [`Member`]: a path
-//!   that stays inside the tree and fits every filesystem; a file, a folder
-//!   or a symlink whose target stays inside, nothing else; GNU long names of
+//!   that stays inside the tree and fits every filesystem; a file, a folder,
+//!   a symlink whose target stays inside, or a hard link (tar type `1`)
+//!   whose target is a member path, nothing else; GNU long names of
 //!   at most [`MAX_PATH_LEN`] bytes, no PAX headers (`pack` writes none);
-//!   folders and symlinks carry no data, so a size field cannot make the
+//!   folders and links carry no data, so a size field cannot make the
 //!   reader skip (decode) gigabytes.
 //!
 //! How entries relate to each other (duplicates, a file below a symlink,
@@ -47,9 +48,20 @@ pub enum Refusal {
 /// What one member is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberKind {
-    File { size: u64, executable: bool },
+    /// `read_only`: the mode has no owner write bit.
+    File {
+        size: u64,
+        executable: bool,
+        read_only: bool,
+    },
     Dir,
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
+    /// Another name of the earlier regular file `target`.
+    HardLink {
+        target: String,
+    },
 }
 
 /// One checked member: its path (relative, without a trailing `/`) and kind.
@@ -258,6 +270,7 @@ fn check<R: Read>(
             MemberKind::File {
                 size,
                 executable: mode & 0o111 != 0,
+                read_only: mode & 0o200 == 0,
             }
         }
         tar::EntryType::Directory if size != 0 => {
@@ -276,7 +289,22 @@ fn check<R: Read>(
             check_symlink_target(&path, &target).map_err(refuse)?;
             MemberKind::Symlink { target }
         }
-        tar::EntryType::Link => return Err(refuse("hard links are not allowed")),
+        tar::EntryType::Link if size != 0 => return Err(refuse("a hard link with data")),
+        tar::EntryType::Link => {
+            let target = long_link
+                .or_else(|| header.link_name_bytes().map(|t| t.into_owned()))
+                .ok_or_else(|| refuse("hard link without a target"))?;
+            let target =
+                String::from_utf8(target).map_err(|_| refuse("hard link target is not UTF-8"))?;
+            // A member path, as the target's own entry has: relative,
+            // inside, and not a folder.
+            match check_member_path(&target) {
+                Ok(checked) if checked.len() == target.len() && target != path => {}
+                Ok(_) => return Err(refuse("a hard link to a folder or to itself")),
+                Err(reason) => return Err(refuse(reason)),
+            }
+            MemberKind::HardLink { target }
+        }
         tar::EntryType::Char | tar::EntryType::Block => {
             return Err(refuse("device nodes are not allowed"));
         }
@@ -395,7 +423,8 @@ mod tests {
             got[0].kind,
             MemberKind::File {
                 size: 3,
-                executable: true
+                executable: true,
+                read_only: false,
             }
         );
         assert_eq!(got[1].kind, MemberKind::Symlink { target });

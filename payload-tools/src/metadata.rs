@@ -55,7 +55,11 @@ impl From<FormatVersion> for u32 {
 }
 
 /// Format features a reader must understand to handle the file safely.
-pub const KNOWN_REQUIREMENTS: &[&str] = &[REQUIRES_SIGNED_UPDATES, REQUIRES_SPLIT_FILES];
+pub const KNOWN_REQUIREMENTS: &[&str] = &[
+    REQUIRES_SIGNED_UPDATES,
+    REQUIRES_SPLIT_FILES,
+    REQUIRES_HARD_LINKS,
+];
 
 /// Named in `requires` when the build carries public keys: a stub that did
 /// not know about signatures would otherwise install unsigned updates.
@@ -65,6 +69,10 @@ pub const REQUIRES_SIGNED_UPDATES: &str = "signed-updates";
 /// (`continued_frames` is not empty): an older reader would take each frame
 /// for a tar stream of its own and refuse, or misread, the rest of the file.
 pub const REQUIRES_SPLIT_FILES: &str = "split-files";
+
+/// Named in `requires` when the payload holds hard-link entries (tar type
+/// `1`): older readers refuse those entries with a less helpful message.
+pub const REQUIRES_HARD_LINKS: &str = "hard-links";
 
 /// The metadata block, field for field as in `docs/format.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +118,12 @@ pub struct Metadata {
     /// tar stream. When not empty, `requires` names `split-files`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub continued_frames: Vec<u64>,
+    /// The regular files' modification times ([`crate::filetimes`]), out
+    /// of the tar headers so that frames do not change with them. Absent
+    /// in builds made before it existed (their files unpack with the time
+    /// of the unpacking); readers that predate it ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_times: Option<String>,
     /// Self-update settings; absent when the build does not update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateSettings>,
@@ -431,6 +445,7 @@ mod tests {
             stub_hash: Some(PartHash::of(b"stub")),
             frame_hashes: vec![PartHash::of(b"frame")],
             continued_frames: vec![],
+            file_times: None,
             update: None,
         }
     }

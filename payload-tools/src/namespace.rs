@@ -7,6 +7,10 @@
 //! - a path is a file, a folder or a symlink, never two of them: a file
 //!   below a file, or a file where other entries make a folder, is refused;
 //! - nothing is created below a symlink, so nothing is written through one;
+//! - a hard link names a regular file that comes before it in the payload
+//!   (never a folder, a symlink or another hard link, never itself or a
+//!   later entry), and a file has at most [`MAX_LINKS_PER_FILE`] of them
+//!   ([`Namespace::check_hard_link`], once every frame is read);
 //! - the app's entry resolves, following symlinks inside the tree (at most
 //!   40, as the kernel would), to a regular file with an execute bit.
 //!
@@ -34,15 +38,58 @@ const NODE_COST: usize = 96;
 /// Symlinks followed to resolve the entry, as Linux's `MAXSYMLINKS`.
 const MAX_LINK_HOPS: usize = 40;
 
+/// Most hard links to one file: NTFS allows 1,024 names per file, ext4
+/// 65,000, so a payload that any cache can hold has at most 1,023 links
+/// to a file besides its own name.
+pub const MAX_LINKS_PER_FILE: usize = 1023;
+// Spelled out in `LinkProblem::TooMany`'s message.
+const _: () = assert!(MAX_LINKS_PER_FILE == 1023);
+
+/// Where an entry is in the payload: frames in order, entries in order
+/// within a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub frame: u32,
+    pub index: u32,
+}
+
 /// What a path of the tree is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     /// A folder, listed as such or holding other entries.
     Dir,
-    /// A regular file; `executable` when any execute bit is set.
-    File { executable: bool },
+    /// A regular file; `executable` when any execute bit is set; `links`,
+    /// the hard links to it checked so far.
+    File {
+        executable: bool,
+        at: Position,
+        links: u16,
+    },
     /// A symlink with its target (relative, checked to stay inside).
     Symlink(Box<str>),
+    /// Another name of the regular file at its target (a member path),
+    /// checked by [`Namespace::check_hard_link`].
+    HardLink(Box<str>),
+}
+
+/// Why a hard link is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkProblem {
+    Missing,
+    NotAFile,
+    Later,
+    TooMany,
+}
+
+impl std::fmt::Display for LinkProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkProblem::Missing => "its hard-link target is not in the payload",
+            LinkProblem::NotAFile => "its hard-link target is not a regular file",
+            LinkProblem::Later => "its hard-link target does not come before it",
+            LinkProblem::TooMany => "its hard-link target has more than 1023 links",
+        })
+    }
 }
 
 /// Why an entry does not fit the tree built so far.
@@ -120,7 +167,8 @@ impl Namespace {
         if let Some(existing) = self.nodes.get(path) {
             return match (existing, &node) {
                 (Node::Dir, Node::Dir) => Ok(()),
-                (Node::Dir, Node::File { .. }) | (Node::File { .. }, Node::Dir) => {
+                (Node::Dir, Node::File { .. } | Node::HardLink(_))
+                | (Node::File { .. } | Node::HardLink(_), Node::Dir) => {
                     Err(Conflict::FileAndFolder)
                 }
                 (Node::Dir, Node::Symlink(_)) | (Node::Symlink(_), Node::Dir) => {
@@ -137,7 +185,7 @@ impl Namespace {
         while let Some((parent, _)) = at.rsplit_once('/') {
             match self.nodes.get(parent) {
                 Some(Node::Dir) => break,
-                Some(Node::File { .. }) => {
+                Some(Node::File { .. } | Node::HardLink(_)) => {
                     return Err(Conflict::BelowFile {
                         ancestor: parent.to_owned(),
                     });
@@ -152,7 +200,7 @@ impl Namespace {
             at = parent;
         }
         let target_len = match &node {
-            Node::Symlink(target) => target.len(),
+            Node::Symlink(target) | Node::HardLink(target) => target.len(),
             _ => 0,
         };
         let cost = missing.iter().map(|p| p.len() + NODE_COST).sum::<usize>()
@@ -168,6 +216,26 @@ impl Namespace {
         }
         self.nodes.insert(path.into(), node);
         Ok(())
+    }
+
+    /// Checks the hard link `path` at `at` to `target` once every entry is
+    /// in the map. Links are checked in payload order, so that the refusal
+    /// of a file with too many links names the same link every time.
+    pub fn check_hard_link(&mut self, target: &str, at: Position) -> Result<(), LinkProblem> {
+        match self.nodes.get_mut(target) {
+            None => Err(LinkProblem::Missing),
+            Some(Node::File {
+                at: file_at, links, ..
+            }) if *file_at < at => {
+                if usize::from(*links) >= MAX_LINKS_PER_FILE {
+                    return Err(LinkProblem::TooMany);
+                }
+                *links += 1;
+                Ok(())
+            }
+            Some(Node::File { .. }) => Err(LinkProblem::Later),
+            Some(_) => Err(LinkProblem::NotAFile),
+        }
     }
 
     /// Checks that `entry` (a path checked by
@@ -200,10 +268,15 @@ impl Namespace {
             } else {
                 format!("{at}/{part}")
             };
-            match self.nodes.get(path.as_str()) {
+            let node = match self.nodes.get(path.as_str()) {
+                // Checked: a hard link's target is a regular file.
+                Some(Node::HardLink(target)) => self.nodes.get(&**target),
+                node => node,
+            };
+            match node {
                 None => return Err(EntryProblem::Missing),
                 Some(Node::Dir) => at = path,
-                Some(Node::File { executable }) => {
+                Some(Node::File { executable, .. }) => {
                     return match (todo.is_empty(), executable) {
                         // A file used as a folder (even `file/.`): the
                         // kernel finds nothing there either.
@@ -221,6 +294,7 @@ impl Namespace {
                     // own folder (`at`).
                     todo.extend(target.rsplit('/'));
                 }
+                Some(Node::HardLink(_)) => return Err(EntryProblem::Missing),
             }
         }
         Err(EntryProblem::Folder)
@@ -232,7 +306,11 @@ mod tests {
     use super::*;
 
     fn file(executable: bool) -> Node {
-        Node::File { executable }
+        Node::File {
+            executable,
+            at: Position { frame: 0, index: 0 },
+            links: 0,
+        }
     }
 
     fn link(target: &str) -> Node {

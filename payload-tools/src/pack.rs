@@ -5,8 +5,10 @@
 //! 2. Set the subsystem of a Windows stub's copy to the entry's (console
 //!    or GUI: [`WindowsSubsystem`]).
 //! 3. Write the stub, then the payload as framed zstd of a deterministic
-//!    tar stream, then the metadata and the trailer, into a temporary
-//!    sibling of the output.
+//!    tar stream (every mtime 0: the real times go in the metadata's
+//!    `file_times`, so that a frame changes only with its files' bytes,
+//!    modes and names), then the metadata and the trailer, into a
+//!    temporary sibling of the output.
 //! 4. It has the stub's permissions plus exec bits from its creation;
 //!    sync, rename into place.
 
@@ -16,10 +18,11 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::PartHash;
 use crate::error::{Error, Result};
+use crate::filetimes::TimesBuilder;
 use crate::frames::{FramePolicy, FrameWriter};
 use crate::metadata::{
-    Argv0, FormatVersion, Metadata, REQUIRES_SIGNED_UPDATES, REQUIRES_SPLIT_FILES, UpdateSettings,
-    check_entry_path, check_safe_name,
+    Argv0, FormatVersion, Metadata, REQUIRES_HARD_LINKS, REQUIRES_SIGNED_UPDATES,
+    REQUIRES_SPLIT_FILES, UpdateSettings, check_entry_path, check_safe_name,
 };
 use crate::packed::PackedFile;
 use crate::pe;
@@ -76,6 +79,9 @@ pub struct PackReport {
     pub file_len: u64,
     /// CRC-32 of the whole packed file (what `update.toml` announces).
     pub file_crc32: u32,
+    /// The files' times did not fit in the metadata's size limit and were
+    /// left out: the app's files unpack with the time of the unpacking.
+    pub file_times_left_out: bool,
 }
 
 /// Progress of a pack, for a progress bar.
@@ -129,7 +135,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     let payload_offset = stub_bytes.len() as u64;
 
     progress.start(tree.total_size);
-    let framed = write_payload(&tree, &entry, &mut out, opts, progress)?;
+    let (framed, times) = write_payload(&tree, &entry, &mut out, opts, progress)?;
     progress.finish();
 
     let mut requires = Vec::new();
@@ -144,7 +150,17 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     if !framed.continued.is_empty() {
         requires.push(REQUIRES_SPLIT_FILES.to_owned());
     }
-    let metadata = Metadata {
+    // Only builds that have hard links name them: the others stay
+    // readable by every older stub.
+    if tree
+        .entries
+        .iter()
+        .any(|e| matches!(e.kind, EntryKind::HardLink { .. }))
+    {
+        requires.push(REQUIRES_HARD_LINKS.to_owned());
+    }
+    let file_times = times.encode(framed.frames.len());
+    let mut metadata = Metadata {
         format_version: FormatVersion::V1,
         requires,
         name: opts.name.clone(),
@@ -157,9 +173,17 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         stub_hash: Some(PartHash::of(&stub_bytes)),
         frame_hashes: framed.frame_hashes,
         continued_frames: framed.continued,
+        file_times: Some(file_times),
         update: opts.update.clone(),
     };
-    let metadata_text = metadata.to_toml();
+    let mut metadata_text = metadata.to_toml();
+    // Only an app of tens of thousands of files with scattered times
+    // needs this much: better its times lost than no build at all.
+    let file_times_left_out = metadata_text.len() as u64 > MAX_METADATA_LEN;
+    if file_times_left_out {
+        metadata.file_times = None;
+        metadata_text = metadata.to_toml();
+    }
     check_readable(&metadata_text, opts)?;
     let trailer = Trailer {
         payload_offset,
@@ -185,6 +209,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         trailer,
         file_len,
         file_crc32,
+        file_times_left_out,
     })
 }
 
@@ -276,7 +301,8 @@ fn choose_entry(opts: &PackOptions, tree: &InputTree) -> Result<String> {
     check_entry_path(&entry)?;
     let resolved = opts.input.join(&entry);
     match tree.find(&entry).map(|e| &e.kind) {
-        Some(EntryKind::File { .. }) => Ok(entry),
+        // Another name of a file: pack makes the file executable.
+        Some(EntryKind::File { .. } | EntryKind::HardLink { .. }) => Ok(entry),
         // A link's target keeps its own mode (only the entry itself is
         // made executable), and readers refuse an entry that is not.
         Some(EntryKind::Symlink { .. }) if resolved.is_file() => {
@@ -357,14 +383,15 @@ fn entry_subsystem(tree: &InputTree, entry: &str) -> Result<Option<u16>> {
     })
 }
 
-/// Writes the framed tar stream of `tree` and returns its frame index.
+/// Writes the framed tar stream of `tree` and returns its frame index and
+/// its files' times.
 fn write_payload<'o, W: Write>(
     tree: &InputTree,
     entry: &str,
     out: &'o mut W,
     opts: &PackOptions,
     progress: &mut dyn Progress,
-) -> Result<crate::frames::FramedPayload<&'o mut W>> {
+) -> Result<(crate::frames::FramedPayload<&'o mut W>, TimesBuilder)> {
     let output_err = |e: io::Error| Error::io("cannot write", &opts.output)(e);
     let frames =
         FrameWriter::new(out, opts.level, opts.threads).map_err(|e| Error::InvalidValue {
@@ -377,6 +404,13 @@ fn write_payload<'o, W: Write>(
             },
         })?;
     let policy = FramePolicy::for_size(tree.total_size);
+    // The entry runs: if it is another name of a file, that file is made
+    // executable.
+    let entry_file = match tree.find(entry).map(|e| &e.kind) {
+        Some(EntryKind::HardLink { target }) => target.as_str(),
+        _ => entry,
+    };
+    let mut times = TimesBuilder::default();
     let mut builder = tar::Builder::new(frames);
     builder.mode(tar::HeaderMode::Deterministic);
     for item in &tree.entries {
@@ -399,14 +433,20 @@ fn write_payload<'o, W: Write>(
                     .append_data(&mut header, format!("{}/", item.member), io::empty())
                     .map_err(output_err)?;
             }
-            EntryKind::File { size, executable } => {
+            EntryKind::File {
+                size,
+                executable,
+                read_only,
+                mtime,
+            } => {
                 let file =
                     File::open(&item.source).map_err(Error::io("cannot read", &item.source))?;
                 header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(if *executable || item.member == entry {
-                    0o755
+                let mode = if *read_only { 0o444 } else { 0o644 };
+                header.set_mode(if *executable || item.member == entry_file {
+                    mode | 0o111
                 } else {
-                    0o644
+                    mode
                 });
                 header.set_size(*size);
                 if split {
@@ -416,6 +456,8 @@ fn write_payload<'o, W: Write>(
                         .begin_split_file(policy.chunker(), header_len)
                         .map_err(output_err)?;
                 }
+                // The frame the header goes to, once any cut before it.
+                times.push(builder.get_mut().frame_index(), *mtime);
                 let mut reader = ExactReader {
                     inner: file,
                     left: *size,
@@ -434,6 +476,15 @@ fn write_payload<'o, W: Write>(
                     .append_link(&mut header, &item.member, target)
                     .map_err(output_err)?;
             }
+            EntryKind::HardLink { target } => {
+                // The mode is the file's own; readers ignore this one.
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_mode(0o644);
+                header.set_size(0);
+                builder
+                    .append_link(&mut header, &item.member, target)
+                    .map_err(output_err)?;
+            }
         }
         let frames = builder.get_mut();
         if split {
@@ -447,7 +498,7 @@ fn write_payload<'o, W: Write>(
         }
     }
     let frames = builder.into_inner().map_err(output_err)?;
-    frames.finish().map_err(output_err)
+    Ok((frames.finish().map_err(output_err)?, times))
 }
 
 /// The tar bytes that come before the data of the entry `path` with

@@ -1,11 +1,21 @@
 //! Reading the input of `pack`: a directory tree or a single file, turned
 //! into a sorted list of entries, with everything the format refuses
 //! reported before a single byte is written.
+//!
+//! Each file keeps what apps rely on: its execute and write bits and its
+//! modification time. A file with several names in the tree (hard links,
+//! seen on Unix by device and inode) is stored once, at its first name in
+//! payload order; its other names become [`EntryKind::HardLink`]s to it,
+//! at most [`MAX_LINKS_PER_FILE`] of them (further names are stored as
+//! copies).
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::filetimes::table_time;
+use crate::namespace::MAX_LINKS_PER_FILE;
 use crate::paths::{check_member_path, check_symlink_target};
 use crate::sys;
 
@@ -13,8 +23,22 @@ use crate::sys;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     Dir,
-    File { size: u64, executable: bool },
-    Symlink { target: String },
+    File {
+        size: u64,
+        executable: bool,
+        /// No write bit at all (Unix), or the read-only attribute (Windows).
+        read_only: bool,
+        /// Modification time, whole seconds after 1970.
+        mtime: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    /// Another name of the regular file stored at `target` (a member path
+    /// earlier in payload order).
+    HardLink {
+        target: String,
+    },
 }
 
 /// One entry of the input, with its `/`-separated path inside the payload.
@@ -32,8 +56,12 @@ pub struct InputTree {
     pub entries: Vec<TreeEntry>,
     /// Set when the input was one file rather than a directory.
     pub single_file: Option<String>,
-    /// Sum of the regular files' sizes.
+    /// Sum of the regular files' sizes (each file once, whatever its
+    /// number of names).
     pub total_size: u64,
+    /// First name and count of extra names of each file with several,
+    /// by its identity (device, inode).
+    seen: HashMap<(u64, u64), (String, usize)>,
 }
 
 impl InputTree {
@@ -54,9 +82,12 @@ impl InputTree {
                     kind: EntryKind::File {
                         size: meta.len(),
                         executable: true,
+                        read_only: meta.permissions().readonly(),
+                        mtime: mtime_of(&meta),
                     },
                 }],
                 single_file: Some(name),
+                seen: HashMap::new(),
             });
         }
         if !meta.is_dir() {
@@ -69,6 +100,7 @@ impl InputTree {
             entries: Vec::new(),
             single_file: None,
             total_size: 0,
+            seen: HashMap::new(),
         };
         tree.walk(input, "")?;
         Ok(tree)
@@ -124,12 +156,22 @@ impl InputTree {
                 });
                 self.walk(&path, &member)?;
             } else if file_type.is_file() {
+                if let Some(target) = self.earlier_name(&member, &meta) {
+                    self.entries.push(TreeEntry {
+                        member,
+                        kind: EntryKind::HardLink { target },
+                        source: path,
+                    });
+                    continue;
+                }
                 self.total_size += meta.len();
                 self.entries.push(TreeEntry {
                     member,
                     kind: EntryKind::File {
                         size: meta.len(),
                         executable: sys::is_executable(&meta),
+                        read_only: meta.permissions().readonly(),
+                        mtime: mtime_of(&meta),
                     },
                     source: path,
                 });
@@ -143,10 +185,32 @@ impl InputTree {
         Ok(())
     }
 
+    /// The first name of the file at `member` if it has one earlier in the
+    /// tree and may take another link; else remembers `member` as its
+    /// first name.
+    fn earlier_name(&mut self, member: &str, meta: &fs::Metadata) -> Option<String> {
+        let id = sys::hard_link_identity(meta)?;
+        match self.seen.get_mut(&id) {
+            Some((first, links)) if *links < MAX_LINKS_PER_FILE => {
+                *links += 1;
+                Some(first.clone())
+            }
+            Some(_) => None,
+            None => {
+                self.seen.insert(id, (member.to_owned(), 0));
+                None
+            }
+        }
+    }
+
     /// Looks an entry up by its member path.
     pub fn find(&self, member: &str) -> Option<&TreeEntry> {
         self.entries.iter().find(|e| e.member == member)
     }
+}
+
+fn mtime_of(meta: &fs::Metadata) -> u64 {
+    meta.modified().map_or(0, table_time)
 }
 
 fn utf8_name(path: &Path, name: Option<&std::ffi::OsStr>) -> Result<String> {

@@ -2,7 +2,9 @@
 //! updater run) and a real unpack (`Sink::Disk`) give the same verdict, with
 //! the same reason, for arbitrary payloads of files, folders and symlinks
 //! over a few names (so duplicates, clashes, links with entries below them
-//! and missing or unusable entries are frequent), cut into frames anywhere.
+//! and missing or unusable entries are frequent), and hard links to any of
+//! them (earlier, later, missing, folders, symlinks), cut into frames
+//! anywhere.
 //! When they accept, the unpacked entry is an executable regular file.
 //! The same for payloads cut at any byte, inside entries, with any frames
 //! marked as continuing the previous one (split files), rightly or not.
@@ -26,6 +28,7 @@ enum Kind {
     File(bool),
     Dir,
     Link(&'static str),
+    Hard(&'static str),
 }
 
 fn path() -> impl Strategy<Value = String> {
@@ -45,6 +48,7 @@ fn kind() -> impl Strategy<Value = Kind> {
             Just(".")
         ]
         .prop_map(Kind::Link),
+        prop_oneof![Just("a"), Just("b"), Just("a/b"), Just("c/a")].prop_map(Kind::Hard),
     ]
 }
 
@@ -72,6 +76,12 @@ fn tar_of(entries: &[(String, Kind)], last: bool) -> Vec<u8> {
             Kind::Link(target) => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_mode(0o777);
+                h.set_size(0);
+                builder.append_link(&mut h, path, target).expect("link");
+            }
+            Kind::Hard(target) => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_mode(0o644);
                 h.set_size(0);
                 builder.append_link(&mut h, path, target).expect("link");
             }
@@ -126,9 +136,9 @@ fn write_frames(out: &Path, tars: &[Vec<u8>], entry_count: usize, continued: &[u
     let metadata = Metadata {
         format_version: FormatVersion::V1,
         requires: if continued.is_empty() {
-            vec![]
+            vec!["hard-links".into()]
         } else {
-            vec![REQUIRES_SPLIT_FILES.into()]
+            vec![REQUIRES_SPLIT_FILES.into(), "hard-links".into()]
         },
         name: "t".into(),
         version: "1".into(),
@@ -139,6 +149,7 @@ fn write_frames(out: &Path, tars: &[Vec<u8>], entry_count: usize, continued: &[u
         stub_hash: None,
         frame_hashes: Vec::new(),
         continued_frames: continued.to_vec(),
+        file_times: None,
         update: None,
         argv0: Default::default(),
     }

@@ -181,6 +181,7 @@ proptest! {
             stub_hash: None,
             frame_hashes: Vec::new(),
             continued_frames: Vec::new(),
+            file_times: None,
             update: None,
         };
         prop_assert_eq!(Metadata::parse(&m.to_toml(), Path::new("x")).ok(), Some(m));

@@ -8,6 +8,7 @@
 
 mod craft;
 mod faults;
+mod filemeta;
 mod frame_policy;
 mod harden_cache;
 mod harden_cli;

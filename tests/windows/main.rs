@@ -13,6 +13,7 @@
 
 mod cache;
 mod cross;
+mod filemeta;
 mod gui;
 mod incremental;
 mod prewarm;

@@ -114,6 +114,13 @@ pub fn long_path(exe: &Path) -> PathBuf {
 /// leaves the executable's name in place either way.
 pub fn block_installs() {}
 
+/// Removes a build's folder and everything in it. Read-only files are no
+/// obstacle: removing a name needs write access to its folder only, and
+/// the cache writes every folder 0755.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    std::fs::remove_dir_all(dir)
+}
+
 /// The executable's mode, for its replacement.
 pub fn copy_permissions(from: &File, to: &File) -> io::Result<()> {
     to.set_permissions(from.metadata()?.permissions())

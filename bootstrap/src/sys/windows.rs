@@ -157,6 +157,40 @@ pub fn block_installs() {
     std::mem::forget(held);
 }
 
+/// Removes a build's folder and everything in it, read-only files
+/// included. std deletes those itself where Windows offers POSIX delete
+/// semantics (NTFS on Windows 10 1809 and later); elsewhere their
+/// attribute is cleared first, file by file, without following links
+/// (a link is removed as itself), and the removal tried again.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return Ok(());
+    }
+    clear_read_only(dir);
+    std::fs::remove_dir_all(dir)
+}
+
+/// Clears the read-only attribute of every file below `dir`, as far as it
+/// can: what it cannot change, the removal reports.
+fn clear_read_only(dir: &Path) {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for item in listing.flatten() {
+        let Ok(meta) = item.metadata() else { continue };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            clear_read_only(&item.path());
+        } else if kind.is_file() && meta.permissions().readonly() {
+            let mut permissions = meta.permissions();
+            // Windows: this clears the read-only attribute and nothing else.
+            #[allow(clippy::permissions_set_readonly_false)]
+            permissions.set_readonly(false);
+            let _ = std::fs::set_permissions(item.path(), permissions);
+        }
+    }
+}
+
 /// Copies what Windows keeps of a file's permissions in its attributes,
 /// the read-only flag, from the executable to its replacement (its access
 /// rules come from the folder, as the download was created there). The

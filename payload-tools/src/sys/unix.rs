@@ -15,9 +15,24 @@ pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 }
 
 /// Creates a new file, failing if anything (a file, a symlink) is already
-/// at `path`. `executable` gives it mode 0755 rather than 0644 (before umask).
-pub fn create_new_file(path: &Path, executable: bool) -> io::Result<File> {
-    create_new_file_with_mode(path, if executable { 0o755 } else { 0o644 })
+/// at `path`: mode 0644, with the execute bits if `executable`, without
+/// the write bit if `read_only` (before umask). The file is open for
+/// writing whatever its mode.
+pub fn create_new_file(path: &Path, executable: bool, read_only: bool) -> io::Result<File> {
+    let mode = if read_only { 0o444 } else { 0o644 };
+    create_new_file_with_mode(path, if executable { mode | 0o111 } else { mode })
+}
+
+/// Nothing: the file has had its mode since [`create_new_file`].
+#[inline]
+pub fn set_read_only(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+/// The identity (device, inode) of a file with more than one name, by
+/// which `pack` stores it once.
+pub fn hard_link_identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
 }
 
 pub fn symlink(target: &str, link: &Path) -> io::Result<()> {

@@ -28,8 +28,22 @@ pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     file.seek_read(buf, offset)
 }
 
-pub fn create_new_file(path: &Path, _executable: bool) -> io::Result<File> {
+pub fn create_new_file(path: &Path, _executable: bool, _read_only: bool) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// Gives a file written by the extraction the read-only attribute, through
+/// the writer's own handle, which keeps its write access.
+pub fn set_read_only(file: &File) -> io::Result<()> {
+    let mut permissions = file.metadata()?.permissions();
+    permissions.set_readonly(true);
+    file.set_permissions(permissions)
+}
+
+/// Windows files' identities need a handle: `pack` on Windows stores every
+/// name of a hard-linked file as a copy.
+pub fn hard_link_identity(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 pub fn symlink(target: &str, link: &Path) -> io::Result<()> {

@@ -141,6 +141,11 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             "payload-tools: warning: updates of this build are checked for corruption only, not authenticated: anyone who can answer its update URL can replace it; add --public-key"
         );
     }
+    if report.file_times_left_out {
+        eprintln!(
+            "payload-tools: warning: the files' modification times did not fit in the metadata and were left out: the app's files will carry the time they are unpacked"
+        );
+    }
     eprintln!(
         "packed {} {} ({} entries, {} bytes) into '{}': {} bytes, {} frame(s)",
         m.name,
