@@ -10,16 +10,25 @@ Cases (each prints one table row, or a few):
      and packed size vs stub + that .tar.zst; payload size (stub
      excluded) vs that .tar.zst at levels 9 and 19, and on a tree of
      50,000 small files
-  4. update: download + verify + install of a ~200 MB build from nginx on
-     loopback vs `curl -o` from the same server (and, for context, from
-     Python's http.server, which serves no ranges); peak RSS of the launcher
-  5. peak RSS of a cold start of a 1 GiB payload, and the stub's size
+  4. incremental updates of a 40 MB app from nginx on loopback: bytes
+     fetched (nginx's access log, checked against `payload-tools inspect
+     --against`) over the build's size, for one 20 KB file changed, 100
+     bytes changed inside an 8 MB library, and a version two releases back;
+     update time against the same client downloading the whole build; peak
+     RSS; the first launch after the update vs a warm start of that build
+  5. full download: update of a ~200 MB build from nginx on loopback vs
+     `curl -o` into a temporary file beside the old build, fsync, rename
+     over it (and, for context, a raw `curl -o`, and Python's http.server,
+     which serves no ranges); peak RSS of the launcher
+  6. peak RSS of a cold start of a 1 GiB payload, and the stub's size
 
 Environment: BIN_DIR (default target/release), BENCH_DIR (default
 bench-work), BENCH_QUICK=1 for fewer runs and smaller inputs.
 """
 
 import http.server
+import itertools
+import json
 import os
 import random
 import shutil
@@ -73,6 +82,10 @@ def interleaved(cases, runs, prepare=None):
                 prepare(name)
             times[name].append(fn())
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def met(ok, verdict):
+    return verdict if ok else f"{verdict} — not met"
 
 
 def row(case, ours, base, goal, verdict):
@@ -178,7 +191,6 @@ def bench_packed_size():
 
 def payload_of(exe, out):
     info = subprocess.run([TOOLS, "inspect", "--json", exe], check=True, capture_output=True, text=True).stdout
-    import json
     d = json.loads(info)
     with open(exe, "rb") as f, open(out, "wb") as o:
         f.seek(d["payload_offset"])
@@ -238,6 +250,10 @@ def bench_tree():
         prepare,
     )
     row(f"cold start ({mb} MB app)", f"{t['cold']*1e3:.0f} ms", f"{t['untar']*1e3:.0f} ms (zstd -dc | tar -x)", "<= 1.00x", f"{t['cold']/t['untar']:.2f}x")
+    for path in (tree, cache, out_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in (exe, tarzst, payload):
+        os.remove(path)
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -260,7 +276,8 @@ def free_port():
 
 def start_nginx(root, work):
     """nginx serving `root` on a free loopback port, as a deployment would
-    (sendfile, ETags, ranges). Returns (port, stop)."""
+    (sendfile, ETags, ranges), logging each request's body bytes to
+    `work/logs/access.log`. Returns (port, stop)."""
     port = free_port()
     os.makedirs(os.path.join(work, "logs"))
     os.makedirs(os.path.join(work, "tmp"))
@@ -269,7 +286,8 @@ def start_nginx(root, work):
     with open(conf, "w") as f:
         f.write(f"daemon off; master_process off; pid {work}/nginx.pid; error_log {work}/logs/error.log;\n"
                 f"events {{ worker_connections 64; }}\n"
-                f"http {{ access_log off; sendfile on; {temp}\n"
+                f"http {{ log_format bench '$status $body_bytes_sent $uri'; access_log {work}/logs/access.log bench;\n"
+                f"  sendfile on; {temp}\n"
                 f"  server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n")
     proc = subprocess.Popen([NGINX, "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
@@ -288,6 +306,26 @@ def start_nginx(root, work):
     return port, stop
 
 
+class AccessLog:
+    """What nginx sent, from its access log (`start_nginx`): each `since()`
+    marks a point, `served()` sums what was sent for one path after it."""
+
+    def __init__(self, work):
+        self.path = os.path.join(work, "logs", "access.log")
+        self.mark = 0
+
+    def since(self):
+        self.mark = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+
+    def served(self, uri):
+        """(body bytes sent for `uri`, requests for it, their statuses)."""
+        with open(self.path, "rb") as f:
+            f.seek(self.mark)
+            lines = [line.split() for line in f.read().decode().splitlines()]
+        hits = [(int(status), int(sent)) for status, sent, path in lines if path == uri]
+        return sum(sent for _, sent in hits), len(hits), sorted({status for status, _ in hits})
+
+
 def start_python_server(root):
     """Python's http.server on a free loopback port: no ranges, so the
     updater checks the payload after the download. Returns (port, stop)."""
@@ -299,45 +337,58 @@ def start_python_server(root):
 
 
 def bench_update():
+    """4. A full download: 1.0 and 1.1 share no bytes (their data differ),
+    so the updater downloads the whole of 1.1, as from any old build."""
     size_mb = 40 if QUICK else 200
     app = os.path.join(WORK, "bigapp")
     os.makedirs(os.path.join(app, "bin"))
     shutil.copy("/bin/true", os.path.join(app, "bin", "app"))
-    with open(os.path.join(app, "data.bin"), "wb") as f:
-        f.write(random.Random(1).randbytes(size_mb << 20))
     rss = []
     for kind in ("nginx", "python"):
         site = os.path.join(WORK, f"site-{kind}")
         os.makedirs(site)
+        log = None
         if kind == "nginx":
             port, stop = start_nginx(site, os.path.join(WORK, "nginx"))
+            log = AccessLog(os.path.join(WORK, "nginx"))
         else:
             port, stop = start_python_server(site)
         try:
-            t, size = time_update(app, site, port, rss, durable_baseline=kind == "nginx")
+            t, size = time_update(app, size_mb, site, port, rss, log)
         finally:
             stop()
+        shutil.rmtree(site)
         if kind == "nginx":
-            row(f"update download+verify+install ({size:.0f} MB, nginx)", f"{size/t['ours']:.0f} MB/s", f"{size/t['curl']:.0f} MB/s (curl -o)", ">= 0.80x", f"{t['curl']/t['ours']:.2f}x")
-            row("  same, against a durable download", f"{size/t['ours']:.0f} MB/s", f"{size/t['curl_sync']:.0f} MB/s (curl -o, then fsync)", "(for context)", f"{t['curl_sync']/t['ours']:.2f}x")
-            row("  same, curl -o over the old build", f"{size/t['ours']:.0f} MB/s", f"{size/t['curl_replacing']:.0f} MB/s (curl -o replacing it)", "(for context)", f"{t['curl_replacing']/t['ours']:.2f}x")
+            row(f"update: full download + verify + install ({size:.0f} MB, nginx)", f"{size/t['ours']:.0f} MB/s",
+                f"{size/t['curl_durable']:.0f} MB/s (curl -o into a temporary file beside the old build, fsync, rename over it, fsync the folder)",
+                ">= 1.00x", met(t['curl_durable'] / t['ours'] >= 1.0, f"{t['curl_durable']/t['ours']:.2f}x"))
+            row("  same, against a raw curl -o", f"{size/t['ours']:.0f} MB/s", f"{size/t['curl']:.0f} MB/s (curl -o into a new file, not synced)", "(for context)", f"{t['curl']/t['ours']:.2f}x")
+            row("  same, to the process's exit (the new build's folder prepared)", f"{size/t['ours_exit']:.0f} MB/s", f"{size/t['curl_durable']:.0f} MB/s (curl -o, fsync, rename, as above)", "(for context)", f"{t['curl_durable']/t['ours_exit']:.2f}x")
         else:
             row("  same, from Python's http.server (no ranges)", f"{size/t['ours']:.0f} MB/s", f"{size/t['curl']:.0f} MB/s (curl -o)", "(for context)", f"{t['curl']/t['ours']:.2f}x")
-    row("update peak RSS", f"{max(rss)/1024:.1f} MiB", "-", "< 64 MiB", f"{max(rss)/1024:.1f} MiB")
+    shutil.rmtree(app)
+    row("update peak RSS (full download)", f"{max(rss)/1024:.1f} MiB", "-", "< 64 MiB", met(max(rss) < 64 * 1024, f"{max(rss)/1024:.1f} MiB"))
 
 
-def time_update(app, site, port, rss, durable_baseline):
-    """Packs 1.0 and 1.1 of `app` for the server on `port` serving `site`,
-    then times 1.0 updating itself against `curl -o` of 1.1 into a new file
-    (and, when `durable_baseline`, followed by a sync of the file, and over
-    a copy of 1.0). Returns medians and the size of 1.1 in MB."""
+def time_update(app, size_mb, site, port, rss, log):
+    """Packs 1.0 and 1.1 of `app` (`size_mb` of random data each, not the
+    same) for the server on `port` serving `site`, then times 1.0 updating
+    itself to 1.1, to the install ("ours") and to its exit ("ours_exit",
+    after preparing the new build's folder), against `curl -o` of 1.1:
+    into a new file, and (with
+    nginx) as an update does it, from the same start: into a temporary
+    file beside a copy of 1.0, fsync, rename over 1.0, fsync the folder.
+    With nginx's access `log`, checks that each update downloaded the
+    whole build. Returns medians and the size of 1.1 in MB."""
     spec = f"http://127.0.0.1:{port}/{{VERSION}}/update.toml"
-    for version in ("1.0", "1.1"):
-        with open(os.path.join(app, "version.txt"), "w") as f:
-            f.write(version)
+    for seed, version in enumerate(("1.0", "1.1")):
+        with open(os.path.join(app, "data.bin"), "wb") as f:
+            f.write(random.Random(seed).randbytes(size_mb << 20))
         sh(f"'{TOOLS}' pack '{app}' --entry bin/app --name big --version {version} --level 1 --update-url-spec '{spec}' "
            f"--update-exit-wait 600 --auto-update-toml-file '{site}/{version}/update.toml' -o '{site}/{version}/big.bin' 2>/dev/null")
     shutil.copy(f"{site}/1.1/update.toml", f"{site}/1.0/update.toml")
+    new = f"{site}/1.1/big.bin"
+    new_len = os.path.getsize(new)
     user = os.path.join(site, "user")
     os.makedirs(user)
     exe = os.path.join(user, "big.bin")
@@ -349,10 +400,17 @@ def time_update(app, site, port, rss, durable_baseline):
         shutil.copy(f"{site}/1.0/big.bin", exe)
         run_measured([exe], env=dict(env, AUTO_UPDATE_DISABLE="1"))  # unpack outside the timing
         sh("sync")
-        secs, kib = run_measured([exe], env=env, rss=True)
-        with open(exe, "rb") as f, open(f"{site}/1.1/big.bin", "rb") as g:
-            if f.read(1 << 16) != g.read(1 << 16) or os.path.getsize(exe) != os.path.getsize(f"{site}/1.1/big.bin"):
+        if log:
+            log.since()
+        secs, exit_secs, kib = run_until_replaced(exe, env)
+        exits.append(exit_secs)
+        with open(exe, "rb") as f, open(new, "rb") as g:
+            if f.read(1 << 16) != g.read(1 << 16) or os.path.getsize(exe) != new_len:
                 raise SystemExit("update did not install")
+        if log:
+            sent = log.served("/1.1/big.bin")[0]
+            if sent < new_len:
+                raise SystemExit(f"the full-download case fetched {sent:,} of {new_len:,} B: not a full download")
         rss.append(kib)
         return secs
 
@@ -363,24 +421,259 @@ def time_update(app, site, port, rss, durable_baseline):
         return run_measured(["curl", "-sf", "-o", curl_out, url])[0]
 
     def curl_durable():
-        if os.path.exists(curl_out):
-            os.remove(curl_out)
+        # The same start and end as ours: the old build on disk (and in the
+        # page cache), the new one durably in its place.
+        shutil.copy(f"{site}/1.0/big.bin", exe)
         sh("sync")
-        return run_measured(["sh", "-c", f"curl -sf -o '{curl_out}' '{url}' && sync '{curl_out}'"])[0]
+        partial = os.path.join(user, ".big.bin.part")
+        return run_measured(["sh", "-c", f"curl -sf -o '{partial}' '{url}' && sync '{partial}' && mv -f '{partial}' '{exe}' && sync '{user}'"])[0]
 
-    def curl_replacing():
-        # The same start as ours: the old build on disk (and in the page
-        # cache), replaced by the download, whose writing frees it.
-        shutil.copy(f"{site}/1.0/big.bin", curl_out)
-        sh("sync")
-        return run_measured(["curl", "-sf", "-o", curl_out, url])[0]
-
+    exits = []
     cases = {"ours": ours, "curl": curl}
-    if durable_baseline:
-        cases["curl_sync"] = curl_durable
-        cases["curl_replacing"] = curl_replacing
+    if log:
+        cases["curl_durable"] = curl_durable
     runs = 3 if QUICK else 9
-    return interleaved(cases, runs), os.path.getsize(f"{site}/1.1/big.bin") / 1e6
+    t = interleaved(cases, runs)
+    t["ours_exit"] = statistics.median(exits)
+    return t, new_len / 1e6
+
+
+class Content:
+    """Deterministic file contents like a real app's: text (source code,
+    symbol tables: words drawn from a skewed vocabulary) and seeded noise
+    (machine code, data), mixed so that zstd ratios are realistic."""
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+        vocab = [bytes(self.rng.choice(b"abcdefghijklmnopqrstuvwxyz_") for _ in range(self.rng.randint(2, 12))) for _ in range(3000)]
+        vocab += [b"\n", b"\n    ", b"(", b"):", b"=", b"self."]
+        # Zipf-like weights: a few words are common, most are rare.
+        weights = [1 / (i + 1) for i in range(len(vocab) - 6)] + [0.5, 0.5, 0.2, 0.2, 0.2, 0.1]
+        self.vocab = vocab
+        self.cum = list(itertools.accumulate(weights))
+
+    def text(self, size):
+        out = b" ".join(self.rng.choices(self.vocab, cum_weights=self.cum, k=size // 5 + 16))
+        while len(out) < size:
+            out += b" ".join(self.rng.choices(self.vocab, cum_weights=self.cum, k=size // 5 + 16))
+        return out[:size]
+
+    def library(self, size):
+        """Runs of noise and of text (code, then symbol and string tables)."""
+        chunks, n = [], 0
+        while n < size:
+            k = self.rng.randint(2, 32) * 1024
+            chunks.append(self.rng.randbytes(k) if self.rng.random() < 0.3 else self.text(k))
+            n += k
+        return b"".join(chunks)[:size]
+
+
+# The incremental-update app: 40 MB like a real one, three large libraries
+# (the first the 8 MB one that a release patches) and many small modules.
+LIBRARIES = (("lib/libcore.so", 8 << 20), ("lib/libui.so", 6 << 20), ("lib/libextra.so", 4 << 20))
+SMALL_FILES = 1500
+CHANGED_FILE = "lib/pkg07/mod_changed.py"
+
+
+def make_app(root):
+    """Version 1.0 of the incremental-update app (~40 MB); deterministic."""
+    content = Content(12)
+    for path, size in LIBRARIES:
+        write(os.path.join(root, path), content.library(size))
+    small = (40 << 20) - sum(size for _, size in LIBRARIES) - 20 * 1024
+    mean = small // SMALL_FILES
+    for i in range(SMALL_FILES):
+        size = max(64, int(content.rng.expovariate(1 / mean)))
+        name = f"lib/pkg{i % 60:02}/mod{i}.py" if i % 5 else f"lib/pkg{i % 60:02}/_ext{i}.so"
+        write(os.path.join(root, name), content.text(size) if i % 5 else content.library(size))
+    write(os.path.join(root, CHANGED_FILE), content.text(20 * 1024))
+    os.makedirs(os.path.join(root, "bin"))
+    shutil.copy("/bin/true", os.path.join(root, "bin", "app"))
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def bench_incremental():
+    """Incremental updates from nginx, three releases of a 40 MB app:
+    1.1 changes one 20 KB file, 1.2 changes 100 bytes inside the 8 MB
+    library. Rows: the bytes each real update fetched (nginx's access log,
+    checked against `payload-tools inspect --against`) over the size of
+    the whole build; the time of 1.0 -> 1.1 against the same client
+    downloading the whole of 1.1; the client's peak RSS; the first launch
+    after the update against a warm start of the same build."""
+    work = os.path.join(WORK, "incremental")
+    site = os.path.join(work, "site")
+    app = os.path.join(work, "app")
+    os.makedirs(site)
+    make_app(app)
+    port, stop = start_nginx(site, os.path.join(work, "nginx"))
+    log = AccessLog(os.path.join(work, "nginx"))
+    try:
+        incremental_rows(work, site, app, port, log)
+    finally:
+        stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def incremental_rows(work, site, app, port, log):
+    spec = f"http://127.0.0.1:{port}/{{VERSION}}/update.toml"
+
+    def pack(version, out, extra=f"--level {LEVEL}"):
+        """Packs `version` into `out`; its announcement (the update.toml
+        that offers it) goes to `work/offers`."""
+        os.makedirs(os.path.join(work, "offers"), exist_ok=True)
+        sh(f"'{TOOLS}' pack '{app}' --entry bin/app --name inc --version {version} --update-url-spec '{spec}' "
+           f"--update-exit-wait 600 --auto-update-toml-file '{work}/offers/{version}.toml' -o '{out}' {extra} 2>/dev/null")
+
+    build = {v: os.path.join(site, v, "inc.bin") for v in ("1.0", "1.1", "1.2")}
+    pack("1.0", build["1.0"])
+    # The same 1.0 sharing no part with any release: another level (no
+    # frame in common) and a stub one byte longer (same code, another
+    # hash). Updating from it downloads the whole build, with the same
+    # client, from the same server: the full download to compare with.
+    padded = os.path.join(work, "bootstrap-padded")
+    with open(STUB, "rb") as f, open(padded, "wb") as o:
+        o.write(f.read() + b"\0")
+    os.chmod(padded, 0o755)
+    unrelated = os.path.join(work, "unrelated", "inc.bin")
+    pack("1.0", unrelated, f"--level 3 --stub '{padded}'")
+    content = Content(13)
+    write(os.path.join(app, CHANGED_FILE), content.text(20 * 1024))
+    pack("1.1", build["1.1"])
+    lib, lib_size = LIBRARIES[0]
+    with open(os.path.join(app, lib), "r+b") as f:
+        f.seek(lib_size * 37 // 100)
+        f.write(content.rng.randbytes(100))
+    pack("1.2", build["1.2"])
+    shutil.rmtree(app)
+
+    user = os.path.join(work, "user")
+    os.makedirs(user)
+    exe = os.path.join(user, "inc.bin")
+    cache = os.path.join(work, "cache")
+    env = dict(os.environ, ONEFILE_CACHE_DIR=cache)
+    env.pop("AUTO_UPDATE_DEBUG", None)
+    quiet = dict(env, AUTO_UPDATE_DISABLE="1")
+
+    def announce(old_version, new_version):
+        """What `old_version` finds at its update URL: an offer of `new_version`."""
+        shutil.copy(os.path.join(work, "offers", f"{new_version}.toml"), os.path.join(site, old_version, "update.toml"))
+
+    def update(old_build, new_version):
+        """The user's `old_build`, unpacked as after its own first launch,
+        updates itself to `new_version`: (seconds, peak RSS in KiB)."""
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.copy(old_build, exe)
+        run_measured([exe], env=quiet)
+        sh("sync")
+        log.since()
+        installed, secs, kib = run_until_replaced(exe, env)
+        if not same_bytes(exe, build[new_version]):
+            raise SystemExit(f"the update to {new_version} did not install it")
+        return installed, secs, kib
+
+    # 1. Bytes: one real update each, as nginx counted them.
+    for old, new, case, goal in (
+        ("1.0", "1.1", "one 20 KB file changed in a 40 MB app", 2.0),
+        ("1.1", "1.2", "100 bytes changed inside an 8 MB library", 5.0),
+        ("1.0", "1.2", "a version two releases back (1.0 -> 1.2)", 7.0),
+    ):
+        announce(old, new)
+        update(build[old], new)
+        sent, requests, statuses = log.served(f"/{new}/inc.bin")
+        predicted = inspect_against(build[new], build[old])
+        whole = os.path.getsize(build[new])
+        percent = sent * 100 / whole
+        check = "as inspect --against predicted" if (sent, requests) == (predicted["fetched_bytes"], predicted["requests"]) else \
+            f"inspect --against predicted {predicted['fetched_bytes']:,} B in {predicted['requests']} requests"
+        row(f"update fetch: {case}", f"{sent:,} B in {requests} requests ({check})", f"{whole:,} B (the whole build)",
+            f"<= {goal:.0f}%", met(percent <= goal, f"{percent:.2f}%"))
+
+    # 2. and 4. Time: 1.0 -> 1.1 assembled, against the whole of 1.1
+    # downloaded by the same client; after each assembled update, its
+    # first launch against warm starts of the same build.
+    announce("1.0", "1.1")
+    rss, first, warm, exits = [], [], [], {"incremental": [], "full": []}
+
+    def incremental():
+        secs, exit_secs, kib = update(build["1.0"], "1.1")
+        exits["incremental"].append(exit_secs)
+        sent = log.served("/1.1/inc.bin")[0]
+        if sent >= os.path.getsize(build["1.1"]):
+            raise SystemExit(f"the incremental case fetched {sent:,} B: the whole build")
+        rss.append(kib)
+        # As when the user next starts the app, some time later: what the
+        # update wrote is on disk (so is whatever else the machine wrote).
+        sh("sync")
+        first.append(run_measured([exe], env=quiet)[0])
+        sh("sync")
+        warm.extend(run_measured([exe], env=quiet)[0] for _ in range(20))
+        return secs
+
+    def full():
+        secs, exit_secs, _ = update(unrelated, "1.1")
+        exits["full"].append(exit_secs)
+        sent = log.served("/1.1/inc.bin")[0]
+        if sent < os.path.getsize(build["1.1"]):
+            raise SystemExit(f"the full-download case fetched {sent:,} B: not the whole build")
+        return secs
+
+    t = interleaved({"incremental": incremental, "full": full}, 2 if QUICK else 7)
+    size = os.path.getsize(build["1.1"])
+    row(f"update time to installed, incremental (1.0 -> 1.1, {size/1e6:.0f} MB build, nginx)", f"{t['incremental']*1e3:.0f} ms",
+        f"{t['full']*1e3:.0f} ms (the same client downloading the whole build)", "< 1.00x",
+        met(t["incremental"] < t["full"], f"{t['incremental']/t['full']:.2f}x"))
+    inc_exit, full_exit = statistics.median(exits["incremental"]), statistics.median(exits["full"])
+    row("  same, to the process's exit (the new build's folder prepared)", f"{inc_exit*1e3:.0f} ms", f"{full_exit*1e3:.0f} ms", "(for context)",
+        f"{inc_exit/full_exit:.2f}x")
+    row("update peak RSS (incremental)", f"{max(rss)/1024:.1f} MiB", "-", "< 64 MiB", met(max(rss) < 64 * 1024, f"{max(rss)/1024:.1f} MiB"))
+    f, w = statistics.median(first), statistics.median(warm)
+    added = (f - w) * 1e3
+    row("first launch after an update (40 MB app)", f"{f*1e3:.2f} ms", f"{w*1e3:.2f} ms (warm start of the same build)", "<= +2 ms",
+        met(added <= 2.0, f"+{added:.2f} ms ({f/w:.2f}x)"))
+
+
+def run_until_replaced(exe, env):
+    """Runs `exe` (an update of itself) to completion: (seconds until its
+    path names another file, the installed build, or None; seconds to its
+    exit; peak RSS in KiB, from GNU time)."""
+    rss_file = os.path.join(WORK, "rss.txt")
+    before = os.stat(exe).st_ino
+    installed = None
+    start = time.perf_counter()
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file, exe], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        if installed is None and os.stat(exe).st_ino != before:
+            installed = time.perf_counter() - start
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {exe}")
+    if installed is None and os.stat(exe).st_ino != before:
+        installed = elapsed
+    with open(rss_file) as f:
+        return installed, elapsed, int(f.read().split()[-1])
+
+
+def inspect_against(new, old):
+    out = subprocess.run([TOOLS, "inspect", new, "--against", old, "--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def same_bytes(a, b):
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as f, open(b, "rb") as g:
+        while True:
+            x, y = f.read(1 << 20), g.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
 
 
 def bench_big_cold():
@@ -399,6 +692,9 @@ def bench_big_cold():
     env = dict(os.environ, ONEFILE_CACHE_DIR=os.path.join(WORK, "cache-gig"))
     secs, kib = run_measured([exe], env=env, rss=True)
     row(f"cold start peak RSS ({size_mb} MiB payload)", f"{kib/1024:.1f} MiB", f"{secs:.1f} s to unpack", "< 64 MiB", f"{kib/1024:.1f} MiB")
+    for path in (app, env["ONEFILE_CACHE_DIR"]):
+        shutil.rmtree(path, ignore_errors=True)
+    os.remove(exe)
     stub = os.path.getsize(STUB)
     row("stub size (stripped)", f"{stub:,} B", "2,097,152 B", "<= 2 MiB", f"{stub/2097152:.3f} of the budget")
 
@@ -416,6 +712,7 @@ def main():
     started = time.time()
     bench_tree()
     bench_packed_size()
+    bench_incremental()
     bench_update()
     bench_big_cold()
     print(f"\n| case | onefile | baseline | goal | result |\n|---|---|---|---|---|")
