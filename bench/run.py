@@ -5,7 +5,7 @@ ratios. Absolute times on a shared machine vary; the ratios are the result.
 
 Cases (each prints one table row, or a few):
   1. warm start: packed executable vs the unpacked entry run directly
-  2. cold start: first launch vs `zstd -dc payload.tar.zst | tar -x`
+  2. cold start: first launch vs `zstd -dc | tar -x` of the same tree's .tar.zst
   3. pack: `payload-tools pack` vs `tar -c | zstd -T0` at the same level,
      and packed size vs stub + that .tar.zst; payload size (stub
      excluded) vs that .tar.zst at levels 9 and 19, and on a tree of
@@ -172,7 +172,9 @@ def payload_len(exe):
 def bench_packed_size():
     """Payload bytes (stub excluded) vs `tar -c | zstd -T0` of the same tree
     at the same level: what independent frames cost in ratio."""
-    tree = os.path.join(WORK, "tree")  # made by bench_tree
+    tree = os.path.join(WORK, "size-tree")
+    mb, count = (10, 300) if QUICK else (40, 1000)
+    make_tree(tree, mb, count)  # the bench tree, as bench_tree makes it
     small = os.path.join(WORK, "small-tree")
     files = 10000 if QUICK else 50000
     make_small_tree(small, files)
@@ -187,14 +189,7 @@ def bench_packed_size():
         ours, base = payload_len(exe), os.path.getsize(ref)
         row(f"payload size, {what}, level {level}", f"{ours:,} B", f"{base:,} B (tar -c | zstd -T0 -{level})", goal, f"{ours/base:.4f}x")
     shutil.rmtree(small, ignore_errors=True)
-
-
-def payload_of(exe, out):
-    info = subprocess.run([TOOLS, "inspect", "--json", exe], check=True, capture_output=True, text=True).stdout
-    d = json.loads(info)
-    with open(exe, "rb") as f, open(out, "wb") as o:
-        f.seek(d["payload_offset"])
-        o.write(f.read(d["payload_len"]))
+    shutil.rmtree(tree, ignore_errors=True)
 
 
 def bench_tree():
@@ -230,9 +225,10 @@ def bench_tree():
     added = (t["packed"] - t["direct"]) * 1e3
     row(f"warm start ({mb} MB app)", f"{t['packed']*1e3:.2f} ms", f"{t['direct']*1e3:.2f} ms (entry run directly)", "<= +2 ms", f"+{added:.2f} ms ({t['packed']/t['direct']:.2f}x)")
 
-    # 2. cold start vs zstd -dc | tar -x
+    # 2. cold start vs zstd -dc | tar -x of the same tree's .tar.zst (the
+    # payload itself may need its dictionary, which zstd -dc does not know)
     payload = os.path.join(WORK, "payload.tar.zst")
-    payload_of(exe, payload)
+    shutil.copyfile(tarzst, payload)
     out_dir = os.path.join(WORK, "untar")
 
     def prepare(name):
@@ -543,12 +539,15 @@ def incremental_rows(work, site, app, port, log):
     pack("1.0", unrelated, f"--level 3 --stub '{padded}'")
     content = Content(13)
     write(os.path.join(app, CHANGED_FILE), content.text(20 * 1024))
-    pack("1.1", build["1.1"])
+    # Each release is packed as a release manager does: with --previous,
+    # so that it keeps the previous build's dictionary (a fresh one would
+    # change every frame).
+    pack("1.1", build["1.1"], f"--level {LEVEL} --previous '{build['1.0']}'")
     lib, lib_size = LIBRARIES[0]
     with open(os.path.join(app, lib), "r+b") as f:
         f.seek(lib_size * 37 // 100)
         f.write(content.rng.randbytes(100))
-    pack("1.2", build["1.2"])
+    pack("1.2", build["1.2"], f"--level {LEVEL} --previous '{build['1.1']}'")
     shutil.rmtree(app)
 
     user = os.path.join(work, "user")
@@ -608,10 +607,14 @@ def incremental_rows(work, site, app, port, log):
         rss.append(kib)
         # As when the user next starts the app, some time later: what the
         # update wrote is on disk (so is whatever else the machine wrote).
+        # Both with updates on, as the app normally runs (its check finds
+        # nothing newer): the earlier build's folder is removed while the
+        # app runs. With AUTO_UPDATE_DISABLE the launcher executes the app
+        # and removes it first (docs/benchmarks.md says what that costs).
         sh("sync")
-        first.append(run_measured([exe], env=quiet)[0])
+        first.append(run_measured([exe], env=env)[0])
         sh("sync")
-        warm.extend(run_measured([exe], env=quiet)[0] for _ in range(20))
+        warm.extend(run_measured([exe], env=env)[0] for _ in range(20))
         return secs
 
     def full():

@@ -106,6 +106,40 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
+    /// Writes `bytes` at `at` (at or beyond `len`) without announcing them:
+    /// neither the CRC-32 nor the helpers see them until [`Output::announce`].
+    /// Returns where the next bytes go.
+    fn write_unannounced(&mut self, bytes: &[u8], at: u64) -> Result<u64, Failure> {
+        let end = at.saturating_add(bytes.len() as u64);
+        if end > self.cap {
+            return Err(Failure::Refused(format!(
+                "the parts add up to more than the {} bytes announced",
+                self.cap
+            )));
+        }
+        sys::append_at(self.file, bytes, at).map_err(Failure::Disk)?;
+        Ok(end)
+    }
+
+    /// The bytes written up to `end` are good: counted, and shown to the
+    /// helpers. `crc` is theirs.
+    fn announce(&mut self, end: u64, crc: &crc32fast::Hasher) {
+        if let Some(total) = &mut self.crc {
+            total.combine(crc);
+        }
+        self.len = end;
+        self.progress.advance(end);
+    }
+
+    /// Drops what was written beyond `len`, unannounced, and writes from
+    /// `len` again.
+    fn roll_back(&mut self, len: u64) -> Result<(), Failure> {
+        let mut file = self.file;
+        file.set_len(len)
+            .and_then(|()| file.seek(SeekFrom::Start(len)).map(drop))
+            .map_err(Failure::Disk)
+    }
+
     fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         if self.len.saturating_add(bytes.len() as u64) > self.cap {
             return Err(Failure::Refused(format!(
@@ -324,9 +358,7 @@ impl Assembly<'_> {
             let step = steps[i];
             match step.source {
                 Source::Old { offset } => {
-                    if self.own_part_matches(offset, &step) {
-                        self.copy_own_part(offset, &step, out)?;
-                    } else {
+                    if !self.copy_own_part(offset, &step, out)? {
                         info!(
                             target: UPDATE,
                             "The running build's part at byte {offset} does not match its hash; fetching it."
@@ -358,46 +390,40 @@ impl Assembly<'_> {
         out.write(self.layout.tail.get(skip..).unwrap_or_default())
     }
 
-    /// Whether the running executable's bytes at `offset` hash to `step`'s
-    /// part. A part that cannot be read does not match.
-    fn own_part_matches(&mut self, offset: u64, step: &Step) -> bool {
-        let mut hasher = PartHasher::default();
-        let read = self.read_own(offset, step.part.len, |bytes| {
-            hasher.update(bytes);
-            Ok(())
-        });
-        read.is_ok() && step.part.hash == Some(hasher.finish())
-    }
-
-    /// Copies a part that matched from the running executable.
+    /// Copies `step`'s part from the running executable at `offset`, in
+    /// one pass: written as read, announced (to the CRC-32 and to the
+    /// helpers reading the download as it grows) only once its hash
+    /// holds. `false` when it does not, or cannot be read: then nothing of
+    /// it stays written, and it is fetched instead.
     fn copy_own_part(
         &mut self,
         offset: u64,
         step: &Step,
         out: &mut Output<'_>,
-    ) -> Result<(), Failure> {
-        // Read a second time rather than held: a part can be large, and its
-        // pages are in memory from the first read. Hashed again: what is
-        // written must be what matched.
+    ) -> Result<bool, Failure> {
+        let start = out.len;
         let mut hasher = PartHasher::default();
-        self.read_own(offset, step.part.len, |bytes| {
+        let mut crc = crc32fast::Hasher::new();
+        let mut written = start;
+        let copied = self.read_own(offset, step.part.len, |bytes| {
             hasher.update(bytes);
-            out.write(bytes)
-        })
-        .map_err(|e| match e {
-            OwnRead::Failed(e) => {
-                Failure::Interrupted(format!("cannot read the running executable again ({e})"))
+            crc.update(bytes);
+            written = out.write_unannounced(bytes, written)?;
+            Ok(())
+        });
+        match copied {
+            Ok(()) if step.part.hash == Some(hasher.finish()) => {
+                out.announce(written, &crc);
+                self.counts.copied_parts += 1;
+                self.counts.copied_bytes += step.part.len;
+                Ok(true)
             }
-            OwnRead::Write(failure) => failure,
-        })?;
-        if step.part.hash != Some(hasher.finish()) {
-            return Err(Failure::Refused(format!(
-                "the running build's part at byte {offset} changed while it was copied"
-            )));
+            Ok(()) | Err(OwnRead::Failed) => {
+                out.roll_back(start)?;
+                Ok(false)
+            }
+            Err(OwnRead::Write(failure)) => Err(failure),
         }
-        self.counts.copied_parts += 1;
-        self.counts.copied_bytes += step.part.len;
-        Ok(())
     }
 
     fn read_own(
@@ -408,16 +434,14 @@ impl Assembly<'_> {
     ) -> Result<(), OwnRead> {
         let end = offset.checked_add(len).filter(|&end| end <= self.own.len);
         let Some(end) = end else {
-            return Err(OwnRead::Failed(payload_tools::Error::Truncated {
-                path: self.own.path.clone(),
-                what: "the part lies beyond its end".into(),
-            }));
+            // The part lies beyond its end.
+            return Err(OwnRead::Failed);
         };
         let mut at = offset;
         while at < end {
             let n = (end - at).min(self.buf.len() as u64) as usize;
             read_exact_at(&self.own.file, &mut self.buf[..n], at, &self.own.path)
-                .map_err(OwnRead::Failed)?;
+                .map_err(|_| OwnRead::Failed)?;
             each(&self.buf[..n]).map_err(OwnRead::Write)?;
             at += n as u64;
         }
@@ -521,6 +545,7 @@ impl Assembly<'_> {
 
 /// Why reading a part of the running executable stopped.
 enum OwnRead {
-    Failed(payload_tools::Error),
+    /// The running executable could not be read there.
+    Failed,
     Write(Failure),
 }

@@ -135,6 +135,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             previous: args.previous,
         },
     };
+    let had_previous = opts.dictionary.previous.is_some();
     let out_dir = parent_dir(&output);
     std::fs::create_dir_all(out_dir)
         .map_err(|e| format!("cannot create '{}': {e}", out_dir.display()))?;
@@ -170,6 +171,13 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
                 "trained from this app"
             }
         );
+        // A fresh dictionary changes every frame: an update to this build
+        // fetches all of it, unless it keeps the previous build's.
+        if !d.kept_previous && report.metadata.update.is_some() && !had_previous {
+            eprintln!(
+                "hint: when this build replaces another, pack it with --previous OLD.bin: it keeps OLD's dictionary, so updates fetch only what changed"
+            );
+        }
     }
     if let Some(toml_path) = args.auto_update_toml_file {
         let file_name = output
