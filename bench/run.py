@@ -596,6 +596,8 @@ def incremental_rows(work, site, app, port, log):
     # downloaded by the same client; after each assembled update, its
     # first launch against warm starts of the same build.
     announce("1.0", "1.1")
+    # What 1.1 finds once installed: itself, nothing to do.
+    announce("1.1", "1.1")
     rss, first, warm, exits = [], [], [], {"incremental": [], "full": []}
 
     def incremental():
