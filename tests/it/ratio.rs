@@ -129,15 +129,15 @@ fn a_dictionary_build_runs_and_updates_to_the_next_one() {
     assert_eq!(stdout(&out), "1.1\n", "{}", stderr(&out));
 }
 
-/// A stub made before dictionaries existed (`$ONEFILE_OLD_BIN_DIR/bootstrap`,
-/// e.g. the last release's) refuses a dictionary build by its `requires`,
-/// and runs nothing.
+/// A stub made before dictionaries existed (`$ONEFILE_OLD_STUB`, e.g. the
+/// last release's `bootstrap`) refuses a dictionary build by its
+/// `requires`, and runs nothing.
 #[test]
 fn an_old_stub_refuses_a_dictionary_build_by_its_requires() {
-    let Some(old_dir) = std::env::var_os("ONEFILE_OLD_BIN_DIR") else {
-        return skip("set ONEFILE_OLD_BIN_DIR to the binaries of a release before dictionaries");
+    let Some(old_stub) = std::env::var_os("ONEFILE_OLD_STUB") else {
+        return skip("ONEFILE_OLD_STUB (a bootstrap from before dictionaries) is not set");
     };
-    let old_stub = Path::new(&old_dir).join("bootstrap");
+    let old_stub = Path::new(&old_stub).to_path_buf();
     let s = Scratch::new();
     // A script, not the probe: a file that large would be split, and the
     // build would need `split-files` too, which such a stub may not know.
