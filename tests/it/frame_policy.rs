@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
-use crate::support::{Scratch, inspect, pack, skip, snapshot, stderr, tools, write_file};
+use crate::support::{
+    Scratch, frame_bytes, inspect, pack, skip, snapshot, stderr, tools, write_file,
+};
 
 /// What a release stub weighs (it is reused by an update when unchanged,
 /// but counts in the size of the build): the debug stub the tests pack
@@ -38,20 +40,9 @@ impl Build {
         let bytes = fs::read(exe).expect("read");
         let (offset, len) = (field("metadata_offset"), field("metadata_len"));
         let metadata = String::from_utf8(bytes[offset..offset + len].to_vec()).expect("UTF-8");
-        let mut at = field("payload_offset");
-        let frames = info["frame_index"]
-            .as_array()
-            .expect("frame_index")
-            .iter()
-            .map(|f| {
-                let len = f[0].as_u64().expect("compressed_len") as usize;
-                at += len;
-                bytes[at - len..at].to_vec()
-            })
-            .collect();
         Build {
             exe: exe.to_owned(),
-            frames,
+            frames: frame_bytes(exe),
             metadata,
             payload_and_after: (field("file_len") - field("payload_offset")) as u64,
             unpacked_size: field("unpacked_size") as u64,

@@ -124,21 +124,7 @@ fn unchanged_files_keep_their_compressed_bytes() {
     write_file(&app.join("data/f150"), &noise(123_456, 999), false);
     let b = s.path("b.bin");
     pack(&app, &b, &[]);
-    let frames = |exe: &Path| -> Vec<Vec<u8>> {
-        let payload = payload_bytes(exe);
-        let mut at = 0;
-        inspect(exe)["frame_index"]
-            .as_array()
-            .expect("index")
-            .iter()
-            .map(|f| {
-                let len = f[0].as_u64().expect("len") as usize;
-                at += len;
-                payload[at - len..at].to_vec()
-            })
-            .collect()
-    };
-    let (fa, fb) = (frames(&a), frames(&b));
+    let (fa, fb) = (frame_bytes(&a), frame_bytes(&b));
     assert!(fa.len() >= 8, "{} frames", fa.len());
     let shared = fb.iter().filter(|f| fa.contains(f)).count();
     assert!(

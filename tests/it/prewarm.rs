@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc;
 
-use crate::server::Route;
 use crate::support::*;
 use crate::update::{NAME, Published, publish, publish_apps};
 
@@ -306,14 +305,7 @@ fn a_launch_of_the_new_build_during_the_preparation_gets_a_whole_folder() {
 #[test]
 fn a_build_that_fails_its_checks_is_not_prepared() {
     let p = publish(&[]);
-    let text = String::from_utf8(p.toml11.clone()).expect("utf8");
-    let crc_line = text
-        .lines()
-        .find(|l| l.starts_with("crc32"))
-        .expect("crc32 line");
-    let bad = text.replace(crc_line, "crc32 = 12345");
-    p.server
-        .route("/1.0/update.toml", Route::file(bad.into_bytes()));
+    p.announce_11_with_a_wrong_crc();
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n");
     let traces = update_traces(&out);

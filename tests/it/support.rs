@@ -442,3 +442,21 @@ fn create_other_user() -> Result<OtherUser, String> {
         Err(e) => Err(format!("cannot run useradd: {e}")),
     }
 }
+
+/// The compressed frames of the packed file `exe`, in order, by its frame
+/// index (`payload-tools inspect --json`).
+pub fn frame_bytes(exe: &Path) -> Vec<Vec<u8>> {
+    let info = inspect(exe);
+    let bytes = fs::read(exe).expect("read");
+    let mut at = info["payload_offset"].as_u64().expect("payload_offset") as usize;
+    info["frame_index"]
+        .as_array()
+        .expect("frame_index")
+        .iter()
+        .map(|f| {
+            let len = f[0].as_u64().expect("compressed_len") as usize;
+            at += len;
+            bytes[at - len..at].to_vec()
+        })
+        .collect()
+}

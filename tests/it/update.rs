@@ -96,6 +96,18 @@ impl Published {
             .route("/1.0/update.toml", Route::file(self.toml11.clone()));
     }
 
+    /// Publishes 1.1 with a `crc32` its bytes do not have.
+    pub fn announce_11_with_a_wrong_crc(&self) {
+        let text = String::from_utf8(self.toml11.clone()).expect("utf8");
+        let crc_line = text
+            .lines()
+            .find(|l| l.starts_with("crc32"))
+            .expect("crc32 line");
+        let bad = text.replace(crc_line, "crc32 = 12345");
+        self.server
+            .route("/1.0/update.toml", Route::file(bad.into_bytes()));
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.s.run(&self.exe, args)
     }
@@ -427,14 +439,7 @@ fn a_body_cut_short_is_discarded() {
 #[test]
 fn a_wrong_crc_is_discarded() {
     let p = publish(&[]);
-    let text = String::from_utf8(p.toml11.clone()).expect("utf8");
-    let crc_line = text
-        .lines()
-        .find(|l| l.starts_with("crc32"))
-        .expect("crc32 line");
-    let bad = text.replace(crc_line, "crc32 = 12345");
-    p.server
-        .route("/1.0/update.toml", Route::file(bad.into_bytes()));
+    p.announce_11_with_a_wrong_crc();
     expect_failure(&p, "CRC32 of");
     p.assert_clean(false);
     // Served with ranges, the CRC-32 is assembled from the parts around
