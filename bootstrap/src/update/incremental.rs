@@ -140,19 +140,14 @@ impl Output<'_> {
             .map_err(Failure::Disk)
     }
 
+    /// Writes `bytes` at `len` and announces them at once.
     fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        if self.len.saturating_add(bytes.len() as u64) > self.cap {
-            return Err(Failure::Refused(format!(
-                "the parts add up to more than the {} bytes announced",
-                self.cap
-            )));
-        }
-        sys::append_at(self.file, bytes, self.len).map_err(Failure::Disk)?;
+        let end = self.write_unannounced(bytes, self.len)?;
         if let Some(crc) = &mut self.crc {
             crc.update(bytes);
         }
-        self.len += bytes.len() as u64;
-        self.progress.advance(self.len);
+        self.len = end;
+        self.progress.advance(end);
         Ok(())
     }
 }
