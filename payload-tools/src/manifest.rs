@@ -15,9 +15,21 @@ use serde::{Deserialize, Serialize};
 /// Largest manifest accepted, in bytes: a real one is a few hundred.
 pub const MAX_MANIFEST_LEN: u64 = 64 * 1024;
 
-/// The contents of `update.toml`.
+/// The line that starts a manifest's own signatures: everything before it
+/// is what they sign, and all that is read of a signed manifest's fields.
+pub const SIGNATURE_SECTION: &str = "[manifest_signature]\n";
+
+/// How long a signed manifest is used when its writer gives no lifetime:
+/// a week, so that a daily re-signing job (`payload-tools refresh`) may
+/// fail for days before installs stop updating.
+pub const DEFAULT_LIFETIME_S: i64 = 7 * 86_400;
+
+/// Rollout shares are in hundredths of a percent (basis points).
+pub const ROLLOUT_SCALE: u32 = 10_000;
+
+/// One build as a manifest offers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpdateManifest {
+pub struct Release {
     /// Where the new executable is downloaded from.
     pub url: String,
     /// CRC-32 of the whole new executable.
@@ -32,6 +44,129 @@ pub struct UpdateManifest {
     /// text); required by builds that carry public keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// More signatures of the same executable, by other keys (key
+    /// rotation: installs that trust either key accept it). Read by stubs
+    /// that know it; older ones read `signature` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<String>,
+    /// More URLs of the same executable, tried in order after `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
+}
+
+/// The contents of `update.toml`: the release every install is offered
+/// (its fields at the top level, all that stubs before the fleet fields
+/// read), and what a fleet needs besides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateManifest {
+    pub url: String,
+    pub crc32: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
+    /// The app this manifest is for (a signed manifest must name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Goes up with every manifest the publisher writes: an install
+    /// refuses one lower than the highest it has seen (replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// After this time the manifest is not used (freeze): an offset
+    /// date-time such as `2026-12-01T00:00:00Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<toml::value::Datetime>,
+    /// A newer release offered to a share of installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// A release offered to a share of installs; the others are offered the
+/// manifest's top-level release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    #[serde(flatten)]
+    pub release: Release,
+    /// The share of installs offered it, in percent (0 to 100; hundredths
+    /// count).
+    pub percent: f64,
+    /// Drawn anew for each release, so that the same installs are not
+    /// always the first.
+    pub salt: String,
+    /// No install starts this release any more.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub halted: bool,
+    /// Offered to every install whatever the share (unless halted).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub critical: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// A manifest's text split at [`SIGNATURE_SECTION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedText<'a> {
+    /// What the signatures sign, and the only part read for fields.
+    pub body: &'a str,
+    /// The TOML of the signature section (`minisig = [...]`), when present.
+    pub signatures: Option<&'a str>,
+}
+
+/// The signature section as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSignatures {
+    /// One `.minisig` text per signing key.
+    pub minisig: Vec<String>,
+}
+
+/// Splits a manifest's text into what is signed and its signatures: at the
+/// first line that is exactly [`SIGNATURE_SECTION`]. Nothing after it is
+/// read as the manifest's fields.
+pub fn split_signed(text: &str) -> SignedText<'_> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line == SIGNATURE_SECTION {
+            return SignedText {
+                body: &text[..at],
+                signatures: Some(&text[at + line.len()..]),
+            };
+        }
+        at += line.len();
+    }
+    SignedText {
+        body: text,
+        signatures: None,
+    }
+}
+
+/// The text of a signed manifest: `body` (the manifest's TOML, which its
+/// signatures sign), then its signature section.
+pub fn with_signatures(body: &str, minisig: Vec<String>) -> String {
+    let section = toml::to_string(&ManifestSignatures { minisig }).unwrap_or_default();
+    let newline = if body.ends_with('\n') || body.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
+    format!("{body}{newline}{SIGNATURE_SECTION}{section}")
+}
+
+/// The signatures of a manifest's signature section (empty when it has
+/// none, or they do not parse).
+pub fn signatures_of(split: &SignedText<'_>) -> Vec<String> {
+    split
+        .signatures
+        .and_then(|text| toml::from_str::<ManifestSignatures>(text).ok())
+        .map(|s| s.minisig)
+        .unwrap_or_default()
 }
 
 /// The trusted comment a signature of a build carries, binding it to the
@@ -41,20 +176,194 @@ pub fn trusted_comment(name: &str, version: &str) -> String {
     format!("onefile app={name} version={version}")
 }
 
+/// The trusted comment of a manifest's signature: what a person reading
+/// it with `minisign -V` sees (the signature covers the whole body anyway).
+pub fn manifest_trusted_comment(app: &str, sequence: u64, expires: Option<i64>) -> String {
+    match expires {
+        Some(expires) => {
+            format!("onefile manifest app={app} sequence={sequence} expires={expires}")
+        }
+        None => format!("onefile manifest app={app} sequence={sequence}"),
+    }
+}
+
+/// The rollout bucket of an install for a release: a number below
+/// [`ROLLOUT_SCALE`], the same for the same install and salt, independent
+/// between salts. `install_id` never leaves the install.
+pub fn rollout_bucket(install_id: &[u8], salt: &str) -> u32 {
+    use blake2::Digest;
+    let mut hasher = blake2::Blake2b512::new();
+    hasher.update(b"onefile rollout\0");
+    hasher.update(salt.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(install_id);
+    let hash = hasher.finalize();
+    let first = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]);
+    first % ROLLOUT_SCALE
+}
+
+impl Rollout {
+    /// The share in basis points, bounded to 0..=ROLLOUT_SCALE (a share that
+    /// is not a number is none).
+    pub fn basis_points(&self) -> u32 {
+        if self.percent.is_nan() {
+            return 0;
+        }
+        (self.percent.clamp(0.0, 100.0) * 100.0).round() as u32
+    }
+
+    /// Whether an install in `bucket` is offered this release.
+    pub fn offers(&self, bucket: u32) -> bool {
+        !self.halted && (self.critical || bucket < self.basis_points())
+    }
+}
+
+/// The seconds since the Unix epoch of an offset date-time (`None` for a
+/// local or partial one, which names no instant).
+pub fn unix_seconds(at: &toml::value::Datetime) -> Option<i64> {
+    let (date, time, offset) = (at.date?, at.time?, at.offset?);
+    let offset_minutes = match offset {
+        toml::value::Offset::Z => 0,
+        toml::value::Offset::Custom { minutes } => i64::from(minutes),
+    };
+    let days = days_from_civil(
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
+    let seconds = i64::from(time.hour) * 3600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second.unwrap_or(0));
+    Some(days * 86_400 + seconds - offset_minutes * 60)
+}
+
+/// The offset date-time (UTC, whole seconds) of seconds since the epoch.
+pub fn datetime_from_unix(seconds: i64) -> toml::value::Datetime {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    toml::value::Datetime {
+        date: Some(toml::value::Date {
+            year: u16::try_from(year).unwrap_or(9999),
+            month: month as u8,
+            day: day as u8,
+        }),
+        time: Some(toml::value::Time {
+            hour: (rest / 3600) as u8,
+            minute: (rest / 60 % 60) as u8,
+            second: Some((rest % 60) as u8),
+            nanosecond: None,
+        }),
+        offset: Some(toml::value::Offset::Z),
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 impl UpdateManifest {
-    /// Parses a manifest; the error is one line saying what is wrong.
+    /// When the manifest stops being used, in seconds since the epoch:
+    /// `Err` for an `expires` that names no instant.
+    pub fn expires_at(&self) -> Result<Option<i64>, String> {
+        match &self.expires {
+            None => Ok(None),
+            Some(at) => unix_seconds(at).map(Some).ok_or_else(|| {
+                format!("'expires = {at}' names no instant: give a time and an offset (Z)")
+            }),
+        }
+    }
+
+    /// Parses a manifest's fields (of its signed body only, see
+    /// [`split_signed`]); the error is one line saying what is wrong.
     pub fn parse(text: &str) -> Result<UpdateManifest, String> {
+        let body = split_signed(text).body;
         let manifest: UpdateManifest =
-            toml::from_str(text).map_err(|e| e.message().trim().to_owned())?;
+            toml::from_str(body).map_err(|e| e.message().trim().to_owned())?;
         if manifest.url.trim().is_empty() {
             return Err("'url' is empty".into());
+        }
+        if let Some(rollout) = &manifest.rollout
+            && rollout.release.url.trim().is_empty()
+        {
+            return Err("the rollout's 'url' is empty".into());
         }
         Ok(manifest)
     }
 
+    /// The release at the top level: what every install is offered unless
+    /// the rollout offers it another.
+    pub fn offered(&self) -> Release {
+        Release {
+            url: self.url.clone(),
+            crc32: self.crc32,
+            size: self.size,
+            version: self.version.clone(),
+            signature: self.signature.clone(),
+            signatures: self.signatures.clone(),
+            mirrors: self.mirrors.clone(),
+        }
+    }
+
+    /// A manifest offering `release` to every install, and nothing else.
+    pub fn offering(release: Release) -> UpdateManifest {
+        UpdateManifest {
+            url: release.url,
+            crc32: release.crc32,
+            size: release.size,
+            version: release.version,
+            signature: release.signature,
+            signatures: release.signatures,
+            mirrors: release.mirrors,
+            app: None,
+            sequence: None,
+            expires: None,
+            rollout: None,
+        }
+    }
+
+    /// The TOML text of the manifest's fields (unsigned: signatures are
+    /// appended after [`SIGNATURE_SECTION`]).
     pub fn to_toml(&self) -> String {
-        // Plain strings and integers always serialise.
+        // Plain strings, integers and one table always serialise.
         toml::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Release {
+    /// Every signature of the executable: `signature`, then `signatures`.
+    pub fn all_signatures(&self) -> impl Iterator<Item = &str> {
+        self.signature
+            .iter()
+            .chain(self.signatures.iter())
+            .map(String::as_str)
+    }
+
+    /// Every URL of the executable, in the order they are tried.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.url.as_str()).chain(self.mirrors.iter().map(String::as_str))
     }
 }
 
@@ -161,13 +470,15 @@ mod tests {
         let m = UpdateManifest::parse("url = \"http://x/a.bin\"\ncrc32 = 123\nfuture = true\n");
         assert_eq!(
             m,
-            Ok(UpdateManifest {
+            Ok(UpdateManifest::offering(Release {
                 url: "http://x/a.bin".into(),
                 crc32: 123,
                 size: None,
                 version: None,
                 signature: None,
-            })
+                signatures: vec![],
+                mirrors: vec![],
+            }))
         );
     }
 
@@ -183,14 +494,153 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let m = UpdateManifest {
-            url: "https://example.org/1.1/app.bin".into(),
+        let release = |version: &str| Release {
+            url: format!("https://example.org/{version}/app.bin"),
             crc32: 0xdead_beef,
             size: Some(12),
-            version: Some("1.1".into()),
+            version: Some(version.into()),
             signature: Some("untrusted comment: x\nAAAA\ntrusted comment: y\nBBBB\n".into()),
+            signatures: vec!["untrusted comment: z\nCCCC\n".into()],
+            mirrors: vec![format!("https://mirror.example.net/{version}/app.bin")],
         };
-        assert_eq!(UpdateManifest::parse(&m.to_toml()), Ok(m));
+        let plain = UpdateManifest::offering(release("1.1"));
+        assert_eq!(UpdateManifest::parse(&plain.to_toml()), Ok(plain));
+        let fleet = UpdateManifest {
+            app: Some("app".into()),
+            sequence: Some(7),
+            expires: Some(datetime_from_unix(1_800_000_000)),
+            rollout: Some(Rollout {
+                release: release("1.2"),
+                percent: 12.5,
+                salt: "9f2c".into(),
+                halted: false,
+                critical: true,
+            }),
+            ..UpdateManifest::offering(release("1.1"))
+        };
+        let text = fleet.to_toml();
+        assert_eq!(UpdateManifest::parse(&text), Ok(fleet.clone()));
+        // What an older stub reads of it: the top-level release.
+        let old: toml::Table = toml::from_str(&text).expect("valid TOML");
+        assert_eq!(old.get("version").and_then(|v| v.as_str()), Some("1.1"));
+    }
+
+    #[test]
+    fn signed_text_splits_at_the_section_line_only() {
+        let text = "url = \"x\"\ncrc32 = 1\n[manifest_signature]\nminisig = [\"s\"]\n";
+        let split = split_signed(text);
+        assert_eq!(split.body, "url = \"x\"\ncrc32 = 1\n");
+        assert_eq!(split.signatures, Some("minisig = [\"s\"]\n"));
+        // Not at a line start, or with more on the line: not the section.
+        for unsigned in [
+            "url = \"[manifest_signature]\n\"\ncrc32 = 1\n",
+            "url = \"x\"\ncrc32 = 1\n[manifest_signature] # x\n",
+        ] {
+            assert_eq!(split_signed(unsigned).signatures, None, "{unsigned}");
+        }
+        // Fields after the section are not the manifest's.
+        let smuggled = "url = \"x\"\ncrc32 = 1\n[manifest_signature]\n[rollout]\npercent = 1\n";
+        assert_eq!(
+            UpdateManifest::parse(smuggled).map(|m| m.rollout.is_none()),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn signatures_round_trip() {
+        let body = UpdateManifest::offering(Release {
+            url: "u".into(),
+            crc32: 1,
+            size: None,
+            version: None,
+            signature: None,
+            signatures: vec![],
+            mirrors: vec![],
+        })
+        .to_toml();
+        let sigs = vec![
+            "untrusted comment: a\nX\ntrusted comment: b\nY\n".to_owned(),
+            "Z".into(),
+        ];
+        let text = with_signatures(&body, sigs.clone());
+        let split = split_signed(&text);
+        assert_eq!(split.body, body);
+        assert_eq!(signatures_of(&split), sigs);
+        assert_eq!(UpdateManifest::parse(&text).map(|m| m.crc32), Ok(1));
+    }
+
+    #[test]
+    fn buckets_are_stable_per_salt_and_spread() {
+        let id = [7u8; 16];
+        assert_eq!(rollout_bucket(&id, "a"), rollout_bucket(&id, "a"));
+        let ids: Vec<[u8; 16]> = (0..2000u32)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&i.to_le_bytes());
+                id
+            })
+            .collect();
+        let share = |salt: &str, bp: u32| {
+            ids.iter()
+                .filter(|id| rollout_bucket(id.as_slice(), salt) < bp)
+                .count()
+        };
+        // 10 % of 2000 is 200; a fair hash lands well within 150..250.
+        for salt in ["r1", "r2"] {
+            let n = share(salt, 1000);
+            assert!((150..250).contains(&n), "{salt}: {n}");
+        }
+        // Re-drawn per release: the first 10 % of r1 and of r2 mostly differ.
+        let both = ids
+            .iter()
+            .filter(|id| rollout_bucket(id.as_slice(), "r1") < 1000)
+            .filter(|id| rollout_bucket(id.as_slice(), "r2") < 1000)
+            .count();
+        assert!(both < 60, "{both}");
+    }
+
+    #[test]
+    fn expiry_times() {
+        for seconds in [0, 1_800_000_000, 951_782_400, 4_102_444_800, -86_400] {
+            let at = datetime_from_unix(seconds);
+            assert_eq!(unix_seconds(&at), Some(seconds), "{at}");
+        }
+        let parsed = |text: &str| {
+            UpdateManifest::parse(&format!("url = \"u\"\ncrc32 = 1\nexpires = {text}\n"))
+                .and_then(|m| m.expires_at())
+        };
+        assert_eq!(parsed("2027-01-15T08:00:00Z"), Ok(Some(1_800_000_000)));
+        assert_eq!(parsed("2027-01-15T10:00:00+02:00"), Ok(Some(1_800_000_000)));
+        assert!(parsed("2027-01-15T08:00:00").is_err());
+        assert!(parsed("2027-01-15").is_err());
+        assert!(parsed("\"tomorrow\"").is_err());
+    }
+
+    #[test]
+    fn rollout_offers() {
+        let rollout = |percent: f64, halted: bool, critical: bool| Rollout {
+            release: Release {
+                url: "u".into(),
+                crc32: 0,
+                size: None,
+                version: None,
+                signature: None,
+                signatures: vec![],
+                mirrors: vec![],
+            },
+            percent,
+            salt: String::new(),
+            halted,
+            critical,
+        };
+        assert!(!rollout(0.0, false, false).offers(0));
+        assert!(rollout(0.01, false, false).offers(0));
+        assert!(!rollout(0.01, false, false).offers(1));
+        assert!(rollout(100.0, false, false).offers(ROLLOUT_SCALE - 1));
+        assert!(rollout(250.0, false, false).offers(ROLLOUT_SCALE - 1));
+        assert!(!rollout(f64::NAN, false, false).offers(0));
+        assert!(rollout(0.0, false, true).offers(9_999));
+        assert!(!rollout(100.0, true, true).offers(0));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::trace::info;
-use payload_tools::manifest::UpdateManifest;
+use payload_tools::manifest::Release;
 use payload_tools::rangeio::Arrival;
 use ureq::Agent;
 
@@ -188,7 +188,7 @@ impl Download<'_> {
         self.state.clear();
     }
 
-    /// Downloads `manifest.url`, resuming an earlier partial download of
+    /// Downloads `release.url`, resuming an earlier partial download of
     /// the same build where the server allows it. At most `max_len` bytes
     /// (or the announced size, if smaller) are accepted. The CRC-32 of the
     /// file is computed on the way when `hash` (otherwise a checker reading
@@ -196,16 +196,16 @@ impl Download<'_> {
     pub fn fetch(
         &self,
         agent: &Agent,
-        manifest: &UpdateManifest,
+        release: &Release,
         policy: http::Policy,
         max_len: u64,
         progress: &Progress,
         hash: bool,
     ) -> Result<Fetched, UpdateError> {
-        let url = manifest.url.as_str();
+        let url = release.url.as_str();
         // The unsigned `size` may lower the build's own cap, never raise it:
         // a build announced larger than the cap is not even downloaded.
-        if let Some(size) = manifest.size
+        if let Some(size) = release.size
             && size > max_len
         {
             return Err(UpdateError::Size {
@@ -214,8 +214,8 @@ impl Download<'_> {
                 actual: size,
             });
         }
-        let cap = manifest.size.unwrap_or(max_len);
-        let resume = self.resumable(manifest, cap);
+        let cap = release.size.unwrap_or(max_len);
+        let resume = self.resumable(release, cap);
         let range;
         let mut headers = Vec::new();
         if let Some(partial) = &resume {
@@ -280,7 +280,7 @@ impl Download<'_> {
                 Some(validator) => {
                     let info = ResumeInfo {
                         url: url.to_owned(),
-                        crc32: manifest.crc32,
+                        crc32: release.crc32,
                         file: name.clone(),
                         ino: sys::file_id(&file).map_or(0, |id| id.ino),
                         validator,
@@ -362,18 +362,18 @@ impl Download<'_> {
     /// The partial download of this very build that the resume record
     /// names, if it is still the file we made and worth continuing;
     /// otherwise the record and its file are forgotten.
-    pub fn resumable(&self, manifest: &UpdateManifest, cap: u64) -> Option<Partial> {
+    pub fn resumable(&self, release: &Release, cap: u64) -> Option<Partial> {
         let info = self.state.record()?;
-        let partial = self.partial(&info, manifest, cap);
+        let partial = self.partial(&info, release, cap);
         if partial.is_none() {
             self.forget();
         }
         partial
     }
 
-    fn partial(&self, info: &ResumeInfo, manifest: &UpdateManifest, cap: u64) -> Option<Partial> {
-        if info.url != manifest.url
-            || info.crc32 != manifest.crc32
+    fn partial(&self, info: &ResumeInfo, release: &Release, cap: u64) -> Option<Partial> {
+        if info.url != release.url
+            || info.crc32 != release.crc32
             || !self.target.is_ours(&info.file)
         {
             return None;

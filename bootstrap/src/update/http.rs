@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use payload_tools::manifest::{MAX_MANIFEST_LEN, UpdateManifest};
+use payload_tools::manifest::MAX_MANIFEST_LEN;
 use rustls::crypto::{CryptoProvider, KeyProvider};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::sign::SigningKey;
@@ -217,12 +217,8 @@ pub fn validator(response: &Response<ureq::Body>) -> Option<String> {
         .or_else(|| header("last-modified"))
 }
 
-/// Fetches and parses `update.toml`.
-pub fn fetch_manifest(
-    agent: &Agent,
-    url: &str,
-    policy: Policy,
-) -> Result<UpdateManifest, UpdateError> {
+/// Fetches the text of `update.toml`, at most [`MAX_MANIFEST_LEN`] bytes.
+pub fn fetch_manifest(agent: &Agent, url: &str, policy: Policy) -> Result<String, UpdateError> {
     let (mut response, final_url) = get(agent, url, policy, &[], Some(MANIFEST_TIMEOUT))?;
     let status = response.status().as_u16();
     if status != 200 {
@@ -231,7 +227,7 @@ pub fn fetch_manifest(
             status,
         });
     }
-    let text = response
+    response
         .body_mut()
         .with_config()
         .limit(MAX_MANIFEST_LEN)
@@ -245,11 +241,7 @@ pub fn fetch_manifest(
                 url: url.to_owned(),
                 reason: other.to_string(),
             },
-        })?;
-    UpdateManifest::parse(&text).map_err(|reason| UpdateError::Manifest {
-        url: url.to_owned(),
-        reason,
-    })
+        })
 }
 
 #[cfg(test)]

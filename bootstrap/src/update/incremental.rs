@@ -33,7 +33,7 @@ use crate::trace::info;
 use payload_tools::PackedFile;
 use payload_tools::delta::{self, MAX_REQUESTS, Plan, Source, Step};
 use payload_tools::digest::PartHasher;
-use payload_tools::manifest::UpdateManifest;
+use payload_tools::manifest::Release;
 use payload_tools::rangeio::read_exact_at;
 use ureq::Agent;
 
@@ -174,7 +174,7 @@ struct Assembly<'a> {
 }
 
 impl Download<'_> {
-    /// Assembles the build `manifest` announces, whose end is `layout`,
+    /// Assembles the build `release` announces, whose end is `layout`,
     /// following `plan`, resuming an earlier partial download of it. At
     /// most `max_len` bytes. The CRC-32 of the file is computed on the way
     /// when `hash`. The caller falls back to a whole download on error.
@@ -182,7 +182,7 @@ impl Download<'_> {
     pub fn assemble(
         &self,
         agent: &Agent,
-        manifest: &UpdateManifest,
+        release: &Release,
         policy: http::Policy,
         max_len: u64,
         layout: &Layout,
@@ -191,7 +191,7 @@ impl Download<'_> {
         progress: &Progress,
         hash: bool,
     ) -> Result<Fetched, UpdateError> {
-        let url = manifest.url.as_str();
+        let url = release.url.as_str();
         let cap = layout.file_len;
         if cap > max_len {
             return Err(UpdateError::Size {
@@ -202,7 +202,7 @@ impl Download<'_> {
         }
         // A partial download of another file at the same URL (the server's
         // validator changed) is not continued.
-        let resume = match self.resumable(manifest, cap) {
+        let resume = match self.resumable(release, cap) {
             Some(partial) if layout.validator.as_deref() == Some(partial.validator.as_str()) => {
                 Some(partial)
             }
@@ -240,7 +240,7 @@ impl Download<'_> {
         } else if let Some(validator) = &layout.validator {
             let info = ResumeInfo {
                 url: url.to_owned(),
-                crc32: manifest.crc32,
+                crc32: release.crc32,
                 file: name.clone(),
                 ino: sys::file_id(&file).map_or(0, |id| id.ino),
                 validator: validator.clone(),

@@ -29,6 +29,7 @@
 //!
 //! Any failure is traced and leaves the executable untouched.
 
+mod check;
 mod download;
 mod error;
 mod http;
@@ -38,6 +39,7 @@ mod minisig;
 mod prewarm;
 mod state;
 mod tail;
+mod trust;
 mod verify;
 
 use std::path::PathBuf;
@@ -48,7 +50,7 @@ use std::time::Duration;
 use crate::trace::info;
 use payload_tools::PackedFile;
 use payload_tools::delta::Plan;
-use payload_tools::manifest::{UpdateManifest, expand_url_spec};
+use payload_tools::manifest::Release;
 use payload_tools::metadata::UpdateSettings;
 use payload_tools::version::is_newer;
 
@@ -175,22 +177,24 @@ impl Sidecar {
 fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateError> {
     sys::remove_replaced_leftover(&build.exe);
 
-    let info_url = expand_url_spec(&build.settings.url_spec, &build.name, &build.version);
-    info!(target: UPDATE, "Expanded info URL to '{info_url}'.");
     let agent = http::agent();
     let policy = http::Policy {
         allow_insecure_http: build.settings.allow_insecure_http,
     };
-    let manifest = http::fetch_manifest(&agent, &info_url, policy)?;
+    let Some(answer) = check::fetch(build, &agent, policy)? else {
+        return Ok(());
+    };
+    let manifest = trust::accept(build, &answer)?;
+    let release = trust::choose(build, &manifest);
 
     let own = &build.packed.file;
     let own_id = sys::file_id(own).map_err(UpdateError::io("read", &build.exe))?;
-    if is_same_build(&build.packed, manifest.size, manifest.crc32)? {
-        info!(target: UPDATE, "CRC32 {} matches already.", manifest.url);
+    if is_same_build(&build.packed, release.size, release.crc32)? {
+        info!(target: UPDATE, "CRC32 {} matches already.", release.url);
         forget_downloads(build, &own_id);
         return Ok(());
     }
-    if let Some(announced) = &manifest.version
+    if let Some(announced) = &release.version
         && !build.settings.allow_downgrade
         && !is_newer(announced, &build.version)
     {
@@ -201,7 +205,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         );
         return Ok(());
     }
-    info!(target: UPDATE, "URL to check '{}'.", manifest.url);
+    info!(target: UPDATE, "URL to check '{}'.", release.url);
 
     // One updater at a time per executable, by a lock only this user can
     // take; then the executable's folder, held open, and its checks.
@@ -225,7 +229,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
 
     // The build's own trailer and metadata first, when the server serves
     // ranges: a build that would be refused is not downloaded at all.
-    let layout = tail::fetch(&agent, &manifest.url, policy, manifest.size);
+    let layout = tail::fetch(&agent, &release.url, policy, release.size);
     if layout.is_none() {
         info!(
             target: UPDATE,
@@ -233,7 +237,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         );
     }
     if let Some(layout) = &layout
-        && let Err(e) = verify::check_identity(&layout.metadata, build, &manifest.url)
+        && let Err(e) = verify::check_identity(&layout.metadata, build, &release.url)
     {
         download.forget();
         return Err(e);
@@ -247,7 +251,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         fetch_and_check(
             &download,
             &agent,
-            &manifest,
+            &release,
             policy,
             build,
             layout.as_ref(),
@@ -357,13 +361,13 @@ enum How<'a> {
 fn fetch_and_check(
     download: &Download<'_>,
     agent: &Agent,
-    manifest: &UpdateManifest,
+    release: &Release,
     policy: http::Policy,
     build: &RunningBuild,
     layout: Option<&Layout>,
     how: How<'_>,
 ) -> Result<(Fetched, PackedFile), UpdateError> {
-    let helped = download_with_helpers(download, agent, manifest, policy, build, layout, how);
+    let helped = download_with_helpers(download, agent, release, policy, build, layout, how);
     let fetched = helped.fetched?;
     // The disk writes the download out while the CPU checks it: the two
     // costs overlap, and both must succeed before anything is replaced.
@@ -371,7 +375,7 @@ fn fetch_and_check(
         let sync = scope.spawn(|| fetched.file.sync_all());
         let checked = verify::check(
             &fetched,
-            manifest,
+            release,
             build,
             helped.payload_checked,
             helped.hashed,
@@ -414,7 +418,7 @@ struct Helped<'a> {
 fn download_with_helpers<'a>(
     download: &Download<'_>,
     agent: &Agent,
-    manifest: &UpdateManifest,
+    release: &Release,
     policy: http::Policy,
     build: &RunningBuild,
     layout: Option<&'a Layout>,
@@ -453,10 +457,10 @@ fn download_with_helpers<'a>(
         let max_len = build.settings.max_download_size;
         let hash = checker.is_none();
         let fetched = match how {
-            How::Whole => download.fetch(agent, manifest, policy, max_len, &progress, hash),
+            How::Whole => download.fetch(agent, release, policy, max_len, &progress, hash),
             How::Assemble(layout, plan) => download.assemble(
                 agent,
-                manifest,
+                release,
                 policy,
                 max_len,
                 layout,

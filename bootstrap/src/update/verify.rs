@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::trace::info;
 use payload_tools::extract::{Sink, check_arriving, extract};
-use payload_tools::manifest::{UpdateManifest, trusted_comment};
+use payload_tools::manifest::{Release, trusted_comment};
 use payload_tools::rangeio::{RangeReader, file_crc32, read_exact_at};
 use payload_tools::version::is_newer;
 use payload_tools::{Metadata, PackedFile, Trailer};
@@ -81,14 +81,14 @@ fn checking_threads() -> usize {
 /// can need), which is parsed after.
 pub fn check(
     fetched: &Fetched,
-    manifest: &UpdateManifest,
+    release: &Release,
     build: &RunningBuild,
     payload_checked: Option<&Layout>,
     hashed: Option<(u64, FileDigest)>,
 ) -> Result<PackedFile, UpdateError> {
     let url = &fetched.url;
     let path = Path::new(url);
-    if let Some(size) = manifest.size
+    if let Some(size) = release.size
         && fetched.len != size
     {
         return Err(UpdateError::Size {
@@ -99,11 +99,11 @@ pub fn check(
     }
     let crc_error = |actual| UpdateError::Crc {
         url: url.clone(),
-        expected: manifest.crc32,
+        expected: release.crc32,
         actual,
     };
     if let Some(crc32) = fetched.crc32
-        && crc32 != manifest.crc32
+        && crc32 != release.crc32
     {
         return Err(crc_error(crc32));
     }
@@ -123,7 +123,7 @@ pub fn check(
         let digest = hashed
             .filter(|(len, _)| *len == fetched.len)
             .map(|(_, digest)| digest);
-        Some(check_signature(fetched, manifest, keys, digest)?)
+        Some(check_signature(fetched, release, keys, digest)?)
     };
     let packed = read_packed(fetched, &trailer).map_err(|e| not_packed(e.to_string()))?;
     // The payload check made during the download counts only for a file
@@ -145,7 +145,7 @@ pub fn check(
             url: url.clone(),
             reason: format!("cannot read it back ({e})"),
         })?;
-        if crc32 != manifest.crc32 {
+        if crc32 != release.crc32 {
             return Err(crc_error(crc32));
         }
     }
@@ -192,15 +192,15 @@ fn read_packed(fetched: &Fetched, trailer: &Trailer) -> payload_tools::Result<Pa
     PackedFile::from_parts(file, path, fetched.len, trailer, metadata)
 }
 
-/// Checks the minisign signature in `manifest` against the exact bytes of
+/// Checks the minisign signatures of `release` against the exact bytes of
 /// the open download (read back from the handle that will be renamed into
-/// place, never from a path, unless `digest` already holds their hash),
-/// with one of `keys`; traces which key signed and the result. The caller
-/// checks that its trusted comment names the app and version inside the
-/// file.
+/// place, never from a path, unless `digest` already holds their hash):
+/// one of them must be by one of `keys`; traces which key signed and the
+/// result. The caller checks that its trusted comment names the app and
+/// version inside the file.
 fn check_signature(
     fetched: &Fetched,
-    manifest: &UpdateManifest,
+    release: &Release,
     keys: &[String],
     mut digest: Option<FileDigest>,
 ) -> Result<Signature, UpdateError> {
@@ -209,38 +209,46 @@ fn check_signature(
         url: url.clone(),
         reason,
     };
-    let text = manifest
-        .signature
-        .as_deref()
-        .ok_or_else(|| UpdateError::Unsigned { url: url.clone() })?;
-    let signature = Signature::decode(text).map_err(|e| bad(format!("unreadable: {e}")))?;
-    let id = signature.key_id();
-    let mut last_error = format!("signed by another key ({id})");
-    for key in keys {
-        let Ok(key) = PublicKey::from_base64(key) else {
-            continue;
-        };
-        if !key.signed(&signature) {
-            continue;
-        }
-        let digest = match &mut digest {
-            Some(digest) => digest,
-            None => {
-                let mut hasher = FileHasher::default();
-                hash_file(&fetched.file, fetched.len, &mut hasher)
-                    .map_err(|e| bad(format!("cannot read the download: {e}")))?;
-                digest.insert(hasher.finish())
+    let mut last_error = None;
+    for text in release.all_signatures() {
+        let signature = match Signature::decode(text) {
+            Ok(signature) => signature,
+            Err(e) => {
+                last_error = Some(format!("unreadable: {e}"));
+                continue;
             }
         };
-        match key.check(&signature, digest) {
-            Ok(()) => {
-                info!(target: UPDATE, "Good signature by trusted key {id}.");
-                return Ok(signature);
+        let id = signature.key_id();
+        last_error = Some(format!("signed by another key ({id})"));
+        for key in keys {
+            let Ok(key) = PublicKey::from_base64(key) else {
+                continue;
+            };
+            if !key.signed(&signature) {
+                continue;
             }
-            Err(e) => last_error = format!("key {id}: {e}"),
+            let digest = match &mut digest {
+                Some(digest) => digest,
+                None => {
+                    let mut hasher = FileHasher::default();
+                    hash_file(&fetched.file, fetched.len, &mut hasher)
+                        .map_err(|e| bad(format!("cannot read the download: {e}")))?;
+                    digest.insert(hasher.finish())
+                }
+            };
+            match key.check(&signature, digest) {
+                Ok(()) => {
+                    info!(target: UPDATE, "Good signature by trusted key {id}.");
+                    return Ok(signature);
+                }
+                Err(e) => last_error = Some(format!("key {id}: {e}")),
+            }
         }
     }
-    Err(bad(format!("not signed by a trusted key: {last_error}")))
+    match last_error {
+        None => Err(UpdateError::Unsigned { url: url.clone() }),
+        Some(last) => Err(bad(format!("not signed by a trusted key: {last}"))),
+    }
 }
 
 /// Feeds the first `len` bytes of `file` to `hasher`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use payload_tools::delta::{self, Plan};
 use payload_tools::digest::PartHasher;
 use payload_tools::extract::{Sink, extract};
-use payload_tools::manifest::{self, UpdateManifest, default_download_url};
+use payload_tools::manifest::{self, Release, UpdateManifest, default_download_url};
 use payload_tools::metadata::{Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
 use payload_tools::pack::{DEFAULT_LEVEL, DictionaryOptions, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
@@ -194,14 +194,16 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             .as_ref()
             .map(|key| signing::sign_file(&output, key, &m.name, &m.version))
             .transpose()?;
-        let manifest = UpdateManifest {
+        let manifest = UpdateManifest::offering(Release {
             url,
             crc32: report.file_crc32,
             size: Some(report.file_len),
             version: Some(m.version.clone()),
             signature,
-        };
-        write_manifest(&manifest, Some(&toml_path))?;
+            signatures: vec![],
+            mirrors: vec![],
+        });
+        write_manifest(manifest, secret_key.as_ref(), &m.name, Some(&toml_path))?;
     }
     Ok(())
 }
@@ -571,23 +573,21 @@ pub fn update_toml(
     warn_if_unsigned(&packed.metadata, key.is_some());
     let (len, crc) = file_crc32(&packed.file, exe)?;
     let m = &packed.metadata;
-    let signature = match key {
-        Some(key) => Some(signing::sign_file(
-            exe,
-            &signing::load_secret_key(key)?,
-            &m.name,
-            &m.version,
-        )?),
-        None => None,
-    };
-    let manifest = UpdateManifest {
+    let secret_key = key.map(signing::load_secret_key).transpose()?;
+    let signature = secret_key
+        .as_ref()
+        .map(|key| signing::sign_file(exe, key, &m.name, &m.version))
+        .transpose()?;
+    let manifest = UpdateManifest::offering(Release {
         url: url.to_owned(),
         crc32: crc,
         size: Some(len),
         version: Some(m.version.clone()),
         signature,
-    };
-    write_manifest(&manifest, output)
+        signatures: vec![],
+        mirrors: vec![],
+    });
+    write_manifest(manifest, secret_key.as_ref(), &m.name, output)
 }
 
 pub fn keygen(base: &Path) -> Result<(), Failure> {
@@ -615,8 +615,28 @@ pub fn sign(exe: &Path, key: &Path, output: Option<&Path>) -> Result<(), Failure
     Ok(())
 }
 
-fn write_manifest(manifest: &UpdateManifest, output: Option<&Path>) -> Result<(), Failure> {
-    let text = manifest.to_toml();
+/// Writes `manifest` to `output` (standard output without one). With a
+/// key, the manifest itself is signed too: it then names `app`, a sequence
+/// (the time now, so that later manifests of the app have higher ones) and
+/// an expiry ([`manifest::DEFAULT_LIFETIME_S`] from now).
+fn write_manifest(
+    mut manifest: UpdateManifest,
+    key: Option<&minisign::SecretKey>,
+    app: &str,
+    output: Option<&Path>,
+) -> Result<(), Failure> {
+    let text = match key {
+        None => manifest.to_toml(),
+        Some(key) => {
+            let now = signing::now_unix();
+            manifest.app = Some(app.to_owned());
+            manifest.sequence = Some(u64::try_from(now).unwrap_or(0));
+            manifest.expires = Some(manifest::datetime_from_unix(
+                now.saturating_add(manifest::DEFAULT_LIFETIME_S),
+            ));
+            signing::sign_manifest(&manifest, std::slice::from_ref(key))?
+        }
+    };
     match output {
         None => print!("{text}"),
         Some(path) => {

@@ -10,7 +10,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use minisign::{KeyPair, PublicKeyBox, SecretKey, SecretKeyBox};
-use payload_tools::manifest::trusted_comment;
+use payload_tools::manifest::{
+    UpdateManifest, manifest_trusted_comment, trusted_comment, with_signatures,
+};
 
 use crate::Failure;
 
@@ -160,4 +162,40 @@ pub fn sign_file(
     )
     .map_err(|e| format!("cannot sign '{}': {e}", path.display()))?;
     Ok(signature.into_string())
+}
+
+/// The text of `manifest` signed by each of `keys`: its TOML, then a
+/// signature section whose signatures cover that TOML byte for byte. The
+/// manifest must name its app and sequence (they are signed with it).
+pub fn sign_manifest(manifest: &UpdateManifest, keys: &[SecretKey]) -> Result<String, Failure> {
+    let body = manifest.to_toml();
+    let (Some(app), Some(sequence)) = (&manifest.app, manifest.sequence) else {
+        return Err("a signed manifest names its app and sequence"
+            .to_owned()
+            .into());
+    };
+    let expires = manifest
+        .expires_at()
+        .map_err(|e| format!("cannot sign the manifest: {e}"))?;
+    let comment = manifest_trusted_comment(app, sequence, expires);
+    let mut minisig = Vec::with_capacity(keys.len());
+    for key in keys {
+        let signature = minisign::sign(
+            None,
+            key,
+            body.as_bytes(),
+            Some(&comment),
+            Some("manifest signature from payload-tools"),
+        )
+        .map_err(|e| format!("cannot sign the manifest: {e}"))?;
+        minisig.push(signature.into_string());
+    }
+    Ok(with_signatures(&body, minisig))
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
