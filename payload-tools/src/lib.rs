@@ -32,6 +32,7 @@
 pub mod delta;
 pub mod dictionary;
 pub mod digest;
+pub mod duration;
 pub mod error;
 pub mod extract;
 pub mod filetimes;
