@@ -5,6 +5,8 @@
 #   make lint    rustfmt check, clippy with -D warnings (Linux and Windows
 #                targets), rustdoc with -D warnings
 #   make bench   benchmarks: ratios against baselines measured in the same run
+#   make fleet   200 installs through a staged release against nginx on
+#                loopback: rollout share, halt, 304 checks (docs/fleet.md)
 #   make build   release binaries: target/release/{bootstrap,payload-tools}
 #   make stub    only the release stub, target/release/bootstrap, std built
 #                for size (docs/benchmarks.md, "Stub size"); fails if it
@@ -23,7 +25,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build stub test lint demo bench bench-peers soak fuzz clean deps windows test-windows lint-windows bench-windows
+.PHONY: all build stub test lint demo bench fleet bench-peers soak fuzz clean deps windows test-windows lint-windows bench-windows
 
 FOR ?= build demo test lint bench
 
@@ -123,13 +125,18 @@ bench-windows: windows
 	$(WINDOWS_CARGO) build --release $(WINDOWS_FLAGS) -p onefile-tests --bin probe --bin fetch
 	@python3 bench/windows.py
 
+# A fleet of installs, each a real launch of the release stub, through a
+# staged rollout published with `payload-tools publish` (docs/fleet.md).
+fleet: needs-fleet build
+	@python3 bench/fleet.py
+
 # Against PyInstaller (installed from PyPI into a venv under bench-work/).
 bench-peers: needs-bench build
 	@python3 bench/peers.py
 
 clean:
 	$(CARGO) clean
-	rm -rf demo-work bench-work bench-work-windows
+	rm -rf demo-work bench-work bench-work-windows fleet-work
 
 # The long fault-injection run: 50 random kills per scenario and the
 # 300-cycle soak. Seeds are printed; ONEFILE_FAULT_SEED replays one.

@@ -12,7 +12,8 @@
 #
 # `make demo`, `make test`, `make lint` and `make bench` check; only
 # `make deps` (FOR=... to choose) and CI (.ci/run) install. Nothing is ever
-# installed without being named first. Commands: build demo test lint bench.
+# installed without being named first. Commands: build demo test lint bench
+# fleet.
 set -euo pipefail
 
 install=0
@@ -31,6 +32,8 @@ prerequisites=(
   "make|command -v make|make|build demo test lint bench|required|runs these commands"
   "python3|command -v python3|python3|demo|required|serves the demo's updates on loopback"
   "python3|command -v python3|python3|bench|required|runs the benchmarks"
+  "python3|command -v python3|python3|fleet|required|runs the fleet simulation"
+  "nginx|has_nginx|nginx-light|fleet|required|the static host the fleet's installs check and update from"
   "zstd|command -v zstd|zstd|test|required|lists a packed file's payload, a plain .tar.zst"
   "zstd|command -v zstd|zstd|bench|required|the baseline the benchmarks compare with (tar | zstd)"
   "tar|command -v tar|tar|test bench|required|reads a payload's tar stream; the benchmarks' baseline"

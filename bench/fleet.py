@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""`make fleet`: a fleet of installs of one app, each a real launch of the
+real stub, against nginx on loopback, through a staged release. Figures
+and the model built on them: docs/fleet.md.
+
+Each install is a copy of the 1.0 executable in a folder of its own with
+its own `ONEFILE_CACHE_DIR`, so each has its own install identity (kept
+beside its cache) and its own rollout bucket. The site is made by
+`payload-tools publish` and changed by `payload-tools rollout`, as a
+publisher would, and nginx serves it as a static host would. Phases:
+
+  0. publish 1.0; launch every install (first launch: unpack, first check)
+  1. nothing changed: launch every install (the check of an install that is
+     current, against a manifest that did not change)
+  2. publish 1.1 with `--rollout 10`: launch every install; between 5% and
+     15% must move to 1.1
+  3. `rollout --halt`: launch every install; none may move
+  4. `rollout --resume` (10% again): launch every install; none may move
+     (an install's bucket is stable within a release)
+  5. `rollout --percent 100`: launch every install; all must be on 1.1
+  6. nothing changed: launch every install (all current)
+
+After each phase every install's version is read with `payload-tools
+inspect` (which changes nothing), and nginx's access log gives the
+requests, their status, the bytes sent (headers and body) and the
+conditional headers the installs sent. The run prints a table per phase and
+fails (exit 1) on any broken expectation; a phase it cannot run with the
+binaries it has (no `publish` or `rollout` subcommand yet) is reported as
+NOT RUN, never as passed.
+
+Environment: BIN_DIR (default target/release), FLEET_DIR (default
+fleet-work), FLEET_INSTALLS (default 200), FLEET_JOBS (launches at a time,
+default 4), FLEET_KEEP=1 keeps the work folder.
+"""
+
+import collections
+import concurrent.futures
+import json
+import math
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+BIN = os.path.abspath(os.environ.get("BIN_DIR", "target/release"))
+WORK = os.path.abspath(os.environ.get("FLEET_DIR", "fleet-work"))
+INSTALLS = int(os.environ.get("FLEET_INSTALLS", "200"))
+JOBS = int(os.environ.get("FLEET_JOBS", "4"))
+KEEP = os.environ.get("FLEET_KEEP") == "1"
+TOOLS = os.path.join(BIN, "payload-tools")
+STUB = os.path.join(BIN, "bootstrap")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+APP = "FleetApp"
+EXE = f"{APP}.bin"
+ROLLOUT_PERCENT = 10
+# What a 10% rollout of INSTALLS may move: 5% to 15%. With 200 installs a
+# share of 10% gives 20 on average, 4.2 standard deviations of a binomial;
+# 10..30 is 2.4 of them either side: about 1 run in 60 falls outside by
+# chance alone (each run draws new install identities and a new salt).
+MOVE_LOW = math.ceil(INSTALLS * 0.05)
+MOVE_HIGH = math.floor(INSTALLS * 0.15)
+# A launch that takes longer has hung: the run fails rather than waits.
+LAUNCH_TIMEOUT_S = 60
+# The app exits at once: the launcher may wait this long for the update
+# the sidecar has under way, so that one launch is one whole update.
+EXIT_WAIT_S = 30
+
+FAILURES = []
+NOT_RUN = []
+PHASES = []
+
+
+def fail(message):
+    FAILURES.append(message)
+    print(f"  FAIL: {message}", flush=True)
+
+
+def not_run(message):
+    NOT_RUN.append(message)
+    print(f"  NOT RUN: {message}", flush=True)
+
+
+def tool(*args, check=True):
+    """Runs payload-tools; returns the completed process (output captured)."""
+    proc = subprocess.run([TOOLS, *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"payload-tools {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def has_subcommand(name):
+    return tool(name, "--help", check=False).returncode == 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the site and its server ------------------------------------------------
+
+class Nginx:
+    """nginx serving `root` on loopback as a static host would (ETags,
+    ranges, sendfile), configured as the end-to-end tests run it
+    (tests/it/nginx.rs), with more fields in its access log: the bytes sent
+    with headers, the request's length, the User-Agent and the conditional
+    headers."""
+
+    FORMAT = ('\'"$request" $status $body_bytes_sent "$http_range" $bytes_sent $request_length '
+              '"$http_user_agent" "$http_if_none_match" "$http_if_modified_since"\'')
+    LINE = re.compile(r'^"(\S+) (\S+)[^"]*" (\d+) (\d+) "([^"]*)" (\d+) (\d+) "([^"]*)" "([^"]*)" "([^"]*)"$')
+
+    def __init__(self, root, work, port):
+        self.port = port
+        self.log = os.path.join(work, "logs", "access.log")
+        os.makedirs(os.path.join(work, "logs"))
+        os.makedirs(os.path.join(work, "tmp"))
+        temp = " ".join(f"{kind}_temp_path {work}/tmp;" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        conf = os.path.join(work, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"daemon off; master_process off; pid {work}/nginx.pid; error_log {work}/logs/error.log;\n"
+                    f"events {{ worker_connections 256; }}\n"
+                    f"http {{ log_format fleet {self.FORMAT};\n"
+                    f"  access_log {self.log} fleet; sendfile on; {temp}\n"
+                    f"  server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n")
+        self.proc = subprocess.Popen([NGINX, "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise SystemExit("nginx did not start")
+        if self.proc.poll() is not None:
+            with open(os.path.join(work, "logs", "error.log")) as f:
+                raise SystemExit(f"nginx did not start:\n{f.read()}")
+        self.mark = 0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+    def since(self):
+        """Marks the log's end: `requests()` returns what follows."""
+        self.mark = os.path.getsize(self.log) if os.path.exists(self.log) else 0
+
+    def requests(self):
+        with open(self.log, "rb") as f:
+            f.seek(self.mark)
+            text = f.read().decode(errors="replace")
+        out = []
+        for line in text.splitlines():
+            m = self.LINE.match(line)
+            if not m:
+                raise SystemExit(f"unexpected access log line: {line}")
+            method, path, status, body, rng, sent, req_len, agent, inm, ims = m.groups()
+            out.append({
+                "method": method, "path": path, "status": int(status), "body": int(body),
+                "range": None if rng == "-" else rng, "sent": int(sent), "request": int(req_len),
+                "agent": agent, "if_none_match": inm != "-", "if_modified_since": ims != "-",
+            })
+        return out
+
+
+class Site:
+    """The published folder: through `payload-tools publish` and `rollout`
+    when this payload-tools has them; without `publish`, written by hand
+    with `update-toml` (one release offered to everyone: the rollout phases
+    cannot run)."""
+
+    def __init__(self, root, base_url, key):
+        self.root = root
+        self.base_url = base_url
+        self.key = key
+        self.has_publish = has_subcommand("publish")
+        self.has_rollout = has_subcommand("rollout")
+        os.makedirs(root)
+
+    def publish(self, build, version, rollout=None):
+        if self.has_publish:
+            args = ["publish", build, "--site", self.root, "--base-url", self.base_url + "/", "--key", self.key]
+            if rollout is not None:
+                args += ["--rollout", str(rollout)]
+            tool(*args)
+            return
+        if rollout is not None:
+            raise AssertionError("a rollout needs `payload-tools publish`")
+        folder = os.path.join(self.root, version)
+        os.makedirs(folder)
+        shutil.copyfile(build, os.path.join(folder, EXE))
+        tmp = os.path.join(self.root, ".update.toml.tmp")
+        tool("update-toml", build, "--url", f"{self.base_url}/{version}/{EXE}", "--key", self.key, "-o", tmp)
+        os.replace(tmp, os.path.join(self.root, "update.toml"))
+
+    def rollout(self, *args):
+        tool("rollout", "--site", self.root, *args, "--key", self.key)
+
+
+# --- the app and its installs -----------------------------------------------
+
+def pack(version, spec, public_key, previous, out):
+    """A small sample app: a script that prints its version and a 256 KiB
+    library that does not change between versions (so an incremental update
+    fetches only the script's frame)."""
+    app = os.path.join(WORK, "app")
+    os.makedirs(os.path.join(app, "lib"), exist_ok=True)
+    with open(os.path.join(app, "lib", "data.bin"), "wb") as f:
+        rng = random.Random(13)
+        f.write(rng.randbytes(128 << 10) + b"onefile fleet " * ((128 << 10) // 14))
+    run = os.path.join(app, "run.sh")
+    with open(run, "w") as f:
+        f.write(f'#!/bin/sh\necho "{APP} {version}"\n')
+    os.chmod(run, 0o755)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    args = ["pack", app, "--entry", "run.sh", "--name", APP, "--version", version,
+            "--update-url-spec", spec, "--public-key", public_key,
+            "--update-exit-wait", str(EXIT_WAIT_S), "-o", out]
+    if previous:
+        args += ["--previous", previous]
+    tool(*args)
+
+
+def install_dir(i):
+    return os.path.join(WORK, "installs", f"{i:04}")
+
+
+def launch(i, phase):
+    """One launch of install `i`, traces into its folder; returns
+    (install, exit status or None when it hung, seconds, what it printed)."""
+    folder = install_dir(i)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTO_UPDATE", "ONEFILE_"))}
+    env.update(ONEFILE_CACHE_DIR=os.path.join(folder, "cache"), AUTO_UPDATE_DEBUG="1")
+    start = time.perf_counter()
+    with open(os.path.join(folder, f"{phase}.log"), "wb") as log:
+        try:
+            proc = subprocess.run([os.path.join(folder, EXE)], cwd=folder, env=env, stdout=subprocess.PIPE,
+                                  stderr=log, timeout=LAUNCH_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return i, None, time.perf_counter() - start, ""
+    return i, proc.returncode, time.perf_counter() - start, proc.stdout.decode(errors="replace").strip()
+
+
+def version_of(i):
+    info = tool("inspect", "--json", os.path.join(install_dir(i), EXE), check=False)
+    if info.returncode != 0:
+        return f"unreadable ({info.stderr.strip()})"
+    return json.loads(info.stdout)["version"]
+
+
+def parallel(fn, items):
+    with concurrent.futures.ThreadPoolExecutor(JOBS) as pool:
+        yield from pool.map(fn, items)
+
+
+def versions():
+    return dict(zip(range(INSTALLS), parallel(version_of, range(INSTALLS))))
+
+
+# --- phases -------------------------------------------------------------------
+
+def run_phase(name, nginx, before):
+    """Launches every install once, a few at a time; returns the versions
+    after, and records the phase's figures."""
+    print(f"\n{name}", flush=True)
+    nginx.since()
+    start = time.perf_counter()
+    launches = []
+    for n, result in enumerate(parallel(lambda i: launch(i, len(PHASES)), range(INSTALLS)), 1):
+        launches.append(result)
+        if n % 50 == 0 or n == INSTALLS:
+            print(f"  {n}/{INSTALLS} launched ({time.perf_counter() - start:.1f} s)", flush=True)
+    elapsed = time.perf_counter() - start
+    after = versions()
+    requests = nginx.requests()
+    hung = [i for i, rc, _, _ in launches if rc is None]
+    failed = [i for i, rc, _, _ in launches if rc not in (0, None)]
+    if hung:
+        fail(f"{name}: {len(hung)} launches hung (over {LAUNCH_TIMEOUT_S} s), e.g. install {hung[0]}")
+    if failed:
+        fail(f"{name}: {len(failed)} launches exited non-zero, e.g. install {failed[0]} "
+             f"(traces: {install_dir(failed[0])}/{len(PHASES)}.log)")
+    checks = [r for r in requests if r["path"].endswith("/update.toml")]
+    builds = [r for r in requests if not r["path"].endswith("/update.toml")]
+    moved = sum(1 for i in range(INSTALLS) if after[i] != before[i])
+    phase = {
+        "phase": name,
+        "seconds": elapsed,
+        "launch_median_ms": statistics.median(t for _, _, t, _ in launches) * 1e3,
+        "launch_max_ms": max(t for _, _, t, _ in launches) * 1e3,
+        "checks": len(checks),
+        "check_status": dict(sorted(collections.Counter(r["status"] for r in checks).items())),
+        "check_conditional": sum(1 for r in checks if r["if_none_match"] or r["if_modified_since"]),
+        "check_sent": sum(r["sent"] for r in checks),
+        "check_body": sum(r["body"] for r in checks),
+        "check_request": sum(r["request"] for r in checks),
+        "build_requests": len(builds),
+        "build_ranged": sum(1 for r in builds if r["range"]),
+        "build_sent": sum(r["sent"] for r in builds),
+        "build_body": sum(r["body"] for r in builds),
+        "agents": dict(collections.Counter(r["agent"] for r in checks).most_common(4)),
+        "moved": moved,
+        "versions": dict(sorted(collections.Counter(after.values()).items())),
+    }
+    PHASES.append(phase)
+    per = phase["checks"] or 1
+    print(f"  {elapsed:.1f} s; {phase['checks']} checks {phase['check_status']}, "
+          f"{phase['check_conditional']} conditional, {phase['check_sent'] / per:.0f} B sent per check "
+          f"({phase['check_body'] / per:.0f} B of body, {phase['check_request'] / per:.0f} B asked); "
+          f"build: {phase['build_requests']} requests ({phase['build_ranged']} ranged), {phase['build_sent']:,} B; "
+          f"moved {moved}; versions {phase['versions']}", flush=True)
+    return after
+
+
+def on(after, version):
+    return {i for i, v in after.items() if v == version}
+
+
+def expect_steady(name, phase):
+    """A check when nothing changed: one request, answered 304 without a
+    body once the install remembers the manifest's validators."""
+    if phase["build_requests"]:
+        fail(f"{name}: {phase['build_requests']} build requests when nothing changed")
+    if phase["checks"] != INSTALLS:
+        fail(f"{name}: {phase['checks']} manifest requests for {INSTALLS} launches (one each expected)")
+    if phase["check_conditional"] == 0:
+        not_run(f"{name}: 304 on an unchanged manifest: no install sent If-None-Match or If-Modified-Since "
+                "(this stub has no conditional requests)")
+    elif phase["check_status"].get(304, 0) != phase["checks"]:
+        fail(f"{name}: {phase['check_status']} for {phase['checks']} conditional checks (all 304 expected)")
+    elif phase["check_body"]:
+        fail(f"{name}: 304s with {phase['check_body']} B of body")
+
+
+def main():
+    for path in (TOOLS, STUB):
+        if not os.path.exists(path):
+            raise SystemExit(f"{path} is missing: run `make build` first")
+    if not os.path.exists(NGINX):
+        raise SystemExit("nginx is missing: run `make deps FOR=fleet`")
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    started = time.perf_counter()
+    print(f"onefile fleet: {INSTALLS} installs, {JOBS} launches at a time, {os.cpu_count()} cores", flush=True)
+
+    keys = os.path.join(WORK, "keys")
+    os.makedirs(keys, mode=0o700)
+    tool("keygen", "-o", os.path.join(keys, "release"))
+    key, public_key = os.path.join(keys, "release.key"), os.path.join(keys, "release.pub")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    spec = f"{base_url}/update.toml"
+    builds = {v: os.path.join(WORK, "builds", v, EXE) for v in ("1.0", "1.1")}
+    pack("1.0", spec, public_key, None, builds["1.0"])
+    pack("1.1", spec, public_key, builds["1.0"], builds["1.1"])
+    sizes = {v: os.path.getsize(b) for v, b in builds.items()}
+    print(f"builds: 1.0 {sizes['1.0']:,} B, 1.1 {sizes['1.1']:,} B; update URL spec {spec}", flush=True)
+
+    site = Site(os.path.join(WORK, "site"), base_url, key)
+    if not site.has_publish:
+        not_run("payload-tools has no `publish`: the site is written with `update-toml` (one release for everyone)")
+    if not site.has_rollout:
+        not_run("payload-tools has no `rollout`: no staged rollout, halt or resume")
+    site.publish(builds["1.0"], "1.0")
+    for i in range(INSTALLS):
+        os.makedirs(install_dir(i))
+        shutil.copyfile(builds["1.0"], os.path.join(install_dir(i), EXE))
+        os.chmod(os.path.join(install_dir(i), EXE), 0o755)
+    nginx = Nginx(site.root, os.path.join(WORK, "nginx"), port)
+    try:
+        staged(site, nginx, builds)
+    finally:
+        nginx.stop()
+
+    report(sizes, time.perf_counter() - started)
+    if not KEEP:
+        shutil.rmtree(WORK, ignore_errors=True)
+    sys.exit(1 if FAILURES else 0)
+
+
+def staged(site, nginx, builds):
+    start = {i: "1.0" for i in range(INSTALLS)}
+    after = run_phase("0. 1.0 published: first launch of every install", nginx, start)
+    if on(after, "1.0") != set(start):
+        fail(f"first launch: versions {PHASES[-1]['versions']} (all 1.0 expected)")
+    after = run_phase("1. nothing changed (all on 1.0)", nginx, after)
+    expect_steady("nothing changed (all on 1.0)", PHASES[-1])
+
+    if site.has_publish and site.has_rollout:
+        site.publish(builds["1.1"], "1.1", rollout=ROLLOUT_PERCENT)
+        after = run_phase(f"2. 1.1 published with --rollout {ROLLOUT_PERCENT}", nginx, after)
+        first = on(after, "1.1")
+        print(f"  moved to 1.1: {len(first)} of {INSTALLS} ({100 * len(first) / INSTALLS:.1f}%), "
+              f"expected {MOVE_LOW} to {MOVE_HIGH}", flush=True)
+        if not MOVE_LOW <= len(first) <= MOVE_HIGH:
+            fail(f"--rollout {ROLLOUT_PERCENT}: {len(first)} of {INSTALLS} moved (expected {MOVE_LOW} to {MOVE_HIGH})")
+
+        site.rollout("--halt")
+        after = run_phase("3. rollout --halt", nginx, after)
+        if on(after, "1.1") != first:
+            fail(f"after --halt: {len(on(after, '1.1'))} on 1.1, {len(first)} before the halt (no new install may move)")
+
+        site.rollout("--resume")
+        after = run_phase(f"4. rollout --resume ({ROLLOUT_PERCENT}% again)", nginx, after)
+        if on(after, "1.1") != first:
+            fail(f"after --resume: {len(on(after, '1.1'))} on 1.1, {len(first)} before "
+                 "(the same share of the same release must offer it to the same installs)")
+
+        site.rollout("--percent", "100")
+        after = run_phase("5. rollout --percent 100", nginx, after)
+    else:
+        not_run(f"phases 2-4: --rollout {ROLLOUT_PERCENT} (5%-15% move), --halt (none move), --resume")
+        site.publish(builds["1.1"], "1.1")
+        after = run_phase("5. 1.1 published to every install", nginx, after)
+    if on(after, "1.1") != set(range(INSTALLS)):
+        fail(f"{PHASES[-1]['phase']}: versions {PHASES[-1]['versions']} (all 1.1 expected)")
+
+    run_phase("6. nothing changed (all on 1.1)", nginx, after)
+    expect_steady("nothing changed (all on 1.1)", PHASES[-1])
+
+
+def report(sizes, total):
+    print("\n| phase | time | checks (status) | conditional | sent per check | body per check | "
+          "build requests (ranged) | build bytes sent | moved | versions after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for p in PHASES:
+        per = p["checks"] or 1
+        status = ", ".join(f"{n}x {s}" for s, n in p["check_status"].items())
+        versions = ", ".join(f"{v}: {n}" for v, n in p["versions"].items())
+        print(f"| {p['phase']} | {p['seconds']:.1f} s | {p['checks']} ({status}) | {p['check_conditional']} | "
+              f"{p['check_sent'] / per:.0f} B | {p['check_body'] / per:.0f} B | "
+              f"{p['build_requests']} ({p['build_ranged']}) | {p['build_sent']:,} B | {p['moved']} | {versions} |")
+    updated = [p for p in PHASES if p["moved"]]
+    if updated:
+        moved = sum(p["moved"] for p in updated)
+        sent = sum(p["build_sent"] for p in updated)
+        print(f"\nbuild bytes per install that moved: {sent / moved:,.0f} B "
+              f"({100 * sent / moved / sizes['1.1']:.2f}% of the 1.1 build, {sizes['1.1']:,} B)")
+    agents = collections.Counter()
+    for p in PHASES:
+        agents.update(p["agents"])
+    print("User-Agents seen on checks: " + "; ".join(f"{a!r} x{n}" for a, n in agents.most_common(4)))
+    with open(os.path.join(WORK, "fleet.json"), "w") as f:
+        json.dump({"installs": INSTALLS, "sizes": sizes, "phases": PHASES, "seconds": total}, f, indent=1)
+    print(f"\ntotal {total:.0f} s")
+    for message in NOT_RUN:
+        print(f"NOT RUN: {message}")
+    for message in FAILURES:
+        print(f"FAIL: {message}")
+    print("fleet: " + ("FAILED" if FAILURES else "passed" + (" (with parts not run)" if NOT_RUN else "")))
+
+
+if __name__ == "__main__":
+    main()
