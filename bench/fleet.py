@@ -18,7 +18,11 @@ publisher would, and nginx serves it as a static host would. Phases:
   4. `rollout --resume` (10% again): launch every install; none may move
      (an install's bucket is stable within a release)
   5. `rollout --percent 100`: launch every install; all must be on 1.1
-  6. nothing changed: launch every install (all current)
+  6. nothing changed: launch every install (the first check of each new
+     build: an install keeps a manifest's validators only from a check that
+     its running build settled with nothing to do)
+  7. nothing changed: launch every install (all current, each with the
+     validators of the manifest it has)
 
 After each phase every install's version is read with `payload-tools
 inspect` (which changes nothing), and nginx's access log gives the
@@ -271,12 +275,14 @@ def versions():
 
 def run_phase(name, nginx, before):
     """Launches every install once, a few at a time; returns the versions
-    after, and records the phase's figures."""
+    after, and records the phase's figures. `name` starts with the phase's
+    number, which names each install's traces of it (`N.log`)."""
     print(f"\n{name}", flush=True)
+    tag = name.split(".")[0]
     nginx.since()
     start = time.perf_counter()
     launches = []
-    for n, result in enumerate(parallel(lambda i: launch(i, len(PHASES)), range(INSTALLS)), 1):
+    for n, result in enumerate(parallel(lambda i: launch(i, tag), range(INSTALLS)), 1):
         launches.append(result)
         if n % 50 == 0 or n == INSTALLS:
             print(f"  {n}/{INSTALLS} launched ({time.perf_counter() - start:.1f} s)", flush=True)
@@ -289,7 +295,7 @@ def run_phase(name, nginx, before):
         fail(f"{name}: {len(hung)} launches hung (over {LAUNCH_TIMEOUT_S} s), e.g. install {hung[0]}")
     if failed:
         fail(f"{name}: {len(failed)} launches exited non-zero, e.g. install {failed[0]} "
-             f"(traces: {install_dir(failed[0])}/{len(PHASES)}.log)")
+             f"(traces: {install_dir(failed[0])}/{tag}.log)")
     checks = [r for r in requests if r["path"].endswith("/update.toml")]
     builds = [r for r in requests if not r["path"].endswith("/update.toml")]
     moved = sum(1 for i in range(INSTALLS) if after[i] != before[i])
@@ -425,20 +431,25 @@ def staged(site, nginx, builds):
     if on(after, "1.1") != set(range(INSTALLS)):
         fail(f"{PHASES[-1]['phase']}: versions {PHASES[-1]['versions']} (all 1.1 expected)")
 
-    run_phase("6. nothing changed (all on 1.1)", nginx, after)
+    after = run_phase("6. nothing changed: the first check of each new build", nginx, after)
+    if PHASES[-1]["build_requests"]:
+        fail(f"first check of the new builds: {PHASES[-1]['build_requests']} build requests when nothing changed")
+    after = run_phase("7. nothing changed (all on 1.1)", nginx, after)
     expect_steady("nothing changed (all on 1.1)", PHASES[-1])
+    if on(after, "1.1") != set(range(INSTALLS)):
+        fail(f"{PHASES[-1]['phase']}: versions {PHASES[-1]['versions']} (all 1.1 expected)")
 
 
 def report(sizes, total):
-    print("\n| phase | time | checks (status) | conditional | sent per check | body per check | "
+    print("\n| phase | time | checks (status) | conditional | sent per check | body per check | asked per check | "
           "build requests (ranged) | build bytes sent | moved | versions after |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in PHASES:
         per = p["checks"] or 1
         status = ", ".join(f"{n}x {s}" for s, n in p["check_status"].items())
         versions = ", ".join(f"{v}: {n}" for v, n in p["versions"].items())
         print(f"| {p['phase']} | {p['seconds']:.1f} s | {p['checks']} ({status}) | {p['check_conditional']} | "
-              f"{p['check_sent'] / per:.0f} B | {p['check_body'] / per:.0f} B | "
+              f"{p['check_sent'] / per:.0f} B | {p['check_body'] / per:.0f} B | {p['check_request'] / per:.0f} B | "
               f"{p['build_requests']} ({p['build_ranged']}) | {p['build_sent']:,} B | {p['moved']} | {versions} |")
     updated = [p for p in PHASES if p["moved"]]
     if updated:
