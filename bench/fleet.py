@@ -28,9 +28,10 @@ After each phase every install's version is read with `payload-tools
 inspect` (which changes nothing), and nginx's access log gives the
 requests, their status, the bytes sent (headers and body) and the
 conditional headers the installs sent. The run prints a table per phase and
-fails (exit 1) on any broken expectation; a phase it cannot run with the
-binaries it has (no `publish` or `rollout` subcommand yet) is reported as
-NOT RUN, never as passed.
+fails (exit 1) on any broken expectation; a part it cannot run with the
+binaries it has (no `publish` or `rollout` subcommand, a stub that sends no
+conditional request) is reported as NOT RUN, never as passed, and the run
+exits 2.
 
 Environment: BIN_DIR (default target/release), FLEET_DIR (default
 fleet-work), FLEET_INSTALLS (default 200), FLEET_JOBS (launches at a time,
@@ -389,9 +390,10 @@ def main():
         nginx.stop()
 
     report(sizes, time.perf_counter() - started)
-    if not KEEP:
+    if not KEEP and not FAILURES:
         shutil.rmtree(WORK, ignore_errors=True)
-    sys.exit(1 if FAILURES else 0)
+    # A run with parts not run is no pass: 2, so that make fails too.
+    sys.exit(1 if FAILURES else 2 if NOT_RUN else 0)
 
 
 def staged(site, nginx, builds):
@@ -468,7 +470,7 @@ def report(sizes, total):
         print(f"NOT RUN: {message}")
     for message in FAILURES:
         print(f"FAIL: {message}")
-    print("fleet: " + ("FAILED" if FAILURES else "passed" + (" (with parts not run)" if NOT_RUN else "")))
+    print("fleet: " + ("FAILED" if FAILURES else "INCOMPLETE (parts not run)" if NOT_RUN else "passed"))
 
 
 if __name__ == "__main__":
