@@ -297,6 +297,12 @@ def run_phase(name, nginx, before):
     if failed:
         fail(f"{name}: {len(failed)} launches exited non-zero, e.g. install {failed[0]} "
              f"(traces: {install_dir(failed[0])}/{tag}.log)")
+    # The app prints the version that ran: the one before this launch's
+    # update, which takes effect at the next launch.
+    wrong = [(i, out) for i, rc, _, out in launches if rc == 0 and out != f"{APP} {before[i]}"]
+    if wrong:
+        fail(f"{name}: {len(wrong)} launches ran another version than installed, "
+             f"e.g. install {wrong[0][0]} printed {wrong[0][1]!r}, {before[wrong[0][0]]} expected")
     checks = [r for r in requests if r["path"].endswith("/update.toml")]
     builds = [r for r in requests if not r["path"].endswith("/update.toml")]
     moved = sum(1 for i in range(INSTALLS) if after[i] != before[i])
