@@ -528,3 +528,53 @@ fn a_publish_leaves_no_temporary_file_and_a_failed_one_leaves_the_site_as_it_was
     assert_refused(&site, &out, "in the way");
     assert_eq!(site_files(&site.dir), before);
 }
+
+#[test]
+fn mirrors_are_remembered_until_replaced_and_keys_rotate_in_one_release() {
+    let site = Site::new();
+    let (old_secret, old_public) = site.keygen("old");
+    let (new_secret, new_public) = site.keygen("new");
+    let mirror = |n: u16| format!("http://127.0.0.1:{n}/");
+    let v10 = site.build("1.0", &["--public-key", &old_public]);
+    site.publish_ok(&v10, &["--key", &old_secret, "--mirror", &mirror(1)]);
+    // 1.1 trusts both keys and is signed by both.
+    let v11 = site.build(
+        "1.1",
+        &["--public-key", &old_public, "--public-key", &new_public],
+    );
+    site.publish_ok(&v11, &["--key", &old_secret, "--key", &new_secret]);
+    let text = site.read("1.0/update.toml");
+    assert!(
+        text.contains(&format!("\"{}1.1/{APP}.bin\"", mirror(1))),
+        "{text}"
+    );
+    assert!(text.contains("signatures = ["), "{text}");
+    assert_eq!(text.matches("trusted comment: onefile manifest").count(), 2);
+    assert_signed_by(&text, &old_public);
+    // 1.2 trusts the new key alone; --mirror replaces the list.
+    let v12 = site.build("1.2", &["--public-key", &new_public]);
+    site.publish_ok(
+        &v12,
+        &[
+            "--key",
+            &new_secret,
+            "--mirror",
+            &mirror(2),
+            "--rollout",
+            "50",
+            "--critical",
+        ],
+    );
+    let text = site.read("1.0/update.toml");
+    assert!(!text.contains(&mirror(1)), "{text}");
+    assert!(
+        text.contains(&format!("\"{}1.2/{APP}.bin\"", mirror(2))),
+        "{text}"
+    );
+    assert!(text.contains("critical = true"), "{text}");
+    assert_signed_by(&text, &new_public);
+    let out = site.tool("refresh", &["--key", &old_secret]);
+    assert_refused(&site, &out, "no --key given is one of its keys");
+    let out = site.tool("refresh", &["--key", &new_secret]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

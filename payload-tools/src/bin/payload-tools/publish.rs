@@ -232,6 +232,7 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
     }
     // Everything this publish will write or delete is checked before the
     // first byte is written: a link or a folder in the way stops it here.
+    state.manifest(0, None)?;
     site.file_path(&build_path, false)?;
     for path in state.manifest_paths() {
         site.file_path(&path, false)?;
@@ -265,7 +266,9 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
         release.crc32 = crc32;
         release.signatures = signatures;
     }
-    let summary = rewrite(&site, &mut state, &keys, expires_in, now)?;
+    // The build's own trust in the keys was checked above: a publish may
+    // sign with a key the site's earlier manifests were not signed with.
+    let summary = rewrite(&site, &mut state, &keys, expires_in, now, false)?;
     for i in deletions {
         let path = site.remove_build(&state.releases[i].path)?;
         eprintln!("deleted '{}'", path.display());
@@ -299,7 +302,14 @@ pub fn rollout(args: RolloutArgs) -> Result<(), Failure> {
     };
     let version = latest.version.clone();
     let still_halted = latest.halted && !args.halt;
-    let summary = rewrite(&site, &mut state, &keys, expires_in, signing::now_unix())?;
+    let summary = rewrite(
+        &site,
+        &mut state,
+        &keys,
+        expires_in,
+        signing::now_unix(),
+        true,
+    )?;
     eprintln!("{} {version} {change}, {summary}", state.app);
     if still_halted {
         eprintln!(
@@ -314,21 +324,34 @@ pub fn refresh(args: RefreshArgs) -> Result<(), Failure> {
     let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
     let site = Site::open(&args.site)?;
     let mut state = load_existing(&site)?;
-    let summary = rewrite(&site, &mut state, &keys, expires_in, signing::now_unix())?;
+    let summary = rewrite(
+        &site,
+        &mut state,
+        &keys,
+        expires_in,
+        signing::now_unix(),
+        true,
+    )?;
     eprintln!("refreshed {}: {summary}", state.app);
     Ok(())
 }
 
 /// Writes every manifest of `state` (signed by `keys`, under a new
 /// sequence), then the state; returns the summary of what was written.
+/// With `require_site_key`, a signed site is re-signed only by one of the
+/// keys that signed it.
 fn rewrite(
     site: &Site,
     state: &mut SiteState,
     keys: &[Key],
     expires_in: Option<i64>,
     now: i64,
+    require_site_key: bool,
 ) -> Result<String, Failure> {
-    if !state.signing_keys.is_empty() && !keys.iter().any(|k| state.signing_keys.contains(&k.id)) {
+    if require_site_key
+        && !state.signing_keys.is_empty()
+        && !keys.iter().any(|k| state.signing_keys.contains(&k.id))
+    {
         return Err(Failure {
             message: format!(
                 "the site's manifests are signed (key {}), and no --key given is one of its keys",
