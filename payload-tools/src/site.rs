@@ -463,8 +463,8 @@ pub struct Site {
 }
 
 impl Site {
-    /// Opens (creating it if needed) the site at `root`, which may not be
-    /// a link.
+    /// The site at `root`, which may not be a link (nor anything but a
+    /// folder, if it exists).
     pub fn open(root: &Path) -> Result<Site, SiteError> {
         match fs::symlink_metadata(root) {
             Ok(meta) if meta.file_type().is_symlink() => {
@@ -478,10 +478,9 @@ impl Site {
                     expected: "folder",
                 });
             }
+            // A site that does not exist yet is created by its first write.
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(root).map_err(io_error("create", root))?;
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error("read", root)(e)),
         }
         Ok(Site {
@@ -510,6 +509,10 @@ impl Site {
             url: rel.to_owned(),
             reason,
         })?;
+        if create && !self.root.exists() {
+            fs::create_dir_all(&self.root).map_err(io_error("create", &self.root))?;
+            created.push(self.root.clone());
+        }
         let mut path = self.root.clone();
         let names: Vec<&str> = rel.split('/').collect();
         let (file, folders) = names.split_last().ok_or(SiteError::Empty)?;

@@ -298,7 +298,10 @@ fn every_refusal_says_why_and_leaves_the_site_as_it_was() {
     // The first release goes to everybody.
     let out = site.publish(&v10, &["--key", &secret, "--rollout", "10"]);
     assert_refused(&site, &out, "first release");
-    assert!(!site.dir.join("onefile-site.toml").exists());
+    assert!(
+        !site.dir.exists(),
+        "a refused first publish creates nothing"
+    );
     site.publish_ok(&v10, &["--key", &secret]);
     let before = site_files(&site.dir);
 

@@ -164,7 +164,7 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
         (Some(url), _) => checked_base(url, update.allow_insecure_http, "--base-url")?,
         (None, Some(old)) => old.base_url.clone(),
         (None, None) => {
-            let url = site::expand(&url_specs[0], &m.name, &m.version, os, arch);
+            let url = site::expand(&update.url_spec, &m.name, &m.version, os, arch);
             site::origin_of(&url)
                 .ok_or_else(|| format!("the build's update URL '{url}' has no host"))?
         }
@@ -208,9 +208,15 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
             hint: Some("pass --base-url with the URL the site's root is served at".into()),
         })
     };
-    let build_url = site::build_url(&url_specs[0], &m.name, &m.version, os, arch, file_name);
+    let build_url = site::build_url(&update.url_spec, &m.name, &m.version, os, arch, file_name);
     let build_path = under_base(&build_url)?;
-    under_base(&site::expand(&url_specs[0], &m.name, &m.version, os, arch))?;
+    under_base(&site::expand(
+        &update.url_spec,
+        &m.name,
+        &m.version,
+        os,
+        arch,
+    ))?;
     let now = signing::now_unix();
     state.releases.push(SiteRelease {
         version: m.version.clone(),
