@@ -581,3 +581,31 @@ fn mirrors_are_remembered_until_replaced_and_keys_rotate_in_one_release() {
     let out = site.tool("refresh", &["--key", &new_secret]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_damaged_or_hostile_site_state_is_refused_and_nothing_is_written() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let v11 = site.build("1.1", &[]);
+    let state = site.dir.join("onefile-site.toml");
+    let good = fs::read_to_string(&state).expect("state");
+    let outside = site.s.path("outside.bin");
+    write_file(&outside, b"not the site's", false);
+    for bad in [
+        "format = [".to_owned(),
+        good.replace("path = \"1.0/", "path = \"../outside.bin/../1.0/"),
+        good.replace("percent = 100.0", "percent = nan"),
+        good.replace("format = 1", "format = 2"),
+        format!("{good}\nunknown = 1\n"),
+        "x".repeat(5 << 20),
+    ] {
+        fs::write(&state, &bad).expect("write");
+        let before = site_files(&site.dir);
+        let out = site.publish(&v11, &["--keep", "1"]);
+        assert_refused(&site, &out, "is damaged");
+        assert_eq!(site_files(&site.dir), before);
+        let out = site.tool("rollout", &["--percent", "5"]);
+        assert_refused(&site, &out, "is damaged");
+    }
+    assert!(outside.is_file());
+}
