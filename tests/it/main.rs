@@ -22,6 +22,7 @@ mod launch;
 mod nginx;
 mod pack;
 mod prewarm;
+mod publish;
 mod ratio;
 mod security;
 mod server;
