@@ -400,3 +400,22 @@ fn every_fallback_location_is_checked_when_packing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn every_request_names_the_app_and_its_version_in_its_user_agent() {
+    let p = publish(&[]);
+    p.announce_11();
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+    let requests = p.server.requests();
+    // The manifest, the build's end, and the build.
+    assert!(requests.len() >= 3, "{requests:#?}");
+    let tail = format!(" {NAME}/1.0 (linux; {})", std::env::consts::ARCH);
+    for request in &requests {
+        let agent = request.user_agent.as_deref().unwrap_or_default();
+        assert!(
+            agent.starts_with("onefile/") && agent.ends_with(&tail),
+            "{request:?}"
+        );
+    }
+}
