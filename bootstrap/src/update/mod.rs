@@ -3,7 +3,8 @@
 //! launch. It never delays the app and prints nothing but `AUTO UPDATE:`
 //! traces (with `AUTO_UPDATE_DEBUG`).
 //!
-//! 1. Expand the info URL and fetch `update.toml` ([`http`]).
+//! 1. When a check is due ([`schedule`]), fetch `update.toml` from the
+//!    build's locations in turn, conditionally ([`check`], [`http`]).
 //! 2. Compare its `crc32` with our own executable's: equal, nothing to do.
 //!    A `version` that is not newer than ours: nothing to do either.
 //! 3. Take the updater's lock of our executable, a private file in the
@@ -13,7 +14,8 @@
 //!    build's trailer and metadata ([`tail`]): a build of another app or an
 //!    older version is refused before it is downloaded.
 //! 4. Download the new build into a file of its own next to the
-//!    executable, resuming an interrupted download ([`download`]);
+//!    executable, from its URL or else its mirrors in turn, resuming an
+//!    interrupted download, even one from another mirror ([`download`]);
 //!    meanwhile its payload is checked as it arrives, and the disk writes
 //!    it out.
 //! 5. Check size, CRC-32, signature, and that it is a well-formed packed

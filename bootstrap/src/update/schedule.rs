@@ -79,9 +79,21 @@ impl Record {
         (wait <= interval_s.max(MAX_WAIT_S)).then_some(wait)
     }
 
-    /// Whether writing this record would tell the next launch nothing.
-    fn is_idle(&self) -> bool {
-        self.due_at <= self.checked_at && self.failures == 0 && self.validators.is_none()
+    /// Whether the next launch may check at once.
+    fn is_due_at_once(&self) -> bool {
+        self.due_at <= self.checked_at
+    }
+
+    /// Whether writing `self` over `old` would tell the next launch nothing
+    /// new: neither records a wait, and the rest is the same (then a build
+    /// that checks at every launch does not write at every launch).
+    fn tells_nothing_over(&self, old: Option<&Record>) -> bool {
+        let (failures, validators) =
+            old.map_or((0, None), |old| (old.failures, old.validators.as_ref()));
+        self.is_due_at_once()
+            && old.is_none_or(Record::is_due_at_once)
+            && self.failures == failures
+            && self.validators.as_ref() == validators
     }
 
     /// One more failed check at `now`: the next one waits `retry_after_s`
@@ -173,11 +185,10 @@ pub fn load(build: &RunningBuild, url: &str) -> Option<Record> {
     Record::parse(&text).filter(|record| record.url == url)
 }
 
-/// Replaces the record with `record`, unless both say nothing (then no
-/// write at every launch). Failing to write only costs the next launch an
-/// earlier or a whole check.
+/// Replaces the record `old` with `record`, unless that tells nothing new.
+/// Failing to write only costs the next launch an earlier or a whole check.
 pub fn save(build: &RunningBuild, old: Option<&Record>, record: &Record) {
-    if record.is_idle() && old.is_none_or(Record::is_idle) {
+    if record.tells_nothing_over(old) {
         return;
     }
     let Some((folder, _)) = &build.cache_folder else {
@@ -237,6 +248,21 @@ mod tests {
         // Further away than any rule: due.
         record.due_at = 1000 + MAX_WAIT_S + 1;
         assert_eq!(record.wait(1000, 3600), None);
+    }
+
+    #[test]
+    fn a_build_that_checks_at_every_launch_writes_only_news() {
+        let old = Record::new("u", 10);
+        let mut record = Record::new("u", 20);
+        assert!(record.tells_nothing_over(None));
+        assert!(record.tells_nothing_over(Some(&old)));
+        record.failed(20, None);
+        assert!(!record.tells_nothing_over(Some(&old)));
+        // A success after failures clears them: written.
+        assert!(!old.tells_nothing_over(Some(&record)));
+        let mut waiting = Record::new("u", 20);
+        waiting.due_at = 3620;
+        assert!(!waiting.tells_nothing_over(None));
     }
 
     #[test]
