@@ -24,6 +24,7 @@ mod mirrors;
 mod nginx;
 mod pack;
 mod prewarm;
+mod publish;
 mod ratio;
 mod security;
 mod server;

@@ -73,6 +73,14 @@ pub enum Command {
         #[arg(short, long, value_name = "NAME")]
         output: PathBuf,
     },
+    /// Publish a build into a site folder for a static host: the build, every
+    /// update.toml its installs fetch, signed with --key (docs/publishing.md).
+    Publish(Box<crate::publish::PublishArgs>),
+    /// Change the share of installs offered a site's latest release, halt or
+    /// resume it; re-signs every manifest.
+    Rollout(crate::publish::RolloutArgs),
+    /// Re-sign every manifest of a site with a new sequence and expiry (a daily CI job).
+    Refresh(crate::publish::RefreshArgs),
     /// Sign a packed executable: writes EXE.minisig (checkable with `minisign -V`).
     Sign {
         /// The packed executable.

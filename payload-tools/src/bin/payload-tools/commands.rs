@@ -450,6 +450,25 @@ pub fn inspect_against(exe: &Path, old: &Path, json: bool) -> Result<(), Failure
 }
 
 pub fn verify(exe: &Path) -> Result<(), Failure> {
+    let (packed, report) = verified(exe)?;
+    println!(
+        "ok: '{}' is intact ({} {}, {} entries, {} bytes in {} frame(s))",
+        exe.display(),
+        packed.metadata.name,
+        packed.metadata.version,
+        report.entries,
+        report.bytes,
+        report.frames
+    );
+    Ok(())
+}
+
+/// The packed file at `exe`, opened once and checked as `verify` checks
+/// it (its stub, every checksum, a full unpack to nowhere); the caller
+/// uses the same open file.
+pub fn verified(
+    exe: &Path,
+) -> Result<(PackedFile, payload_tools::extract::ExtractReport), Failure> {
     let packed = open_packed(exe)?;
     let stub_len = packed.trailer.payload_offset;
     match stub::find_in_file(&packed.file, stub_len, exe)? {
@@ -474,16 +493,7 @@ pub fn verify(exe: &Path) -> Result<(), Failure> {
         }
     }
     let report = extract(&packed, Sink::Discard, cores())?;
-    println!(
-        "ok: '{}' is intact ({} {}, {} entries, {} bytes in {} frame(s))",
-        exe.display(),
-        packed.metadata.name,
-        packed.metadata.version,
-        report.entries,
-        report.bytes,
-        report.frames
-    );
-    Ok(())
+    Ok((packed, report))
 }
 
 /// Unpacks into `output`, which may sit in a folder other users can write
