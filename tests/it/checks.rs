@@ -419,3 +419,41 @@ fn every_request_names_the_app_and_its_version_in_its_user_agent() {
         );
     }
 }
+
+#[test]
+fn publish_writes_the_fallback_locations_under_the_site() {
+    let s = Scratch::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let app = s.probe_app("app-1.0", "1.0");
+    let build = s.path(&format!("builds/{NAME}.bin"));
+    let primary = format!("http://127.0.0.1:{port}/{{VERSION}}/update.toml");
+    let fallback = format!("http://127.0.0.1:{port}/fallback/{{VERSION}}/update.toml");
+    let elsewhere = "https://elsewhere.example.org/{VERSION}/update.toml";
+    let specs = [
+        "--update-url-spec",
+        &primary,
+        "--update-url-spec",
+        &fallback,
+    ];
+    let mut args = vec!["--name", NAME, "--version", "1.0"];
+    args.extend_from_slice(&specs);
+    args.extend_from_slice(&["--update-url-spec", elsewhere]);
+    pack(&app, &build, &args);
+    let site = s.path("site");
+    let out = tools([
+        "publish".as_ref(),
+        build.as_os_str(),
+        "--site".as_ref(),
+        site.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = fs::read_to_string(site.join("1.0/update.toml")).expect("the first location");
+    let second =
+        fs::read_to_string(site.join("fallback/1.0/update.toml")).expect("the fallback location");
+    assert_eq!(first, second);
+    // A location on another host is that host's business.
+    assert!(!site.join("elsewhere.example.org").exists());
+}
