@@ -604,7 +604,9 @@ fn copy_and_persist<T, E>(
     source: &File,
     sign: impl FnOnce(&mut File) -> Result<T, E>,
 ) -> Result<Result<(u64, u32, T), E>, SiteError> {
-    let mut tmp = TempSibling::create(target, 0o644)?;
+    // Executable, as `pack` wrote it: a copy fetched from the site with a
+    // tool that keeps modes (rsync, a file share) runs as it is.
+    let mut tmp = TempSibling::create(target, 0o755)?;
     let tmp_path = tmp.path().to_owned();
     let mut reader = source;
     reader

@@ -146,9 +146,14 @@ pub struct PackArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// URL of the update.toml to check at each launch; turns self-update on.
-    /// {VERSION}, {NAME}, {OS} and {ARCH} are expanded at run time.
+    /// {VERSION}, {NAME}, {OS} and {ARCH} are expanded at run time. Give it
+    /// again for fallback locations, tried in order when one fails.
     #[arg(long)]
-    pub update_url_spec: Option<String>,
+    pub update_url_spec: Vec<String>,
+    /// Time between two checks for updates, e.g. 1h or 1d [default: 0, at
+    /// every launch].
+    #[arg(long, value_name = "DURATION")]
+    pub update_check_interval: Option<String>,
     /// Also write the update.toml that announces this build, here.
     #[arg(long)]
     pub auto_update_toml_file: Option<PathBuf>,
@@ -230,6 +235,7 @@ pub struct ConfigFile {
     pub level: Option<i32>,
     pub threads: Option<u32>,
     pub update_url_spec: Option<String>,
+    pub update_check_interval: Option<String>,
     pub auto_update_toml_file: Option<PathBuf>,
     pub download_url: Option<String>,
     pub update_exit_wait: Option<f64>,
@@ -283,7 +289,10 @@ impl PackArgs {
         self.windows_subsystem = self.windows_subsystem.or(config.windows_subsystem);
         self.level = self.level.or(config.level);
         self.threads = self.threads.or(config.threads);
-        self.update_url_spec = self.update_url_spec.or(config.update_url_spec);
+        if self.update_url_spec.is_empty() {
+            self.update_url_spec.extend(config.update_url_spec);
+        }
+        self.update_check_interval = self.update_check_interval.or(config.update_check_interval);
         self.auto_update_toml_file = self.auto_update_toml_file.or(config.auto_update_toml_file);
         self.download_url = self.download_url.or(config.download_url);
         self.update_exit_wait = self.update_exit_wait.or(config.update_exit_wait);

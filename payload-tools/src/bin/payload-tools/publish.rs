@@ -499,10 +499,11 @@ fn refuse_untrusted_keys(update: &UpdateSettings, keys: &[Key]) -> Result<(), Fa
 /// The update URL specs a build's installs fetch: the main one, then its
 /// fallbacks.
 fn url_specs_of(update: &UpdateSettings) -> Vec<String> {
-    // FALLBACK SPECS: add the build's fallback manifest URLs here
-    // (`update.fallback_url_specs`, once `pack --update-url-spec` may be
-    // repeated); those under a base of the site are written too.
-    vec![update.url_spec.clone()]
+    // Those under a base of the site are written too.
+    std::iter::once(&update.url_spec)
+        .chain(&update.fallback_url_specs)
+        .cloned()
+        .collect()
 }
 
 fn load_existing(site: &Site) -> Result<SiteState, Failure> {
