@@ -35,6 +35,7 @@ mod error;
 mod http;
 mod incremental;
 mod install;
+mod install_record;
 mod minisig;
 mod prewarm;
 mod state;
