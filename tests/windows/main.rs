@@ -25,4 +25,5 @@ mod server;
 mod smoke;
 mod support;
 mod tools;
+mod trust;
 mod update;

@@ -3,7 +3,11 @@
 //! launch. It never delays the app and prints nothing but `AUTO UPDATE:`
 //! traces (with `AUTO_UPDATE_DEBUG`).
 //!
-//! 1. Expand the info URL and fetch `update.toml` ([`http`]).
+//! 1. Expand the info URL and fetch `update.toml` ([`http`]). Use it only
+//!    if it is signed by a trusted key (for a build with keys), not
+//!    expired and not older than one this install accepted; take the
+//!    rollout's release if it offers it to this install's bucket, else the
+//!    top-level one ([`trust`], [`install_record`]).
 //! 2. Compare its `crc32` with our own executable's: equal, nothing to do.
 //!    A `version` that is not newer than ours: nothing to do either.
 //! 3. Take the updater's lock of our executable, a private file in the
