@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end demo behind `make demo`: Nuitka's automatic-updates demo,
-# with our tools, and signed updates. Packs version 1.0 and 1.1 of a small app, serves them on
-# loopback, runs 1.0, publishes 1.1, runs again (it updates itself), and
-# runs once more (now 1.1). Traces are on, so every step shows.
+# with our tools, and signed updates. Packs version 1.0 of a small app,
+# publishes it into a site folder served on loopback, runs it; packs and
+# publishes 1.1, runs again (it updates itself), and runs once more (now
+# 1.1). Traces are on, so every step shows.
 set -euo pipefail
 
 bin=${BIN_DIR:-target/release}
@@ -18,28 +19,39 @@ else
 fi
 
 rm -rf "$work"
-mkdir -p "$work/app" "$work/auto-update-test"
+mkdir -p "$work/app" "$work/dist" "$work/site"
 export ONEFILE_CACHE_DIR="$work/cache"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$work/auto-update-test" "$port" >/dev/null 2>&1 &
+# The static host: it serves the site folder that `payload-tools publish`
+# keeps, as any web server, bucket or CDN would.
+python3 -m http.server --bind 127.0.0.1 --directory "$work/site" "$port" >/dev/null 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 
-# A signing key: builds install only updates signed with it. keygen writes
-# secret keys only into a folder nobody else can write.
+# A signing key: builds install only updates and update.toml files signed
+# with it. keygen writes secret keys only into a folder nobody else can write.
 mkdir -m 700 "$work/keys"
 "$tools" keygen -o "$work/keys/release"
 
-for version in 1.0 1.1; do
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
+
+# Packs version $1 of the app into dist/$1/, with $2... passed on to pack.
+pack() {
+  local version=$1
+  shift
   printf '#!/bin/sh\nsleep 0.5\necho "This is version %s"\n' "$version" >"$work/app/run.sh"
   chmod +x "$work/app/run.sh"
+  mkdir -p "$work/dist/$version"
   "$tools" pack "$work/app" --entry run.sh --name AutoUpdatingTest --version "$version" \
     --update-url-spec "http://127.0.0.1:$port/{VERSION}/update.toml" \
-    --auto-update-toml-file "$work/auto-update-test/$version/update.toml" \
-    --public-key "$work/keys/release.pub" --key "$work/keys/release.key" \
-    -o "$work/auto-update-test/$version/AutoUpdatingTest.bin"
-done
+    --public-key "$work/keys/release.pub" "$@" \
+    -o "$work/dist/$version/AutoUpdatingTest.bin"
+}
+
+step "payload-tools pack ... --version 1.0 && payload-tools publish dist/1.0/AutoUpdatingTest.bin --site site --key release.key"
+pack 1.0
+"$tools" publish "$work/dist/1.0/AutoUpdatingTest.bin" --site "$work/site" --key "$work/keys/release.key"
 
 # Wait until the server answers.
 for _ in $(seq 50); do
@@ -47,14 +59,14 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-cp "$work/auto-update-test/1.0/AutoUpdatingTest.bin" "$work/"
-step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
+cp "$work/site/1.0/AutoUpdatingTest.bin" "$work/"
 
 step "./AutoUpdatingTest.bin    # 1.0 is what update.toml announces: nothing to do"
 AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin"
 
-step "cp auto-update-test/1.1/update.toml auto-update-test/1.0/update.toml    # publish 1.1"
-cp "$work/auto-update-test/1.1/update.toml" "$work/auto-update-test/1.0/update.toml"
+step "payload-tools pack ... --version 1.1 --previous dist/1.0/AutoUpdatingTest.bin && payload-tools publish dist/1.1/AutoUpdatingTest.bin --site site --key release.key"
+pack 1.1 --previous "$work/dist/1.0/AutoUpdatingTest.bin"
+"$tools" publish "$work/dist/1.1/AutoUpdatingTest.bin" --site "$work/site" --key "$work/keys/release.key"
 
 step "./AutoUpdatingTest.bin    # still 1.0; downloads 1.1 and installs it when the app exits"
 AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin"

@@ -12,6 +12,8 @@
 //!   between members, the same for a check and a real unpack);
 //! - [`manifest`]: `update.toml` and the update URL spec;
 //! - [`version`]: which of two versions is newer;
+//! - [`site`]: a release site, the folder `payload-tools publish` keeps
+//!   for a static host;
 //! - [`pe`]: the subsystem field of a Windows program's header, which
 //!   `pack` sets in the packed file's copy of a Windows stub;
 //! - [`filetimes`]: the files' modification times, kept out of the
@@ -47,6 +49,8 @@ pub mod paths;
 pub mod pe;
 pub mod persist;
 pub mod rangeio;
+#[cfg(feature = "cli")]
+pub mod site;
 pub mod stub;
 pub mod sys;
 pub mod text;

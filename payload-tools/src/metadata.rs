@@ -217,6 +217,21 @@ pub struct UpdateSettings {
         skip_serializing_if = "is_default_max_download"
     )]
     pub max_download_size: u64,
+    /// More `update.toml` URL specs, tried in order when the one before
+    /// cannot be reached or answers an error; at most
+    /// [`MAX_FALLBACK_URL_SPECS`] are used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_url_specs: Vec<String>,
+    /// Seconds between two checks for updates; 0 checks at every launch.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub check_interval_s: u64,
+}
+
+/// Fallback `update.toml` locations a build may name (more are ignored).
+pub const MAX_FALLBACK_URL_SPECS: usize = 8;
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Default of [`UpdateSettings::max_download_size`]: 4 GiB.

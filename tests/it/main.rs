@@ -6,6 +6,7 @@
 //! `windows/`, run under Wine by `make test-windows`.
 #![cfg(unix)]
 
+mod checks;
 mod craft;
 mod faults;
 mod filemeta;
@@ -19,9 +20,11 @@ mod harden_update;
 mod hostile;
 mod incremental;
 mod launch;
+mod mirrors;
 mod nginx;
 mod pack;
 mod prewarm;
+mod publish;
 mod ratio;
 mod security;
 mod server;

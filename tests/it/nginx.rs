@@ -5,7 +5,8 @@
 //!
 //! Tests may add directives (redirects, rate limits) and restart it on the
 //! same port; the access log records each request's path, status, bytes
-//! sent and `Range` header ([`Nginx::requests`]).
+//! sent and `Range` header ([`Nginx::requests`]), and its `User-Agent`
+//! ([`Nginx::user_agents`]).
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -108,7 +109,7 @@ impl Nginx {
             format!(
                 "daemon off; master_process off; pid {work}/nginx.pid; error_log {error_log};\n\
                  events {{ worker_connections 64; }}\n\
-                 http {{ log_format onefile '\"$request\" $status $body_bytes_sent \"$http_range\"';\n\
+                 http {{ log_format onefile '\"$request\" $status $body_bytes_sent \"$http_range\" \"$http_user_agent\"';\n\
                    access_log {log} onefile; client_body_temp_path {work}/tmp;\n\
                    proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp; uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;\n\
                    {http}\n\
@@ -172,6 +173,20 @@ impl Nginx {
         let _ = self.child.wait();
     }
 
+    /// The `User-Agent` of each request served so far, in the order of
+    /// [`Nginx::requests`] (`None` without one).
+    pub fn user_agents(&self) -> Vec<Option<String>> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| parse_log_line(line).is_some())
+            .map(|line| {
+                let agent = line.rsplit('"').nth(1)?;
+                (agent != "-").then(|| agent.to_owned())
+            })
+            .collect()
+    }
+
     /// The requests served so far (nginx logs a request when it ends).
     pub fn requests(&self) -> Vec<Logged> {
         fs::read_to_string(&self.log)
@@ -195,7 +210,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `"GET /path HTTP/1.1" 206 1234 "bytes=-65536"` (`"-"`: no range).
+/// `"GET /path HTTP/1.1" 206 1234 "bytes=-65536" "agent"` (`"-"`: no range,
+/// no agent).
 fn parse_log_line(line: &str) -> Option<Logged> {
     let mut parts = line.split('"');
     let _ = parts.next()?;

@@ -63,6 +63,11 @@ pub enum Route {
     /// request for the end of a file (`Range: bytes=-N`) gets the current
     /// route without moving on.
     Sequence(Vec<Route>),
+    /// This status with these headers (e.g. `Retry-After`) and an empty body.
+    StatusWith {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+    },
 }
 
 /// How a [`Route::Lying`] server answers a bounded range.
@@ -94,6 +99,8 @@ impl Route {
 pub struct Request {
     pub path: String,
     pub range: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
 }
 
 impl Request {
@@ -221,6 +228,7 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
     inner.log.lock().expect("log").push(Request {
         path: path.clone(),
         range: range.clone(),
+        user_agent: headers.get("user-agent").cloned(),
     });
     // The updater's look at the end of a build (`bytes=-N`) is not an
     // attempt: it does not move a sequence on.
@@ -253,6 +261,7 @@ fn answer(
     match route {
         None => respond(stream, 404, &[], b""),
         Some(Route::Status(code)) => respond(stream, code, &[], b""),
+        Some(Route::StatusWith { status, headers }) => respond(stream, status, &headers, b""),
         Some(Route::Redirect(to)) => respond(stream, 302, &[("Location", to)], b""),
         Some(Route::Stall) => {
             while !inner.stop.load(Ordering::SeqCst) {

@@ -461,6 +461,23 @@ pub fn frame_bytes(exe: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
+// --- Checks: the schedule of update checks (helper "check") ---
+
+/// Removes every app's update-check schedule record (`.update-check`) in
+/// the cache root `cache`: the next launch checks as one would once the
+/// interval or the backoff has passed.
+pub fn let_time_pass(cache: &Path) {
+    for app in fs::read_dir(cache).into_iter().flatten().flatten() {
+        let _ = fs::remove_file(app.path().join(".update-check"));
+    }
+}
+
+/// The update-check schedule record of the app `name` in the cache root
+/// `cache`, if there is one.
+pub fn check_record(cache: &Path, name: &str) -> Option<String> {
+    fs::read_to_string(cache.join(name).join(".update-check")).ok()
+}
+
 // Signed manifests (issue 13): a build with keys uses only update info
 // signed by one of them, naming its app, a sequence and an expiry.
 

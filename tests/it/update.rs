@@ -178,17 +178,18 @@ pub fn is_download(name: &str) -> bool {
 }
 
 /// Leaves the state a download of `exe` killed halfway leaves: `bytes` in
-/// a download file of its own beside it, and its resume record (for `url`,
-/// whose CRC-32 is `crc32`, with the server's `validator`) in the
+/// a download file of its own beside it, and its resume record (of the
+/// whole `build`, from `url`, with the server's `validator`) in the
 /// updater's private file in the app's cache folder under `cache`.
 pub fn plant_partial(
     cache: &Path,
     exe: &Path,
     bytes: &[u8],
     url: &str,
-    crc32: u32,
+    build: &[u8],
     validator: &str,
 ) {
+    let (crc32, size) = (crc32fast::hash(build), build.len());
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let private = |path: &Path, bytes: &[u8]| {
         let mut file = fs::OpenOptions::new()
@@ -208,7 +209,8 @@ pub fn plant_partial(
         .join(NAME)
         .join(format!(".update-{}-{}", exe_meta.dev(), exe_meta.ino()));
     let _ = fs::remove_file(&state);
-    let record = format!("onefile resume 1\n{url}\n{crc32}\n{name}\n{ino}\n{validator}\nend\n");
+    let record =
+        format!("onefile resume 2\n{url}\n{crc32}\n{size}\n{name}\n{ino}\n{validator}\nend\n");
     private(&state, record.as_bytes());
 }
 
@@ -324,6 +326,9 @@ pub fn expect_failure(p: &Published, trace_part: &str) {
     assert!(!traces.contains(&"Updated.".to_owned()));
     assert!(started.elapsed() < Duration::from_secs(30));
     p.assert_still_10();
+    // A failed check backs off: the next one here stands for a launch
+    // after the backoff.
+    let_time_pass(&p.s.cache());
 }
 
 #[test]

@@ -12,6 +12,7 @@
 #![cfg(windows)]
 
 mod cache;
+mod checks;
 mod cross;
 mod filemeta;
 mod gui;

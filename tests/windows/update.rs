@@ -125,6 +125,16 @@ impl Published {
         self.server.route(&format!("/{version}/app.exe"), route);
     }
 
+    /// The requests for `version`'s `update.toml` so far.
+    pub(crate) fn manifest_requests(&self, version: &str) -> usize {
+        let path = format!("/{version}/update.toml");
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+
     /// The ranges asked for so far (`Range` headers), the builds' ends
     /// included.
     pub(crate) fn ranges_asked(&self) -> Vec<String> {

@@ -4,12 +4,16 @@
 //! the final rename stays on one filesystem and is atomic), created
 //! exclusively and privately ([`Target::new_download`]): no other instance
 //! or user shares it or plants anything at its name. Its resume record is
-//! kept in the updater's private file ([`State`]): the URL, the announced
-//! CRC-32, the server's validator (ETag or Last-Modified), and the
-//! download's name and inode. A later launch that finds both, for the same
-//! URL and CRC, and the very file the record names (ours, by inode), asks
-//! for the rest with `Range` + `If-Range`; a server that answers 200
-//! instead sends the whole file again, and the download restarts from zero.
+//! kept in the updater's private file ([`State`]): the build (announced
+//! CRC-32 and size), the URL and its server's validator (ETag or
+//! Last-Modified), and the download's name and inode. A later attempt that
+//! finds both, for the same build, and the very file the record names
+//! (ours, by inode), asks for the rest with `Range`, and `If-Range` the
+//! validator when it asks the same URL; a server that answers 200 instead
+//! sends the whole file again, and the download restarts from zero. Another
+//! URL (a mirror) continues without `If-Range`: its validator would not be
+//! the first server's, and the whole result is verified (size, CRC-32,
+//! signature, payload) before use, a failed one discarded, not resumed.
 //!
 //! What is written is bounded: the download stops at the cap (the announced
 //! `size`, never more than the build's `--max-download-size`), and a
@@ -168,7 +172,9 @@ pub struct Partial {
     pub name: String,
     pub file: File,
     pub have: u64,
-    pub validator: String,
+    /// The validator to send with `If-Range`: `None` when the partial came
+    /// from another URL than the one asked now.
+    pub validator: Option<String>,
 }
 
 impl Download<'_> {
@@ -222,7 +228,9 @@ impl Download<'_> {
             info!(target: UPDATE, "Resuming download at byte {}.", partial.have);
             range = format!("bytes={}-", partial.have);
             headers.push(("Range", range.as_str()));
-            headers.push(("If-Range", partial.validator.as_str()));
+            if let Some(validator) = &partial.validator {
+                headers.push(("If-Range", validator.as_str()));
+            }
         }
         let (mut response, _) = http::get(agent, url, policy, &headers, None)?;
         let status = response.status().as_u16();
@@ -281,6 +289,7 @@ impl Download<'_> {
                     let info = ResumeInfo {
                         url: url.to_owned(),
                         crc32: release.crc32,
+                        size: release.size.unwrap_or(0),
                         file: name.clone(),
                         ino: sys::file_id(&file).map_or(0, |id| id.ino),
                         validator,
@@ -372,8 +381,8 @@ impl Download<'_> {
     }
 
     fn partial(&self, info: &ResumeInfo, release: &Release, cap: u64) -> Option<Partial> {
-        if info.url != release.url
-            || info.crc32 != release.crc32
+        if info.crc32 != release.crc32
+            || info.size != release.size.unwrap_or(0)
             || !self.target.is_ours(&info.file)
         {
             return None;
@@ -391,7 +400,7 @@ impl Download<'_> {
             name: info.file.clone(),
             file,
             have,
-            validator: info.validator.clone(),
+            validator: (info.url == release.url).then(|| info.validator.clone()),
         })
     }
 }

@@ -20,7 +20,7 @@ use ureq::Agent;
 use ureq::http::{Response, Uri};
 use ureq::tls::{RootCerts, TlsConfig};
 
-use super::UpdateError;
+use super::{RunningBuild, UpdateError};
 
 /// Connecting must not take longer than this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,7 +37,8 @@ pub struct Policy {
     pub allow_insecure_http: bool,
 }
 
-pub fn agent() -> Agent {
+/// The agent for every request of the updater of `build`.
+pub fn agent(build: &RunningBuild) -> Agent {
     Agent::config_builder()
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_per_read(Some(READ_TIMEOUT))
@@ -45,7 +46,7 @@ pub fn agent() -> Agent {
         .max_redirects(0)
         .max_redirects_will_error(false)
         .http_status_as_error(false)
-        .user_agent(concat!("onefile/", env!("CARGO_PKG_VERSION")))
+        .user_agent(user_agent(&build.name, &build.version))
         .tls_config(
             TlsConfig::builder()
                 .root_certs(RootCerts::PlatformVerifier)
@@ -54,6 +55,27 @@ pub fn agent() -> Agent {
         )
         .build()
         .into()
+}
+
+/// `onefile/<tool version> <app>/<version> (<os>; <arch>)`: a host's access
+/// logs show which versions of the app check, with no telemetry. The app's
+/// name and version are safe file names already; anything that is not an
+/// HTTP token character is dropped all the same.
+fn user_agent(name: &str, version: &str) -> String {
+    let token = |value: &str| -> String {
+        value
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(*c))
+            .collect()
+    };
+    format!(
+        "onefile/{} {}/{} ({}; {})",
+        env!("CARGO_PKG_VERSION"),
+        token(name),
+        token(version),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 /// ring's TLS algorithms, all of them (versions, cipher suites, key
@@ -217,17 +239,53 @@ pub fn validator(response: &Response<ureq::Body>) -> Option<String> {
         .or_else(|| header("last-modified"))
 }
 
-/// Fetches the text of `update.toml`, at most [`MAX_MANIFEST_LEN`] bytes.
-pub fn fetch_manifest(agent: &Agent, url: &str, policy: Policy) -> Result<String, UpdateError> {
-    let (mut response, final_url) = get(agent, url, policy, &[], Some(MANIFEST_TIMEOUT))?;
+/// What the host answered for `update.toml`.
+#[derive(Debug)]
+pub enum ManifestReply {
+    /// 200: the text, and its validators (`ETag`, `Last-Modified`).
+    Fresh {
+        text: String,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    /// 304: unchanged since the validators the request sent.
+    NotModified,
+    /// Another status, and its `Retry-After` header.
+    Refused {
+        status: u16,
+        retry_after: Option<String>,
+    },
+}
+
+/// Fetches `update.toml` with `headers` (conditional ones), its text at
+/// most [`MAX_MANIFEST_LEN`] bytes.
+pub fn fetch_manifest(
+    agent: &Agent,
+    url: &str,
+    policy: Policy,
+    headers: &[(&str, &str)],
+) -> Result<ManifestReply, UpdateError> {
+    let (mut response, _) = get(agent, url, policy, headers, Some(MANIFEST_TIMEOUT))?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let status = response.status().as_u16();
-    if status != 200 {
-        return Err(UpdateError::Status {
-            url: final_url,
-            status,
-        });
+    match status {
+        200 => {}
+        304 => return Ok(ManifestReply::NotModified),
+        _ => {
+            return Ok(ManifestReply::Refused {
+                status,
+                retry_after: header("retry-after"),
+            });
+        }
     }
-    response
+    let (etag, last_modified) = (header("etag"), header("last-modified"));
+    let text = response
         .body_mut()
         .with_config()
         .limit(MAX_MANIFEST_LEN)
@@ -241,7 +299,12 @@ pub fn fetch_manifest(agent: &Agent, url: &str, policy: Policy) -> Result<String
                 url: url.to_owned(),
                 reason: other.to_string(),
             },
-        })
+        })?;
+    Ok(ManifestReply::Fresh {
+        text,
+        etag,
+        last_modified,
+    })
 }
 
 #[cfg(test)]
@@ -299,6 +362,14 @@ mod tests {
         ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn user_agent_keeps_token_characters_only() {
+        let agent = user_agent("My App(1)", "1.0;beta/2");
+        let app = agent.split(' ').nth(1).unwrap_or_default();
+        assert_eq!(app, "MyApp1/1.0beta2");
+        assert!(agent.starts_with(concat!("onefile/", env!("CARGO_PKG_VERSION"), " ")));
     }
 
     #[test]

@@ -201,9 +201,12 @@ impl Download<'_> {
             });
         }
         // A partial download of another file at the same URL (the server's
-        // validator changed) is not continued.
+        // validator changed) is not continued; one from another mirror is
+        // (its parts are those of the same build, and the whole is verified).
         let resume = match self.resumable(release, cap) {
-            Some(partial) if layout.validator.as_deref() == Some(partial.validator.as_str()) => {
+            Some(partial)
+                if partial.validator.is_none() || layout.validator == partial.validator =>
+            {
                 Some(partial)
             }
             Some(_) => {
@@ -241,6 +244,7 @@ impl Download<'_> {
             let info = ResumeInfo {
                 url: url.to_owned(),
                 crc32: release.crc32,
+                size: release.size.unwrap_or(0),
                 file: name.clone(),
                 ino: sys::file_id(&file).map_or(0, |id| id.ino),
                 validator: validator.clone(),

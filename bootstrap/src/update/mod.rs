@@ -3,11 +3,12 @@
 //! launch. It never delays the app and prints nothing but `AUTO UPDATE:`
 //! traces (with `AUTO_UPDATE_DEBUG`).
 //!
-//! 1. Expand the info URL and fetch `update.toml` ([`http`]). Use it only
-//!    if it is signed by a trusted key (for a build with keys), not
-//!    expired and not older than one this install accepted; take the
-//!    rollout's release if it offers it to this install's bucket, else the
-//!    top-level one ([`trust`], [`install_record`]).
+//! 1. When a check is due ([`schedule`]), fetch `update.toml` from the
+//!    build's locations in turn, conditionally ([`check`], [`http`]).
+//!    Use it only if it is signed by a trusted key (for a build with
+//!    keys), not expired and not older than one this install accepted;
+//!    take the rollout's release if it offers it to this install's
+//!    bucket, else the top-level one ([`trust`], [`install_record`]).
 //! 2. Compare its `crc32` with our own executable's: equal, nothing to do.
 //!    A `version` that is not newer than ours: nothing to do either.
 //! 3. Take the updater's lock of our executable, a private file in the
@@ -17,7 +18,8 @@
 //!    build's trailer and metadata ([`tail`]): a build of another app or an
 //!    older version is refused before it is downloaded.
 //! 4. Download the new build into a file of its own next to the
-//!    executable, resuming an interrupted download ([`download`]);
+//!    executable, from its URL or else its mirrors in turn, resuming an
+//!    interrupted download, even one from another mirror ([`download`]);
 //!    meanwhile its payload is checked as it arrives, and the disk writes
 //!    it out.
 //! 5. Check size, CRC-32, signature, and that it is a well-formed packed
@@ -42,6 +44,7 @@ mod install;
 mod install_record;
 mod minisig;
 mod prewarm;
+mod schedule;
 mod state;
 mod tail;
 mod trust;
@@ -182,7 +185,7 @@ impl Sidecar {
 fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateError> {
     sys::remove_replaced_leftover(&build.exe);
 
-    let agent = http::agent();
+    let agent = http::agent(build);
     let policy = http::Policy {
         allow_insecure_http: build.settings.allow_insecure_http,
     };
@@ -197,6 +200,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     if is_same_build(&build.packed, release.size, release.crc32)? {
         info!(target: UPDATE, "CRC32 {} matches already.", release.url);
         forget_downloads(build, &own_id);
+        check::settled(build, &answer);
         return Ok(());
     }
     if let Some(announced) = &release.version
@@ -208,6 +212,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             "Version '{announced}' is not newer than the running '{}'; not updating.",
             build.version
         );
+        check::settled(build, &answer);
         return Ok(());
     }
     info!(target: UPDATE, "URL to check '{}'.", release.url);
@@ -232,46 +237,31 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let resumable = state.record().map(|info| info.file);
     target.remove_leftovers(resumable.as_deref());
 
-    // The build's own trailer and metadata first, when the server serves
-    // ranges: a build that would be refused is not downloaded at all.
-    let layout = tail::fetch(&agent, &release.url, policy, release.size);
-    if layout.is_none() {
-        info!(
-            target: UPDATE,
-            "The server sent no end of the build (no range support?); downloading it whole."
-        );
-    }
-    if let Some(layout) = &layout
-        && let Err(e) = verify::check_identity(&layout.metadata, build, &release.url)
-    {
-        download.forget();
-        return Err(e);
-    }
-    // Only what changed, when the server serves ranges and the running
-    // build holds enough of the new one; else, or if that fails, all of it.
-    let plan = layout
-        .as_ref()
-        .and_then(|layout| incremental::plan(layout, &build.packed));
-    let attempt = |how: How<'_>| {
-        fetch_and_check(
-            &download,
-            &agent,
-            &release,
-            policy,
-            build,
-            layout.as_ref(),
-            how,
-        )
-    };
-    let (fetched, new) = match (&plan, &layout) {
-        (Some(plan), Some(layout)) => match attempt(How::Assemble(layout, plan)) {
-            Ok(done) => done,
-            Err(e) => {
-                info!(target: UPDATE, "Incremental update failed: {e} Downloading the whole build.");
-                attempt(How::Whole)?
+    // The build's URLs in order (its url, then its mirrors), each at most
+    // once: a mirror that fails on the network or serves other bytes hands
+    // over to the next, which resumes what the last one left.
+    let urls: Vec<&str> = release.urls().take(MAX_URLS).collect();
+    let release_urls = urls.len();
+    let mut urls = urls.iter().enumerate().peekable();
+    let (fetched, new) = loop {
+        // `urls` holds at least the build's url, and the last one breaks.
+        let Some((i, url)) = urls.next() else {
+            return Err(UpdateError::Busy);
+        };
+        if i > 0 {
+            info!(target: UPDATE, "Mirror {} of {}: '{url}'.", i + 1, release_urls);
+        }
+        let at = Release {
+            url: (*url).to_owned(),
+            ..release.clone()
+        };
+        match fetch_from(&download, &agent, &at, policy, build) {
+            Ok(done) => break done,
+            Err(e) if urls.peek().is_some() && is_the_servers_fault(&e) => {
+                info!(target: UPDATE, "Mirror {} of {} failed: {e}", i + 1, release_urls);
             }
-        },
-        _ => attempt(How::Whole)?,
+            Err(e) => return Err(e),
+        }
     };
     let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
@@ -349,6 +339,71 @@ fn forget_downloads(build: &RunningBuild, own_id: &sys::FileId) {
     if let Some(state) = state {
         state.remove();
     }
+}
+
+/// URLs of a build tried at most (its url and mirrors): the manifest is
+/// not trusted to name an unbounded number.
+const MAX_URLS: usize = 8;
+
+/// Fetches and checks the build `release` names from its `url`: its end
+/// first when the server serves ranges (a build that would be refused is
+/// not downloaded at all), then only what changed when the running build
+/// holds enough of it, else (or if that fails) all of it.
+fn fetch_from(
+    download: &Download<'_>,
+    agent: &Agent,
+    release: &Release,
+    policy: http::Policy,
+    build: &RunningBuild,
+) -> Result<(Fetched, PackedFile), UpdateError> {
+    let layout = tail::fetch(agent, &release.url, policy, release.size);
+    if layout.is_none() {
+        info!(
+            target: UPDATE,
+            "The server sent no end of the build (no range support?); downloading it whole."
+        );
+    }
+    if let Some(layout) = &layout
+        && let Err(e) = verify::check_identity(&layout.metadata, build, &release.url)
+    {
+        download.forget();
+        return Err(e);
+    }
+    let plan = layout
+        .as_ref()
+        .and_then(|layout| incremental::plan(layout, &build.packed));
+    let attempt = |how: How<'_>| {
+        fetch_and_check(
+            download,
+            agent,
+            release,
+            policy,
+            build,
+            layout.as_ref(),
+            how,
+        )
+    };
+    match (&plan, &layout) {
+        (Some(plan), Some(layout)) => attempt(How::Assemble(layout, plan)).or_else(|e| {
+            info!(target: UPDATE, "Incremental update failed: {e} Downloading the whole build.");
+            attempt(How::Whole)
+        }),
+        _ => attempt(How::Whole),
+    }
+}
+
+/// Whether `error` comes from what a server answered (or did not), so that
+/// another mirror may do better; not from this machine.
+fn is_the_servers_fault(error: &UpdateError) -> bool {
+    !matches!(
+        error,
+        UpdateError::Busy
+            | UpdateError::AlreadyReplaced
+            | UpdateError::NotReplaceable { .. }
+            | UpdateError::Replace { .. }
+            | UpdateError::Io { .. }
+            | UpdateError::Format(_)
+    )
 }
 
 /// How a build is fetched.

@@ -5,10 +5,11 @@
 //! - It is locked (`flock`, exclusive, never waited for) while this
 //!   process updates that executable: one updater at a time. A lock on the
 //!   executable itself could be held forever by anyone who may read it.
-//! - Its content is the resume record of a partial download: the URL, the
-//!   announced CRC-32, the server's validator, and the download's name and
-//!   inode in the executable's folder, so that only a file this updater
-//!   made is ever continued.
+//! - Its content is the resume record of a partial download: the build it
+//!   is of (announced CRC-32 and size, not a URL: any of the build's
+//!   mirrors may continue it), the URL it came from and that server's
+//!   validator, and the download's name and inode in the executable's
+//!   folder, so that only a file this updater made is ever continued.
 //! - It is removed once the executable is replaced (its key is then dead),
 //!   and when the running build is found current.
 
@@ -25,7 +26,7 @@ const MAX_RECORD_LEN: u64 = 64 * 1024;
 
 /// First line of a resume record; its last line is [`END`]: a record cut
 /// short by a kill mid-write lacks it, and is not used.
-const MAGIC: &str = "onefile resume 1";
+const MAGIC: &str = "onefile resume 2";
 const END: &str = "end";
 
 /// The updater's file of one executable, locked.
@@ -39,8 +40,11 @@ pub struct State {
 /// What a later launch needs to continue a partial download.
 #[derive(Debug, PartialEq)]
 pub struct ResumeInfo {
+    /// The URL the download came from: its validator is that server's.
     pub url: String,
+    /// The build, as announced: its CRC-32 and its size (0: not announced).
     pub crc32: u32,
+    pub size: u64,
     /// The download's name in the executable's folder, and its inode.
     pub file: String,
     pub ino: u64,
@@ -128,8 +132,8 @@ impl ResumeInfo {
     /// the stub far fewer bytes than a TOML (de)serialiser for the record.
     fn to_text(&self) -> String {
         format!(
-            "{MAGIC}\n{}\n{}\n{}\n{}\n{}\n{END}\n",
-            self.url, self.crc32, self.file, self.ino, self.validator
+            "{MAGIC}\n{}\n{}\n{}\n{}\n{}\n{}\n{END}\n",
+            self.url, self.crc32, self.size, self.file, self.ino, self.validator
         )
     }
 
@@ -142,6 +146,7 @@ impl ResumeInfo {
         let info = ResumeInfo {
             url: next()?.to_owned(),
             crc32: next()?.parse().ok()?,
+            size: next()?.parse().ok()?,
             file: next()?.to_owned(),
             ino: next()?.parse().ok()?,
             validator: next()?.to_owned(),
@@ -159,6 +164,7 @@ mod tests {
         let info = ResumeInfo {
             url: "https://h/a b?x=\"1\"&y=\\".into(),
             crc32: 4_000_000_000,
+            size: 1 << 40,
             file: ".app.bin.42.1234.download".into(),
             ino: u64::MAX,
             validator: "\"tab\there\"".into(),

@@ -92,7 +92,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// anything (a file, a symlink) is already at `path`: the file is never,
 /// even for an instant, more open than its final mode.
 pub fn create_new_file_with_mode(path: &Path, mode: u32) -> io::Result<File> {
+    // Readable too, as on Windows: a writer may check what it wrote
+    // through the same descriptor (publish signs the copy it made).
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(mode)

@@ -73,6 +73,14 @@ pub enum Command {
         #[arg(short, long, value_name = "NAME")]
         output: PathBuf,
     },
+    /// Publish a build into a site folder for a static host: the build, every
+    /// update.toml its installs fetch, signed with --key (docs/publishing.md).
+    Publish(Box<crate::publish::PublishArgs>),
+    /// Change the share of installs offered a site's latest release, halt or
+    /// resume it; re-signs every manifest.
+    Rollout(crate::publish::RolloutArgs),
+    /// Re-sign every manifest of a site with a new sequence and expiry (a daily CI job).
+    Refresh(crate::publish::RefreshArgs),
     /// Sign a packed executable: writes EXE.minisig (checkable with `minisign -V`).
     Sign {
         /// The packed executable.
@@ -138,9 +146,14 @@ pub struct PackArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// URL of the update.toml to check at each launch; turns self-update on.
-    /// {VERSION}, {NAME}, {OS} and {ARCH} are expanded at run time.
+    /// {VERSION}, {NAME}, {OS} and {ARCH} are expanded at run time. Give it
+    /// again for fallback locations, tried in order when one fails.
     #[arg(long)]
-    pub update_url_spec: Option<String>,
+    pub update_url_spec: Vec<String>,
+    /// Time between two checks for updates, e.g. 1h or 1d [default: 0, at
+    /// every launch].
+    #[arg(long, value_name = "DURATION")]
+    pub update_check_interval: Option<String>,
     /// Also write the update.toml that announces this build, here.
     #[arg(long)]
     pub auto_update_toml_file: Option<PathBuf>,
@@ -222,6 +235,7 @@ pub struct ConfigFile {
     pub level: Option<i32>,
     pub threads: Option<u32>,
     pub update_url_spec: Option<String>,
+    pub update_check_interval: Option<String>,
     pub auto_update_toml_file: Option<PathBuf>,
     pub download_url: Option<String>,
     pub update_exit_wait: Option<f64>,
@@ -275,7 +289,10 @@ impl PackArgs {
         self.windows_subsystem = self.windows_subsystem.or(config.windows_subsystem);
         self.level = self.level.or(config.level);
         self.threads = self.threads.or(config.threads);
-        self.update_url_spec = self.update_url_spec.or(config.update_url_spec);
+        if self.update_url_spec.is_empty() {
+            self.update_url_spec.extend(config.update_url_spec);
+        }
+        self.update_check_interval = self.update_check_interval.or(config.update_check_interval);
         self.auto_update_toml_file = self.auto_update_toml_file.or(config.auto_update_toml_file);
         self.download_url = self.download_url.or(config.download_url);
         self.update_exit_wait = self.update_exit_wait.or(config.update_exit_wait);

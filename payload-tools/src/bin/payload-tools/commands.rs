@@ -8,7 +8,9 @@ use payload_tools::delta::{self, Plan};
 use payload_tools::digest::PartHasher;
 use payload_tools::extract::{Sink, extract};
 use payload_tools::manifest::{self, Release, UpdateManifest, default_download_url};
-use payload_tools::metadata::{Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, UpdateSettings};
+use payload_tools::metadata::{
+    Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, MAX_FALLBACK_URL_SPECS, UpdateSettings,
+};
 use payload_tools::pack::{DEFAULT_LEVEL, DictionaryOptions, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
 use payload_tools::rangeio::{file_crc32, read_exact_at};
@@ -60,10 +62,26 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             })?,
     };
     let version = args.app_version.unwrap_or_else(|| "0.0.0".into());
-    if let Some(spec) = &args.update_url_spec {
+    for spec in &args.update_url_spec {
         manifest::check_url_spec(spec, &name, &version, args.allow_insecure_http)
             .map_err(|e| format!("--update-url-spec '{spec}' cannot work: {e}"))?;
     }
+    if args.update_url_spec.len() > 1 + MAX_FALLBACK_URL_SPECS {
+        return Err(format!(
+            "give at most {} --update-url-spec (one and {MAX_FALLBACK_URL_SPECS} fallbacks)",
+            1 + MAX_FALLBACK_URL_SPECS
+        )
+        .into());
+    }
+    let check_interval_s = args
+        .update_check_interval
+        .as_deref()
+        .map(|text| {
+            payload_tools::duration::parse_duration(text)
+                .map_err(|e| format!("--update-check-interval '{text}': {e}"))
+        })
+        .transpose()?
+        .unwrap_or(0);
     if let Some(url) = &args.download_url {
         manifest::check_url(url, args.allow_insecure_http)
             .map_err(|e| format!("--download-url '{url}' cannot work: {e}"))?;
@@ -94,8 +112,10 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         .as_deref()
         .map(signing::load_secret_key)
         .transpose()?;
-    let update = args.update_url_spec.clone().map(|url_spec| UpdateSettings {
-        url_spec,
+    let update = args.update_url_spec.first().map(|url_spec| UpdateSettings {
+        url_spec: url_spec.clone(),
+        fallback_url_specs: args.update_url_spec[1..].to_vec(),
+        check_interval_s,
         exit_wait_ms,
         public_keys: public_keys.clone(),
         allow_downgrade: args.allow_downgrade,
@@ -184,7 +204,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| format!("'{}' has no usable file name", output.display()))?;
-        let url = match (&args.download_url, &args.update_url_spec) {
+        let url = match (&args.download_url, args.update_url_spec.first()) {
             (Some(url), _) => url.clone(),
             (None, Some(spec)) => default_download_url(spec, &m.name, &m.version, file_name),
             (None, None) => unreachable!("checked above"),
@@ -210,7 +230,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
 
 /// Update flags that would make a build whose updates silently never work.
 fn check_update_flags(args: &PackArgs) -> Result<(), Failure> {
-    if args.update_url_spec.is_some() && args.name.is_none() {
+    if !args.update_url_spec.is_empty() && args.name.is_none() {
         let output = args.output.as_deref().unwrap_or(Path::new(""));
         let stem = output.file_stem().unwrap_or_default().to_string_lossy();
         return Err(Failure {
@@ -317,6 +337,8 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
                 "allow_downgrade": u.allow_downgrade,
                 "allow_insecure_http": u.allow_insecure_http,
                 "max_download_size": u.max_download_size,
+                "fallback_url_specs": u.fallback_url_specs,
+                "check_interval_s": u.check_interval_s,
             })),
         });
         println!("{value:#}");
@@ -428,6 +450,25 @@ pub fn inspect_against(exe: &Path, old: &Path, json: bool) -> Result<(), Failure
 }
 
 pub fn verify(exe: &Path) -> Result<(), Failure> {
+    let (packed, report) = verified(exe)?;
+    println!(
+        "ok: '{}' is intact ({} {}, {} entries, {} bytes in {} frame(s))",
+        exe.display(),
+        packed.metadata.name,
+        packed.metadata.version,
+        report.entries,
+        report.bytes,
+        report.frames
+    );
+    Ok(())
+}
+
+/// The packed file at `exe`, opened once and checked as `verify` checks
+/// it (its stub, every checksum, a full unpack to nowhere); the caller
+/// uses the same open file.
+pub fn verified(
+    exe: &Path,
+) -> Result<(PackedFile, payload_tools::extract::ExtractReport), Failure> {
     let packed = open_packed(exe)?;
     let stub_len = packed.trailer.payload_offset;
     match stub::find_in_file(&packed.file, stub_len, exe)? {
@@ -452,16 +493,7 @@ pub fn verify(exe: &Path) -> Result<(), Failure> {
         }
     }
     let report = extract(&packed, Sink::Discard, cores())?;
-    println!(
-        "ok: '{}' is intact ({} {}, {} entries, {} bytes in {} frame(s))",
-        exe.display(),
-        packed.metadata.name,
-        packed.metadata.version,
-        report.entries,
-        report.bytes,
-        report.frames
-    );
-    Ok(())
+    Ok((packed, report))
 }
 
 /// Unpacks into `output`, which may sit in a folder other users can write

@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod diagnose;
 mod progress;
+mod publish;
 mod signing;
 
 use std::process::ExitCode;
@@ -91,6 +92,9 @@ fn main() -> ExitCode {
         } => commands::update_toml(&exe, &url, output.as_deref(), key.as_deref()),
         Command::Keygen { output } => commands::keygen(&output),
         Command::Sign { exe, key, output } => commands::sign(&exe, &key, output.as_deref()),
+        Command::Publish(args) => publish::publish(*args),
+        Command::Rollout(args) => publish::rollout(args),
+        Command::Refresh(args) => publish::refresh(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,612 @@
+//! The release commands, `publish`, `rollout` and `refresh`, which keep a
+//! site folder (`payload_tools::site`) for a static host:
+//!
+//! - `publish BUILD --site DIR`: checks the build (as `verify` does) and
+//!   that installs of the site's builds would take it, copies it where its
+//!   URL spec says, then writes every `update.toml`, then the site state,
+//!   then deletes builds beyond `--keep`, in that order, so that a site
+//!   caught at any moment only names builds that are there;
+//! - `rollout --site DIR --percent P | --halt | --resume`: changes the
+//!   latest release's share in place and rewrites every manifest;
+//! - `refresh --site DIR --key KEY`: rewrites every manifest with a new
+//!   sequence and expiry, nothing else.
+//!
+//! Every manifest write re-signs with the `--key`s given, under a sequence
+//! above the site's last; a signed site is never re-signed without one of
+//! its keys, nor written unsigned.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use minisign::SecretKey;
+use payload_tools::duration::parse_duration;
+use payload_tools::manifest::{self, DEFAULT_LIFETIME_S, datetime_from_unix, trusted_comment};
+use payload_tools::metadata::UpdateSettings;
+use payload_tools::site::{self, STATE_FORMAT, Site, SiteError, SiteRelease, SiteState};
+use payload_tools::version::is_newer;
+
+use crate::Failure;
+use crate::commands::verified;
+use crate::signing;
+
+/// `payload-tools publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The packed executable to publish.
+    pub build: PathBuf,
+    /// The site folder (created if needed), uploaded as-is to the host.
+    #[arg(long, value_name = "DIR")]
+    pub site: PathBuf,
+    /// The URL the site's root is served at [default: the scheme and host
+    /// of the build's update URL; remembered].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Sign the build and every manifest with this minisign secret key;
+    /// give it twice to sign with the old and the new key (rotation).
+    #[arg(long = "key", value_name = "NAME.key")]
+    pub keys: Vec<PathBuf>,
+    /// Offer the build to this share of installs (0 to 100, hundredths
+    /// allowed); the others are offered the stable release [default: 100].
+    #[arg(long, value_name = "PERCENT")]
+    pub rollout: Option<String>,
+    /// Offer the build to every install whatever the rollout share.
+    #[arg(long)]
+    pub critical: bool,
+    /// Another host serving this same folder (a base URL); repeat for more.
+    /// Replaces the mirrors the site remembers; without it they are kept.
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+    /// Keep the executables of the last N releases (builds a manifest still
+    /// offers are always kept; update.toml files are never deleted).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub keep: usize,
+    /// How long the manifests are valid [default for signed sites: 7d;
+    /// unsigned: no expiry].
+    #[arg(long, value_name = "DURATION")]
+    pub expires_in: Option<String>,
+    /// Publish a build whose update URL spec differs from the site's.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `payload-tools rollout`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).args(["percent", "halt", "resume"])))]
+pub struct RolloutArgs {
+    /// The site folder.
+    #[arg(long, value_name = "DIR")]
+    pub site: PathBuf,
+    /// Offer the latest release to this share of installs (100 promotes it).
+    #[arg(long, value_name = "PERCENT")]
+    pub percent: Option<String>,
+    /// Stop offering the latest release: installs are offered the stable one.
+    #[arg(long)]
+    pub halt: bool,
+    /// Offer a halted release again, to the same share.
+    #[arg(long)]
+    pub resume: bool,
+    /// Sign the manifests with this minisign secret key (repeatable).
+    #[arg(long = "key", value_name = "NAME.key")]
+    pub keys: Vec<PathBuf>,
+    /// How long the manifests are valid [default for signed sites: 7d].
+    #[arg(long, value_name = "DURATION")]
+    pub expires_in: Option<String>,
+}
+
+/// `payload-tools refresh`.
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// The site folder.
+    #[arg(long, value_name = "DIR")]
+    pub site: PathBuf,
+    /// Sign the manifests with this minisign secret key (repeatable).
+    #[arg(long = "key", value_name = "NAME.key", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// How long the manifests are valid [default: 7d].
+    #[arg(long, value_name = "DURATION")]
+    pub expires_in: Option<String>,
+}
+
+/// A secret key and what identifies it.
+struct Key {
+    secret: SecretKey,
+    /// The key id, hex (what the state remembers).
+    id: String,
+    /// The public key's base64 line (what builds trust).
+    public: String,
+}
+
+pub fn publish(args: PublishArgs) -> Result<(), Failure> {
+    let keys = load_keys(&args.keys)?;
+    let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
+    let percent = match &args.rollout {
+        Some(text) => parse_percent(text, "--rollout")?,
+        None => 100.0,
+    };
+    let site = Site::open(&args.site)?;
+    let old = SiteState::load(site.root())?;
+    let (packed, _) = verified(&args.build).map_err(|f| Failure {
+        message: format!("the build does not verify: {}", f.message),
+        hint: Some("`payload-tools verify BUILD` shows why; publish an intact build".into()),
+    })?;
+    let m = &packed.metadata;
+    let update = m.update.as_ref().ok_or_else(|| Failure {
+        message: format!(
+            "'{}' does not update itself: no install would read the site",
+            args.build.display()
+        ),
+        hint: Some("pack it with --update-url-spec".into()),
+    })?;
+    let mut header = Vec::with_capacity(site::STUB_HEADER_LEN);
+    (&packed.file)
+        .take(site::STUB_HEADER_LEN as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| format!("cannot read '{}': {e}", args.build.display()))?;
+    let (os, arch) = site::platform_of_stub(&header)?;
+    let url_specs = url_specs_of(update);
+
+    if let Some(old) = &old {
+        refuse_stranding(
+            old, &m.name, &m.version, os, arch, &url_specs, &keys, args.force,
+        )?;
+    } else if percent < 100.0 {
+        return Err(Failure {
+            message: format!(
+                "--rollout {percent} on the site's first release: installs outside the rollout would be offered nothing"
+            ),
+            hint: Some("publish the first release at 100% (leave --rollout out)".into()),
+        });
+    }
+    refuse_untrusted_keys(update, &keys)?;
+
+    let base_url = match (&args.base_url, &old) {
+        (Some(url), _) => checked_base(url, update.allow_insecure_http, "--base-url")?,
+        (None, Some(old)) => old.base_url.clone(),
+        (None, None) => {
+            let url = site::expand(&update.url_spec, &m.name, &m.version, os, arch);
+            site::origin_of(&url)
+                .ok_or_else(|| format!("the build's update URL '{url}' has no host"))?
+        }
+    };
+    let mirrors = if args.mirrors.is_empty() {
+        old.as_ref().map(|s| s.mirrors.clone()).unwrap_or_default()
+    } else {
+        args.mirrors
+            .iter()
+            .map(|url| checked_base(url, update.allow_insecure_http, "--mirror"))
+            .collect::<Result<_, _>>()?
+    };
+    let file_name = args
+        .build
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("'{}' has no usable file name", args.build.display()))?;
+    let mut state = old.clone().unwrap_or_else(|| SiteState {
+        format: STATE_FORMAT,
+        app: m.name.clone(),
+        os: os.into(),
+        arch: arch.into(),
+        base_url: String::new(),
+        mirrors: vec![],
+        url_specs: vec![],
+        public_keys: vec![],
+        allow_insecure_http: false,
+        signing_keys: vec![],
+        last_sequence: 0,
+        releases: vec![],
+    });
+    state.base_url = base_url;
+    state.mirrors = mirrors;
+    state.url_specs = url_specs.clone();
+    state.public_keys = update.public_keys.clone();
+    state.allow_insecure_http = update.allow_insecure_http;
+    let bases = state.bases();
+    let under_base = |url: &str| {
+        site::site_path(url, &bases).map_err(|e| Failure {
+            message: e.to_string(),
+            hint: Some("pass --base-url with the URL the site's root is served at".into()),
+        })
+    };
+    let build_url = site::build_url(&update.url_spec, &m.name, &m.version, os, arch, file_name);
+    let build_path = under_base(&build_url)?;
+    under_base(&site::expand(
+        &update.url_spec,
+        &m.name,
+        &m.version,
+        os,
+        arch,
+    ))?;
+    let now = signing::now_unix();
+    state.releases.push(SiteRelease {
+        version: m.version.clone(),
+        path: build_path.clone(),
+        size: 0,
+        crc32: 0,
+        percent,
+        halted: false,
+        critical: args.critical,
+        salt: new_salt()?,
+        published_at: datetime_from_unix(now),
+        kept: true,
+        url_specs,
+        signatures: vec![],
+    });
+    let deletions = state.builds_to_delete(args.keep.max(1));
+    for i in &deletions {
+        state.releases[*i].kept = false;
+    }
+    // Everything this publish will write or delete is checked before the
+    // first byte is written: a link or a folder in the way stops it here.
+    state.manifest(0, None)?;
+    site.file_path(&build_path, false)?;
+    for path in state.manifest_paths() {
+        site.file_path(&path, false)?;
+    }
+    site.file_path(site::STATE_FILE, false)?;
+    for i in &deletions {
+        site.file_path(&state.releases[*i].path, false)?;
+    }
+    let secrets: Vec<&SecretKey> = keys.iter().map(|k| &k.secret).collect();
+    let comment = trusted_comment(&m.name, &m.version);
+    let written = site.write_build(&build_path, &packed.file, |file| {
+        let mut signatures = Vec::with_capacity(secrets.len());
+        for key in &secrets {
+            std::io::Seek::rewind(file).map_err(|e| format!("cannot read the build: {e}"))?;
+            let signature = minisign::sign(
+                None,
+                key,
+                &mut *file,
+                Some(&comment),
+                Some("signature from payload-tools"),
+            )
+            .map_err(|e| format!("cannot sign the build: {e}"))?;
+            signatures.push(signature.into_string());
+        }
+        Ok::<_, String>(signatures)
+    })?;
+    let (size, crc32, signatures) = written?;
+    println_written(&site.root().join(&build_path));
+    if let Some(release) = state.releases.last_mut() {
+        release.size = size;
+        release.crc32 = crc32;
+        release.signatures = signatures;
+    }
+    // The build's own trust in the keys was checked above: a publish may
+    // sign with a key the site's earlier manifests were not signed with.
+    let summary = rewrite(&site, &mut state, &keys, expires_in, now, false)?;
+    for i in deletions {
+        let path = site.remove_build(&state.releases[i].path)?;
+        eprintln!("deleted '{}'", path.display());
+    }
+    let offered = match state.stable_index() {
+        Some(stable) if percent < 100.0 => format!(
+            "to {percent}% of installs (the others: {})",
+            state.releases[stable].version
+        ),
+        _ => "to every install".into(),
+    };
+    eprintln!("published {} {} {offered}, {summary}", m.name, m.version);
+    Ok(())
+}
+
+pub fn rollout(args: RolloutArgs) -> Result<(), Failure> {
+    let keys = load_keys(&args.keys)?;
+    let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
+    let site = Site::open(&args.site)?;
+    let mut state = load_existing(&site)?;
+    let latest = state.releases.last_mut().ok_or(SiteError::Empty)?;
+    let change = if let Some(text) = &args.percent {
+        latest.percent = parse_percent(text, "--percent")?;
+        format!("offered to {}%", latest.percent)
+    } else if args.halt {
+        latest.halted = true;
+        "halted".to_owned()
+    } else {
+        latest.halted = false;
+        format!("resumed at {}%", latest.percent)
+    };
+    let version = latest.version.clone();
+    let still_halted = latest.halted && !args.halt;
+    let summary = rewrite(
+        &site,
+        &mut state,
+        &keys,
+        expires_in,
+        signing::now_unix(),
+        true,
+    )?;
+    eprintln!("{} {version} {change}, {summary}", state.app);
+    if still_halted {
+        eprintln!(
+            "payload-tools: note: {version} stays halted: `payload-tools rollout --resume` offers it again"
+        );
+    }
+    Ok(())
+}
+
+pub fn refresh(args: RefreshArgs) -> Result<(), Failure> {
+    let keys = load_keys(&args.keys)?;
+    let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
+    let site = Site::open(&args.site)?;
+    let mut state = load_existing(&site)?;
+    let summary = rewrite(
+        &site,
+        &mut state,
+        &keys,
+        expires_in,
+        signing::now_unix(),
+        true,
+    )?;
+    eprintln!("refreshed {}: {summary}", state.app);
+    Ok(())
+}
+
+/// Writes every manifest of `state` (signed by `keys`, under a new
+/// sequence), then the state; returns the summary of what was written.
+/// With `require_site_key`, a signed site is re-signed only by one of the
+/// keys that signed it.
+fn rewrite(
+    site: &Site,
+    state: &mut SiteState,
+    keys: &[Key],
+    expires_in: Option<i64>,
+    now: i64,
+    require_site_key: bool,
+) -> Result<String, Failure> {
+    if require_site_key
+        && !state.signing_keys.is_empty()
+        && !keys.iter().any(|k| state.signing_keys.contains(&k.id))
+    {
+        return Err(Failure {
+            message: format!(
+                "the site's manifests are signed (key {}), and no --key given is one of its keys",
+                state.signing_keys.join(", ")
+            ),
+            hint: Some("pass --key with the site's secret key (and the new one, to rotate)".into()),
+        });
+    }
+    let sequence = u64::try_from(now)
+        .unwrap_or(0)
+        .max(state.last_sequence.saturating_add(1));
+    let expires = match (expires_in, keys.is_empty()) {
+        (Some(lifetime), _) => Some(now.saturating_add(lifetime)),
+        (None, false) => Some(now.saturating_add(DEFAULT_LIFETIME_S)),
+        (None, true) => None,
+    };
+    let manifest = state.manifest(sequence, expires).map_err(|e| match e {
+        SiteError::NoStable { .. } => Failure {
+            message: e.to_string(),
+            hint: Some("only a release that follows one offered to everybody can be halted or held below 100%".into()),
+        },
+        other => other.into(),
+    })?;
+    let secrets: Vec<SecretKey> = keys.iter().map(|k| k.secret.clone()).collect();
+    let text = if keys.is_empty() {
+        manifest.to_toml()
+    } else {
+        signing::sign_manifest(&manifest, &secrets)?
+    };
+    let paths = state.manifest_paths();
+    for path in &paths {
+        site.file_path(path, false)?;
+    }
+    for path in &paths {
+        println_written(&site.write_file(path, text.as_bytes())?);
+    }
+    state.last_sequence = sequence;
+    state.signing_keys = keys.iter().map(|k| k.id.clone()).collect();
+    println_written(&site.write_state(state)?);
+    let expiry = match expires {
+        Some(at) => format!("expires {}", datetime_from_unix(at)),
+        None => "no expiry".into(),
+    };
+    let signed = match keys.len() {
+        0 => "unsigned".to_owned(),
+        n => format!("signed by {n} key(s)"),
+    };
+    Ok(format!(
+        "{} manifest(s), sequence {sequence}, {expiry}, {signed}",
+        paths.len()
+    ))
+}
+
+/// The refusals that keep installs from being stranded: another app,
+/// another platform, a version not newer, another URL spec (unless
+/// forced), a signed site published without a key.
+#[allow(clippy::too_many_arguments)]
+fn refuse_stranding(
+    old: &SiteState,
+    app: &str,
+    version: &str,
+    os: &str,
+    arch: &str,
+    url_specs: &[String],
+    keys: &[Key],
+    force: bool,
+) -> Result<(), Failure> {
+    if old.app != app {
+        return Err(Failure {
+            message: format!(
+                "the build is of app '{app}', and the site publishes '{}'",
+                old.app
+            ),
+            hint: Some("publish each app into a site of its own".into()),
+        });
+    }
+    if (old.os.as_str(), old.arch.as_str()) != (os, arch) {
+        return Err(Failure {
+            message: format!(
+                "the build is for {os}/{arch}, and the site's builds are for {}/{}",
+                old.os, old.arch
+            ),
+            hint: Some(
+                "publish each platform into a site of its own (--site DIR/<os>-<arch>, e.g.)"
+                    .into(),
+            ),
+        });
+    }
+    if let Some(latest) = old.latest()
+        && !is_newer(version, &latest.version)
+    {
+        return Err(Failure {
+            message: format!("version {version} is not newer than the site's latest, {}", latest.version),
+            hint: Some("pack the build with a higher --version; to take a release back, use `payload-tools rollout --halt`".into()),
+        });
+    }
+    if old.url_specs != url_specs && !force {
+        return Err(Failure {
+            message: format!(
+                "the build's update URL spec ({}) differs from the site's ({}): installs of the site's builds would never see it",
+                url_specs.join(", "),
+                old.url_specs.join(", ")
+            ),
+            hint: Some(
+                "pack it with the site's --update-url-spec, or pass --force if moving is intended"
+                    .into(),
+            ),
+        });
+    }
+    if !old.signing_keys.is_empty() && keys.is_empty() {
+        return Err(Failure {
+            message: "the site's manifests are signed, and no --key is given: its installs would refuse an unsigned manifest".into(),
+            hint: Some("pass --key with the site's secret key".into()),
+        });
+    }
+    Ok(())
+}
+
+/// A build that trusts keys needs manifests signed by one of them.
+fn refuse_untrusted_keys(update: &UpdateSettings, keys: &[Key]) -> Result<(), Failure> {
+    if update.public_keys.is_empty() {
+        return Ok(());
+    }
+    if keys.is_empty() {
+        return Err(Failure {
+            message: "the build trusts public keys, and no --key is given: its installs would refuse every manifest".into(),
+            hint: Some("pass --key with the secret key of the public key it was packed with".into()),
+        });
+    }
+    if !keys.iter().any(|k| update.public_keys.contains(&k.public)) {
+        return Err(Failure {
+            message: "none of the --key given matches a public key the build trusts: its installs would refuse every manifest".into(),
+            hint: Some("pass the secret key of a --public-key the build was packed with".into()),
+        });
+    }
+    Ok(())
+}
+
+/// The update URL specs a build's installs fetch: the main one, then its
+/// fallbacks.
+fn url_specs_of(update: &UpdateSettings) -> Vec<String> {
+    // Those under a base of the site are written too.
+    std::iter::once(&update.url_spec)
+        .chain(&update.fallback_url_specs)
+        .cloned()
+        .collect()
+}
+
+fn load_existing(site: &Site) -> Result<SiteState, Failure> {
+    SiteState::load(site.root())?.ok_or_else(|| Failure {
+        message: format!(
+            "'{}' has no site state ({})",
+            site.root().display(),
+            site::STATE_FILE
+        ),
+        hint: Some("publish a build into it first: payload-tools publish BUILD --site DIR".into()),
+    })
+}
+
+fn load_keys(paths: &[PathBuf]) -> Result<Vec<Key>, Failure> {
+    paths
+        .iter()
+        .map(|path| {
+            let secret = signing::load_secret_key(path)?;
+            let public = minisign::PublicKey::from_secret_key(&secret)
+                .map_err(|e| format!("cannot use secret key '{}': {e}", path.display()))?;
+            let id = public
+                .keynum()
+                .iter()
+                .rev()
+                .map(|b| format!("{b:02X}"))
+                .collect();
+            Ok(Key {
+                secret,
+                id,
+                public: public.to_base64(),
+            })
+        })
+        .collect()
+}
+
+/// A share in percent, 0 to 100, kept to hundredths.
+fn parse_percent(text: &str, flag: &str) -> Result<f64, Failure> {
+    let percent: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap_or(f64::NAN);
+    if !(0.0..=100.0).contains(&percent) {
+        return Err(Failure {
+            message: format!("{flag} '{text}' is not a share between 0 and 100"),
+            hint: Some("give a percentage such as 1, 10, 0.5 or 100".into()),
+        });
+    }
+    Ok((percent * 100.0).round() / 100.0)
+}
+
+fn parse_expiry(text: &str) -> Result<i64, Failure> {
+    let seconds = parse_duration(text).map_err(|e| format!("--expires-in: {e}"))?;
+    if seconds == 0 {
+        return Err(
+            "--expires-in 0 would write manifests that are expired already"
+                .to_owned()
+                .into(),
+        );
+    }
+    i64::try_from(seconds).map_err(|_| format!("--expires-in '{text}' is too long").into())
+}
+
+/// A base URL from the command line, checked as the updater checks URLs.
+fn checked_base(url: &str, allow_insecure_http: bool, flag: &str) -> Result<String, Failure> {
+    manifest::check_url(url, allow_insecure_http)
+        .map_err(|e| format!("{flag} '{url}' cannot work: {e}"))?;
+    Ok(site::normalize_base(url))
+}
+
+/// 16 bytes from the operating system's generator, hex.
+fn new_salt() -> Result<String, Failure> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| format!("cannot draw a random salt: {e}"))?;
+    Ok(salt.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn println_written(path: &Path) {
+    eprintln!("wrote '{}'", path.display());
+}
+
+impl From<SiteError> for Failure {
+    fn from(err: SiteError) -> Failure {
+        let hint = match &err {
+            SiteError::Link { .. } => Some(
+                "a site is plain folders and files: replace the link with what it points to".into(),
+            ),
+            SiteError::InTheWay { .. } => Some("move it out of the site".into()),
+            SiteError::Damaged { .. } => Some(format!(
+                "restore {} from your last upload or version control",
+                site::STATE_FILE
+            )),
+            SiteError::NotUnderBase { .. } => {
+                Some("pass --base-url with the URL the site's root is served at".into())
+            }
+            SiteError::UnknownPlatform { .. } => {
+                Some("pack the build with a Linux or Windows bootstrap stub".into())
+            }
+            _ => None,
+        };
+        Failure {
+            message: err.to_string(),
+            hint,
+        }
+    }
+}

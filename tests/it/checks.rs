@@ -1,0 +1,459 @@
+//! What a check for updates costs: a conditional GET answered 304 by nginx
+//! and by Python's http.server, no request at all between checks (the
+//! interval, `Retry-After`, the backoff after failures, and a clock that
+//! moved back), the User-Agent a host's logs show, and the fallback
+//! locations of `update.toml`.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::nginx::Nginx;
+use crate::server::Route;
+use crate::support::*;
+use crate::update::{NAME, publish};
+
+const NOT_MODIFIED: &str = "update.toml not modified since the last check.";
+
+/// Packs 1.0 and 1.1 into `site/<version>/`, each announcing itself in its
+/// `update.toml`, 1.0's update URL under `base`; returns both builds.
+fn pack_site(s: &Scratch, base: &str, extra: &[&str]) -> [Vec<u8>; 2] {
+    let spec = format!("{base}/{{VERSION}}/update.toml");
+    ["1.0", "1.1"].map(|version| {
+        let app = s.probe_app(&format!("app-{version}"), version);
+        let out = s.path(&format!("site/{version}/{NAME}.bin"));
+        let toml = s.path(&format!("site/{version}/update.toml"));
+        let mut args = vec![
+            "--name",
+            NAME,
+            "--version",
+            version,
+            "--update-url-spec",
+            &spec,
+            "--auto-update-toml-file",
+            toml.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        pack(&app, &out, &args);
+        fs::read(&out).expect("read")
+    })
+}
+
+/// Publishes 1.1 where 1.0 looks, modified an hour from now: later than
+/// anything before, so that its `Last-Modified` and ETag change even
+/// within the second.
+fn announce_11(site: &Path) {
+    let to = site.join("1.0/update.toml");
+    fs::copy(site.join("1.1/update.toml"), &to).expect("publish");
+    let file = fs::File::options().write(true).open(&to).expect("open");
+    file.set_modified(SystemTime::now() + Duration::from_secs(3600))
+        .expect("set mtime");
+}
+
+#[test]
+fn an_unchanged_manifest_costs_a_304_and_a_changed_one_is_installed_nginx() {
+    let s = Scratch::new();
+    let site = s.path("site");
+    let Some(nginx) = Nginx::start(&site, &s.path("nginx")) else {
+        skip("nginx is not installed (make deps installs it)");
+        return;
+    };
+    let [v10, v11] = pack_site(&s, &nginx.url(""), &[]);
+    let exe = s.path(&format!("user/{NAME}.bin"));
+    write_file(&exe, &v10, true);
+
+    // 1.0 announces itself: nothing to do, and its validators are kept.
+    let out = s.run(&exe, ["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.starts_with("CRC32") && t.ends_with("matches already.")),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&exe, ["version"]);
+    assert!(
+        update_traces(&out).contains(&NOT_MODIFIED.to_owned()),
+        "{}",
+        stderr(&out)
+    );
+    let requests = nginx.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_eq!(
+        (
+            requests[1].path.as_str(),
+            requests[1].status,
+            requests[1].sent
+        ),
+        ("/1.0/update.toml", 304, 0),
+        "the second check: 304, no body"
+    );
+
+    // Every request names the tool, the app and its version.
+    let arch = std::env::consts::ARCH;
+    for agent in nginx.user_agents() {
+        let agent = agent.expect("a User-Agent");
+        assert!(
+            agent.starts_with("onefile/")
+                && agent.ends_with(&format!(" {NAME}/1.0 (linux; {arch})")),
+            "{agent}"
+        );
+    }
+
+    // A changed manifest is fetched whole and installed.
+    announce_11(&site);
+    let out = s.run(&exe, ["version"]);
+    assert_updated(&out);
+    assert_eq!(fs::read(&exe).expect("read"), v11);
+    let requests = nginx.requests();
+    let toml_len = fs::metadata(site.join("1.0/update.toml"))
+        .expect("stat")
+        .len();
+    assert_eq!(
+        (
+            requests[2].path.as_str(),
+            requests[2].status,
+            requests[2].sent
+        ),
+        ("/1.0/update.toml", 200, toml_len),
+        "{requests:#?}"
+    );
+}
+
+/// Python's http.server on a free port of 127.0.0.1, serving `root`:
+/// `Last-Modified` and `If-Modified-Since`, no ETag, no ranges.
+struct PythonServer {
+    child: Child,
+    port: u16,
+}
+
+impl PythonServer {
+    fn start(root: &Path) -> Option<PythonServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(PythonServer { child, port })
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_unchanged_manifest_costs_a_304_python_http_server() {
+    let s = Scratch::new();
+    let site = s.path("site");
+    fs::create_dir_all(&site).expect("site");
+    let Some(python) = PythonServer::start(&site) else {
+        skip("python3 -m http.server does not start here");
+        return;
+    };
+    let [v10, v11] = pack_site(&s, &format!("http://127.0.0.1:{}", python.port), &[]);
+    let exe = s.path(&format!("user/{NAME}.bin"));
+    write_file(&exe, &v10, true);
+    let out = s.run(&exe, ["version"]);
+    assert!(!update_traces(&out).contains(&NOT_MODIFIED.to_owned()));
+    let record = check_record(&s.cache(), NAME).expect("a check record");
+    assert!(record.contains(" GMT\n"), "Last-Modified kept: {record}");
+    let out = s.run(&exe, ["version"]);
+    assert!(
+        update_traces(&out).contains(&NOT_MODIFIED.to_owned()),
+        "{}",
+        stderr(&out)
+    );
+    announce_11(&site);
+    let out = s.run(&exe, ["version"]);
+    assert_updated(&out);
+    assert_eq!(fs::read(&exe).expect("read"), v11);
+}
+
+/// The number of requests for 1.0's `update.toml` the server saw.
+fn manifest_requests(p: &crate::update::Published) -> usize {
+    p.server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/1.0/update.toml")
+        .count()
+}
+
+/// The record's lines (see `bootstrap/src/update/schedule.rs`).
+fn record_lines(s: &Scratch) -> Vec<String> {
+    check_record(&s.cache(), NAME)
+        .expect("a check record")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn between_checks_no_request_at_all_unless_the_clock_moved_back() {
+    let p = publish(&["--update-check-interval", "1h"]);
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert_eq!(manifest_requests(&p), 1);
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert_eq!(manifest_requests(&p), 1, "no request within the hour");
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.starts_with("Checked ") && t.contains(" s ago; the next check is due in ")),
+        "{traces:#?}"
+    );
+    // The record says the last check is an hour in the future: the clock
+    // moved back since, and a check is due.
+    let mut lines = record_lines(&p.s);
+    let checked: u64 = lines[2].parse().expect("checked_at");
+    lines[2] = (checked + 3600).to_string();
+    lines[3] = (checked + 7200).to_string();
+    let path = p.s.cache().join(NAME).join(".update-check");
+    fs::write(&path, lines.join("\n") + "\n").expect("rewrite the record");
+    p.announce_11();
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+    assert_eq!(manifest_requests(&p), 2);
+}
+
+#[test]
+fn retry_after_on_a_503_sets_the_next_check() {
+    let p = publish(&[]);
+    p.server.route(
+        "/1.0/update.toml",
+        Route::StatusWith {
+            status: 503,
+            headers: vec![("Retry-After", "2".to_owned())],
+        },
+    );
+    let asked = Instant::now();
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("HTTP status 503")),
+        "{}",
+        stderr(&out)
+    );
+    let lines = record_lines(&p.s);
+    let (checked, due): (u64, u64) = (lines[2].parse().expect("n"), lines[3].parse().expect("n"));
+    assert_eq!(due - checked, 2, "{lines:#?}");
+    p.announce_11();
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert_eq!(manifest_requests(&p), 1, "no request within the window");
+    // The window is whole seconds after the check's second: past it once
+    // 3 s went by since the request.
+    let past = Duration::from_secs(3);
+    std::thread::sleep(past.saturating_sub(asked.elapsed()));
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+    assert_eq!(manifest_requests(&p), 2);
+}
+
+#[test]
+fn a_failing_check_backs_off() {
+    let p = publish(&[]);
+    p.server.route("/1.0/update.toml", Route::Status(500));
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.starts_with("Check failed (1 in a row); the next check is due in ")),
+        "{}",
+        stderr(&out)
+    );
+    let lines = record_lines(&p.s);
+    let (checked, due): (u64, u64) = (lines[2].parse().expect("n"), lines[3].parse().expect("n"));
+    // Failure 1 waits U(0.5, 1) x 60 s.
+    assert!((30..=60).contains(&(due - checked)), "{lines:#?}");
+    assert_eq!(lines[4], "1", "one failure: {lines:#?}");
+    p.announce_11();
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert_eq!(manifest_requests(&p), 1, "no request while backing off");
+    // A body that is not a manifest is a failed check too, the second.
+    let_time_pass_keeping_failures(&p.s);
+    p.server.route(
+        "/1.0/update.toml",
+        Route::file(b"<html>down</html>".to_vec()),
+    );
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.starts_with("Check failed (2 in a row)")),
+        "{}",
+        stderr(&out)
+    );
+    let lines = record_lines(&p.s);
+    let (checked, due): (u64, u64) = (lines[2].parse().expect("n"), lines[3].parse().expect("n"));
+    assert!((60..=120).contains(&(due - checked)), "{lines:#?}");
+    // A check that works clears the failures.
+    let_time_pass_keeping_failures(&p.s);
+    p.announce_11();
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+}
+
+/// Makes the next check due, keeping the count of failures.
+fn let_time_pass_keeping_failures(s: &Scratch) {
+    let mut lines = record_lines(s);
+    lines[3] = lines[2].clone();
+    let path = s.cache().join(NAME).join(".update-check");
+    fs::write(&path, lines.join("\n") + "\n").expect("rewrite the record");
+}
+
+#[test]
+fn a_dead_first_location_falls_back_to_the_next() {
+    let p = publish(&[]);
+    let dead_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let dead = format!("http://127.0.0.1:{dead_port}/{{VERSION}}/update.toml");
+    let second = p.server.url("/fallback/{VERSION}/update.toml");
+    pack(
+        &p.s.path("app-1.0"),
+        &p.exe,
+        &[
+            "--name",
+            NAME,
+            "--version",
+            "1.0",
+            "--update-url-spec",
+            &dead,
+            "--update-url-spec",
+            &second,
+        ],
+    );
+    let meta = inspect(&p.exe);
+    assert_eq!(meta["update"]["fallback_url_specs"][0], second.as_str());
+    p.server
+        .route("/fallback/1.0/update.toml", Route::file(p.toml11.clone()));
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(
+        traces.contains(&format!(
+            "Location 2 of 2: '{}'.",
+            p.server.url("/fallback/1.0/update.toml")
+        )),
+        "{traces:#?}"
+    );
+    assert_updated(&out);
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+}
+
+#[test]
+fn every_fallback_location_is_checked_when_packing() {
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let out = tools([
+        "pack".as_ref(),
+        app.as_os_str(),
+        "-o".as_ref(),
+        s.path("app.bin").as_os_str(),
+        "--stub".as_ref(),
+        stub().as_os_str(),
+        "--entry".as_ref(),
+        "bin/probe".as_ref(),
+        "--name".as_ref(),
+        NAME.as_ref(),
+        "--update-url-spec".as_ref(),
+        "https://example.org/{VERSION}/update.toml".as_ref(),
+        "--update-url-spec".as_ref(),
+        "http://example.org/{VERSION}/update.toml".as_ref(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("--update-url-spec 'http://example.org/{VERSION}/update.toml' cannot work"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn every_request_names_the_app_and_its_version_in_its_user_agent() {
+    let p = publish(&[]);
+    p.announce_11();
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+    let requests = p.server.requests();
+    // The manifest, the build's end, and the build.
+    assert!(requests.len() >= 3, "{requests:#?}");
+    let tail = format!(" {NAME}/1.0 (linux; {})", std::env::consts::ARCH);
+    for request in &requests {
+        let agent = request.user_agent.as_deref().unwrap_or_default();
+        assert!(
+            agent.starts_with("onefile/") && agent.ends_with(&tail),
+            "{request:?}"
+        );
+    }
+}
+
+#[test]
+fn publish_writes_the_fallback_locations_under_the_site() {
+    let s = Scratch::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let app = s.probe_app("app-1.0", "1.0");
+    let build = s.path(&format!("builds/{NAME}.bin"));
+    let primary = format!("http://127.0.0.1:{port}/{{VERSION}}/update.toml");
+    let fallback = format!("http://127.0.0.1:{port}/fallback/{{VERSION}}/update.toml");
+    let elsewhere = "https://elsewhere.example.org/{VERSION}/update.toml";
+    let specs = [
+        "--update-url-spec",
+        &primary,
+        "--update-url-spec",
+        &fallback,
+    ];
+    let mut args = vec!["--name", NAME, "--version", "1.0"];
+    args.extend_from_slice(&specs);
+    args.extend_from_slice(&["--update-url-spec", elsewhere]);
+    pack(&app, &build, &args);
+    let site = s.path("site");
+    let out = tools([
+        "publish".as_ref(),
+        build.as_os_str(),
+        "--site".as_ref(),
+        site.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = fs::read_to_string(site.join("1.0/update.toml")).expect("the first location");
+    let second =
+        fs::read_to_string(site.join("fallback/1.0/update.toml")).expect("the fallback location");
+    assert_eq!(first, second);
+    // A location on another host is that host's business.
+    assert!(!site.join("elsewhere.example.org").exists());
+}
