@@ -433,3 +433,52 @@ fn the_identity_is_private_never_sent_and_a_damaged_one_is_replaced() {
     let again = decision(&p.run(&["version"])).0;
     assert_eq!(again, decision(&p.run(&["version"])).0);
 }
+
+#[test]
+fn a_refused_manifest_moves_on_to_the_next_location() {
+    let keys = Scratch::new();
+    let a = key(&keys, "a");
+    let p = publish_trusting(&[&a]);
+    // 1.0 again, asking a second location when the first fails.
+    let primary = p.server.url("/{VERSION}/update.toml");
+    let fallback = p.server.url("/fallback/{VERSION}/update.toml");
+    let public = a.public.to_str().expect("utf8");
+    let out = pack(
+        &p.s.path("app-1.0"),
+        &p.exe,
+        &[
+            "--name",
+            NAME,
+            "--version",
+            "1.0",
+            "--update-url-spec",
+            &primary,
+            "--update-url-spec",
+            &fallback,
+            "--public-key",
+            public,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The first location serves a frozen manifest (a host left behind, or
+    // one that withholds updates); the second a fresh one.
+    let t = now();
+    let expired = manifest(release(&p, "1.1", &[&a]), 10, t - 60);
+    serve(&p, &signed(&expired, &[&a]));
+    let fresh = manifest(release(&p, "1.1", &[&a]), 11, t + DAY);
+    p.server.route(
+        "/fallback/1.0/update.toml",
+        Route::file(signed(&fresh, &[&a]).into_bytes()),
+    );
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(
+        traces.iter().any(
+            |t| t.starts_with("Location 1 of 2: Not using the update info")
+                && t.contains("expired")
+        ),
+        "{traces:#?}"
+    );
+    assert_updated(&out);
+    assert_eq!(p.version_now(), "1.1");
+}

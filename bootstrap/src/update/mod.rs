@@ -189,10 +189,11 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let policy = http::Policy {
         allow_insecure_http: build.settings.allow_insecure_http,
     };
-    let Some(answer) = check::fetch(build, &agent, policy)? else {
+    let Some((answer, manifest)) =
+        check::fetch(build, &agent, policy, |answer| trust::accept(build, answer))?
+    else {
         return Ok(());
     };
-    let manifest = trust::accept(build, &answer)?;
     let release = trust::choose(build, &manifest);
 
     let own = &build.packed.file;
