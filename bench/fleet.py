@@ -65,9 +65,9 @@ APP = "FleetApp"
 EXE = f"{APP}.bin"
 ROLLOUT_PERCENT = 10
 # What a 10% rollout of INSTALLS may move: 5% to 15%. With 200 installs a
-# share of 10% gives 20 on average, 4.2 standard deviations of a binomial;
-# 10..30 is 2.4 of them either side: about 1 run in 60 falls outside by
-# chance alone (each run draws new install identities and a new salt).
+# share of 10% gives 20 on average (binomial, standard deviation 4.2); a run
+# falls outside 10..30 by chance alone with a probability of 1.3%, about 1
+# run in 77 (each run draws new install identities and a new salt).
 MOVE_LOW = math.ceil(INSTALLS * 0.05)
 MOVE_HIGH = math.floor(INSTALLS * 0.15)
 # A launch that takes longer has hung: the run fails rather than waits.
