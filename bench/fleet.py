@@ -35,7 +35,8 @@ exits 2.
 
 Environment: BIN_DIR (default target/release), FLEET_DIR (default
 fleet-work), FLEET_INSTALLS (default 200), FLEET_JOBS (launches at a time,
-default 4), FLEET_KEEP=1 keeps the work folder.
+default 4), FLEET_BUDGET_S (the whole run's bound, default 600), FLEET_KEEP=1
+keeps the work folder.
 """
 
 import collections
@@ -72,11 +73,20 @@ MOVE_LOW = math.ceil(INSTALLS * 0.05)
 MOVE_HIGH = math.floor(INSTALLS * 0.15)
 # A launch that takes longer has hung: the run fails rather than waits.
 LAUNCH_TIMEOUT_S = 60
+# The whole run's bound (a run takes well under a minute here): past it,
+# no more launches; those left count as failed.
+BUDGET_S = float(os.environ.get("FLEET_BUDGET_S", "600"))
+DEADLINE = time.monotonic() + BUDGET_S
 # The app exits at once: the launcher may wait this long for the update
 # the sidecar has under way, so that one launch is one whole update.
 EXIT_WAIT_S = 30
 
 FAILURES = []
+
+
+class OverBudget(Exception):
+    """The run went past FLEET_BUDGET_S: the phases left are not run."""
+
 NOT_RUN = []
 PHASES = []
 
@@ -242,7 +252,10 @@ def install_dir(i):
 
 def launch(i, phase):
     """One launch of install `i`, traces into its folder; returns
-    (install, exit status or None when it hung, seconds, what it printed)."""
+    (install, exit status or None when it hung or was not started, seconds,
+    what it printed)."""
+    if time.monotonic() > DEADLINE:
+        return i, None, 0.0, "over the time budget"
     folder = install_dir(i)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTO_UPDATE", "ONEFILE_"))}
     env.update(ONEFILE_CACHE_DIR=os.path.join(folder, "cache"), AUTO_UPDATE_DEBUG="1")
@@ -290,8 +303,13 @@ def run_phase(name, nginx, before):
     elapsed = time.perf_counter() - start
     after = versions()
     requests = nginx.requests()
-    hung = [i for i, rc, _, _ in launches if rc is None]
+    late = [i for i, rc, _, out in launches if rc is None and out == "over the time budget"]
+    hung = [i for i, rc, _, out in launches if rc is None and i not in late]
     failed = [i for i, rc, _, _ in launches if rc not in (0, None)]
+    if late:
+        fail(f"{name}: {len(late)} launches not started: the run is over its budget of {BUDGET_S:.0f} s "
+             "(FLEET_BUDGET_S); the phases left are not run")
+        raise OverBudget
     if hung:
         fail(f"{name}: {len(hung)} launches hung (over {LAUNCH_TIMEOUT_S} s), e.g. install {hung[0]}")
     if failed:
@@ -392,6 +410,8 @@ def main():
     nginx = Nginx(site.root, os.path.join(WORK, "nginx"), port)
     try:
         staged(site, nginx, builds)
+    except OverBudget:
+        pass
     finally:
         nginx.stop()
 
