@@ -74,6 +74,17 @@ pub struct UpdateManifest {
     /// The app this manifest is for (a signed manifest must name it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// The platform its builds are for (`std::env::consts::OS` / `ARCH`
+    /// names): an install refuses a manifest for another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// The update URL specs (unexpanded) this manifest is published under:
+    /// an install refuses one that is not published under its own spec
+    /// (another channel's manifest served in its place).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub specs: Vec<String>,
     /// Goes up with every manifest the publisher writes: an install
     /// refuses one lower than the highest it has seen (replay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -338,6 +349,9 @@ impl UpdateManifest {
             signatures: release.signatures,
             mirrors: release.mirrors,
             app: None,
+            os: None,
+            arch: None,
+            specs: Vec::new(),
             sequence: None,
             expires: None,
             rollout: None,

@@ -302,6 +302,15 @@ impl SiteState {
             }
         };
         manifest.app = Some(self.app.clone());
+        manifest.os = Some(self.os.clone());
+        manifest.arch = Some(self.arch.clone());
+        for release in &self.releases {
+            for spec in &release.url_specs {
+                if !manifest.specs.contains(spec) {
+                    manifest.specs.push(spec.clone());
+                }
+            }
+        }
         manifest.sequence = Some(sequence);
         manifest.expires = expires.map(datetime_from_unix);
         Ok(manifest)
