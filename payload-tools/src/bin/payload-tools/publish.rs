@@ -608,10 +608,9 @@ fn refuse_stranding(
                 "the build is for {os}/{arch}, and the site's builds are for {}/{}",
                 old.os, old.arch
             ),
-            hint: Some(
-                "publish each platform into a site of its own (--site DIR/<os>-<arch>, e.g.)"
-                    .into(),
-            ),
+            hint: Some(format!(
+                "publish each platform into a site folder of its own (not inside this one), with --base-url at that platform's part of the URL (e.g. https://host/app/{os}/), synced to its own prefix"
+            )),
         });
     }
     if let Some(latest) = old.latest()
