@@ -303,6 +303,8 @@ fn publish_signed() -> (Published, String) {
         .and_then(|l| l.rsplit(' ').next())
         .expect("key id")
         .to_owned();
+    // Kept with the publication, for manifests the tests sign.
+    fs::copy(&secret, p.s.path("release.key")).expect("copy key");
     (p, id)
 }
 
@@ -328,6 +330,15 @@ fn oversized_metadata_in_a_download_is_refused_before_it_is_parsed() {
     .write(&stub(), &crafted);
     let crafted = fs::read(&crafted).expect("read");
     announce_route(&p, &crafted, Route::file(crafted.clone()));
+    let toml = format!(
+        "url = \"{}\"\ncrc32 = {}\nsize = {}\nversion = \"1.1\"\n",
+        p.server.url("/other.bin"),
+        crc32fast::hash(&crafted),
+        crafted.len()
+    );
+    let signed = signed_manifest(&toml, NAME, &p.s.path("release.key"));
+    p.server
+        .route("/1.0/update.toml", Route::file(signed.into_bytes()));
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n");
     let traces = update_traces(&out);

@@ -30,5 +30,6 @@ mod security;
 mod server;
 mod support;
 mod tls;
+mod trust;
 mod update;
 mod windows_pe;

@@ -477,3 +477,32 @@ pub fn let_time_pass(cache: &Path) {
 pub fn check_record(cache: &Path, name: &str) -> Option<String> {
     fs::read_to_string(cache.join(name).join(".update-check")).ok()
 }
+
+// Signed manifests (issue 13): a build with keys uses only update info
+// signed by one of them, naming its app, a sequence and an expiry.
+
+/// `body`, a hand-written manifest, as a build trusting the secret key
+/// file `key` (as `payload-tools keygen` writes it) accepts it: naming
+/// `app`, the time now as its sequence and an expiry a day on, signed.
+pub fn signed_manifest(body: &str, app: &str, key: &Path) -> String {
+    use payload_tools::manifest::{datetime_from_unix, manifest_trusted_comment, with_signatures};
+    let text = fs::read_to_string(key).expect("read secret key");
+    let secret = minisign::SecretKeyBox::from_string(&text)
+        .and_then(|b| b.into_unencrypted_secret_key())
+        .expect("an unencrypted minisign secret key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let expires = now as i64 + 86_400;
+    // Top-level keys first: a body ending in a table stays as it was.
+    let body = format!(
+        "app = \"{app}\"\nsequence = {now}\nexpires = {}\n{body}",
+        datetime_from_unix(expires)
+    );
+    let comment = manifest_trusted_comment(app, now, Some(expires));
+    let signature = minisign::sign(None, &secret, body.as_bytes(), Some(&comment), None)
+        .expect("sign")
+        .into_string();
+    with_signatures(&body, vec![signature])
+}

@@ -26,4 +26,5 @@ mod server;
 mod smoke;
 mod support;
 mod tools;
+mod trust;
 mod update;

@@ -18,7 +18,7 @@ use crate::support::{self, Scratch};
 /// `/<version>/update.toml` on one server, and a user's copy of the first.
 pub(crate) struct Published {
     pub(crate) s: Scratch,
-    server: Server,
+    pub(crate) server: Server,
     /// The user's copy: `installed/app.exe`.
     pub(crate) exe: PathBuf,
     /// Each version's build and its `update.toml`.
@@ -345,8 +345,15 @@ fn a_signed_update_installs_and_a_bad_signature_is_refused() {
     ]);
     assert!(out.status.success(), "{}", support::stderr(&out));
     let wrong_sig = fs::read_to_string(p.s.path("wrong.minisig")).expect("signature");
-    let start = good.find("signature").expect("signature key");
-    let bad = format!("{}signature = '''\n{wrong_sig}'''\n", &good[..start]);
+    // Update info signed by the trusted key, announcing a build signed by
+    // the wrong one.
+    let mut bad = payload_tools::manifest::UpdateManifest::parse(&good).expect("manifest");
+    bad.signature = Some(wrong_sig);
+    let trusted = fs::read_to_string(&secret).expect("secret key");
+    let trusted = minisign::SecretKeyBox::from_string(&trusted)
+        .and_then(|b| b.into_unencrypted_secret_key())
+        .expect("secret key");
+    let bad = crate::trust::signed(&bad, &trusted);
     p.server
         .route("/1.0/update.toml", Route::file(bad.into_bytes()));
     let out = p.run(&["version"]);

@@ -6,13 +6,16 @@
 //!    after failed checks. Not due: no request at all.
 //! 2. The build's locations are asked in order (its update URL spec, then
 //!    its fallback specs, each expanded for this build): a connection
-//!    error, a timeout, an error status or a body that is not a manifest
-//!    moves on to the next; a 200 or a 304 ends the walk. Every install
-//!    asks the same URL.
+//!    error, a timeout, an error status, a body that is not a manifest or
+//!    a manifest this install does not trust (`trust::accept`: expired,
+//!    replayed, badly signed) moves on to the next; a trusted manifest or a
+//!    304 ends the walk. Every install asks the same URL.
 //! 3. A location whose manifest last settled a check of this very build
 //!    with nothing to do is asked conditionally (`If-None-Match`,
 //!    `If-Modified-Since`): a 304 ends the check.
-//! 4. When every location failed, the next check backs off.
+//! 4. When every location failed, the next check backs off; when one
+//!    answered with a manifest that was not trusted, the host is up: the
+//!    next check is due as usual.
 
 use payload_tools::manifest::{UpdateManifest, expand_url_spec, unix_seconds};
 use payload_tools::metadata::MAX_FALLBACK_URL_SPECS;
@@ -33,13 +36,15 @@ pub struct Answer {
     last_modified: Option<String>,
 }
 
-/// Fetches the manifest; `None` when there is nothing to look at (no check
-/// due, or the manifest did not change since it settled the last one).
+/// Fetches the manifest and has `accept` decide whether it is used; `None`
+/// when there is nothing to look at (no check due, or the manifest did not
+/// change since it settled the last one).
 pub fn fetch(
     build: &RunningBuild,
     agent: &Agent,
     policy: http::Policy,
-) -> Result<Option<Answer>, UpdateError> {
+    accept: impl Fn(&Answer) -> Result<UpdateManifest, UpdateError>,
+) -> Result<Option<(Answer, UpdateManifest)>, UpdateError> {
     let settings = &build.settings;
     let urls: Vec<String> = std::iter::once(&settings.url_spec)
         .chain(
@@ -66,6 +71,7 @@ pub fn fetch(
     let mut record = Record::new(&urls[0], now);
     let mut retry_after_s = None;
     let mut last_error = None;
+    let mut refused = None;
     for (i, url) in urls.iter().enumerate() {
         if i == 0 {
             info!(target: UPDATE, "Expanded info URL to '{url}'.");
@@ -101,22 +107,29 @@ pub fn fetch(
                 text,
                 etag,
                 last_modified,
-            }) => match UpdateManifest::parse(&text) {
-                Ok(_) => {
-                    record.due_at = now.saturating_add(settings.check_interval_s);
-                    schedule::save(build, old.as_ref(), &record);
-                    return Ok(Some(Answer {
-                        url: url.clone(),
-                        text,
-                        etag,
-                        last_modified,
-                    }));
-                }
-                Err(reason) => UpdateError::Manifest {
+            }) => {
+                let answer = Answer {
                     url: url.clone(),
-                    reason,
-                },
-            },
+                    text,
+                    etag,
+                    last_modified,
+                };
+                match accept(&answer) {
+                    Ok(manifest) => {
+                        record.due_at = now.saturating_add(settings.check_interval_s);
+                        schedule::save(build, old.as_ref(), &record);
+                        return Ok(Some((answer, manifest)));
+                    }
+                    Err(e @ UpdateError::Untrusted { .. }) => {
+                        if urls.len() > 1 {
+                            info!(target: UPDATE, "Location {} of {}: {e}", i + 1, urls.len());
+                        }
+                        refused.get_or_insert(e);
+                        continue;
+                    }
+                    Err(e) => e,
+                }
+            }
             Ok(ManifestReply::Refused {
                 status,
                 retry_after,
@@ -136,6 +149,13 @@ pub fn fetch(
             info!(target: UPDATE, "Location {} of {} failed: {error}", i + 1, urls.len());
         }
         last_error = Some(error);
+    }
+    if let Some(refused) = refused {
+        // A host answered: not a failure to back off from. The refusal was
+        // traced where it happened.
+        record.due_at = now.saturating_add(settings.check_interval_s);
+        schedule::save(build, old.as_ref(), &record);
+        return Err(refused);
     }
     let failures = old.as_ref().map_or(0, |old| old.failures);
     record.failures = failures;

@@ -35,6 +35,9 @@ pub enum UpdateError {
     #[error("Bad update info from '{url}': {reason}.")]
     Manifest { url: String, reason: String },
 
+    #[error("Not using the update info from '{url}': {reason}.")]
+    Untrusted { url: String, reason: String },
+
     #[error("Download of '{url}' failed: {reason}.")]
     Download { url: String, reason: String },
 

@@ -5,6 +5,10 @@
 //!
 //! 1. When a check is due ([`schedule`]), fetch `update.toml` from the
 //!    build's locations in turn, conditionally ([`check`], [`http`]).
+//!    Use it only if it is signed by a trusted key (for a build with
+//!    keys), not expired and not older than one this install accepted;
+//!    take the rollout's release if it offers it to this install's
+//!    bucket, else the top-level one ([`trust`], [`install_record`]).
 //! 2. Compare its `crc32` with our own executable's: equal, nothing to do.
 //!    A `version` that is not newer than ours: nothing to do either.
 //! 3. Take the updater's lock of our executable, a private file in the
@@ -37,6 +41,7 @@ mod error;
 mod http;
 mod incremental;
 mod install;
+mod install_record;
 mod minisig;
 mod prewarm;
 mod schedule;
@@ -184,10 +189,11 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let policy = http::Policy {
         allow_insecure_http: build.settings.allow_insecure_http,
     };
-    let Some(answer) = check::fetch(build, &agent, policy)? else {
+    let Some((answer, manifest)) =
+        check::fetch(build, &agent, policy, |answer| trust::accept(build, answer))?
+    else {
         return Ok(());
     };
-    let manifest = trust::accept(build, &answer)?;
     let release = trust::choose(build, &manifest);
 
     let own = &build.packed.file;
