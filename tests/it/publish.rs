@@ -1001,3 +1001,44 @@ fn a_state_the_loader_would_refuse_is_never_written() {
     assert_refused(&site, &out, "would be larger than");
     assert_eq!(site_files(&site.dir), before);
 }
+
+#[test]
+fn rollouts_at_0_and_100_percent_and_a_halt_reach_a_real_install() {
+    let site = Site::new();
+    let (secret, public) = site.keygen("release");
+    let keyed = ["--public-key", public.as_str()];
+    let key = ["--key", secret.as_str()];
+    site.publish_ok(&site.build("1.0", &keyed), &key);
+    site.publish_ok(
+        &site.build("1.1", &keyed),
+        &["--key", &secret, "--rollout", "0"],
+    );
+    let Some(nginx) = site.serve() else { return };
+    let exe = site.install("1.0");
+    let rollout = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&key);
+        let out = site.tool("rollout", &all);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let fetched = |path: &str| nginx.requests().iter().any(|r| r.path == path);
+    // 0%: the install reads its manifest and stays.
+    let out = site.s.run(&exe, ["version"]);
+    assert!(fetched("/1.0/update.toml"), "{}", stderr(&out));
+    assert!(!fetched(&format!("/1.1/{APP}.bin")), "{}", stderr(&out));
+    assert_eq!(site.version_of(&exe), "1.0");
+    // 100%: it moves.
+    rollout(&["--percent", "100"]);
+    assert_updated(&site.s.run(&exe, ["version"]));
+    assert_eq!(site.version_of(&exe), "1.1");
+    // 1.2 at 100%, halted before the install checks: it stays on 1.1.
+    site.publish_ok(&site.build("1.2", &keyed), &key);
+    rollout(&["--halt"]);
+    let out = site.s.run(&exe, ["version"]);
+    assert!(!fetched(&format!("/1.2/{APP}.bin")), "{}", stderr(&out));
+    assert_eq!(site.version_of(&exe), "1.1");
+    // Resumed: it moves.
+    rollout(&["--resume"]);
+    assert_updated(&site.s.run(&exe, ["version"]));
+    assert_eq!(site.version_of(&exe), "1.2");
+}
