@@ -760,13 +760,11 @@ impl Site {
 
     /// Refuses a site with a link anywhere in it (a host's sync would
     /// upload what it points to), walking all of it before anything is
-    /// written; returns the temporary files of writes that were killed
-    /// (`.<name>.tmp-<pid>-<16 hex>`), which only a command holding the
-    /// lock may delete.
-    pub fn survey(&self) -> Result<Vec<PathBuf>, SiteError> {
-        let mut stale = Vec::new();
+    /// written; returns what else the walk found.
+    pub fn survey(&self) -> Result<Survey, SiteError> {
+        let mut found = Survey::default();
         if fs::symlink_metadata(&self.root).is_err() {
-            return Ok(stale);
+            return Ok(found);
         }
         let mut folders = vec![self.root.clone()];
         let mut seen = 0usize;
@@ -785,11 +783,13 @@ impl Site {
                 if kind.is_dir() {
                     folders.push(path);
                 } else if kind.is_file() && is_temporary_name(&entry.file_name()) {
-                    stale.push(path);
+                    found.stale.push(path);
+                } else if kind.is_file() && has_other_names(&path) {
+                    found.hard_linked.push(path);
                 }
             }
         }
-        Ok(stale)
+        Ok(found)
     }
 
     /// Deletes the build at site path `rel` (gone already is fine), never
@@ -808,6 +808,33 @@ impl Site {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(path),
             Err(e) => Err(io_error("delete", &path)(e)),
         }
+    }
+}
+
+/// What [`Site::survey`] found besides links.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// Temporary files of writes that were killed
+    /// (`.<name>.tmp-<pid>-<16 hex>`): only a command holding the lock may
+    /// delete them.
+    pub stale: Vec<PathBuf>,
+    /// Files with more than one name: the same bytes as a file elsewhere,
+    /// which a sync uploads (a hard link is not refused, since a copy made
+    /// by `cp -l` or a deduplicating CI cache is one too).
+    pub hard_linked: Vec<PathBuf>,
+}
+
+/// Whether the file at `path` has other names (hard links).
+fn has_other_names(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(path).is_ok_and(|m| m.nlink() > 1)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
     }
 }
 

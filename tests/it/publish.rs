@@ -806,7 +806,14 @@ fn links_anywhere_in_the_site_are_refused_before_anything_is_written() {
         assert_refused(&site, &out, "symbolic link");
         fs::remove_file(site.dir.join(link)).expect("unlink");
     }
-    site.publish_ok(&v11, &[]);
+    // A hard link is the same bytes under another name: said, not refused.
+    fs::hard_link(secret_dir.join("passwd"), site.dir.join("1.0/passwd.txt")).expect("link");
+    let out = site.publish_ok(&v11, &[]);
+    assert!(
+        stderr(&out).contains("passwd.txt' has other names"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -145,7 +145,7 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
     };
     let site = Site::open(&args.site)?;
     let _lock = site.lock()?;
-    let stale = site.survey()?;
+    let stale = surveyed(&site)?;
     let old = SiteState::load(site.root())?;
     let (packed, _) = verified(&args.build).map_err(|f| Failure {
         message: format!("the build does not verify: {}", f.message),
@@ -336,7 +336,7 @@ pub fn rollout(args: RolloutArgs) -> Result<(), Failure> {
         .transpose()?;
     let site = Site::open(&args.site)?;
     let _lock = site.lock()?;
-    let stale = site.survey()?;
+    let stale = surveyed(&site)?;
     let mut state = load_existing(&site)?;
     let latest = state.releases.last_mut().ok_or(SiteError::Empty)?;
     let change = if let Some(percent) = percent {
@@ -390,7 +390,7 @@ pub fn refresh(args: RefreshArgs) -> Result<(), Failure> {
     let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
     let site = Site::open(&args.site)?;
     let _lock = site.lock()?;
-    let stale = site.survey()?;
+    let stale = surveyed(&site)?;
     let mut state = load_existing(&site)?;
     order_keys(&state, &mut keys);
     remove_stale(&stale);
@@ -567,6 +567,19 @@ fn order_keys(state: &SiteState, keys: &mut [Key]) {
             first.id
         );
     }
+}
+
+/// Walks the site ([`Site::survey`]), noting files with other names;
+/// returns the temporary files of killed writes.
+fn surveyed(site: &Site) -> Result<Vec<PathBuf>, Failure> {
+    let found = site.survey()?;
+    for path in &found.hard_linked {
+        eprintln!(
+            "payload-tools: note: '{}' has other names (a hard link): a sync uploads its bytes, make sure they belong on the host",
+            path.display()
+        );
+    }
+    Ok(found.stale)
 }
 
 /// Deletes the temporary files of killed writes (the caller holds the
