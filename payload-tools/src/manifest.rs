@@ -250,6 +250,11 @@ pub fn unix_seconds(at: &toml::value::Datetime) -> Option<i64> {
 
 /// The offset date-time (UTC, whole seconds) of seconds since the epoch.
 pub fn datetime_from_unix(seconds: i64) -> toml::value::Datetime {
+    // A TOML date has a four-digit year: beyond it, the last second it can
+    // say (and before it, the first), never a wrong date.
+    let first = days_from_civil(0, 1, 1) * 86_400;
+    let last = days_from_civil(9999, 12, 31) * 86_400 + 86_399;
+    let seconds = seconds.clamp(first, last);
     let days = seconds.div_euclid(86_400);
     let rest = seconds.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
