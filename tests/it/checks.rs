@@ -522,18 +522,7 @@ fn a_stalled_first_location_does_not_keep_later_launches_from_the_next() {
         "{}",
         stderr(&out)
     );
-    // The check that never ended counts as a failure: the next launch
-    // backs off ...
-    let out = p.run(&["version"]);
-    assert!(
-        update_traces(&out)
-            .iter()
-            .any(|t| t.starts_with("Checked ")),
-        "{}",
-        stderr(&out)
-    );
-    // ... and then asks the next location first.
-    let_time_pass(&p.s.cache());
+    // The next launch asks the next location first.
     let out = p.run(&["version"]);
     let traces = update_traces(&out);
     assert!(
@@ -551,6 +540,8 @@ fn a_stalled_first_location_does_not_keep_later_launches_from_the_next() {
         .filter(|r| r.path == "/stall/1.0/update.toml")
         .count();
     assert_eq!(stalled_asked, 1);
+    // Had that launch come more than a minute later, the unfinished check
+    // would have counted as a failed one, and backed off.
 }
 
 #[test]

@@ -475,7 +475,7 @@ pub fn let_time_pass(cache: &Path) {
             continue;
         };
         let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        if lines.len() < 16 {
+        if lines.len() < 17 {
             let _ = fs::remove_file(&path);
             continue;
         }

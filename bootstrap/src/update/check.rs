@@ -15,8 +15,10 @@
 //!    with nothing to do is asked conditionally (`If-None-Match`,
 //!    `If-Modified-Since`), unless those validators are older than a day
 //!    or the manifest expires within the hour: a 304 ends the check.
-//! 4. Before each request a provisional failure is recorded, so that a
-//!    process ending mid-check backs off and asks the next location first.
+//! 4. Before each request a provisional record is written, so that a
+//!    process ending mid-check (a stalled host, the app exited) leaves the
+//!    next launch to ask the next location first; an unfinished check more
+//!    than a minute old counts as a failed one.
 //!    When every location failed, the next check backs off (`Retry-After`
 //!    never shortens it), keeping the validators; when one answered with a
 //!    manifest that was not trusted, the host is up: the next check is due
@@ -109,9 +111,7 @@ pub fn fetch(
         // Should this process end before the answer (a stalled host, the
         // app exited), the next launch backs off, then asks the next
         // location first.
-        let mut provisional = record.clone();
-        provisional.failed(now, None);
-        provisional.location = (i + 1) % urls.len();
+        let provisional = record.provisional(now, (i + 1) % urls.len());
         schedule::save(build, on_disk.as_ref(), &provisional);
         on_disk = Some(provisional);
         let known = record

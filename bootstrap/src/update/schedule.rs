@@ -47,6 +47,11 @@ pub const MAX_VALIDATOR_AGE_S: u64 = 24 * 3600;
 pub const EXPIRY_MARGIN_S: u64 = 3600;
 /// A check interval longer than this is taken as this.
 pub const MAX_INTERVAL_S: u64 = payload_tools::metadata::MAX_CHECK_INTERVAL_S;
+/// A check left unfinished (its process ended mid-request) less than this
+/// ago may still be running in another launch of the same install: it
+/// neither delays a check nor counts as a failure. Older, it counts as a
+/// failed check.
+const PENDING_S: u64 = 60;
 /// A release that failed verification on every mirror is not downloaded
 /// again for about this long (half to all of it).
 const BAD_RELEASE_WAIT_S: u64 = 6 * 3600;
@@ -74,6 +79,8 @@ pub struct Record {
     pub mirror: usize,
     /// Until when it is not downloaded again (0: no such wait).
     pub bad_until: u64,
+    /// Written before a request (provisional): the check has not concluded.
+    pub pending: bool,
 }
 
 /// A manifest's validators, with where it came from and which build read it.
@@ -112,17 +119,42 @@ impl Record {
     /// What a check at `now` starts from: the same record, due at once,
     /// its validators, location, failures and mirrors kept.
     pub fn carried(&self, now: u64) -> Record {
+        let unfinished = self.pending && !self.may_be_running(now);
         Record {
             checked_at: now,
             due_at: now,
+            failures: self.failures.saturating_add(u32::from(unfinished)),
+            pending: false,
             ..self.clone()
         }
+    }
+
+    /// The provisional record written before asking a location: should
+    /// this check never conclude, the next launch asks `next_location`
+    /// first, and a launch more than a minute later counts it as a failure
+    /// and backs off.
+    pub fn provisional(&self, now: u64, next_location: usize) -> Record {
+        Record {
+            checked_at: now,
+            due_at: now + (PENDING_S + backoff_s(self.failures.saturating_add(1))).min(MAX_WAIT_S),
+            location: next_location,
+            pending: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the unfinished check this record stands for may still run.
+    fn may_be_running(&self, now: u64) -> bool {
+        self.pending && (self.checked_at..self.checked_at.saturating_add(PENDING_S)).contains(&now)
     }
 
     /// How many seconds remain before the next check (`None`: due now),
     /// at `now`, for a build that checks every `interval_s`.
     pub fn wait(&self, now: u64, interval_s: u64) -> Option<u64> {
         let interval_s = interval_s.min(MAX_INTERVAL_S);
+        if self.may_be_running(now) {
+            return None;
+        }
         if now < self.checked_at || self.due_at <= now {
             return None;
         }
@@ -218,7 +250,7 @@ impl Record {
         };
         let v = self.validators.as_ref().unwrap_or(&empty);
         format!(
-            "{MAGIC}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{END}\n",
+            "{MAGIC}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{END}\n",
             self.url,
             self.checked_at,
             self.due_at,
@@ -233,6 +265,7 @@ impl Record {
             self.release_crc32,
             self.mirror,
             self.bad_until,
+            u8::from(self.pending),
         )
     }
 
@@ -261,6 +294,7 @@ impl Record {
         record.release_crc32 = next()?.parse().ok()?;
         record.mirror = next()?.parse().ok()?;
         record.bad_until = next()?.parse().ok()?;
+        record.pending = next()?.parse::<u8>().ok()? == 1;
         if next()? != END {
             return None;
         }
@@ -369,6 +403,7 @@ mod tests {
             release_crc32: 7,
             mirror: 3,
             bad_until: 1_700_001_000,
+            pending: true,
         };
         let text = record.to_text();
         assert_eq!(Record::parse(&text), Some(record.clone()));
@@ -439,6 +474,28 @@ mod tests {
             })
             .collect();
         assert!(waits.len() > 1, "a fleet told 120 s comes back spread out");
+    }
+
+    #[test]
+    fn an_unfinished_check_counts_once_it_cannot_be_running() {
+        let record = Record::new("u", 1000);
+        let pending = record.provisional(1000, 1);
+        assert!(pending.due_at >= 1090);
+        // Another launch at once: due (the check may still be running), and
+        // not a failure.
+        assert_eq!(pending.wait(1010, 0), None);
+        assert_eq!(pending.carried(1010).failures, 0);
+        // A minute later: a failed check, backed off.
+        assert!(pending.wait(1060, 0).is_some());
+        assert_eq!(pending.carried(pending.due_at).failures, 1);
+        assert_eq!(pending.carried(pending.due_at).location, 1);
+    }
+
+    #[test]
+    fn an_interval_is_capped() {
+        let mut record = Record::new("u", 1000);
+        record.due_at = 1000 + MAX_INTERVAL_S + 1;
+        assert_eq!(record.wait(1000, u64::MAX), None);
     }
 
     #[test]
