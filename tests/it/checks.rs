@@ -763,3 +763,34 @@ fn publish_writes_the_fallback_locations_under_the_site() {
     // A location on another host is that host's business.
     assert!(!site.join("elsewhere.example.org").exists());
 }
+
+#[test]
+fn a_config_file_names_fallback_locations_as_a_list() {
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let config = s.path("onefile.toml");
+    let first = "https://example.org/{VERSION}/update.toml";
+    let second = "https://mirror.example.org/{VERSION}/update.toml";
+    fs::write(
+        &config,
+        format!("update_url_spec = [\"{first}\", \"{second}\"]\nupdate_check_interval = \"1h\"\n"),
+    )
+    .expect("write the config");
+    let out = s.path("app.bin");
+    pack(
+        &app,
+        &out,
+        &[
+            "--name",
+            NAME,
+            "--version",
+            "1.0",
+            "--config",
+            config.to_str().expect("utf8"),
+        ],
+    );
+    let meta = inspect(&out);
+    assert_eq!(meta["update"]["url_spec"], first);
+    assert_eq!(meta["update"]["fallback_url_specs"][0], second);
+    assert_eq!(meta["update"]["check_interval_s"], 3600);
+}
