@@ -109,6 +109,9 @@ fn layout_of(
     })
 }
 
+/// The length of a file, its last bytes, and its validator.
+type End = (u64, Vec<u8>, Option<String>);
+
 /// The last `len` bytes of the file at `url`, its length and validator;
 /// `None` for an answer that is not that range, an error for a network
 /// failure.
@@ -118,7 +121,7 @@ fn fetch_range(
     policy: http::Policy,
     len: u64,
     expected_len: Option<u64>,
-) -> Result<Option<(u64, Vec<u8>, Option<String>)>, UpdateError> {
+) -> Result<Option<End>, UpdateError> {
     let range = format!("bytes=-{len}");
     let (mut response, _) =
         http::get(agent, url, policy, &[("Range", &range)], Some(TAIL_TIMEOUT))?;
