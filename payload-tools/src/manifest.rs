@@ -74,6 +74,17 @@ pub struct UpdateManifest {
     /// The app this manifest is for (a signed manifest must name it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// The platform its builds are for (`std::env::consts::OS` / `ARCH`
+    /// names): an install refuses a manifest for another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// The update URL specs (unexpanded) this manifest is published under:
+    /// an install refuses one that is not published under its own spec
+    /// (another channel's manifest served in its place).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub specs: Vec<String>,
     /// Goes up with every manifest the publisher writes: an install
     /// refuses one lower than the highest it has seen (replay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,6 +250,11 @@ pub fn unix_seconds(at: &toml::value::Datetime) -> Option<i64> {
 
 /// The offset date-time (UTC, whole seconds) of seconds since the epoch.
 pub fn datetime_from_unix(seconds: i64) -> toml::value::Datetime {
+    // A TOML date has a four-digit year: beyond it, the last second it can
+    // say (and before it, the first), never a wrong date.
+    let first = days_from_civil(0, 1, 1) * 86_400;
+    let last = days_from_civil(9999, 12, 31) * 86_400 + 86_399;
+    let seconds = seconds.clamp(first, last);
     let days = seconds.div_euclid(86_400);
     let rest = seconds.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -338,6 +354,9 @@ impl UpdateManifest {
             signatures: release.signatures,
             mirrors: release.mirrors,
             app: None,
+            os: None,
+            arch: None,
+            specs: Vec::new(),
             sequence: None,
             expires: None,
             rollout: None,

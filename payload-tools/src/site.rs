@@ -31,6 +31,8 @@ use crate::persist::TempSibling;
 
 /// The state file, at the site's root.
 pub const STATE_FILE: &str = "onefile-site.toml";
+/// The lock file, at the site's root: one command writes a site at a time.
+pub const LOCK_FILE: &str = ".onefile-site.lock";
 /// The version of the state file's layout this code reads and writes.
 pub const STATE_FORMAT: u32 = 1;
 /// Largest state file read: thousands of releases fit in far less.
@@ -39,6 +41,11 @@ pub const MAX_STATE_LEN: u64 = 4 << 20;
 pub const MAX_RELEASES: usize = 10_000;
 /// Longest site path accepted, in bytes.
 const MAX_PATH_LEN: usize = 1024;
+/// Most folders and files a site's walk for links looks at.
+const MAX_SITE_ENTRIES: usize = 1_000_000;
+/// Highest sequence a state may hold: signed manifests carry it as a TOML
+/// integer (`i64`), and it is never more than a year ahead of the clock.
+const MAX_SEQUENCE_AHEAD_S: i64 = 366 * 86_400;
 /// How much of a build is read to tell its stub's platform.
 pub const STUB_HEADER_LEN: usize = 64 * 1024;
 
@@ -65,6 +72,22 @@ pub enum SiteError {
     Damaged { path: PathBuf, reason: String },
     #[error("'{url}' is under no base URL of the site ({bases})")]
     NotUnderBase { url: String, bases: String },
+    #[error(
+        "installs of {version} fetch '{url}', which is under no base URL of the site ({bases}): they would never see a new release"
+    )]
+    ManifestNotUnderBase {
+        version: String,
+        url: String,
+        bases: String,
+    },
+    #[error("'{path}' would be both {first} and {second}")]
+    Collision {
+        path: String,
+        first: String,
+        second: String,
+    },
+    #[error("the site has more than {MAX_SITE_ENTRIES} folders and files")]
+    TooLarge,
     #[error("'{url}' cannot name a file of the site: {reason}")]
     BadPath { url: String, reason: &'static str },
     #[error("cannot tell which platform the build's stub is for: {reason}")]
@@ -134,9 +157,17 @@ pub struct SiteRelease {
     pub kept: bool,
     /// The URL specs its installs fetch `update.toml` from.
     pub url_specs: Vec<String>,
-    /// Its signatures (`signature` = the first).
+    /// Its signatures (`signature` = the first); dropped with its build.
     #[serde(default)]
     pub signatures: Vec<String>,
+    /// The public keys (base64) its build trusts: what its installs check
+    /// manifests and builds with.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    /// The public keys (base64) whose signatures its build carries, in the
+    /// order of `signatures`.
+    #[serde(default)]
+    pub signed_by: Vec<String>,
 }
 
 impl SiteState {
@@ -181,9 +212,17 @@ impl SiteState {
             return Err(format!("more than {MAX_RELEASES} releases"));
         }
         for base in std::iter::once(&self.base_url).chain(&self.mirrors) {
-            if !base.ends_with('/') || !base.contains("://") {
-                return Err(format!("base URL '{base}' is not a URL ending with '/'"));
-            }
+            check_base(base).map_err(|reason| format!("base URL '{base}': {reason}"))?;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let highest = now.saturating_add(MAX_SEQUENCE_AHEAD_S);
+        if i64::try_from(self.last_sequence).map_or(true, |s| s > highest) {
+            return Err(format!(
+                "last_sequence {} is more than a year ahead of the clock",
+                self.last_sequence
+            ));
         }
         for release in &self.releases {
             check_relative(&release.path).map_err(|reason| {
@@ -202,12 +241,20 @@ impl SiteState {
         Ok(())
     }
 
-    /// The state's TOML text.
+    /// The state's TOML text, within the bounds [`SiteState::load`] reads.
     pub fn to_toml(&self) -> Result<String, SiteError> {
-        toml::to_string(self).map_err(|e| SiteError::Damaged {
+        let damaged = |reason: String| SiteError::Damaged {
             path: PathBuf::from(STATE_FILE),
-            reason: e.to_string(),
-        })
+            reason: format!("it would not be readable again: {reason}"),
+        };
+        self.check().map_err(damaged)?;
+        let text = toml::to_string(self).map_err(|e| damaged(e.to_string()))?;
+        if text.len() as u64 > MAX_STATE_LEN {
+            return Err(damaged(format!(
+                "it would be larger than {MAX_STATE_LEN} bytes"
+            )));
+        }
+        Ok(text)
     }
 
     /// The newest release.
@@ -241,12 +288,14 @@ impl SiteState {
     }
 
     /// Releases whose builds go with `--keep keep`: kept ones beyond the
-    /// last `keep`, except the offered ones and the stable one.
-    pub fn builds_to_delete(&self, keep: usize) -> Vec<usize> {
+    /// last `keep`, except the offered ones (the latest and the stable
+    /// one) and `also_offered` (what the manifests before this change
+    /// offered: copies cached at a CDN and resumed downloads still ask).
+    pub fn builds_to_delete(&self, keep: usize, also_offered: &[usize]) -> Vec<usize> {
         let offered = self.offered_indexes();
         let first_kept = self.releases.len().saturating_sub(keep);
         (0..first_kept)
-            .filter(|i| self.releases[*i].kept && !offered.contains(i))
+            .filter(|i| self.releases[*i].kept && !offered.contains(i) && !also_offered.contains(i))
             .collect()
     }
 
@@ -302,27 +351,99 @@ impl SiteState {
             }
         };
         manifest.app = Some(self.app.clone());
+        manifest.os = Some(self.os.clone());
+        manifest.arch = Some(self.arch.clone());
+        for release in &self.releases {
+            for spec in &release.url_specs {
+                if !manifest.specs.contains(spec) {
+                    manifest.specs.push(spec.clone());
+                }
+            }
+        }
         manifest.sequence = Some(sequence);
         manifest.expires = expires.map(datetime_from_unix);
         Ok(manifest)
     }
 
     /// Every `update.toml` installs fetch, as site paths: each release's
-    /// URL specs expanded with its version, those under a base of the
-    /// site (a fallback elsewhere is another host's business), once each.
-    pub fn manifest_paths(&self) -> Vec<String> {
-        let mut paths: Vec<String> = Vec::new();
+    /// URL specs expanded with its version, once each. A release's main
+    /// spec must be under a base of the site (else its installs would never
+    /// hear of a new release); a fallback elsewhere is another host's
+    /// business, and is returned in [`ManifestPaths::elsewhere`].
+    pub fn manifest_paths(&self) -> Result<ManifestPaths, SiteError> {
+        let bases = self.bases();
+        let mut found = ManifestPaths::default();
+        let mut seen = std::collections::HashSet::new();
         for release in &self.releases {
-            for spec in &release.url_specs {
+            for (i, spec) in release.url_specs.iter().enumerate() {
                 let url = expand(spec, &self.app, &release.version, &self.os, &self.arch);
-                if let Ok(path) = site_path(&url, &self.bases())
-                    && !paths.contains(&path)
-                {
-                    paths.push(path);
+                match site_path(&url, &bases) {
+                    Ok(path) => {
+                        if seen.insert(path.clone()) {
+                            found.paths.push(path);
+                        }
+                    }
+                    Err(SiteError::NotUnderBase { .. }) if i > 0 => {
+                        if !found.elsewhere.contains(&url) {
+                            found.elsewhere.push(url);
+                        }
+                    }
+                    Err(SiteError::NotUnderBase { .. }) => {
+                        return Err(SiteError::ManifestNotUnderBase {
+                            version: release.version.clone(),
+                            url,
+                            bases: bases.join(", "),
+                        });
+                    }
+                    Err(other) => return Err(other),
                 }
             }
         }
-        paths
+        Ok(found)
+    }
+
+    /// Refuses a layout in which two of the site's files are one, or one is
+    /// a folder of another: a build named like a manifest, a manifest at the
+    /// state file, two releases' builds at one path.
+    pub fn check_layout(&self, manifest_paths: &[String]) -> Result<(), SiteError> {
+        let mut named: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+        let mut entries: Vec<(&str, String)> = vec![
+            (STATE_FILE, "the site state".to_owned()),
+            (LOCK_FILE, "the site lock".to_owned()),
+        ];
+        entries.extend(
+            manifest_paths
+                .iter()
+                .map(|p| (p.as_str(), "a manifest".to_owned())),
+        );
+        entries.extend(
+            self.releases
+                .iter()
+                .map(|r| (r.path.as_str(), format!("the build of {}", r.version))),
+        );
+        for (path, what) in &entries {
+            if let Some(first) = named.insert(path, what.clone()) {
+                return Err(SiteError::Collision {
+                    path: (*path).to_owned(),
+                    first,
+                    second: what.clone(),
+                });
+            }
+        }
+        for (path, what) in &entries {
+            let mut folder = *path;
+            while let Some(at) = folder.rfind('/') {
+                folder = &folder[..at];
+                if let Some(first) = named.get(folder) {
+                    return Err(SiteError::Collision {
+                        path: folder.to_owned(),
+                        first: first.clone(),
+                        second: format!("a folder of {what}"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The site's base URLs: its own, then the mirrors.
@@ -357,6 +478,21 @@ pub fn build_url(spec: &str, app: &str, version: &str, os: &str, arch: &str, fil
     format!("{}{version}/{file}", folder_of(&url))
 }
 
+/// A base URL: a URL ending with `/`, of printable ASCII with no space,
+/// query, fragment or escape (its files' URLs are it and a site path).
+pub fn check_base(base: &str) -> Result<(), &'static str> {
+    if !base.ends_with('/') || !base.contains("://") {
+        return Err("it is not a URL ending with '/'");
+    }
+    if !base
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"?#%\"\\<>^`{|}".contains(&b))
+    {
+        return Err("it has a space, a query, an escape or a character outside printable ASCII");
+    }
+    Ok(())
+}
+
 /// The scheme and host of `url`, with a `/`: the default base of a site.
 pub fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -388,14 +524,30 @@ pub fn site_path(url: &str, bases: &[String]) -> Result<String, SiteError> {
     Ok(rest.to_owned())
 }
 
-/// A site path: `/`-separated names, none empty, `.` or `..`, and no
-/// character a URL or another system would read differently.
+/// The site paths of every `update.toml` installs fetch.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ManifestPaths {
+    /// Under a base of the site: written.
+    pub paths: Vec<String>,
+    /// Fallback manifest URLs under no base: another host's, not written.
+    pub elsewhere: Vec<String>,
+}
+
+/// A site path: `/`-separated names, none empty, `.` or `..`, made only of
+/// characters a URL carries as they are (letters, digits, `-._~`), so that
+/// the URL a manifest names is the file's path, and every system reads it
+/// the same way.
 fn check_relative(path: &str) -> Result<(), &'static str> {
     if path.is_empty() || path.len() > MAX_PATH_LEN {
         return Err("it is empty or too long");
     }
-    if path.contains(['?', '#', '%', '\\', ':', '\0']) {
-        return Err("it has a query, an escape or a character kept out of site paths (?#%\\:)");
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+    {
+        return Err(
+            "it has a character other than ASCII letters, digits, '-', '.', '_', '~' and '/', which a URL would not carry as it is",
+        );
     }
     if path
         .split('/')
@@ -586,14 +738,190 @@ impl Site {
         self.write_file(STATE_FILE, state.to_toml()?.as_bytes())
     }
 
-    /// Deletes the build at site path `rel` (gone already is fine).
-    pub fn remove_build(&self, rel: &str) -> Result<PathBuf, SiteError> {
+    /// Takes the site's lock (creating the site's folder and the lock file
+    /// as needed), waiting for another command that holds it: `publish`,
+    /// `rollout` and `refresh` read the state only once they hold it, so
+    /// that no two of them write from the same state.
+    pub fn lock(&self) -> Result<SiteLock, SiteError> {
+        let created_root = match fs::symlink_metadata(&self.root) {
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.root).map_err(io_error("create", &self.root))?;
+                true
+            }
+            Err(e) => return Err(io_error("read", &self.root)(e)),
+        };
+        let path = self.root.join(LOCK_FILE);
+        loop {
+            let file = open_lock_file(&path).map_err(io_error("open", &path))?;
+            file.lock().map_err(io_error("lock", &path))?;
+            // A refused first publish removes its lock file: whoever waited
+            // on that one locks the file now at its name instead.
+            if is_same_file(&file, &path) {
+                return Ok(SiteLock {
+                    file,
+                    path,
+                    created_root: created_root.then(|| self.root.clone()),
+                });
+            }
+        }
+    }
+
+    /// Refuses a site with a link anywhere in it (a host's sync would
+    /// upload what it points to), walking all of it before anything is
+    /// written; returns what else the walk found.
+    pub fn survey(&self) -> Result<Survey, SiteError> {
+        let mut found = Survey::default();
+        if fs::symlink_metadata(&self.root).is_err() {
+            return Ok(found);
+        }
+        let mut folders = vec![self.root.clone()];
+        let mut seen = 0usize;
+        while let Some(folder) = folders.pop() {
+            for entry in fs::read_dir(&folder).map_err(io_error("list", &folder))? {
+                let entry = entry.map_err(io_error("list", &folder))?;
+                seen += 1;
+                if seen > MAX_SITE_ENTRIES {
+                    return Err(SiteError::TooLarge);
+                }
+                let path = entry.path();
+                let kind = entry.file_type().map_err(io_error("read", &path))?;
+                if kind.is_symlink() {
+                    return Err(SiteError::Link { path });
+                }
+                if kind.is_dir() {
+                    folders.push(path);
+                } else if kind.is_file() && is_temporary_name(&entry.file_name()) {
+                    found.stale.push(path);
+                } else if kind.is_file() && has_other_names(&path) {
+                    found.hard_linked.push(path);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes the build at site path `rel` (gone already is fine), never
+    /// one of `manifests`.
+    pub fn remove_build(&self, rel: &str, manifests: &[String]) -> Result<PathBuf, SiteError> {
+        if manifests.iter().any(|m| m == rel) {
+            return Err(SiteError::Collision {
+                path: rel.to_owned(),
+                first: "a build to delete".into(),
+                second: "a manifest".into(),
+            });
+        }
         let path = self.file_path(rel, false)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(path),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(path),
             Err(e) => Err(io_error("delete", &path)(e)),
         }
+    }
+}
+
+/// What [`Site::survey`] found besides links.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// Temporary files of writes that were killed
+    /// (`.<name>.tmp-<pid>-<16 hex>`): only a command holding the lock may
+    /// delete them.
+    pub stale: Vec<PathBuf>,
+    /// Files with more than one name: the same bytes as a file elsewhere,
+    /// which a sync uploads (a hard link is not refused, since a copy made
+    /// by `cp -l` or a deduplicating CI cache is one too).
+    pub hard_linked: Vec<PathBuf>,
+}
+
+/// Whether the file at `path` has other names (hard links).
+fn has_other_names(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(path).is_ok_and(|m| m.nlink() > 1)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// The site's lock, held until dropped. A site folder the lock created
+/// and nothing else was written into goes with it (a refused first publish
+/// leaves nothing behind).
+#[derive(Debug)]
+pub struct SiteLock {
+    file: File,
+    path: PathBuf,
+    created_root: Option<PathBuf>,
+}
+
+impl Drop for SiteLock {
+    fn drop(&mut self) {
+        let Some(root) = &self.created_root else {
+            return;
+        };
+        let only_the_lock = fs::read_dir(root).is_ok_and(|entries| entries.count() == 1);
+        if only_the_lock {
+            // Still locked: a waiter sees the file gone and starts again.
+            let _ = fs::remove_file(&self.path);
+            let _ = fs::remove_dir(root);
+        }
+        let _ = self.file.unlock();
+    }
+}
+
+/// Whether `name` is one `persist::temp_name` makes:
+/// `.<name>.tmp-<pid>-<16 hex digits>`.
+fn is_temporary_name(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let Some((head, tail)) = name.rsplit_once(".tmp-") else {
+        return false;
+    };
+    let Some((pid, random)) = tail.split_once('-') else {
+        return false;
+    };
+    head.len() > 1
+        && head.starts_with('.')
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && random.len() == 16
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Opens (creating) the lock file, never through a link.
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o644).custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(not(unix))]
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(io::Error::other("it is a symbolic link"));
+    }
+    options.open(path)
+}
+
+/// Whether `file` is (still) the file at `path`.
+fn is_same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::symlink_metadata(path)) {
+            (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        fs::symlink_metadata(path).is_ok()
     }
 }
 
@@ -677,6 +1005,8 @@ mod tests {
             kept: true,
             url_specs: vec!["https://h/{VERSION}/update.toml".into()],
             signatures: vec![],
+            public_keys: vec![],
+            signed_by: vec![],
         }
     }
 
@@ -713,9 +1043,10 @@ mod tests {
             .map(|r| (r.release.url.as_str(), r.percent));
         assert_eq!(rollout, Some(("https://h/1.2/app.bin", 10.0)));
         assert_eq!(s.offered_indexes(), vec![2, 0]);
-        assert_eq!(s.builds_to_delete(1), vec![1]);
+        assert_eq!(s.builds_to_delete(1, &[]), vec![1]);
+        assert_eq!(s.builds_to_delete(1, &[1]), Vec::<usize>::new());
         assert_eq!(
-            s.manifest_paths(),
+            s.manifest_paths()?.paths,
             vec!["1.0/update.toml", "1.1/update.toml", "1.2/update.toml"]
         );
         let everyone = state(vec![
@@ -723,6 +1054,31 @@ mod tests {
             release("1.1", 100.0, false),
         ]);
         assert!(everyone.manifest(1, None)?.rollout.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn dates_beyond_a_four_digit_year_saturate() {
+        assert_eq!(
+            datetime_from_unix(i64::MAX).to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            datetime_from_unix(i64::MIN).to_string(),
+            "0000-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn layouts_where_two_files_are_one_are_refused() -> Result<(), SiteError> {
+        let mut s = state(vec![release("1.0", 100.0, false)]);
+        let paths = s.manifest_paths()?.paths;
+        s.check_layout(&paths)?;
+        s.releases[0].path = "1.0/update.toml".into();
+        assert!(s.check_layout(&paths).is_err());
+        s.releases[0].path = "1.0/update.toml/app.bin".into();
+        assert!(s.check_layout(&paths).is_err());
+        assert!(s.check_layout(&[STATE_FILE.to_owned()]).is_err());
         Ok(())
     }
 
@@ -738,6 +1094,9 @@ mod tests {
             "https://h/a/../b",
             "https://h/a//b",
             "https://h/a?x",
+            "https://h/my app.bin",
+            "https://h/caf\u{e9}.bin",
+            "https://h/a\tb",
         ] {
             assert!(site_path(bad, &bases).is_err(), "{bad}");
         }
@@ -794,7 +1153,11 @@ mod tests {
         assert!(SiteState::load(dir.path())?.is_none());
         let mut bad = state(vec![release("1.0", 100.0, false)]);
         bad.releases[0].path = "../outside".into();
-        fs::write(dir.path().join(STATE_FILE), bad.to_toml()?)?;
+        assert!(bad.to_toml().is_err(), "never written");
+        fs::write(
+            dir.path().join(STATE_FILE),
+            toml::to_string(&bad).map_err(io::Error::other)?,
+        )?;
         let err = SiteState::load(dir.path()).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("damaged")));
         fs::write(dir.path().join(STATE_FILE), "format = [")?;

@@ -408,17 +408,30 @@ fn keep_never_deletes_an_offered_build_or_an_update_toml() {
     assert!(site.has(&format!("1.0/{APP}.bin")));
     site.publish_ok(&site.build("1.2", &[]), &["--keep", "1", "--rollout", "5"]);
     site.publish_ok(&site.build("1.3", &[]), &["--keep", "1", "--rollout", "5"]);
-    let kept: Vec<&str> = ["1.0", "1.1", "1.2", "1.3"]
-        .into_iter()
-        .filter(|v| site.has(&format!("{v}/{APP}.bin")))
-        .collect();
-    // 1.3 is the rollout, 1.1 the stable release: both offered.
-    assert_eq!(kept, ["1.1", "1.3"]);
-    for version in ["1.0", "1.1", "1.2", "1.3"] {
+    let kept = |versions: &[&'static str]| -> Vec<&'static str> {
+        versions
+            .iter()
+            .copied()
+            .filter(|v| site.has(&format!("{v}/{APP}.bin")))
+            .collect()
+    };
+    // 1.3 is the rollout, 1.1 the stable release: both offered; 1.2 was
+    // offered by the manifests just replaced (cached at a CDN, resumed
+    // downloads): kept for one more publish.
+    assert_eq!(kept(&["1.0", "1.1", "1.2", "1.3"]), ["1.1", "1.2", "1.3"]);
+    site.publish_ok(&site.build("1.4", &[]), &["--keep", "1", "--rollout", "5"]);
+    assert_eq!(
+        kept(&["1.0", "1.1", "1.2", "1.3", "1.4"]),
+        ["1.1", "1.3", "1.4"]
+    );
+    for version in ["1.0", "1.1", "1.2", "1.3", "1.4"] {
         let manifest = site.read(&format!("{version}/update.toml"));
         assert_eq!(top_version(&manifest).as_deref(), Some("1.1"), "{version}");
-        assert!(manifest.contains(&format!("/1.3/{APP}.bin")), "{manifest}");
+        assert!(manifest.contains(&format!("/1.4/{APP}.bin")), "{manifest}");
     }
+    // A deleted build's signatures are not kept in the state.
+    let state = site.read("onefile-site.toml");
+    assert!(!state.contains("signatures = [\"untrusted"), "{state}");
 }
 
 #[test]
@@ -479,14 +492,19 @@ fn rollout_and_refresh_rewrite_and_re_sign_every_manifest() {
         assert_eq!(top_version(text).as_deref(), Some("1.1"));
         assert!(!text.contains("halted"), "{text}");
     });
-    // Refusals: a signed site is never re-signed by a stranger, nor unsigned.
+    // Refusals: a signed site is never re-signed by a stranger, nor
+    // unsigned; a release not halted is not resumed.
     let before = site_files(&site.dir);
-    for args in [
-        vec!["--percent", "50"],
-        vec!["--percent", "50", "--key", other.as_str()],
+    for (args, says) in [
+        (vec!["--percent", "50"], "no --key is given"),
+        (
+            vec!["--percent", "50", "--key", other.as_str()],
+            "trust none of the --key given",
+        ),
+        (vec!["--resume", "--key", secret.as_str()], "not halted"),
     ] {
         let out = site.tool("rollout", &args);
-        assert_refused(&site, &out, "no --key given is one of its keys");
+        assert_refused(&site, &out, says);
         assert_eq!(site_files(&site.dir), before);
     }
     let body = |text: &str| -> String {
@@ -554,11 +572,14 @@ fn mirrors_are_remembered_until_replaced_and_keys_rotate_in_one_release() {
     assert!(text.contains("signatures = ["), "{text}");
     assert_eq!(text.matches("trusted comment: onefile manifest").count(), 2);
     assert_signed_by(&text, &old_public);
-    // 1.2 trusts the new key alone; --mirror replaces the list.
+    // 1.2 trusts the new key alone (1.0's installs still need the old
+    // one); --mirror replaces the list.
     let v12 = site.build("1.2", &["--public-key", &new_public]);
     site.publish_ok(
         &v12,
         &[
+            "--key",
+            &old_secret,
             "--key",
             &new_secret,
             "--mirror",
@@ -575,11 +596,16 @@ fn mirrors_are_remembered_until_replaced_and_keys_rotate_in_one_release() {
         "{text}"
     );
     assert!(text.contains("critical = true"), "{text}");
-    assert_signed_by(&text, &new_public);
-    let out = site.tool("refresh", &["--key", &old_secret]);
-    assert_refused(&site, &out, "no --key given is one of its keys");
-    let out = site.tool("refresh", &["--key", &new_secret]);
+    assert_signed_by(&text, &old_public);
+    // The critical flag is cleared as it was set.
+    let out = site.tool(
+        "rollout",
+        &["--not-critical", "--key", &old_secret, "--key", &new_secret],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!site.read("1.0/update.toml").contains("critical = true"));
+    let out = site.tool("refresh", &["--key", &old_secret]);
+    assert_refused(&site, &out, "installs of 1.2 trust none of the --key given");
 }
 
 #[test]
@@ -608,4 +634,418 @@ fn a_damaged_or_hostile_site_state_is_refused_and_nothing_is_written() {
         assert_refused(&site, &out, "is damaged");
     }
     assert!(outside.is_file());
+}
+
+/// The releases the site's state records, in order.
+fn state_versions(site: &Site) -> Vec<String> {
+    site.read("onefile-site.toml")
+        .lines()
+        .filter(|l| l.starts_with("version = "))
+        .map(|l| {
+            l.trim_start_matches("version = ")
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn two_publishes_at_once_lose_no_release_and_share_no_sequence() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let builds: Vec<PathBuf> = ["1.1", "1.2"].iter().map(|v| site.build(v, &[])).collect();
+    let children: Vec<_> = builds
+        .iter()
+        .map(|build| {
+            Command::new(bin("payload-tools"))
+                .arg("publish")
+                .arg(build)
+                .arg("--site")
+                .arg(&site.dir)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn publish")
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let published: Vec<&str> = ["1.1", "1.2"]
+        .into_iter()
+        .zip(&outs)
+        .filter(|(_, out)| out.status.success())
+        .map(|(v, _)| v)
+        .collect();
+    // One after the other: 1.1 then 1.2 (both), or 1.2 then 1.1 (refused:
+    // not newer). Never both from the same state.
+    let mut want = vec!["1.0".to_owned()];
+    want.extend(published.iter().map(|v| (*v).to_owned()));
+    assert_eq!(
+        state_versions(&site),
+        want,
+        "{}\n{}",
+        stderr(&outs[0]),
+        stderr(&outs[1])
+    );
+    for (version, out) in ["1.1", "1.2"].into_iter().zip(&outs) {
+        if !out.status.success() {
+            assert!(stderr(out).contains("not newer"), "{}", stderr(out));
+            assert!(!site.has(&format!("{version}/update.toml")));
+        }
+    }
+    for version in &want {
+        let manifest = site.read(&format!("{version}/update.toml"));
+        assert_eq!(top_version(&manifest).as_deref(), Some("1.2"), "{version}");
+    }
+    if published.len() == 2 {
+        let sequence_of_run = |out: &Output| -> String {
+            let err = stderr(out);
+            let at = err.find("sequence ").expect("a sequence");
+            err[at..].split(',').next().unwrap_or_default().to_owned()
+        };
+        assert_ne!(sequence_of_run(&outs[0]), sequence_of_run(&outs[1]));
+    }
+}
+
+/// The top-level `signature` of a manifest (the build signature older
+/// stubs read), as minisign text.
+fn top_signature(text: &str) -> String {
+    let at = text.find("\nsignature = ").expect("a signature") + "\nsignature = ".len();
+    let rest = &text[at..];
+    for quote in ["\"\"\"", "'''"] {
+        if let Some(inner) = rest.strip_prefix(quote) {
+            let end = inner.find(quote).expect("closed");
+            return inner[..end].trim_start_matches('\n').to_owned();
+        }
+    }
+    let inner = rest.strip_prefix('"').expect("a string");
+    let end = inner.find('"').expect("closed");
+    inner[..end].replace("\\n", "\n")
+}
+
+#[test]
+fn a_1_0_install_still_updates_after_a_key_rotation_done_the_documented_way() {
+    let site = Site::new();
+    let (old_secret, old_public) = site.keygen("old");
+    let (new_secret, new_public) = site.keygen("new");
+    let both = ["--public-key", &old_public, "--public-key", &new_public];
+    site.publish_ok(
+        &site.build("1.0", &["--public-key", &old_public]),
+        &["--key", &old_secret],
+    );
+    site.publish_ok(
+        &site.build("1.1", &both),
+        &["--key", &old_secret, "--key", &new_secret],
+    );
+    let v12 = site.build("1.2", &["--public-key", &new_public]);
+    // The stranding way: 1.2 signed by the new key alone, which no
+    // install of 1.0 trusts.
+    let before = site_files(&site.dir);
+    let out = site.publish(&v12, &["--key", &new_secret]);
+    assert_refused(&site, &out, "installs of 1.0 trust none of the --key given");
+    assert_eq!(site_files(&site.dir), before);
+    // The documented way: both keys, in any order; the one 1.0 trusts
+    // signs first (`signature`, all that older stubs read).
+    site.publish_ok(&v12, &["--key", &new_secret, "--key", &old_secret]);
+    let manifest = site.read("1.0/update.toml");
+    assert_eq!(top_version(&manifest).as_deref(), Some("1.2"));
+    assert_signed_by(&manifest, &old_public);
+    let key = minisign::PublicKeyBox::from_string(&fs::read_to_string(&old_public).expect("pub"))
+        .and_then(|b| b.into_public_key())
+        .expect("public key");
+    let signature =
+        minisign::SignatureBox::from_string(&top_signature(&manifest)).expect("a minisig");
+    let build = fs::File::open(site.dir.join(format!("1.2/{APP}.bin"))).expect("open");
+    minisign::verify(&key, &signature, build, true, false, false)
+        .expect("`signature` is by the key 1.0 trusts");
+    // Dropping the old key later strands 1.0: refused, in one step or two.
+    for keys in [
+        vec!["--key", new_secret.as_str()],
+        vec!["--key", new_secret.as_str(), "--key", new_secret.as_str()],
+    ] {
+        let out = site.tool("refresh", &keys);
+        assert_refused(&site, &out, "installs of 1.0 trust none");
+    }
+    let (rogue, _) = site.keygen("rogue");
+    let out = site.tool(
+        "refresh",
+        &["--key", &old_secret, "--key", &new_secret, "--key", &rogue],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.tool("refresh", &["--key", &rogue]);
+    assert_refused(&site, &out, "trust none of the --key given");
+    let Some(_nginx) = site.serve() else { return };
+    let exe = site.install("1.0");
+    assert_updated(&site.s.run(&exe, ["version"]));
+    assert_eq!(site.version_of(&exe), "1.2");
+    // On purpose, with --drop-key.
+    let out = site.tool("refresh", &["--key", &new_secret, "--drop-key"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn links_anywhere_in_the_site_are_refused_before_anything_is_written() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let v11 = site.build("1.1", &[]);
+    let secret_dir = site.s.path("private");
+    fs::create_dir_all(&secret_dir).expect("mkdir");
+    write_file(&secret_dir.join("passwd"), b"root:x:0:0", false);
+    for (link, target) in [
+        ("leak", secret_dir.clone()),
+        ("1.0/passwd.txt", secret_dir.join("passwd")),
+    ] {
+        std::os::unix::fs::symlink(&target, site.dir.join(link)).expect("symlink");
+        let before = site_files(&site.dir);
+        let out = site.publish(&v11, &[]);
+        assert_refused(&site, &out, "symbolic link");
+        assert_eq!(site_files(&site.dir), before);
+        let out = site.tool("rollout", &["--percent", "100"]);
+        assert_refused(&site, &out, "symbolic link");
+        fs::remove_file(site.dir.join(link)).expect("unlink");
+    }
+    // A hard link is the same bytes under another name: said, not refused.
+    fs::hard_link(secret_dir.join("passwd"), site.dir.join("1.0/passwd.txt")).expect("link");
+    let out = site.publish_ok(&v11, &[]);
+    assert!(
+        stderr(&out).contains("passwd.txt' has other names"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_build_name_a_url_would_not_carry_as_it_is_is_refused() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let before = site_files(&site.dir);
+    let v11 = site.build("1.1", &[]);
+    for name in ["my app.bin", "caf\u{e9}.bin", "a\tb.bin"] {
+        let renamed = site.s.path(&format!("odd/{name}"));
+        fs::create_dir_all(renamed.parent().expect("parent")).expect("mkdir");
+        fs::copy(&v11, &renamed).expect("copy");
+        let out = site.publish(&renamed, &[]);
+        assert_refused(&site, &out, "a URL would not carry");
+        assert_eq!(site_files(&site.dir), before);
+    }
+    // A base URL with a space is refused too.
+    let out = site.publish(&v11, &["--base-url", "http://127.0.0.1:1/a b/"]);
+    assert_refused(&site, &out, "--base-url");
+}
+
+#[test]
+fn moving_to_a_base_that_no_longer_serves_old_versions_manifests_is_refused() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let app = site.s.probe_app("app-moved", "1.1");
+    let moved = site.s.path(&format!("builds/moved/{APP}.bin"));
+    let spec = format!("http://localhost:{}/{{VERSION}}/update.toml", site.port);
+    pack(
+        &app,
+        &moved,
+        &["--version", "1.1", "--update-url-spec", &spec],
+    );
+    let base = format!("http://localhost:{}/", site.port);
+    let before = site_files(&site.dir);
+    let out = site.publish(&moved, &["--force", "--base-url", &base]);
+    assert_refused(&site, &out, "installs of 1.0 fetch");
+    assert_eq!(site_files(&site.dir), before);
+    // The old base kept as a mirror (another host serving this folder):
+    // 1.0's manifest is still written.
+    let old = format!("http://127.0.0.1:{}/", site.port);
+    site.publish_ok(&moved, &["--force", "--base-url", &base, "--mirror", &old]);
+    assert_eq!(
+        top_version(&site.read("1.0/update.toml")).as_deref(),
+        Some("1.1")
+    );
+}
+
+#[test]
+fn two_files_of_the_site_at_one_path_are_refused() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let before = site_files(&site.dir);
+    let v11 = site.build("1.1", &[]);
+    let named = site.s.path("named/update.toml");
+    fs::create_dir_all(named.parent().expect("parent")).expect("mkdir");
+    fs::copy(&v11, &named).expect("copy");
+    let out = site.publish(&named, &[]);
+    assert_refused(&site, &out, "would be both");
+    assert_eq!(site_files(&site.dir), before);
+    // A channel spec whose manifest is the state file.
+    let other = Site::new();
+    let spec = format!("http://127.0.0.1:{}/onefile-site.toml", other.port);
+    let app = other.s.probe_app("app", "1.0");
+    let out_path = other.s.path(&format!("builds/{APP}.bin"));
+    pack(
+        &app,
+        &out_path,
+        &["--version", "1.0", "--update-url-spec", &spec],
+    );
+    let out = other.publish(&out_path, &[]);
+    assert_refused(&other, &out, "would be both");
+    assert!(!other.dir.exists());
+}
+
+#[test]
+fn lifetimes_sequences_and_shares_are_taken_as_given_or_refused() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    site.publish_ok(&site.build("1.1", &[]), &["--rollout", "1"]);
+    let before = site_files(&site.dir);
+    for (args, says) in [
+        (vec!["--percent", "99.996"], "at most two decimals"),
+        (vec!["--percent", "0.001"], "at most two decimals"),
+        (vec!["--percent=-0"], "at most two decimals"),
+        (vec!["--percent", "1e1"], "at most two decimals"),
+        (
+            vec!["--percent", "5", "--expires-in", "0"],
+            "expired already",
+        ),
+        (
+            vec!["--percent", "5", "--expires-in", "99999999999d"],
+            "--expires-in",
+        ),
+        (vec!["--percent", "5", "--expires-in", "400d"], "366 days"),
+    ] {
+        let out = site.tool("rollout", &args);
+        assert_refused(&site, &out, says);
+        assert_eq!(site_files(&site.dir), before);
+    }
+    let out = site.tool("rollout", &["--percent", "12.5", "--expires-in", "366d"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(site.read("1.0/update.toml").contains("percent = 12.5"));
+    // A hand-edited sequence beyond what a TOML integer or the clock allow.
+    let state = site.dir.join("onefile-site.toml");
+    let text = fs::read_to_string(&state).expect("state");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("last_sequence = "))
+        .expect("a sequence")
+        .to_owned();
+    for huge in ["9223372036854775807", "18446744073709551615"] {
+        fs::write(
+            &state,
+            text.replace(&line, &format!("last_sequence = {huge}")),
+        )
+        .expect("write");
+        let out = site.tool("rollout", &["--percent", "20"]);
+        assert_refused(&site, &out, "is damaged");
+    }
+}
+
+#[test]
+fn each_release_draws_its_own_salt() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    site.publish_ok(&site.build("1.1", &[]), &["--rollout", "5"]);
+    let first = value_of(&site.read("1.0/update.toml"), "salt").expect("a salt");
+    site.publish_ok(&site.build("1.2", &[]), &["--rollout", "5"]);
+    let second = value_of(&site.read("1.0/update.toml"), "salt").expect("a salt");
+    assert_eq!(first.len(), 32);
+    assert_ne!(first, second);
+}
+
+#[test]
+fn a_killed_publish_s_temporary_file_goes_at_the_next_publish() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let stale = site
+        .dir
+        .join(format!("1.0/.{APP}.bin.tmp-4242-0123456789abcdef"));
+    let other = site.dir.join("1.0/.notes.tmp-keep");
+    write_file(&stale, b"half a build", true);
+    write_file(&other, b"not ours", false);
+    site.publish_ok(&site.build("1.1", &[]), &[]);
+    assert!(!stale.exists(), "stale temporary file deleted");
+    assert!(other.exists(), "a file of another naming is left alone");
+}
+
+#[test]
+fn a_state_the_loader_would_refuse_is_never_written() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let state = site.dir.join("onefile-site.toml");
+    let text = fs::read_to_string(&state).expect("state");
+    let (head, first) = text.split_once("[[release]]").expect("a release");
+    // Padding releases (old, builds deleted) up to just under the limit.
+    let padding = first
+        .replace("version = \"1.0\"", "version = \"0.0.N\"")
+        .replace("path = \"1.0/", "path = \"0.0.N/")
+        .replace("kept = true", "kept = false");
+    let pad_spec = format!(
+        "url_specs = [\"http://127.0.0.1:{}/{}/update.toml\"]",
+        site.port,
+        "p".repeat(900)
+    );
+    let padding = padding
+        .lines()
+        .map(|l| {
+            if l.starts_with("url_specs") {
+                pad_spec.as_str()
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut text = head.to_owned();
+    let limit = 4 << 20;
+    let mut n = 0;
+    while text.len() + padding.len() + first.len() + 64 < limit {
+        n += 1;
+        text.push_str("[[release]]");
+        text.push_str(&padding.replace("0.0.N", &format!("0.0.{n}")));
+        text.push('\n');
+    }
+    text.push_str("[[release]]");
+    text.push_str(first);
+    fs::write(&state, &text).expect("write");
+    let before = site_files(&site.dir);
+    let out = site.publish(&site.build("1.1", &[]), &[]);
+    assert_refused(&site, &out, "would be larger than");
+    assert_eq!(site_files(&site.dir), before);
+}
+
+#[test]
+fn rollouts_at_0_and_100_percent_and_a_halt_reach_a_real_install() {
+    let site = Site::new();
+    let (secret, public) = site.keygen("release");
+    let keyed = ["--public-key", public.as_str()];
+    let key = ["--key", secret.as_str()];
+    site.publish_ok(&site.build("1.0", &keyed), &key);
+    site.publish_ok(
+        &site.build("1.1", &keyed),
+        &["--key", &secret, "--rollout", "0"],
+    );
+    let Some(nginx) = site.serve() else { return };
+    let exe = site.install("1.0");
+    let rollout = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&key);
+        let out = site.tool("rollout", &all);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let fetched = |path: &str| nginx.requests().iter().any(|r| r.path == path);
+    // 0%: the install reads its manifest and stays.
+    let out = site.s.run(&exe, ["version"]);
+    assert!(fetched("/1.0/update.toml"), "{}", stderr(&out));
+    assert!(!fetched(&format!("/1.1/{APP}.bin")), "{}", stderr(&out));
+    assert_eq!(site.version_of(&exe), "1.0");
+    // 100%: it moves.
+    rollout(&["--percent", "100"]);
+    assert_updated(&site.s.run(&exe, ["version"]));
+    assert_eq!(site.version_of(&exe), "1.1");
+    // 1.2 at 100%, halted before the install checks: it stays on 1.1.
+    site.publish_ok(&site.build("1.2", &keyed), &key);
+    rollout(&["--halt"]);
+    let out = site.s.run(&exe, ["version"]);
+    assert!(!fetched(&format!("/1.2/{APP}.bin")), "{}", stderr(&out));
+    assert_eq!(site.version_of(&exe), "1.1");
+    // Resumed: it moves.
+    rollout(&["--resume"]);
+    assert_updated(&site.s.run(&exe, ["version"]));
+    assert_eq!(site.version_of(&exe), "1.2");
 }

@@ -241,7 +241,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             signatures: vec![],
             mirrors: vec![],
         });
-        write_manifest(manifest, secret_key.as_ref(), &m.name, Some(&toml_path))?;
+        write_manifest(manifest, secret_key.as_ref(), m, &output, Some(&toml_path))?;
     }
     Ok(())
 }
@@ -637,7 +637,7 @@ pub fn update_toml(
         signatures: vec![],
         mirrors: vec![],
     });
-    write_manifest(manifest, secret_key.as_ref(), &m.name, output)
+    write_manifest(manifest, secret_key.as_ref(), m, exe, output)
 }
 
 pub fn keygen(base: &Path) -> Result<(), Failure> {
@@ -668,18 +668,29 @@ pub fn sign(exe: &Path, key: &Path, output: Option<&Path>) -> Result<(), Failure
 /// Writes `manifest` to `output` (standard output without one). With a
 /// key, the manifest itself is signed too: it then names `app`, a sequence
 /// (the time now, so that later manifests of the app have higher ones) and
-/// an expiry ([`manifest::DEFAULT_LIFETIME_S`] from now).
+/// an expiry ([`manifest::DEFAULT_LIFETIME_S`] from now), and the platform
+/// and URL specs of `build` (at `build_path`) it is published for.
 fn write_manifest(
     mut manifest: UpdateManifest,
     key: Option<&minisign::SecretKey>,
-    app: &str,
+    build: &payload_tools::Metadata,
+    build_path: &Path,
     output: Option<&Path>,
 ) -> Result<(), Failure> {
     let text = match key {
         None => manifest.to_toml(),
         Some(key) => {
             let now = signing::now_unix();
-            manifest.app = Some(app.to_owned());
+            let (os, arch) = platform_of(build_path)?;
+            manifest.app = Some(build.name.clone());
+            manifest.os = Some(os.into());
+            manifest.arch = Some(arch.into());
+            if let Some(update) = &build.update {
+                manifest.specs = std::iter::once(&update.url_spec)
+                    .chain(&update.fallback_url_specs)
+                    .cloned()
+                    .collect();
+            }
             manifest.sequence = Some(u64::try_from(now).unwrap_or(0));
             manifest.expires = Some(manifest::datetime_from_unix(
                 now.saturating_add(manifest::DEFAULT_LIFETIME_S),
@@ -699,6 +710,17 @@ fn write_manifest(
         }
     }
     Ok(())
+}
+
+/// The OS and architecture the stub of the build at `path` runs on.
+fn platform_of(path: &Path) -> Result<(&'static str, &'static str), Failure> {
+    use std::io::Read;
+    let mut header = Vec::with_capacity(4096);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(4096).read_to_end(&mut header))
+        .map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
+    payload_tools::site::platform_of_stub(&header)
+        .map_err(|e| format!("'{}': {e}", path.display()).into())
 }
 
 fn cores() -> usize {

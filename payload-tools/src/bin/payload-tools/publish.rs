@@ -68,11 +68,15 @@ pub struct PublishArgs {
     /// Publish a build whose update URL spec differs from the site's.
     #[arg(long)]
     pub force: bool,
+    /// Sign even though installs of a published version trust none of the
+    /// --key given: they stop updating for good.
+    #[arg(long)]
+    pub drop_key: bool,
 }
 
 /// `payload-tools rollout`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("change").required(true).args(["percent", "halt", "resume"])))]
+#[command(group(clap::ArgGroup::new("change").required(true).args(["percent", "halt", "resume", "critical", "not_critical"])))]
 pub struct RolloutArgs {
     /// The site folder.
     #[arg(long, value_name = "DIR")]
@@ -86,12 +90,22 @@ pub struct RolloutArgs {
     /// Offer a halted release again, to the same share.
     #[arg(long)]
     pub resume: bool,
+    /// Offer the latest release to every install whatever the share.
+    #[arg(long)]
+    pub critical: bool,
+    /// Offer the latest release to its share only (clears --critical).
+    #[arg(long)]
+    pub not_critical: bool,
     /// Sign the manifests with this minisign secret key (repeatable).
     #[arg(long = "key", value_name = "NAME.key")]
     pub keys: Vec<PathBuf>,
     /// How long the manifests are valid [default for signed sites: 7d].
     #[arg(long, value_name = "DURATION")]
     pub expires_in: Option<String>,
+    /// Sign even though installs of a published version trust none of the
+    /// --key given: they stop updating for good.
+    #[arg(long)]
+    pub drop_key: bool,
 }
 
 /// `payload-tools refresh`.
@@ -106,9 +120,14 @@ pub struct RefreshArgs {
     /// How long the manifests are valid [default: 7d].
     #[arg(long, value_name = "DURATION")]
     pub expires_in: Option<String>,
+    /// Sign even though installs of a published version trust none of the
+    /// --key given: they stop updating for good.
+    #[arg(long)]
+    pub drop_key: bool,
 }
 
 /// A secret key and what identifies it.
+#[derive(Clone)]
 struct Key {
     secret: SecretKey,
     /// The key id, hex (what the state remembers).
@@ -118,13 +137,15 @@ struct Key {
 }
 
 pub fn publish(args: PublishArgs) -> Result<(), Failure> {
-    let keys = load_keys(&args.keys)?;
+    let mut keys = load_keys(&args.keys)?;
     let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
     let percent = match &args.rollout {
         Some(text) => parse_percent(text, "--rollout")?,
         None => 100.0,
     };
     let site = Site::open(&args.site)?;
+    let _lock = site.lock()?;
+    let stale = surveyed(&site)?;
     let old = SiteState::load(site.root())?;
     let (packed, _) = verified(&args.build).map_err(|f| Failure {
         message: format!("the build does not verify: {}", f.message),
@@ -218,6 +239,10 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
         arch,
     ))?;
     let now = signing::now_unix();
+    let previously_offered = old
+        .as_ref()
+        .map(|o| o.offered_indexes())
+        .unwrap_or_default();
     state.releases.push(SiteRelease {
         version: m.version.clone(),
         path: build_path.clone(),
@@ -231,22 +256,33 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
         kept: true,
         url_specs,
         signatures: vec![],
+        public_keys: update.public_keys.clone(),
+        signed_by: vec![],
     });
-    let deletions = state.builds_to_delete(args.keep.max(1));
+    order_keys(&state, &mut keys);
+    if let Some(release) = state.releases.last_mut() {
+        release.signed_by = keys.iter().map(|k| k.public.clone()).collect();
+    }
+    let deletions = state.builds_to_delete(args.keep.max(1), &previously_offered);
     for i in &deletions {
+        // A deleted build's signatures are of no use any more.
         state.releases[*i].kept = false;
+        state.releases[*i].signatures.clear();
     }
     // Everything this publish will write or delete is checked before the
-    // first byte is written: a link or a folder in the way stops it here.
-    state.manifest(0, None)?;
+    // first byte is written: a link, a folder in the way, two files at one
+    // path or installs left with no key they trust stop it here.
+    let manifests = preflight(&state, &keys, args.drop_key)?;
     site.file_path(&build_path, false)?;
-    for path in state.manifest_paths() {
-        site.file_path(&path, false)?;
+    for path in &manifests {
+        site.file_path(path, false)?;
     }
     site.file_path(site::STATE_FILE, false)?;
     for i in &deletions {
         site.file_path(&state.releases[*i].path, false)?;
     }
+    state.to_toml()?;
+    remove_stale(&stale);
     let secrets: Vec<&SecretKey> = keys.iter().map(|k| &k.secret).collect();
     let comment = trusted_comment(&m.name, &m.version);
     let written = site.write_build(&build_path, &packed.file, |file| {
@@ -274,9 +310,9 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
     }
     // The build's own trust in the keys was checked above: a publish may
     // sign with a key the site's earlier manifests were not signed with.
-    let summary = rewrite(&site, &mut state, &keys, expires_in, now, false)?;
+    let summary = rewrite(&site, &mut state, &keys, expires_in, now, args.drop_key)?;
     for i in deletions {
-        let path = site.remove_build(&state.releases[i].path)?;
+        let path = site.remove_build(&state.releases[i].path, &manifests)?;
         eprintln!("deleted '{}'", path.display());
     }
     let offered = match state.stable_index() {
@@ -291,30 +327,54 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
 }
 
 pub fn rollout(args: RolloutArgs) -> Result<(), Failure> {
-    let keys = load_keys(&args.keys)?;
+    let mut keys = load_keys(&args.keys)?;
     let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
+    let percent = args
+        .percent
+        .as_deref()
+        .map(|text| parse_percent(text, "--percent"))
+        .transpose()?;
     let site = Site::open(&args.site)?;
+    let _lock = site.lock()?;
+    let stale = surveyed(&site)?;
     let mut state = load_existing(&site)?;
     let latest = state.releases.last_mut().ok_or(SiteError::Empty)?;
-    let change = if let Some(text) = &args.percent {
-        latest.percent = parse_percent(text, "--percent")?;
-        format!("offered to {}%", latest.percent)
+    let change = if let Some(percent) = percent {
+        latest.percent = percent;
+        format!("offered to {percent}%")
     } else if args.halt {
         latest.halted = true;
         "halted".to_owned()
-    } else {
+    } else if args.critical || args.not_critical {
+        latest.critical = args.critical;
+        if args.critical {
+            "offered to every install (critical)".to_owned()
+        } else {
+            format!("offered to {}% (not critical)", latest.percent)
+        }
+    } else if latest.halted {
         latest.halted = false;
         format!("resumed at {}%", latest.percent)
+    } else {
+        return Err(Failure {
+            message: format!(
+                "{} is not halted: there is nothing to resume",
+                latest.version
+            ),
+            hint: Some("`payload-tools rollout --percent P` changes its share".into()),
+        });
     };
     let version = latest.version.clone();
     let still_halted = latest.halted && !args.halt;
+    order_keys(&state, &mut keys);
+    remove_stale(&stale);
     let summary = rewrite(
         &site,
         &mut state,
         &keys,
         expires_in,
         signing::now_unix(),
-        true,
+        args.drop_key,
     )?;
     eprintln!("{} {version} {change}, {summary}", state.app);
     if still_halted {
@@ -326,17 +386,21 @@ pub fn rollout(args: RolloutArgs) -> Result<(), Failure> {
 }
 
 pub fn refresh(args: RefreshArgs) -> Result<(), Failure> {
-    let keys = load_keys(&args.keys)?;
+    let mut keys = load_keys(&args.keys)?;
     let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
     let site = Site::open(&args.site)?;
+    let _lock = site.lock()?;
+    let stale = surveyed(&site)?;
     let mut state = load_existing(&site)?;
+    order_keys(&state, &mut keys);
+    remove_stale(&stale);
     let summary = rewrite(
         &site,
         &mut state,
         &keys,
         expires_in,
         signing::now_unix(),
-        true,
+        args.drop_key,
     )?;
     eprintln!("refreshed {}: {summary}", state.app);
     Ok(())
@@ -344,28 +408,26 @@ pub fn refresh(args: RefreshArgs) -> Result<(), Failure> {
 
 /// Writes every manifest of `state` (signed by `keys`, under a new
 /// sequence), then the state; returns the summary of what was written.
-/// With `require_site_key`, a signed site is re-signed only by one of the
-/// keys that signed it.
+/// A signed site is never written unsigned, and, unless `drop_key`, never
+/// signed so that installs of a published version trust no signature.
 fn rewrite(
     site: &Site,
     state: &mut SiteState,
     keys: &[Key],
     expires_in: Option<i64>,
     now: i64,
-    require_site_key: bool,
+    drop_key: bool,
 ) -> Result<String, Failure> {
-    if require_site_key
-        && !state.signing_keys.is_empty()
-        && !keys.iter().any(|k| state.signing_keys.contains(&k.id))
-    {
+    if !state.signing_keys.is_empty() && keys.is_empty() {
         return Err(Failure {
             message: format!(
-                "the site's manifests are signed (key {}), and no --key given is one of its keys",
+                "the site's manifests are signed (key {}), and no --key is given: its installs would refuse an unsigned manifest",
                 state.signing_keys.join(", ")
             ),
-            hint: Some("pass --key with the site's secret key (and the new one, to rotate)".into()),
+            hint: Some("pass --key with the site's secret key".into()),
         });
     }
+    let paths = preflight(state, keys, drop_key)?;
     let sequence = u64::try_from(now)
         .unwrap_or(0)
         .max(state.last_sequence.saturating_add(1));
@@ -374,23 +436,20 @@ fn rewrite(
         (None, false) => Some(now.saturating_add(DEFAULT_LIFETIME_S)),
         (None, true) => None,
     };
-    let manifest = state.manifest(sequence, expires).map_err(|e| match e {
-        SiteError::NoStable { .. } => Failure {
-            message: e.to_string(),
-            hint: Some("only a release that follows one offered to everybody can be halted or held below 100%".into()),
-        },
-        other => other.into(),
-    })?;
+    let manifest = state.manifest(sequence, expires)?;
     let secrets: Vec<SecretKey> = keys.iter().map(|k| k.secret.clone()).collect();
     let text = if keys.is_empty() {
         manifest.to_toml()
     } else {
         signing::sign_manifest(&manifest, &secrets)?
     };
-    let paths = state.manifest_paths();
     for path in &paths {
         site.file_path(path, false)?;
     }
+    let mut next = state.clone();
+    next.last_sequence = sequence;
+    next.signing_keys = keys.iter().map(|k| k.id.clone()).collect();
+    next.to_toml()?;
     for path in &paths {
         println_written(&site.write_file(path, text.as_bytes())?);
     }
@@ -409,6 +468,128 @@ fn rewrite(
         "{} manifest(s), sequence {sequence}, {expiry}, {signed}",
         paths.len()
     ))
+}
+
+/// The checks of a state about to be written, before anything is: a
+/// manifest can be made, no installs are left with no key they trust, every
+/// manifest path is under a base and no two files are one, every URL the
+/// manifest names works, and the state can be read again. Returns the
+/// manifests' site paths.
+fn preflight(state: &SiteState, keys: &[Key], drop_key: bool) -> Result<Vec<String>, Failure> {
+    refuse_stranded_installs(state, keys, drop_key)?;
+    state.manifest(0, None).map_err(|e| match e {
+        SiteError::NoStable { .. } => Failure {
+            message: e.to_string(),
+            hint: Some("only a release that follows one offered to everybody can be halted or held below 100%".into()),
+        },
+        other => other.into(),
+    })?;
+    let found = state.manifest_paths()?;
+    for url in &found.elsewhere {
+        eprintln!(
+            "payload-tools: note: fallback manifest '{url}' is under no base URL of the site: not written here (publish it on its own host)"
+        );
+    }
+    state.check_layout(&found.paths)?;
+    for release in state.offered_indexes() {
+        let offered = state.release_of(&state.releases[release]);
+        for url in offered.urls() {
+            manifest::check_url(url, state.allow_insecure_http).map_err(|e| Failure {
+                message: format!("the manifest would name '{url}', which cannot work: {e}"),
+                hint: Some("check --base-url and --mirror".into()),
+            })?;
+        }
+    }
+    state.to_toml()?;
+    Ok(found.paths)
+}
+
+/// Refuses signing keys that leave installs of a published version (every
+/// version's `update.toml` is written) unable to update: their build trusts
+/// keys, and none of them signs the manifest, or none signed a build they
+/// would be offered. `drop_key` strands them on purpose.
+fn refuse_stranded_installs(
+    state: &SiteState,
+    keys: &[Key],
+    drop_key: bool,
+) -> Result<(), Failure> {
+    if drop_key {
+        return Ok(());
+    }
+    let hint = "sign with every key a published version trusts (--key old.key --key new.key) until you mean to leave its installs behind; then pass --drop-key";
+    let offered = state.offered_indexes();
+    for (index, release) in state.releases.iter().enumerate() {
+        if release.public_keys.is_empty() {
+            continue;
+        }
+        let trusted = |public: &String| release.public_keys.contains(public);
+        if !keys.iter().any(|k| trusted(&k.public)) {
+            return Err(Failure {
+                message: format!(
+                    "installs of {} trust none of the --key given: they would refuse every manifest from now on",
+                    release.version
+                ),
+                hint: Some(hint.into()),
+            });
+        }
+        for &newer in offered.iter().filter(|&&o| o > index) {
+            let build = &state.releases[newer];
+            if !build.signed_by.iter().any(trusted) {
+                return Err(Failure {
+                    message: format!(
+                        "installs of {} trust none of the keys that signed the build of {} they would be offered: they would refuse it",
+                        release.version, build.version
+                    ),
+                    hint: Some(hint.into()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts first the keys that the oldest releases trust: `signature` (the
+/// first key's) is all that stubs older than `signatures` read.
+fn order_keys(state: &SiteState, keys: &mut [Key]) {
+    let before: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+    keys.sort_by_key(|k| {
+        state
+            .releases
+            .iter()
+            .position(|r| r.public_keys.contains(&k.public))
+            .unwrap_or(usize::MAX)
+    });
+    if let Some(first) = keys.first()
+        && before.first() != Some(&first.id)
+    {
+        eprintln!(
+            "payload-tools: note: signing first with key {}, which the oldest published builds trust (older stubs read only the first signature)",
+            first.id
+        );
+    }
+}
+
+/// Walks the site ([`Site::survey`]), noting files with other names;
+/// returns the temporary files of killed writes.
+fn surveyed(site: &Site) -> Result<Vec<PathBuf>, Failure> {
+    let found = site.survey()?;
+    for path in &found.hard_linked {
+        eprintln!(
+            "payload-tools: note: '{}' has other names (a hard link): a sync uploads its bytes, make sure they belong on the host",
+            path.display()
+        );
+    }
+    Ok(found.stale)
+}
+
+/// Deletes the temporary files of killed writes (the caller holds the
+/// site's lock: no write of ours is under way).
+fn remove_stale(stale: &[PathBuf]) {
+    for path in stale {
+        if std::fs::remove_file(path).is_ok() {
+            eprintln!("deleted stale '{}'", path.display());
+        }
+    }
 }
 
 /// The refusals that keep installs from being stranded: another app,
@@ -440,10 +621,9 @@ fn refuse_stranding(
                 "the build is for {os}/{arch}, and the site's builds are for {}/{}",
                 old.os, old.arch
             ),
-            hint: Some(
-                "publish each platform into a site of its own (--site DIR/<os>-<arch>, e.g.)"
-                    .into(),
-            ),
+            hint: Some(format!(
+                "publish each platform into a site folder of its own (not inside this one), with --base-url at that platform's part of the URL (e.g. https://host/app/{os}/), synced to its own prefix"
+            )),
         });
     }
     if let Some(latest) = old.latest()
@@ -539,39 +719,72 @@ fn load_keys(paths: &[PathBuf]) -> Result<Vec<Key>, Failure> {
         .collect()
 }
 
-/// A share in percent, 0 to 100, kept to hundredths.
+/// A share in percent, 0 to 100, written with at most two decimals (what
+/// installs' buckets resolve): nothing is rounded behind the user's back.
 fn parse_percent(text: &str, flag: &str) -> Result<f64, Failure> {
-    let percent: f64 = text
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .unwrap_or(f64::NAN);
+    let digits = text.trim().trim_end_matches('%');
+    let (whole, decimals) = digits.split_once('.').unwrap_or((digits, ""));
+    let well_formed = !whole.is_empty()
+        && whole.len() <= 3
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && decimals.len() <= 2
+        && decimals.bytes().all(|b| b.is_ascii_digit())
+        && !(digits.contains('.') && decimals.is_empty());
+    let percent: f64 = if well_formed {
+        digits.parse().unwrap_or(f64::NAN)
+    } else {
+        f64::NAN
+    };
     if !(0.0..=100.0).contains(&percent) {
         return Err(Failure {
-            message: format!("{flag} '{text}' is not a share between 0 and 100"),
-            hint: Some("give a percentage such as 1, 10, 0.5 or 100".into()),
+            message: format!(
+                "{flag} '{text}' is not a share between 0 and 100 with at most two decimals"
+            ),
+            hint: Some("give a percentage such as 1, 10, 0.5, 0.01 or 100".into()),
         });
     }
-    Ok((percent * 100.0).round() / 100.0)
+    Ok(percent)
 }
 
+/// Longest `--expires-in`: a manifest that outlives it is hardly one that
+/// expires (and a site that is never refreshed for a year has other
+/// problems).
+const MAX_LIFETIME_S: u64 = 366 * 86_400;
+
 fn parse_expiry(text: &str) -> Result<i64, Failure> {
-    let seconds = parse_duration(text).map_err(|e| format!("--expires-in: {e}"))?;
+    let hint =
+        || Some("give a lifetime from 1h to 366d, e.g. 7d, and refresh before it ends".into());
+    let seconds = parse_duration(text).map_err(|e| Failure {
+        message: format!("--expires-in: {e}"),
+        hint: hint(),
+    })?;
     if seconds == 0 {
-        return Err(
-            "--expires-in 0 would write manifests that are expired already"
-                .to_owned()
-                .into(),
-        );
+        return Err(Failure {
+            message: "--expires-in 0 would write manifests that are expired already".into(),
+            hint: hint(),
+        });
+    }
+    if seconds > MAX_LIFETIME_S {
+        return Err(Failure {
+            message: format!(
+                "--expires-in '{text}' is longer than 366 days: the manifests would as good as never expire, and a frozen site would go unnoticed"
+            ),
+            hint: hint(),
+        });
     }
     i64::try_from(seconds).map_err(|_| format!("--expires-in '{text}' is too long").into())
 }
 
 /// A base URL from the command line, checked as the updater checks URLs.
 fn checked_base(url: &str, allow_insecure_http: bool, flag: &str) -> Result<String, Failure> {
+    let base = site::normalize_base(url);
     manifest::check_url(url, allow_insecure_http)
-        .map_err(|e| format!("{flag} '{url}' cannot work: {e}"))?;
-    Ok(site::normalize_base(url))
+        .and_then(|()| site::check_base(&base).map_err(str::to_owned))
+        .map_err(|e| Failure {
+            message: format!("{flag} '{url}' cannot work: {e}"),
+            hint: Some("give the URL the site's folder is served at, e.g. https://cdn.example.org/releases/".into()),
+        })?;
+    Ok(base)
 }
 
 /// 16 bytes from the operating system's generator, hex.
@@ -599,6 +812,19 @@ impl From<SiteError> for Failure {
             SiteError::NotUnderBase { .. } => {
                 Some("pass --base-url with the URL the site's root is served at".into())
             }
+            SiteError::ManifestNotUnderBase { .. } => Some(
+                "keep the old location served: pass its base as a --mirror (another host serving this folder), or keep --base-url".into(),
+            ),
+            SiteError::Collision { .. } => Some(
+                "give the build file another name, or the update URL spec another file or folder".into(),
+            ),
+            SiteError::BadPath { .. } => Some(
+                "name builds and folders with letters, digits, '-', '.', '_' and '~' only".into(),
+            ),
+            SiteError::TooLarge => Some("a site holds one app's releases: move other files out".into()),
+            SiteError::Io { .. } | SiteError::Write(_) => Some(
+                "what was written is complete and what is named is there; fix the cause and run the command again".into(),
+            ),
             SiteError::UnknownPlatform { .. } => {
                 Some("pack the build with a Linux or Windows bootstrap stub".into())
             }
