@@ -549,6 +549,10 @@ fn impossible_check_settings_are_refused_when_packing() {
     let s = Scratch::new();
     let app = s.probe_app("app", "1.0");
     let spec = "https://example.org/{VERSION}/update.toml";
+    let long_spec = format!(
+        "https://example.org/{}/{{VERSION}}/update.toml",
+        "a".repeat(4200)
+    );
     for (args, message) in [
         (
             vec!["--update-url-spec", spec, "--update-check-interval", "31d"],
@@ -566,6 +570,10 @@ fn impossible_check_settings_are_refused_when_packing() {
         (
             vec!["--update-check-interval", "1h"],
             "--update-check-interval needs --update-url-spec",
+        ),
+        (
+            vec!["--update-url-spec", &long_spec],
+            "--update-url-spec is longer than 2048 bytes",
         ),
         (
             vec!["--update-url-spec", spec, "--update-url-spec", spec],

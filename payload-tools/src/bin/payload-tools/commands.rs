@@ -27,6 +27,9 @@ use crate::diagnose;
 use crate::progress::Bar;
 use crate::signing;
 
+/// The longest `--update-url-spec` accepted.
+const MAX_URL_SPEC_LEN: usize = 2048;
+
 pub fn pack(args: PackArgs) -> Result<(), Failure> {
     let args = match &args.config {
         Some(path) => {
@@ -68,6 +71,15 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
             .map_err(|e| format!("--update-url-spec '{spec}' cannot work: {e}"))?;
     }
     for (i, spec) in args.update_url_spec.iter().enumerate() {
+        // The stub keeps a location and its validators in a record of at
+        // most 8 KiB: a longer spec would not leave room for them.
+        if spec.len() > MAX_URL_SPEC_LEN {
+            return Err(format!(
+                "--update-url-spec is longer than {MAX_URL_SPEC_LEN} bytes ({})",
+                spec.len()
+            )
+            .into());
+        }
         if args.update_url_spec[..i].contains(spec) {
             return Err(format!("--update-url-spec '{spec}' is given twice").into());
         }
