@@ -802,3 +802,34 @@ fn a_config_file_names_fallback_locations_as_a_list() {
     assert_eq!(meta["update"]["fallback_url_specs"][0], second);
     assert_eq!(meta["update"]["check_interval_s"], 3600);
 }
+
+#[test]
+fn a_release_refused_by_its_end_waits_for_the_interval() {
+    let p = publish(&["--update-check-interval", "1h"]);
+    // Announced as 1.1, but its end says 1.0: refused before downloading.
+    p.server.route(
+        "/other.bin",
+        Route::File {
+            body: p.v10.clone(),
+            etag: None,
+            ranges: true,
+        },
+    );
+    let toml = format!(
+        "url = \"{}\"\ncrc32 = 1\nsize = {}\nversion = \"1.1\"\n",
+        p.server.url("/other.bin"),
+        p.v10.len()
+    );
+    p.server
+        .route("/1.0/update.toml", Route::file(toml.into_bytes()));
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("not newer than the running '1.0'")),
+        "{}",
+        stderr(&out)
+    );
+    p.run(&["version"]);
+    assert_eq!(manifest_requests(&p), 1, "no request within the hour");
+}

@@ -301,6 +301,14 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
                     );
                 }
                 if !more || !is_the_servers_fault(&e) {
+                    if matches!(
+                        e,
+                        UpdateError::OtherApp { .. } | UpdateError::NotNewer { .. }
+                    ) {
+                        // Refused, not failed: asking again before the
+                        // interval would only be refused again.
+                        check::concluded(build);
+                    }
                     return Err(e);
                 }
                 info!(target: UPDATE, "Mirror {} of {count} failed: {e}", i + 1);
