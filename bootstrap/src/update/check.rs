@@ -120,6 +120,9 @@ pub fn fetch(
                         schedule::save(build, old.as_ref(), &record);
                         return Ok(Some((answer, manifest)));
                     }
+                    // This machine's own record failed: no other host
+                    // would do better, and no server is to back off from.
+                    Err(e @ UpdateError::Local { .. }) => return Err(e),
                     Err(e @ UpdateError::Untrusted { .. }) => {
                         if urls.len() > 1 {
                             info!(target: UPDATE, "Location {} of {}: {e}", i + 1, urls.len());
