@@ -604,6 +604,15 @@ mod tests {
         assert_eq!(signatures_of(&split).len(), 2);
     }
 
+    /// A body without a final line break would get one its signatures do
+    /// not cover: a writer's mistake, caught in debug builds.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "ends with a line break")]
+    fn a_body_without_a_final_line_break_is_not_signed() {
+        with_signatures("url = \"x\"\ncrc32 = 1", vec!["s".into()]);
+    }
+
     #[test]
     fn buckets_are_stable_per_salt_and_spread() {
         let id = [7u8; 16];
