@@ -366,7 +366,7 @@ fn fetch_from(
     }
     if let Some(layout) = &layout
         && let Err(e) = verify::check_identity(&layout.metadata, build, &release.url)
-            .and_then(|()| check_platform_early(agent, policy, release, layout, build))
+            .and_then(|()| verify::check_platform_ahead(agent, policy, release, layout, build))
     {
         download.forget();
         return Err(e);
@@ -391,26 +391,6 @@ fn fetch_from(
             attempt(How::Whole)
         }),
         _ => attempt(How::Whole),
-    }
-}
-
-/// Refuses, before it is downloaded, a build whose stub is not this
-/// platform's: read from its first bytes, unless its stub is the running
-/// one. Any failure to read them leaves it to the check of the download.
-fn check_platform_early(
-    agent: &Agent,
-    policy: http::Policy,
-    release: &Release,
-    layout: &Layout,
-    build: &RunningBuild,
-) -> Result<(), UpdateError> {
-    let own_stub = build.packed.metadata.stub_hash.as_ref();
-    if own_stub.is_some() && layout.metadata.stub_hash.as_ref() == own_stub {
-        return Ok(());
-    }
-    match tail::fetch_start(agent, &release.url, policy, layout) {
-        Some(header) => verify::check_platform(&header, &release.url),
-        None => Ok(()),
     }
 }
 

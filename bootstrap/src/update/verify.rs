@@ -16,10 +16,12 @@ use payload_tools::rangeio::{RangeReader, file_crc32, read_exact_at};
 use payload_tools::stub::platform_of_header;
 use payload_tools::version::is_newer;
 use payload_tools::{Metadata, PackedFile, Trailer};
+use ureq::Agent;
 
 use super::download::{Fetched, Progress};
+use super::http;
 use super::minisig::{FileDigest, FileHasher, PublicKey, Signature};
-use super::tail::Layout;
+use super::tail::{self, Layout};
 use super::{RunningBuild, UpdateError};
 use crate::trace::UPDATE;
 
@@ -64,6 +66,26 @@ pub fn check_platform(header: &[u8], url: &str) -> Result<(), UpdateError> {
             url: url.to_owned(),
             reason: format!("its stub runs on no known platform: {reason}"),
         }),
+    }
+}
+
+/// Refuses, before it is downloaded, a build whose stub is not this
+/// platform's: read from its first bytes, unless its stub is the running
+/// one. Any failure to read them leaves it to the check of the download.
+pub fn check_platform_ahead(
+    agent: &Agent,
+    policy: http::Policy,
+    release: &Release,
+    layout: &Layout,
+    build: &RunningBuild,
+) -> Result<(), UpdateError> {
+    let own_stub = build.packed.metadata.stub_hash.as_ref();
+    if own_stub.is_some() && layout.metadata.stub_hash.as_ref() == own_stub {
+        return Ok(());
+    }
+    match tail::fetch_start(agent, &release.url, policy, layout) {
+        Some(header) => check_platform(&header, &release.url),
+        None => Ok(()),
     }
 }
 
