@@ -227,6 +227,10 @@ pub struct UpdateSettings {
     pub check_interval_s: u64,
 }
 
+/// The longest check interval (30 days): a longer one is refused when
+/// packing and taken as this by the stub.
+pub const MAX_CHECK_INTERVAL_S: u64 = 30 * 24 * 3600;
+
 /// Fallback `update.toml` locations a build may name (more are ignored).
 pub const MAX_FALLBACK_URL_SPECS: usize = 8;
 

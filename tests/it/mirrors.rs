@@ -62,7 +62,8 @@ fn a_dead_a_missing_and_a_wrong_mirror_hand_over_to_the_next() {
     assert!(traces.contains(&"Updated.".to_owned()), "{traces:#?}");
     assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
     p.assert_clean(false);
-    // Each mirror was asked in this one check, none twice for the build.
+    // Each mirror was asked in this one check, none twice for the build;
+    // the missing one only for the build's end, whose 404 moved on.
     let asked = |path: &str| {
         p.server
             .requests()
@@ -70,7 +71,7 @@ fn a_dead_a_missing_and_a_wrong_mirror_hand_over_to_the_next() {
             .filter(|r| r.path == path && !r.is_tail())
             .count()
     };
-    assert_eq!(asked("/missing/app.bin"), 1);
+    assert_eq!(asked("/missing/app.bin"), 0);
     assert_eq!(asked("/wrong/app.bin"), 1);
     assert_eq!(asked("/good/app.bin"), 1);
 }
@@ -147,4 +148,140 @@ fn a_download_cut_on_one_mirror_resumes_on_the_next() {
             .unwrap_or_else(|| panic!("a request without a range: {request:?}"));
         assert!(start > 0, "{request:?}");
     }
+}
+
+/// `p`'s 1.1 served at `path`, with ranges and an ETag.
+fn serve_11(p: &Published, path: &str) -> String {
+    p.server.route(
+        path,
+        Route::File {
+            body: p.v11.clone(),
+            etag: Some("\"b11\"".into()),
+            ranges: true,
+        },
+    );
+    p.server.url(path)
+}
+
+/// Requests for `path` the server saw: (ends of the build, the rest).
+fn asked(p: &Published, path: &str) -> (usize, usize) {
+    let requests = p.server.requests();
+    let of = requests.iter().filter(|r| r.path == path);
+    (
+        of.clone().filter(|r| r.is_tail()).count(),
+        of.filter(|r| !r.is_tail()).count(),
+    )
+}
+
+#[test]
+fn a_stalled_mirror_does_not_keep_later_launches_from_the_next() {
+    let p = publish(&["--update-exit-wait", "0.5"]);
+    p.server.route("/stall/app.bin", Route::Stall);
+    let good = serve_11(&p, "/good/app.bin");
+    announce_at(&p, &p.server.url("/stall/app.bin"), &[good]);
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.starts_with("Still busy 500 ms")),
+        "{}",
+        stderr(&out)
+    );
+    // The next launch starts at the mirror after the one that stalled.
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(traces.contains(&"Updated.".to_owned()), "{traces:#?}");
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+    assert_eq!(asked(&p, "/stall/app.bin"), (1, 0));
+}
+
+#[test]
+fn a_network_failure_on_the_build_s_end_moves_on_to_the_next_mirror_at_once() {
+    // A mirror that hangs up (as a stalled one does after its timeout):
+    // asked once, not again for the whole build.
+    let p = publish(&[]);
+    p.server.route("/hangup/app.bin", Route::Hangup);
+    let good = serve_11(&p, "/good/app.bin");
+    announce_at(&p, &p.server.url("/hangup/app.bin"), &[good]);
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(traces.contains(&"Updated.".to_owned()), "{traces:#?}");
+    assert_eq!(asked(&p, "/hangup/app.bin"), (1, 0));
+}
+
+#[test]
+fn a_mirror_named_twice_is_asked_once() {
+    let p = publish(&[]);
+    let missing = p.server.url("/missing/app.bin");
+    let good = serve_11(&p, "/good/app.bin");
+    let mut mirrors = vec![missing.clone(); 6];
+    mirrors.push(good);
+    announce_at(&p, &missing, &mirrors);
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(traces.contains(&"Updated.".to_owned()), "{traces:#?}");
+    assert!(
+        traces.iter().any(|t| t.starts_with("Mirror 2 of 2: ")),
+        "{traces:#?}"
+    );
+    let (tails, rest) = asked(&p, "/missing/app.bin");
+    assert_eq!((tails, rest), (1, 0), "asked once, its end only");
+}
+
+#[test]
+fn a_release_wrong_on_every_mirror_is_downloaded_once_then_held_back() {
+    let p = publish(&[]);
+    let a = serve_11(&p, "/a/app.bin");
+    let b = serve_11(&p, "/b/app.bin");
+    // The manifest announces a CRC-32 the build does not have.
+    let text = String::from_utf8(p.toml11.clone()).expect("utf8");
+    let crc_line = text
+        .lines()
+        .find(|l| l.starts_with("crc32"))
+        .expect("crc32 line");
+    let url_line = text
+        .lines()
+        .find(|l| l.starts_with("url = "))
+        .expect("url line");
+    let text = format!("mirrors = [\"{b}\"]\n")
+        + &text
+            .replace(crc_line, "crc32 = 12345")
+            .replace(url_line, &format!("url = \"{a}\""));
+    p.server
+        .route("/1.0/update.toml", Route::file(text.into_bytes()));
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.contains("failed verification on every mirror")),
+        "{traces:#?}"
+    );
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.contains("serves the same build that failed verification")),
+        "{traces:#?}"
+    );
+    // Mirror B serves the same end as A: its build is not downloaded.
+    assert_eq!(asked(&p, "/b/app.bin").1, 0);
+    let from_a = asked(&p, "/a/app.bin").1;
+    // The next launches check, but download nothing of it.
+    let before = p.server.requests().len();
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    let after: Vec<_> = p.server.requests().into_iter().skip(before).collect();
+    assert!(
+        after.iter().all(|r| r.path == "/1.0/update.toml"),
+        "{after:#?}"
+    );
+    assert_eq!(asked(&p, "/a/app.bin").1, from_a);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("not downloaded again for")),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -68,6 +68,9 @@ pub enum Route {
         status: u16,
         headers: Vec<(&'static str, String)>,
     },
+    /// Reads the request and closes the connection without an answer: a
+    /// network failure that, unlike a stall, shows at once.
+    Hangup,
 }
 
 /// How a [`Route::Lying`] server answers a bounded range.
@@ -101,6 +104,8 @@ pub struct Request {
     pub range: Option<String>,
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The `If-None-Match` header.
+    pub if_none_match: Option<String>,
 }
 
 impl Request {
@@ -229,6 +234,7 @@ fn handle(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
         path: path.clone(),
         range: range.clone(),
         user_agent: headers.get("user-agent").cloned(),
+        if_none_match: headers.get("if-none-match").cloned(),
     });
     // The updater's look at the end of a build (`bytes=-N`) is not an
     // attempt: it does not move a sequence on.
@@ -407,6 +413,7 @@ fn answer(
             &body,
         ),
         Some(Route::Sequence(_)) => respond(stream, 500, &[], b""),
+        Some(Route::Hangup) => Ok(()),
     }
 }
 

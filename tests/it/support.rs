@@ -463,12 +463,25 @@ pub fn frame_bytes(exe: &Path) -> Vec<Vec<u8>> {
 
 // --- Checks: the schedule of update checks (helper "check") ---
 
-/// Removes every app's update-check schedule record (`.update-check`) in
-/// the cache root `cache`: the next launch checks as one would once the
-/// interval or the backoff has passed.
+/// Makes every app's next update check due in the cache root `cache`, as
+/// once the interval or the backoff has passed: each schedule record
+/// (`.update-check`, see `bootstrap/src/update/schedule.rs`) says the next
+/// check is due when the last one ran, and no release is held back; the
+/// rest (failures, validators, locations, mirrors) is kept.
 pub fn let_time_pass(cache: &Path) {
     for app in fs::read_dir(cache).into_iter().flatten().flatten() {
-        let _ = fs::remove_file(app.path().join(".update-check"));
+        let path = app.path().join(".update-check");
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() < 17 {
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        lines[3] = lines[2].clone();
+        lines[14] = "0".into();
+        fs::write(&path, lines.join("\n") + "\n").expect("rewrite the record");
     }
 }
 

@@ -826,6 +826,17 @@ fn a_folder_in_the_records_way_is_a_local_failure_not_a_servers() {
             .any(|r| r.path.starts_with("/fallback/")),
         "the fallback location was asked"
     );
+    // No backoff: the next launch checks again.
+    let asked = |p: &Published| {
+        p.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/1.0/update.toml")
+            .count()
+    };
+    let before = asked(&p);
+    let out = p.run(&["version"]);
+    assert_eq!(asked(&p), before + 1, "{}", stderr(&out));
 }
 
 #[test]

@@ -10,12 +10,20 @@
 //!    a manifest this install does not trust (`trust::accept`: expired,
 //!    replayed, badly signed) moves on to the next; a trusted manifest or a
 //!    304 ends the walk. Every install asks the same URL.
+//!    The location that answered last is asked first.
 //! 3. A location whose manifest last settled a check of this very build
 //!    with nothing to do is asked conditionally (`If-None-Match`,
-//!    `If-Modified-Since`): a 304 ends the check.
-//! 4. When every location failed, the next check backs off; when one
-//!    answered with a manifest that was not trusted, the host is up: the
-//!    next check is due as usual.
+//!    `If-Modified-Since`), unless those validators are older than a day
+//!    or the manifest expires within the hour: a 304 ends the check.
+//! 4. Before each request a provisional record is written, so that a
+//!    process ending mid-check (a stalled host, the app exited) leaves the
+//!    next launch to ask the next location first; an unfinished check more
+//!    than a minute old counts as a failed one.
+//!    When every location failed, the next check backs off (`Retry-After`
+//!    never shortens it), keeping the validators; when one answered with a
+//!    manifest that was not trusted, the host is up: the next check is due
+//!    as usual. A trusted manifest leaves the next check due at once until
+//!    the check concludes ([`settled`], [`concluded`]).
 
 use payload_tools::manifest::{UpdateManifest, expand_url_spec, unix_seconds};
 use payload_tools::metadata::MAX_FALLBACK_URL_SPECS;
@@ -36,6 +44,26 @@ pub struct Answer {
     last_modified: Option<String>,
 }
 
+/// The build's manifest locations, expanded: its update URL spec, then its
+/// fallback specs.
+fn locations(build: &RunningBuild) -> Vec<String> {
+    let settings = &build.settings;
+    std::iter::once(&settings.url_spec)
+        .chain(
+            settings
+                .fallback_url_specs
+                .iter()
+                .take(MAX_FALLBACK_URL_SPECS),
+        )
+        .map(|spec| expand_url_spec(spec, &build.name, &build.version))
+        .collect()
+}
+
+/// The URL the schedule record of `build` is kept for (its first location).
+fn record_url(build: &RunningBuild) -> String {
+    expand_url_spec(&build.settings.url_spec, &build.name, &build.version)
+}
+
 /// Fetches the manifest and has `accept` decide whether it is used; `None`
 /// when there is nothing to look at (no check due, or the manifest did not
 /// change since it settled the last one).
@@ -46,19 +74,12 @@ pub fn fetch(
     accept: impl Fn(&Answer) -> Result<UpdateManifest, UpdateError>,
 ) -> Result<Option<(Answer, UpdateManifest)>, UpdateError> {
     let settings = &build.settings;
-    let urls: Vec<String> = std::iter::once(&settings.url_spec)
-        .chain(
-            settings
-                .fallback_url_specs
-                .iter()
-                .take(MAX_FALLBACK_URL_SPECS),
-        )
-        .map(|spec| expand_url_spec(spec, &build.name, &build.version))
-        .collect();
+    let interval_s = settings.check_interval_s.min(schedule::MAX_INTERVAL_S);
+    let urls = locations(build);
     let now = schedule::now();
     let old = schedule::load(build, &urls[0]);
     if let Some(old) = &old
-        && let Some(wait) = old.wait(now, settings.check_interval_s)
+        && let Some(wait) = old.wait(now, interval_s)
     {
         info!(
             target: UPDATE,
@@ -68,19 +89,34 @@ pub fn fetch(
         return Ok(None);
     }
     let own_crc32 = build.packed.whole_file_crc32().ok();
-    let mut record = Record::new(&urls[0], now);
+    let mut record = old
+        .as_ref()
+        .map_or_else(|| Record::new(&urls[0], now), |old| old.carried(now));
+    // Kept only while they may be sent: stale ones are dropped at once.
+    record.validators = record.validators.filter(|v| v.usable(now));
+    // The location that answered last is asked first; then the others in
+    // their order.
+    let first = record.location % urls.len();
+    let mut on_disk = old;
     let mut retry_after_s = None;
     let mut last_error = None;
     let mut refused = None;
-    for (i, url) in urls.iter().enumerate() {
+    for i in (0..urls.len()).map(|k| (first + k) % urls.len()) {
+        let url = &urls[i];
         if i == 0 {
             info!(target: UPDATE, "Expanded info URL to '{url}'.");
         } else {
             info!(target: UPDATE, "Location {} of {}: '{url}'.", i + 1, urls.len());
         }
-        let known = old
+        // Should this process end before the answer (a stalled host, the
+        // app exited), the next launch backs off, then asks the next
+        // location first.
+        let provisional = record.provisional(now, (i + 1) % urls.len());
+        schedule::save(build, on_disk.as_ref(), &provisional);
+        on_disk = Some(provisional);
+        let known = record
+            .validators
             .as_ref()
-            .and_then(|old| old.validators.as_ref())
             .filter(|v| v.url == *url && Some(v.build_crc32) == own_crc32);
         let mut headers = Vec::new();
         if let Some(known) = known {
@@ -94,9 +130,10 @@ pub fn fetch(
         let error = match http::fetch_manifest(agent, url, policy, &headers) {
             Ok(ManifestReply::NotModified) if known.is_some() => {
                 info!(target: UPDATE, "update.toml not modified since the last check.");
-                record.due_at = now.saturating_add(settings.check_interval_s);
-                record.validators = known.cloned();
-                schedule::save(build, old.as_ref(), &record);
+                record.location = i;
+                record.failures = 0;
+                record.due_at = now.saturating_add(interval_s);
+                schedule::save(build, on_disk.as_ref(), &record);
                 return Ok(None);
             }
             Ok(ManifestReply::NotModified) => UpdateError::Status {
@@ -116,13 +153,24 @@ pub fn fetch(
                 };
                 match accept(&answer) {
                     Ok(manifest) => {
-                        record.due_at = now.saturating_add(settings.check_interval_s);
-                        schedule::save(build, old.as_ref(), &record);
+                        // Due again at once until the check concludes
+                        // ([`settled`], [`concluded`]): an update that
+                        // fails or is cut short is taken up at the next
+                        // launch. The manifest is remembered only if it
+                        // settles the check.
+                        record.location = i;
+                        record.failures = 0;
+                        record.validators = None;
+                        schedule::save(build, on_disk.as_ref(), &record);
                         return Ok(Some((answer, manifest)));
                     }
                     // This machine's own record failed: no other host
-                    // would do better, and no server is to back off from.
-                    Err(e @ UpdateError::Local { .. }) => return Err(e),
+                    // would do better, and no server is to back off from
+                    // (the check stays due, not pending).
+                    Err(e @ UpdateError::Local { .. }) => {
+                        schedule::save(build, on_disk.as_ref(), &record);
+                        return Err(e);
+                    }
                     Err(e @ UpdateError::Untrusted { .. }) => {
                         if urls.len() > 1 {
                             info!(target: UPDATE, "Location {} of {}: {e}", i + 1, urls.len());
@@ -156,12 +204,13 @@ pub fn fetch(
     if let Some(refused) = refused {
         // A host answered: not a failure to back off from. The refusal was
         // traced where it happened.
-        record.due_at = now.saturating_add(settings.check_interval_s);
-        schedule::save(build, old.as_ref(), &record);
+        record.failures = 0;
+        record.due_at = now.saturating_add(interval_s);
+        schedule::save(build, on_disk.as_ref(), &record);
         return Err(refused);
     }
-    let failures = old.as_ref().map_or(0, |old| old.failures);
-    record.failures = failures;
+    // The validators, location and mirrors are kept: a host that recovers
+    // is asked conditionally again.
     record.failed(now, retry_after_s);
     info!(
         target: UPDATE,
@@ -169,7 +218,7 @@ pub fn fetch(
         record.failures,
         record.due_at - now
     );
-    schedule::save(build, old.as_ref(), &record);
+    schedule::save(build, on_disk.as_ref(), &record);
     // There is always a first location: `last_error` is set.
     Err(last_error.unwrap_or_else(|| UpdateError::Manifest {
         url: urls[0].clone(),
@@ -177,11 +226,13 @@ pub fn fetch(
     }))
 }
 
-/// Tells the schedule that `answer` settled the check with nothing to do
-/// (the build it offers runs already, or is not newer, or is not offered to
-/// this install): the next check asks for it conditionally. A manifest that
-/// led to an update, or to a failed or refused one, is not remembered.
-pub fn settled(build: &RunningBuild, answer: &Answer) {
+/// Tells the schedule that `answer` (whose manifest is `manifest`) settled
+/// the check with nothing to do (the build it offers runs already, or is
+/// not newer, or is held back): the next check is due after the interval
+/// and asks for it conditionally, while its validators are young and it is
+/// not about to expire. A manifest that led to an update, or to a failed or
+/// refused one, is not remembered.
+pub fn settled(build: &RunningBuild, answer: &Answer, manifest: &UpdateManifest) {
     let keep = |value: &Option<String>| {
         value
             .clone()
@@ -189,24 +240,82 @@ pub fn settled(build: &RunningBuild, answer: &Answer) {
             .unwrap_or_default()
     };
     let (etag, last_modified) = (keep(&answer.etag), keep(&answer.last_modified));
-    if etag.is_empty() && last_modified.is_empty() {
-        return;
-    }
-    let Ok(build_crc32) = build.packed.whole_file_crc32() else {
-        return;
-    };
-    let url = expand_url_spec(&build.settings.url_spec, &build.name, &build.version);
-    let old = schedule::load(build, &url);
-    let mut record = old
-        .clone()
-        .unwrap_or_else(|| Record::new(&url, schedule::now()));
-    record.validators = Some(Validators {
-        url: answer.url.clone(),
-        build_crc32,
-        etag,
-        last_modified,
+    let build_crc32 = build.packed.whole_file_crc32().ok();
+    let expires = manifest
+        .expires_at()
+        .ok()
+        .flatten()
+        .map(|at| u64::try_from(at).unwrap_or(0).max(1));
+    let now = schedule::now();
+    let interval_s = build
+        .settings
+        .check_interval_s
+        .min(schedule::MAX_INTERVAL_S);
+    schedule::change(build, &record_url(build), |record| {
+        record.checked_at = now;
+        record.due_at = now.saturating_add(interval_s);
+        record.validators = build_crc32
+            .filter(|_| !(etag.is_empty() && last_modified.is_empty()))
+            .map(|build_crc32| Validators {
+                url: answer.url.clone(),
+                build_crc32,
+                etag,
+                last_modified,
+                settled_at: now,
+                expires: expires.unwrap_or(0),
+            })
+            .filter(|v| v.usable(now));
     });
-    schedule::save(build, old.as_ref(), &record);
+}
+
+/// Tells the schedule that the check concluded with an update installed:
+/// the next check is due after the interval.
+pub fn concluded(build: &RunningBuild) {
+    let now = schedule::now();
+    let interval_s = build
+        .settings
+        .check_interval_s
+        .min(schedule::MAX_INTERVAL_S);
+    schedule::change(build, &record_url(build), |record| {
+        record.checked_at = now;
+        record.due_at = now.saturating_add(interval_s);
+    });
+}
+
+/// The release `crc32`'s mirror to start at, of `count`.
+pub fn first_mirror(build: &RunningBuild, crc32: u32, count: usize) -> usize {
+    schedule::load(build, &record_url(build)).map_or(0, |r| r.mirror_of(crc32)) % count.max(1)
+}
+
+/// Records which mirror of the release `crc32` the next launch starts at:
+/// the one after the mirror about to be asked (should this process end in
+/// the middle), or the one that delivered.
+pub fn start_next_at_mirror(build: &RunningBuild, crc32: u32, mirror: usize) {
+    schedule::change(build, &record_url(build), |record| {
+        if record.release_crc32 != crc32 {
+            record.bad_until = 0;
+        }
+        record.release_crc32 = crc32;
+        record.mirror = mirror;
+    });
+}
+
+/// The seconds the release `crc32` is still held back after it failed
+/// verification on every mirror.
+pub fn held_back(build: &RunningBuild, crc32: u32) -> Option<u64> {
+    schedule::load(build, &record_url(build))?.held_back(schedule::now(), crc32)
+}
+
+/// Holds the release `crc32` back: it failed verification on every mirror.
+/// Returns the wait.
+pub fn release_failed(build: &RunningBuild, crc32: u32) -> u64 {
+    let now = schedule::now();
+    let mut wait = 0;
+    schedule::change(build, &record_url(build), |record| {
+        record.release_failed(now, crc32);
+        wait = record.bad_until - now;
+    });
+    wait
 }
 
 /// The seconds a `Retry-After` value asks to wait at `now`: delta-seconds or

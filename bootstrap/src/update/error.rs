@@ -72,6 +72,9 @@ pub enum UpdateError {
         expected: String,
     },
 
+    #[error("'{url}' serves the same build that failed verification on another mirror; skipped.")]
+    SameWrongBuild { url: String },
+
     #[error("Another instance is updating; skipping.")]
     Busy,
 

@@ -201,7 +201,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     if is_same_build(&build.packed, release.size, release.crc32)? {
         info!(target: UPDATE, "CRC32 {} matches already.", release.url);
         forget_downloads(build, &own_id);
-        check::settled(build, &answer);
+        check::settled(build, &answer, &manifest);
         return Ok(());
     }
     if let Some(announced) = &release.version
@@ -213,7 +213,16 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             "Version '{announced}' is not newer than the running '{}'; not updating.",
             build.version
         );
-        check::settled(build, &answer);
+        check::settled(build, &answer, &manifest);
+        return Ok(());
+    }
+    if let Some(wait) = check::held_back(build, release.crc32) {
+        info!(
+            target: UPDATE,
+            "Build {:08x} failed verification on every mirror; not downloaded again for {wait} s.",
+            release.crc32
+        );
+        check::settled(build, &answer, &manifest);
         return Ok(());
     }
     info!(target: UPDATE, "URL to check '{}'.", release.url);
@@ -238,30 +247,72 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let resumable = state.record().map(|info| info.file);
     target.remove_leftovers(resumable.as_deref());
 
-    // The build's URLs in order (its url, then its mirrors), each at most
-    // once: a mirror that fails on the network or serves other bytes hands
-    // over to the next, which resumes what the last one left.
-    let urls: Vec<&str> = release.urls().take(MAX_URLS).collect();
-    let release_urls = urls.len();
-    let mut urls = urls.iter().enumerate().peekable();
+    // The build's URLs (its url, then its mirrors), each at most once,
+    // starting at the one that delivered last: a mirror that fails on the
+    // network or serves other bytes hands over to the next, which resumes
+    // what the last one left.
+    let mut urls: Vec<&str> = Vec::new();
+    for url in release.urls() {
+        if !urls.contains(&url) && urls.len() < MAX_URLS {
+            urls.push(url);
+        }
+    }
+    let count = urls.len();
+    let first = check::first_mirror(build, release.crc32, count);
+    let mut wrong_tails = Vec::new();
+    let mut all_wrong = true;
+    let mut order = (0..count).map(|k| (first + k) % count).peekable();
     let (fetched, new) = loop {
-        // `urls` holds at least the build's url, and the last one breaks.
-        let Some((i, url)) = urls.next() else {
+        // `order` holds at least the build's url, and the last one breaks.
+        let Some(i) = order.next() else {
             return Err(UpdateError::Busy);
         };
-        if i > 0 {
-            info!(target: UPDATE, "Mirror {} of {}: '{url}'.", i + 1, release_urls);
+        let url = urls[i];
+        if count > 1 {
+            info!(target: UPDATE, "Mirror {} of {count}: '{url}'.", i + 1);
+            // Should this process end in the middle (a stalled mirror, the
+            // app exited), the next launch starts at the next mirror.
+            check::start_next_at_mirror(build, release.crc32, (i + 1) % count);
         }
         let at = Release {
-            url: (*url).to_owned(),
+            url: url.to_owned(),
             ..release.clone()
         };
-        match fetch_from(&download, &agent, &at, policy, build) {
-            Ok(done) => break done,
-            Err(e) if urls.peek().is_some() && is_the_servers_fault(&e) => {
-                info!(target: UPDATE, "Mirror {} of {} failed: {e}", i + 1, release_urls);
+        let more = order.peek().is_some();
+        let tried = Mirror {
+            more,
+            wrong_tails: &mut wrong_tails,
+        };
+        match fetch_from(&download, &agent, &at, policy, build, tried) {
+            Ok(done) => {
+                if count > 1 {
+                    check::start_next_at_mirror(build, release.crc32, i);
+                }
+                break done;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                all_wrong &= is_wrong_build(&e);
+                if !more && all_wrong {
+                    let wait = check::release_failed(build, release.crc32);
+                    info!(
+                        target: UPDATE,
+                        "Build {:08x} failed verification on every mirror; not downloaded again for {wait} s.",
+                        release.crc32
+                    );
+                }
+                if !more || !is_the_servers_fault(&e) {
+                    if matches!(
+                        e,
+                        UpdateError::OtherApp { .. } | UpdateError::NotNewer { .. }
+                    ) {
+                        // Refused, not failed: asking again before the
+                        // interval would only be refused again.
+                        check::concluded(build);
+                    }
+                    return Err(e);
+                }
+                info!(target: UPDATE, "Mirror {} of {count} failed: {e}", i + 1);
+            }
         }
     };
     let path = target.path_of(&fetched.name);
@@ -299,6 +350,7 @@ fn install_after_exit(
         Ok(true) => {
             // The key of the executable just replaced is dead.
             state.remove();
+            check::concluded(build);
             info!(target: UPDATE, "Updated.");
             Ok(())
         }
@@ -346,6 +398,17 @@ fn forget_downloads(build: &RunningBuild, own_id: &sys::FileId) {
 /// not trusted to name an unbounded number.
 const MAX_URLS: usize = 8;
 
+/// What the mirror loop tells [`fetch_from`] about the other mirrors.
+struct Mirror<'a> {
+    /// Whether another mirror follows: then a network failure moves on to
+    /// it at once, rather than retrying this one another way.
+    more: bool,
+    /// The ends (trailer and metadata) of builds that failed verification
+    /// on earlier mirrors: a mirror serving the same end serves the same
+    /// wrong build, and is not downloaded from.
+    wrong_tails: &'a mut Vec<Vec<u8>>,
+}
+
 /// Fetches and checks the build `release` names from its `url`: its end
 /// first when the server serves ranges (a build that would be refused is
 /// not downloaded at all), then only what changed when the running build
@@ -356,20 +419,33 @@ fn fetch_from(
     release: &Release,
     policy: http::Policy,
     build: &RunningBuild,
+    mirror: Mirror<'_>,
 ) -> Result<(Fetched, PackedFile), UpdateError> {
-    let layout = tail::fetch(agent, &release.url, policy, release.size);
+    let layout = match tail::fetch(agent, &release.url, policy, release.size) {
+        Err(e) if mirror.more => return Err(e),
+        Err(_) => None,
+        Ok(layout) => layout,
+    };
     if layout.is_none() {
         info!(
             target: UPDATE,
             "The server sent no end of the build (no range support?); downloading it whole."
         );
     }
-    if let Some(layout) = &layout
-        && let Err(e) = verify::check_identity(&layout.metadata, build, &release.url)
-            .and_then(|()| verify::check_platform_ahead(agent, policy, release, layout, build))
-    {
-        download.forget();
-        return Err(e);
+    if let Some(layout) = &layout {
+        if let Err(e) = verify::check_identity(&layout.metadata, build, &release.url) {
+            download.forget();
+            return Err(e);
+        }
+        if mirror.wrong_tails.contains(&layout.tail) {
+            return Err(UpdateError::SameWrongBuild {
+                url: release.url.clone(),
+            });
+        }
+        if let Err(e) = verify::check_platform_ahead(agent, policy, release, layout, build) {
+            download.forget();
+            return Err(e);
+        }
     }
     let plan = layout
         .as_ref()
@@ -385,13 +461,47 @@ fn fetch_from(
             how,
         )
     };
-    match (&plan, &layout) {
+    let fetched = match (&plan, &layout) {
         (Some(plan), Some(layout)) => attempt(How::Assemble(layout, plan)).or_else(|e| {
+            // A complete build that failed verification, or a network that
+            // failed while another mirror waits: not downloaded again here.
+            if is_wrong_build(&e) || (mirror.more && is_network_failure(&e)) {
+                return Err(e);
+            }
             info!(target: UPDATE, "Incremental update failed: {e} Downloading the whole build.");
             attempt(How::Whole)
         }),
         _ => attempt(How::Whole),
+    };
+    if let (Err(e), Some(layout)) = (&fetched, &layout)
+        && is_wrong_build(e)
+    {
+        mirror.wrong_tails.push(layout.tail.clone());
     }
+    fetched
+}
+
+/// Whether `error` says a complete download is not the announced build
+/// (size, CRC-32, signature, or not a packed build).
+fn is_wrong_build(error: &UpdateError) -> bool {
+    matches!(
+        error,
+        UpdateError::Crc { .. }
+            | UpdateError::Size { .. }
+            | UpdateError::BadSignature { .. }
+            | UpdateError::Unsigned { .. }
+            | UpdateError::NotPacked { .. }
+            | UpdateError::SameWrongBuild { .. }
+    )
+}
+
+/// Whether `error` is the network's: a connection, a timeout, a transfer
+/// cut short, an error status.
+fn is_network_failure(error: &UpdateError) -> bool {
+    matches!(
+        error,
+        UpdateError::Transport { .. } | UpdateError::Download { .. } | UpdateError::Status { .. }
+    )
 }
 
 /// Whether `error` comes from what a server answered (or did not), so that

@@ -19,7 +19,7 @@ use payload_tools::trailer::TRAILER_LEN;
 use payload_tools::{Metadata, Trailer};
 use ureq::Agent;
 
-use super::{http, verify};
+use super::{UpdateError, http, verify};
 
 /// The tail is small: a server that takes longer is left alone.
 const TAIL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,31 +41,56 @@ pub struct Layout {
 
 /// Fetches and parses the end of the build at `url`. `None` when the server
 /// does not answer with the range asked for, or what it sends is not the
-/// end of a packed file of `expected_len` bytes (when known).
+/// end of a packed file of `expected_len` bytes (when known); an error when
+/// the network failed (no connection, a timeout, a transfer cut short):
+/// another mirror may do better than a whole download from this one.
 pub fn fetch(
     agent: &Agent,
     url: &str,
     policy: http::Policy,
     expected_len: Option<u64>,
-) -> Option<Layout> {
-    let (file_len, mut tail, validator) =
-        fetch_range(agent, url, policy, END_REQUEST_LEN, expected_len)?;
+) -> Result<Option<Layout>, UpdateError> {
+    let Some((file_len, tail, validator)) =
+        fetch_range(agent, url, policy, END_REQUEST_LEN, expected_len)?
+    else {
+        return Ok(None);
+    };
     if expected_len.is_some_and(|len| len != file_len) {
-        return None;
+        return Ok(None);
     }
-    let block =
-        <&[u8; TRAILER_LEN]>::try_from(tail.get(tail.len().checked_sub(TRAILER_LEN)?..)?).ok()?;
-    let trailer = Trailer::from_end_of(block, file_len, Path::new(url)).ok()??;
+    let Some(trailer) = read_trailer(&tail, file_len, url) else {
+        return Ok(None);
+    };
     // Metadata larger than the first request (the trailer bounds it): one
     // more request for exactly the rest, from the same file.
     let wanted = file_len - trailer.metadata_offset;
-    if wanted > tail.len() as u64 {
-        let (len, rest, again) = fetch_range(agent, url, policy, wanted, Some(file_len))?;
-        if len != file_len || again != validator || validator.is_none() {
-            return None;
+    let tail = if wanted > tail.len() as u64 {
+        match fetch_range(agent, url, policy, wanted, Some(file_len))? {
+            Some((len, rest, again))
+                if len == file_len && again == validator && validator.is_some() =>
+            {
+                rest
+            }
+            _ => return Ok(None),
         }
-        tail = rest;
-    }
+    } else {
+        tail
+    };
+    Ok(layout_of(file_len, tail, validator, url))
+}
+
+fn read_trailer(tail: &[u8], file_len: u64, url: &str) -> Option<Trailer> {
+    let block =
+        <&[u8; TRAILER_LEN]>::try_from(tail.get(tail.len().checked_sub(TRAILER_LEN)?..)?).ok()?;
+    Trailer::from_end_of(block, file_len, Path::new(url)).ok()?
+}
+
+fn layout_of(
+    file_len: u64,
+    mut tail: Vec<u8>,
+    validator: Option<String>,
+    url: &str,
+) -> Option<Layout> {
     let (trailer, metadata) = PackedFile::read_tail(Path::new(url), file_len, &tail).ok()??;
     // The frame index must cover the payload exactly, as in every packed
     // file: everything planned from it (`super::incremental`) then lies
@@ -112,27 +137,39 @@ pub fn fetch_start(
     Some(start)
 }
 
-/// The last `len` bytes of the file at `url`, its length and validator.
+/// The length of a file, its last bytes, and its validator.
+type End = (u64, Vec<u8>, Option<String>);
+
+/// The last `len` bytes of the file at `url`, its length and validator;
+/// `None` for an answer that is not that range, an error for a network
+/// failure.
 fn fetch_range(
     agent: &Agent,
     url: &str,
     policy: http::Policy,
     len: u64,
     expected_len: Option<u64>,
-) -> Option<(u64, Vec<u8>, Option<String>)> {
+) -> Result<Option<End>, UpdateError> {
     let range = format!("bytes=-{len}");
     let (mut response, _) =
-        http::get(agent, url, policy, &[("Range", &range)], Some(TAIL_TIMEOUT)).ok()?;
-    if response.status().as_u16() != 206 {
+        http::get(agent, url, policy, &[("Range", &range)], Some(TAIL_TIMEOUT))?;
+    let status = response.status().as_u16();
+    if status >= 400 {
+        return Err(UpdateError::Status {
+            url: url.to_owned(),
+            status,
+        });
+    }
+    if status != 206 {
         // Most likely the whole file follows: dropping the response closes
         // the connection without reading it.
-        return None;
+        return Ok(None);
     }
-    let (start, end, Some(file_len)) = http::content_range(&response)? else {
-        return None;
+    let Some((start, end, Some(file_len))) = http::content_range(&response) else {
+        return Ok(None);
     };
     if end.checked_add(1) != Some(file_len) || expected_len.is_some_and(|l| l != file_len) {
-        return None;
+        return Ok(None);
     }
     let validator = http::validator(&response);
     let mut tail = Vec::new();
@@ -141,9 +178,12 @@ fn fetch_range(
         .as_reader()
         .take(len + 1)
         .read_to_end(&mut tail)
-        .ok()?;
+        .map_err(|e| UpdateError::Download {
+            url: url.to_owned(),
+            reason: format!("the end of the build: {e}"),
+        })?;
     if tail.len() as u64 != file_len - start || tail.len() as u64 > len {
-        return None;
+        return Ok(None);
     }
-    Some((file_len, tail, validator))
+    Ok(Some((file_len, tail, validator)))
 }

@@ -220,6 +220,15 @@ impl From<SubsystemFlag> for payload_tools::pack::WindowsSubsystem {
     }
 }
 
+/// `update_url_spec` in a config file: one spec, or the first and its
+/// fallbacks.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum UrlSpecs {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// `onefile.toml`: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,7 +243,7 @@ pub struct ConfigFile {
     pub windows_subsystem: Option<SubsystemFlag>,
     pub level: Option<i32>,
     pub threads: Option<u32>,
-    pub update_url_spec: Option<String>,
+    pub update_url_spec: Option<UrlSpecs>,
     pub update_check_interval: Option<String>,
     pub auto_update_toml_file: Option<PathBuf>,
     pub download_url: Option<String>,
@@ -290,7 +299,11 @@ impl PackArgs {
         self.level = self.level.or(config.level);
         self.threads = self.threads.or(config.threads);
         if self.update_url_spec.is_empty() {
-            self.update_url_spec.extend(config.update_url_spec);
+            match config.update_url_spec {
+                Some(UrlSpecs::One(spec)) => self.update_url_spec.push(spec),
+                Some(UrlSpecs::Many(specs)) => self.update_url_spec = specs,
+                None => {}
+            }
         }
         self.update_check_interval = self.update_check_interval.or(config.update_check_interval);
         self.auto_update_toml_file = self.auto_update_toml_file.or(config.auto_update_toml_file);

@@ -9,7 +9,8 @@ use payload_tools::digest::PartHasher;
 use payload_tools::extract::{Sink, extract};
 use payload_tools::manifest::{self, Release, UpdateManifest, default_download_url};
 use payload_tools::metadata::{
-    Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, MAX_FALLBACK_URL_SPECS, UpdateSettings,
+    Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, MAX_CHECK_INTERVAL_S,
+    MAX_FALLBACK_URL_SPECS, UpdateSettings,
 };
 use payload_tools::pack::{DEFAULT_LEVEL, DictionaryOptions, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
@@ -25,6 +26,9 @@ use crate::args::{ConfigFile, PackArgs};
 use crate::diagnose;
 use crate::progress::Bar;
 use crate::signing;
+
+/// The longest `--update-url-spec` accepted.
+const MAX_URL_SPEC_LEN: usize = 2048;
 
 pub fn pack(args: PackArgs) -> Result<(), Failure> {
     let args = match &args.config {
@@ -66,6 +70,20 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         manifest::check_url_spec(spec, &name, &version, args.allow_insecure_http)
             .map_err(|e| format!("--update-url-spec '{spec}' cannot work: {e}"))?;
     }
+    for (i, spec) in args.update_url_spec.iter().enumerate() {
+        // The stub keeps a location and its validators in a record of at
+        // most 8 KiB: a longer spec would not leave room for them.
+        if spec.len() > MAX_URL_SPEC_LEN {
+            return Err(format!(
+                "--update-url-spec is longer than {MAX_URL_SPEC_LEN} bytes ({})",
+                spec.len()
+            )
+            .into());
+        }
+        if args.update_url_spec[..i].contains(spec) {
+            return Err(format!("--update-url-spec '{spec}' is given twice").into());
+        }
+    }
     if args.update_url_spec.len() > 1 + MAX_FALLBACK_URL_SPECS {
         return Err(format!(
             "give at most {} --update-url-spec (one and {MAX_FALLBACK_URL_SPECS} fallbacks)",
@@ -82,6 +100,18 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         })
         .transpose()?
         .unwrap_or(0);
+    if check_interval_s > MAX_CHECK_INTERVAL_S {
+        return Err(format!(
+            "--update-check-interval is longer than {} days; a build checks at least that often",
+            MAX_CHECK_INTERVAL_S / 86_400
+        )
+        .into());
+    }
+    if check_interval_s > 0 && args.update_url_spec.is_empty() {
+        return Err("--update-check-interval needs --update-url-spec"
+            .to_owned()
+            .into());
+    }
     if let Some(url) = &args.download_url {
         manifest::check_url(url, args.allow_insecure_http)
             .map_err(|e| format!("--download-url '{url}' cannot work: {e}"))?;
