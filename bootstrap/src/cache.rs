@@ -25,8 +25,8 @@
 //!   no running launcher holds, and leftovers of killed unpackings
 //!   (`sys::remove_tree`: read-only files included, on Windows too).
 //! - [`Cache::folder`] hands the app's folder, held open, to the updater,
-//!   which keeps its private files there (named `.update-*`, which no
-//!   build's name or the cache's own files can be).
+//!   which keeps its private files there (named `.update-*` and
+//!   `.install*`, which no build's name or the cache's own files can be).
 //! - [`Cache::for_build`] and [`Cache::prepare_ahead`] let the updater
 //!   unpack a verified new build while the app still runs, so that its
 //!   first launch starts warm: the same locks, temporary sibling and rename

@@ -139,12 +139,15 @@ pub struct ManifestSignatures {
 }
 
 /// Splits a manifest's text into what is signed and its signatures: at the
-/// first line that is exactly [`SIGNATURE_SECTION`]. Nothing after it is
+/// first line that is exactly [`SIGNATURE_SECTION`] (or the same ending in
+/// `\r\n`: a file kept with Windows line endings). Nothing after it is
 /// read as the manifest's fields.
 pub fn split_signed(text: &str) -> SignedText<'_> {
     let mut at = 0;
     for line in text.split_inclusive('\n') {
-        if line == SIGNATURE_SECTION {
+        if line == SIGNATURE_SECTION
+            || line.strip_suffix("\r\n") == SIGNATURE_SECTION.strip_suffix('\n')
+        {
             return SignedText {
                 body: &text[..at],
                 signatures: Some(&text[at + line.len()..]),
@@ -159,8 +162,15 @@ pub fn split_signed(text: &str) -> SignedText<'_> {
 }
 
 /// The text of a signed manifest: `body` (the manifest's TOML, which its
-/// signatures sign), then its signature section.
+/// signatures sign), then its signature section. `body` must end with a
+/// line break ([`UpdateManifest::to_toml`]'s does): the section starts a
+/// line, and a line break added here would not be what was signed, so
+/// every install would refuse the result (a debug build panics instead).
 pub fn with_signatures(body: &str, minisig: Vec<String>) -> String {
+    debug_assert!(
+        body.is_empty() || body.ends_with('\n'),
+        "a signed manifest's body ends with a line break"
+    );
     let section = toml::to_string(&ManifestSignatures { minisig }).unwrap_or_default();
     let newline = if body.ends_with('\n') || body.is_empty() {
         ""
@@ -586,6 +596,21 @@ mod tests {
         assert_eq!(split.body, body);
         assert_eq!(signatures_of(&split), sigs);
         assert_eq!(UpdateManifest::parse(&text).map(|m| m.crc32), Ok(1));
+        // Kept with Windows line endings: split the same way, the body's
+        // bytes exactly as they are.
+        let crlf = text.replace('\n', "\r\n");
+        let split = split_signed(&crlf);
+        assert_eq!(split.body, body.replace('\n', "\r\n"));
+        assert_eq!(signatures_of(&split).len(), 2);
+    }
+
+    /// A body without a final line break would get one its signatures do
+    /// not cover: a writer's mistake, caught in debug builds.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "ends with a line break")]
+    fn a_body_without_a_final_line_break_is_not_signed() {
+        with_signatures("url = \"x\"\ncrc32 = 1", vec!["s".into()]);
     }
 
     #[test]

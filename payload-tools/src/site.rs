@@ -559,51 +559,9 @@ fn check_relative(path: &str) -> Result<(), &'static str> {
 }
 
 /// The `{OS}` and `{ARCH}` the stub at the start of `header` (a build's
-/// first bytes) runs on: ELF is Linux, PE is Windows, the architecture
-/// from the header; every offset is checked before it is read.
+/// first bytes) runs on (see [`crate::stub::platform_of_header`]).
 pub fn platform_of_stub(header: &[u8]) -> Result<(&'static str, &'static str), SiteError> {
-    let unknown = |reason: String| SiteError::UnknownPlatform { reason };
-    let u16_at = |at: usize, big: bool| -> Option<u16> {
-        let bytes = [*header.get(at)?, *header.get(at + 1)?];
-        Some(if big {
-            u16::from_be_bytes(bytes)
-        } else {
-            u16::from_le_bytes(bytes)
-        })
-    };
-    if header.starts_with(b"\x7fELF") {
-        let big = header.get(5) == Some(&2);
-        let machine =
-            u16_at(18, big).ok_or_else(|| unknown("its ELF header is cut short".into()))?;
-        let arch = match machine {
-            0x3e => "x86_64",
-            0xb7 => "aarch64",
-            0x03 => "x86",
-            0x28 => "arm",
-            0xf3 => "riscv64",
-            other => return Err(unknown(format!("ELF machine {other:#x}"))),
-        };
-        return Ok(("linux", arch));
-    }
-    if header.starts_with(b"MZ") {
-        let at = header
-            .get(0x3c..0x40)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(|| unknown("its MS-DOS header is cut short".into()))?;
-        if header.get(at..at.saturating_add(4)) != Some(b"PE\0\0") {
-            return Err(unknown("no PE signature where its header says".into()));
-        }
-        let machine =
-            u16_at(at + 4, false).ok_or_else(|| unknown("its COFF header is cut short".into()))?;
-        let arch = match machine {
-            0x8664 => "x86_64",
-            0xaa64 => "aarch64",
-            0x014c => "x86",
-            other => return Err(unknown(format!("PE machine {other:#x}"))),
-        };
-        return Ok(("windows", arch));
-    }
-    Err(unknown("it is neither ELF nor PE".into()))
+    crate::stub::platform_of_header(header).map_err(|reason| SiteError::UnknownPlatform { reason })
 }
 
 /// The site's folder. Every path into it is checked on the way: no name

@@ -6,6 +6,8 @@
 //!   `ONEFILE-STUB\0` and then the packed-file format version it reads, as a
 //!   little-endian `u16` (docs/format.md, "The stub").
 //! - [`find_in_bytes`] / [`find_in_file`] search a stub for it.
+//! - [`platform_of_header`]: the OS and architecture a stub runs on, from
+//!   its first bytes.
 //! - This crate never holds the marker's bytes in the clear at run time:
 //!   the search rebuilds them from a masked copy, so `payload-tools` itself,
 //!   which links this code, is not taken for a stub.
@@ -83,6 +85,54 @@ pub fn find_in_file(file: &File, len: u64, path: &Path) -> Result<Option<u16>> {
         at += CHUNK;
     }
     Ok(None)
+}
+
+/// The `{OS}` and `{ARCH}` the stub at the start of `header` (a build's
+/// first bytes) runs on: ELF is Linux, PE is Windows, the architecture
+/// from the header; every offset is checked before it is read. `pack`,
+/// `publish` and the stub's updater (a build for another platform is
+/// never installed) all ask it.
+pub fn platform_of_header(header: &[u8]) -> Result<(&'static str, &'static str), String> {
+    let u16_at = |at: usize, big: bool| -> Option<u16> {
+        let bytes = [*header.get(at)?, *header.get(at + 1)?];
+        Some(if big {
+            u16::from_be_bytes(bytes)
+        } else {
+            u16::from_le_bytes(bytes)
+        })
+    };
+    if header.starts_with(b"\x7fELF") {
+        let big = header.get(5) == Some(&2);
+        let machine = u16_at(18, big).ok_or_else(|| "its ELF header is cut short".to_owned())?;
+        let arch = match machine {
+            0x3e => "x86_64",
+            0xb7 => "aarch64",
+            0x03 => "x86",
+            0x28 => "arm",
+            0xf3 => "riscv64",
+            other => return Err(format!("ELF machine {other:#x}")),
+        };
+        return Ok(("linux", arch));
+    }
+    if header.starts_with(b"MZ") {
+        let at = header
+            .get(0x3c..0x40)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| "its MS-DOS header is cut short".to_owned())?;
+        if header.get(at..at.saturating_add(4)) != Some(b"PE\0\0") {
+            return Err("no PE signature where its header says".to_owned());
+        }
+        let machine =
+            u16_at(at + 4, false).ok_or_else(|| "its COFF header is cut short".to_owned())?;
+        let arch = match machine {
+            0x8664 => "x86_64",
+            0xaa64 => "aarch64",
+            0x014c => "x86",
+            other => return Err(format!("PE machine {other:#x}")),
+        };
+        return Ok(("windows", arch));
+    }
+    Err("it is neither ELF nor PE".to_owned())
 }
 
 #[cfg(test)]

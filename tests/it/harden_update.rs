@@ -336,7 +336,12 @@ fn oversized_metadata_in_a_download_is_refused_before_it_is_parsed() {
         crc32fast::hash(&crafted),
         crafted.len()
     );
-    let signed = signed_manifest(&toml, NAME, &p.s.path("release.key"));
+    let signed = signed_manifest(
+        &toml,
+        NAME,
+        &p.server.url("/{VERSION}/update.toml"),
+        &p.s.path("release.key"),
+    );
     p.server
         .route("/1.0/update.toml", Route::file(signed.into_bytes()));
     let out = p.run(&["version"]);

@@ -66,7 +66,7 @@ fn announce_served(p: &Published, file: &[u8], signature: Option<String>, ranges
     // A build with keys reads only update info signed by one of them.
     let key = p.s.path("trusted.key");
     if key.exists() {
-        toml = signed_manifest(&toml, NAME, &key);
+        toml = signed_manifest(&toml, NAME, &p.server.url("/{VERSION}/update.toml"), &key);
     }
     p.server
         .route("/1.0/update.toml", Route::file(toml.into_bytes()));

@@ -495,9 +495,10 @@ pub fn check_record(cache: &Path, name: &str) -> Option<String> {
 // signed by one of them, naming its app, a sequence and an expiry.
 
 /// `body`, a hand-written manifest, as a build trusting the secret key
-/// file `key` (as `payload-tools keygen` writes it) accepts it: naming
-/// `app`, the time now as its sequence and an expiry a day on, signed.
-pub fn signed_manifest(body: &str, app: &str, key: &Path) -> String {
+/// file `key` (as `payload-tools keygen` writes it) and packed with the
+/// update URL spec `spec` accepts it: naming `app`, this platform, `spec`,
+/// the time now as its sequence and an expiry a day on, signed.
+pub fn signed_manifest(body: &str, app: &str, spec: &str, key: &Path) -> String {
     use payload_tools::manifest::{datetime_from_unix, manifest_trusted_comment, with_signatures};
     let text = fs::read_to_string(key).expect("read secret key");
     let secret = minisign::SecretKeyBox::from_string(&text)
@@ -510,7 +511,9 @@ pub fn signed_manifest(body: &str, app: &str, key: &Path) -> String {
     let expires = now as i64 + 86_400;
     // Top-level keys first: a body ending in a table stays as it was.
     let body = format!(
-        "app = \"{app}\"\nsequence = {now}\nexpires = {}\n{body}",
+        "app = \"{app}\"\nos = \"{}\"\narch = \"{}\"\nspecs = [\"{spec}\"]\nsequence = {now}\nexpires = {}\n{body}",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
         datetime_from_unix(expires)
     );
     let comment = manifest_trusted_comment(app, now, Some(expires));

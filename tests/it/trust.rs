@@ -15,6 +15,7 @@ use payload_tools::manifest::{
     trusted_comment, with_signatures,
 };
 
+use crate::nginx::Nginx;
 use crate::server::Route;
 use crate::support::*;
 use crate::update::{NAME, Published, expect_failure, publish};
@@ -79,8 +80,13 @@ fn now() -> i64 {
 /// A manifest of this app offering `top`, of `sequence`, expiring at
 /// `expires`.
 fn manifest(top: Release, sequence: u64, expires: i64) -> UpdateManifest {
+    // The server's origin: `http://127.0.0.1:PORT`.
+    let origin = top.url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
     UpdateManifest {
         app: Some(NAME.into()),
+        os: Some(std::env::consts::OS.into()),
+        arch: Some(std::env::consts::ARCH.into()),
+        specs: vec![format!("{origin}/{{VERSION}}/update.toml")],
         sequence: Some(sequence),
         expires: Some(datetime_from_unix(expires)),
         ..UpdateManifest::offering(top)
@@ -222,7 +228,7 @@ fn unsigned_and_wrongly_signed_manifests_are_refused_by_a_keyed_build() {
     let body = no_expiry.to_toml();
     let comment = manifest_trusted_comment(NAME, 10, None);
     let text = with_signatures(&body, vec![sign(&a, body.as_bytes(), &comment)]);
-    expect_refused(&p, &text, "no sequence or no expiry");
+    expect_refused(&p, &text, "no sequence, expiry, os, arch or specs");
     // The good one installs.
     run_updated(&p, &signed(&good, &[&a]));
 }
@@ -266,6 +272,7 @@ fn key_rotation_any_trusted_signature_suffices() {
     let old_only = manifest(release(&p, "1.1", &[&a, &b]), 10, now() + DAY);
     expect_refused(&p, &signed(&old_only, &[&a]), "it is signed by another key");
     let p = publish_trusting(&[&a, &b]);
+    let old_only = manifest(release(&p, "1.1", &[&a, &b]), 10, now() + DAY);
     run_updated(&p, &signed(&old_only, &[&a]));
 }
 
@@ -481,4 +488,422 @@ fn a_refused_manifest_moves_on_to_the_next_location() {
     );
     assert_updated(&out);
     assert_eq!(p.version_now(), "1.1");
+}
+
+/// A real Windows stub (`make windows` builds it).
+fn windows_stub() -> PathBuf {
+    let built =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/windows/x86_64-pc-windows-gnu");
+    ["release", "debug"]
+        .iter()
+        .map(|profile| built.join(profile).join("bootstrap.exe"))
+        .find(|path| path.is_file())
+        .expect("a Windows stub: run `make windows`")
+}
+
+/// The trace lines of `out` that refuse update info.
+fn refusals(out: &Output) -> Vec<String> {
+    update_traces(out)
+        .into_iter()
+        .filter(|t| t.starts_with("Not using the update info from "))
+        .collect()
+}
+
+#[test]
+fn a_build_for_another_platform_is_refused_by_the_manifest_and_by_the_build() {
+    let keys = Scratch::new();
+    let a = key(&keys, "a");
+    let p = publish_trusting(&[&a]);
+    // 1.1 of the same app, same key, same update URL: for Windows.
+    let windows = p.s.path("windows/onefile-test.exe");
+    let spec = p.server.url("/{VERSION}/update.toml");
+    let stub = windows_stub();
+    let app = p.s.path("app-1.1");
+    let public = a.public.to_str().expect("utf8");
+    let out = tools([
+        "pack",
+        app.to_str().expect("utf8"),
+        "-o",
+        windows.to_str().expect("utf8"),
+        "--stub",
+        stub.to_str().expect("utf8"),
+        "--entry",
+        "bin/probe",
+        "--name",
+        NAME,
+        "--version",
+        "1.1",
+        "--update-url-spec",
+        &spec,
+        "--public-key",
+        public,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = fs::read(&windows).expect("read");
+    assert!(bytes.starts_with(b"MZ"));
+    p.server
+        .route(&format!("/win/{NAME}.bin"), Route::file(bytes.clone()));
+    let release = Release {
+        url: p.server.url(&format!("/win/{NAME}.bin")),
+        crc32: crc32fast::hash(&bytes),
+        size: Some(bytes.len() as u64),
+        version: Some("1.1".into()),
+        signature: Some(sign(&a, &bytes, &trusted_comment(NAME, "1.1"))),
+        signatures: vec![],
+        mirrors: vec![],
+    };
+    let t = now();
+    // Honest: the manifest says it is for Windows.
+    let honest = UpdateManifest {
+        os: Some("windows".into()),
+        ..manifest(release.clone(), t as u64, t + DAY)
+    };
+    expect_refused(
+        &p,
+        &signed(&honest, &[&a]),
+        &format!(
+            "it is for windows/x86_64, not linux/{}",
+            std::env::consts::ARCH
+        ),
+    );
+    // Lying: the build itself is refused, from its first bytes, before the
+    // whole of it is downloaded; the install keeps running 1.0.
+    let lying = manifest(release, t as u64 + 1, t + DAY);
+    serve(&p, &signed(&lying, &[&a]));
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.contains("is a build for windows/x86_64, not for linux/")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!traces.contains(&"Updated.".to_owned()), "{traces:#?}");
+    p.assert_still_10();
+    // From a host with real ranges (nginx): refused from its first bytes,
+    // never downloaded whole.
+    let site = p.s.path("nginx-site");
+    write_file(&site.join(format!("win/{NAME}.bin")), &bytes, false);
+    let Some(nginx) = Nginx::start(&site, &p.s.path("nginx")) else {
+        skip("nginx is not installed (make deps installs it)");
+        return;
+    };
+    let lying = manifest(
+        Release {
+            url: nginx.url(&format!("/win/{NAME}.bin")),
+            ..lying.offered()
+        },
+        t as u64 + 2,
+        t + DAY,
+    );
+    let lying = UpdateManifest {
+        specs: vec![spec.clone()],
+        ..lying
+    };
+    serve(&p, &signed(&lying, &[&a]));
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("is a build for windows/x86_64")),
+        "{}",
+        stderr(&out)
+    );
+    p.assert_still_10();
+    let requests = nginx.requests();
+    let sent: u64 = requests.iter().map(|r| r.sent).sum();
+    assert!(
+        requests.iter().all(|r| r.range.is_some()) && sent < bytes.len() as u64 / 4,
+        "{requests:#?}"
+    );
+}
+
+#[test]
+fn another_channels_manifest_is_refused_and_each_channel_keeps_its_sequence() {
+    let keys = Scratch::new();
+    let a = key(&keys, "a");
+    let p = publish_trusting(&[&a]);
+    let t = now();
+    let beta_spec = p.server.url("/beta/{VERSION}/update.toml");
+    // Beta's genuine manifest, served at the stable URL.
+    let beta = UpdateManifest {
+        specs: vec![beta_spec.clone()],
+        ..manifest(release(&p, "1.1", &[&a]), t as u64, t + DAY)
+    };
+    expect_refused(&p, &signed(&beta, &[&a]), "another channel");
+    // A beta copy of the app shares the cache folder and accepts a later
+    // beta manifest (offering the stable 1.0: not newer, nothing happens).
+    let beta_exe = p.s.path(&format!("beta/{NAME}.bin"));
+    let out = pack(
+        &p.s.path("app-1.0"),
+        &beta_exe,
+        &[
+            "--name",
+            NAME,
+            "--version",
+            "1.0",
+            "--update-url-spec",
+            &beta_spec,
+            "--public-key",
+            a.public.to_str().expect("utf8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let later_beta = UpdateManifest {
+        specs: vec![beta_spec],
+        ..manifest(release(&p, "1.0", &[&a]), t as u64 + 1000, t + DAY)
+    };
+    p.server.route(
+        "/beta/1.0/update.toml",
+        Route::file(signed(&later_beta, &[&a]).into_bytes()),
+    );
+    let out = p.s.run(&beta_exe, ["version"]);
+    assert!(refusals(&out).is_empty(), "{}", stderr(&out));
+    // Stable's own, signed earlier than beta's: still accepted.
+    run_updated(
+        &p,
+        &signed(
+            &manifest(release(&p, "1.1", &[&a]), t as u64, t + DAY),
+            &[&a],
+        ),
+    );
+}
+
+/// The install record's path in `p`'s cache folder.
+fn record_of(p: &Published) -> PathBuf {
+    p.s.cache().join(NAME).join(".install")
+}
+
+#[test]
+fn a_sequence_from_the_future_is_refused_and_a_stored_one_is_dropped() {
+    let p = publish(&[]);
+    let t = now();
+    for sequence in [u64::MAX, i64::MAX as u64, (t + 31 * DAY) as u64] {
+        let future = manifest(release(&p, "1.1", &[]), sequence, t + DAY);
+        expect_refused(&p, &signed(&future, &[]), "is from the future");
+    }
+    // Accepted: 10 (offering the running build).
+    serve(
+        &p,
+        &signed(&manifest(release(&p, "1.0", &[]), 10, t + DAY), &[]),
+    );
+    assert!(refusals(&p.run(&["version"])).is_empty());
+    // A stored sequence from the future (written by an older stub, or
+    // damaged): dropped, the identity kept.
+    let record = record_of(&p);
+    let text = fs::read_to_string(&record).expect("record");
+    let id = text.lines().nth(1).expect("id").to_owned();
+    fs::write(&record, text.replace(" 10\n", &format!(" {}\n", u64::MAX))).expect("write");
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("is damaged") && t.contains("from the future")),
+        "{}",
+        stderr(&out)
+    );
+    let text = fs::read_to_string(&record).expect("record");
+    assert_eq!(text.lines().nth(1), Some(id.as_str()), "{text}");
+    assert!(text.contains(" 10\n"), "{text}");
+}
+
+#[test]
+fn without_keys_a_manifest_without_sequence_is_refused_once_one_was_seen() {
+    let p = publish(&[]);
+    let t = now();
+    serve(
+        &p,
+        &signed(&manifest(release(&p, "1.0", &[]), 7000, t + DAY), &[]),
+    );
+    assert!(refusals(&p.run(&["version"])).is_empty());
+    let bare = UpdateManifest {
+        sequence: None,
+        expires: None,
+        ..manifest(release(&p, "1.1", &[]), 0, t + DAY)
+    };
+    expect_refused(
+        &p,
+        &bare.to_toml(),
+        "names no sequence, but this install has seen 7000",
+    );
+    p.assert_still_10();
+}
+
+#[test]
+fn a_halt_never_moves_an_install_back() {
+    let p = publish(&["--allow-downgrade"]);
+    run_updated(&p, &rollout(&p, 100.0, "s", false, false));
+    // 1.1 looks for updates in its own folder.
+    let halted = rollout(&p, 100.0, "s", true, false);
+    p.server
+        .route("/1.1/update.toml", Route::file(halted.into_bytes()));
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.contains("runs that release already")),
+        "{traces:#?}"
+    );
+    assert!(!traces.contains(&"Updated.".to_owned()), "{traces:#?}");
+    assert_eq!(p.version_now(), "1.1");
+}
+
+#[test]
+fn a_record_of_a_newer_format_is_left_alone() {
+    let p = publish(&[]);
+    serve(&p, &rollout(&p, 50.0, "s", false, false));
+    let record = record_of(&p);
+    let newer = "onefile install 2\nwhatever a newer stub keeps\nend\n";
+    write_file(&record, newer.as_bytes(), false);
+    fs::set_permissions(&record, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("No rollout bucket") && t.contains("newer format")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(&record).expect("read"), newer);
+    p.assert_still_10();
+}
+
+#[test]
+fn a_folder_in_the_records_way_is_a_local_failure_not_a_servers() {
+    let p = publish(&[]);
+    let t = now();
+    // A folder where the record's temporary copy goes: written elsewhere.
+    let cache = p.s.cache().join(NAME);
+    fs::create_dir_all(cache.join(".install.new/x")).expect("mkdir");
+    run_updated(
+        &p,
+        &signed(&manifest(release(&p, "1.1", &[]), 10, t + DAY), &[]),
+    );
+    assert!(record_of(&p).is_file());
+    // A folder where its lock goes: no record can be used. That is this
+    // machine's problem: the fallback location is not asked.
+    let p = publish(&[]);
+    let primary = p.server.url("/{VERSION}/update.toml");
+    let fallback = p.server.url("/fallback/{VERSION}/update.toml");
+    let out = pack(
+        &p.s.path("app-1.0"),
+        &p.exe,
+        &[
+            "--name",
+            NAME,
+            "--version",
+            "1.0",
+            "--update-url-spec",
+            &primary,
+            "--update-url-spec",
+            &fallback,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::create_dir_all(p.s.cache().join(NAME).join(".install.lock/x")).expect("mkdir");
+    let spec_manifest = UpdateManifest {
+        specs: vec![],
+        ..manifest(release(&p, "1.1", &[]), 10, t + DAY)
+    };
+    let text = signed(&spec_manifest, &[]);
+    serve(&p, &text);
+    p.server
+        .route("/fallback/1.0/update.toml", Route::file(text.into_bytes()));
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains(".install.lock") && t.contains("not checking for updates")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !p.server
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/fallback/")),
+        "the fallback location was asked"
+    );
+    // No backoff: the next launch checks again.
+    let asked = |p: &Published| {
+        p.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/1.0/update.toml")
+            .count()
+    };
+    let before = asked(&p);
+    let out = p.run(&["version"]);
+    assert_eq!(asked(&p), before + 1, "{}", stderr(&out));
+}
+
+#[test]
+fn the_signatures_comment_must_be_the_bodys() {
+    let keys = Scratch::new();
+    let a = key(&keys, "a");
+    let p = publish_trusting(&[&a]);
+    let good = manifest(release(&p, "1.1", &[&a]), 10, now() + DAY);
+    let body = good.to_toml();
+    let comment = "onefile app=OTHER version=9.9";
+    let text = with_signatures(&body, vec![sign(&a, body.as_bytes(), comment)]);
+    expect_refused(
+        &p,
+        &text,
+        "its signature says 'onefile app=OTHER version=9.9'",
+    );
+}
+
+#[test]
+fn a_signed_manifest_with_windows_line_endings_is_accepted() {
+    let keys = Scratch::new();
+    let a = key(&keys, "a");
+    let p = publish_trusting(&[&a]);
+    let good = manifest(release(&p, "1.1", &[&a]), 10, now() + DAY);
+    let body = good.to_toml().replace('\n', "\r\n");
+    let comment = manifest_trusted_comment(NAME, 10, good.expires_at().expect("an instant"));
+    let text = with_signatures(&body, vec![sign(&a, body.as_bytes(), &comment)]);
+    let text = text.replace("[manifest_signature]\n", "[manifest_signature]\r\n");
+    run_updated(&p, &text);
+}
+
+#[test]
+fn an_expiry_too_far_ahead_is_refused() {
+    let keys = Scratch::new();
+    let a = key(&keys, "a");
+    let p = publish_trusting(&[&a]);
+    let t = now();
+    let far = manifest(release(&p, "1.1", &[&a]), 10, t + 400 * DAY);
+    expect_refused(&p, &signed(&far, &[&a]), "too far ahead");
+    // A year (what publish allows at most) is fine.
+    run_updated(
+        &p,
+        &signed(
+            &manifest(release(&p, "1.1", &[&a]), 11, t + 366 * DAY),
+            &[&a],
+        ),
+    );
+}
+
+#[test]
+fn a_rollout_without_salt_offers_nothing_and_a_full_one_needs_no_identity() {
+    let p = publish(&[]);
+    serve(&p, &rollout(&p, 99.0, "", false, false));
+    let out = p.run(&["version"]);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("has no salt: not offered")),
+        "{}",
+        stderr(&out)
+    );
+    p.assert_still_10();
+    // No identity can be drawn (the record is a newer stub's): a rollout
+    // to every install is still offered.
+    let record = record_of(&p);
+    write_file(&record, b"onefile install 2\nnewer\nend\n", false);
+    fs::set_permissions(&record, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let full = rollout(&p, 100.0, "s", false, false);
+    run_updated(&p, &full);
 }

@@ -1,6 +1,7 @@
 //! Trusting `update.toml` on Windows: a build with keys installs from a
 //! signed, fresh manifest, refuses an expired one, and keeps its install
-//! record (the highest sequence seen) in its cache folder.
+//! record (the highest sequence seen on its channel, its identity) in its
+//! cache folder, read back by the next launches.
 
 use std::fs;
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ fn offering_11(p: &Published, key: &SecretKey, sequence: u64, expires: i64) -> U
         .into_string();
     UpdateManifest {
         app: Some(APP.into()),
+        os: Some(std::env::consts::OS.into()),
+        arch: Some(std::env::consts::ARCH.into()),
+        specs: vec![p.server.url("/{VERSION}/update.toml")],
         sequence: Some(sequence),
         expires: Some(datetime_from_unix(expires)),
         ..UpdateManifest::offering(Release {
@@ -106,9 +110,56 @@ fn a_signed_manifest_is_accepted_and_an_expired_one_refused() {
     // The sequence accepted is kept beside the cache.
     let record = fs::read_to_string(p.s.cache().join(APP).join(".install")).expect("record");
     assert!(
-        record.starts_with("onefile install 1\n") && record.contains(&format!("\n{t}\n")),
+        record.starts_with("onefile install 1\n") && record.contains(&format!(" {t}\n")),
         "{record}"
     );
+    // A replay of an older manifest (the expired one was never accepted:
+    // nothing was raised by it) is refused from the record.
+    let older = signed(&offering_11(&p, &secret, t as u64 - 1, t + 86_400), &secret);
+    p.server
+        .route("/1.1/update.toml", Route::file(older.into_bytes()));
+    let out = p.run(&["version"]);
+    let traces = support::update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|l| l.contains(&format!("is lower than {t}, already seen"))),
+        "{traces:#?}"
+    );
+    // A rollout below 100% draws the install's bucket from its identity:
+    // the same bucket on every launch, the identity kept.
+    let mut rollout = offering_11(&p, &secret, t as u64 + 1, t + 86_400);
+    rollout.rollout = Some(payload_tools::manifest::Rollout {
+        release: rollout.offered(),
+        percent: 50.0,
+        salt: "s".into(),
+        halted: false,
+        critical: false,
+    });
+    p.server.route(
+        "/1.1/update.toml",
+        Route::file(signed(&rollout, &secret).into_bytes()),
+    );
+    let bucket = |out: &std::process::Output| {
+        let traces = support::update_traces(out);
+        traces
+            .iter()
+            .find_map(|l| {
+                l.split("this install's bucket is ")
+                    .nth(1)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no bucket: {traces:#?}"))
+    };
+    let first = bucket(&p.run(&["version"]));
+    let id = fs::read_to_string(p.s.cache().join(APP).join(".install")).expect("record");
+    let id = id.lines().nth(1).map(str::to_owned);
+    assert_eq!(bucket(&p.run(&["version"])), first);
+    let again = fs::read_to_string(p.s.cache().join(APP).join(".install")).expect("record");
+    assert_eq!(again.lines().nth(1).map(str::to_owned), id, "{again}");
+    let fresh = signed(&offering_11(&p, &secret, t as u64 + 2, t + 86_400), &secret);
+    p.server
+        .route("/1.1/update.toml", Route::file(fresh.into_bytes()));
     // Read back by the next start (1.1, offered itself): a private record
     // of ours, not damaged.
     let out = p.run(&["version"]);

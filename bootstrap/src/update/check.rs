@@ -164,6 +164,13 @@ pub fn fetch(
                         schedule::save(build, on_disk.as_ref(), &record);
                         return Ok(Some((answer, manifest)));
                     }
+                    // This machine's own record failed: no other host
+                    // would do better, and no server is to back off from
+                    // (the check stays due, not pending).
+                    Err(e @ UpdateError::Local { .. }) => {
+                        schedule::save(build, on_disk.as_ref(), &record);
+                        return Err(e);
+                    }
                     Err(e @ UpdateError::Untrusted { .. }) => {
                         if urls.len() > 1 {
                             info!(target: UPDATE, "Location {} of {}: {e}", i + 1, urls.len());

@@ -65,6 +65,13 @@ pub enum UpdateError {
         expected: String,
     },
 
+    #[error("Download of '{url}' is a build for {found}, not for {expected}; discarded.")]
+    OtherPlatform {
+        url: String,
+        found: String,
+        expected: String,
+    },
+
     #[error("'{url}' serves the same build that failed verification on another mirror; skipped.")]
     SameWrongBuild { url: String },
 
@@ -86,6 +93,17 @@ pub enum UpdateError {
 
     #[error("Cannot {action} '{path}': {source}; not updating.")]
     Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The install's own record (`install_record`) cannot be used: a
+    /// problem of this machine, not of any server (no other location is
+    /// tried, no backoff).
+    #[error("Cannot {action} '{path}': {source}; not checking for updates.")]
+    Local {
         action: &'static str,
         path: PathBuf,
         #[source]

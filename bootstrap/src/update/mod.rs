@@ -442,6 +442,10 @@ fn fetch_from(
                 url: release.url.clone(),
             });
         }
+        if let Err(e) = verify::check_platform_ahead(agent, policy, release, layout, build) {
+            download.forget();
+            return Err(e);
+        }
     }
     let plan = layout
         .as_ref()

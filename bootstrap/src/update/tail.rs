@@ -19,7 +19,7 @@ use payload_tools::trailer::TRAILER_LEN;
 use payload_tools::{Metadata, Trailer};
 use ureq::Agent;
 
-use super::{UpdateError, http};
+use super::{UpdateError, http, verify};
 
 /// The tail is small: a server that takes longer is left alone.
 const TAIL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -107,6 +107,34 @@ fn layout_of(
         tail,
         validator,
     })
+}
+
+/// The first [`verify::STUB_HEADER_LEN`] bytes of the build `layout`
+/// describes (its stub's headers, which name its platform), from the same
+/// file when the server gave a validator. `None` on any failure.
+pub fn fetch_start(
+    agent: &Agent,
+    url: &str,
+    policy: http::Policy,
+    layout: &Layout,
+) -> Option<Vec<u8>> {
+    let range = format!("bytes=0-{}", verify::STUB_HEADER_LEN - 1);
+    let mut headers = vec![("Range", range.as_str())];
+    if let Some(validator) = &layout.validator {
+        headers.push(("If-Range", validator));
+    }
+    let (mut response, _) = http::get(agent, url, policy, &headers, Some(TAIL_TIMEOUT)).ok()?;
+    if response.status().as_u16() != 206 {
+        return None;
+    }
+    let mut start = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(verify::STUB_HEADER_LEN)
+        .read_to_end(&mut start)
+        .ok()?;
+    Some(start)
 }
 
 /// The length of a file, its last bytes, and its validator.

@@ -13,12 +13,15 @@ use crate::trace::info;
 use payload_tools::extract::{Sink, check_arriving, extract};
 use payload_tools::manifest::{Release, trusted_comment};
 use payload_tools::rangeio::{RangeReader, file_crc32, read_exact_at};
+use payload_tools::stub::platform_of_header;
 use payload_tools::version::is_newer;
 use payload_tools::{Metadata, PackedFile, Trailer};
+use ureq::Agent;
 
 use super::download::{Fetched, Progress};
+use super::http;
 use super::minisig::{FileDigest, FileHasher, PublicKey, Signature};
-use super::tail::Layout;
+use super::tail::{self, Layout};
 use super::{RunningBuild, UpdateError};
 use crate::trace::UPDATE;
 
@@ -41,6 +44,49 @@ pub fn check_identity(meta: &Metadata, build: &RunningBuild, url: &str) -> Resul
         });
     }
     Ok(())
+}
+
+/// Bytes at a build's start read for its stub's platform: a real stub's
+/// headers are in its first few hundred.
+pub const STUB_HEADER_LEN: u64 = 4096;
+
+/// Refuses a build whose stub (its first bytes, `header`) does not run on
+/// this platform: a Windows build served to a Linux install, say, would
+/// replace it with a file it cannot run.
+pub fn check_platform(header: &[u8], url: &str) -> Result<(), UpdateError> {
+    let this = (std::env::consts::OS, std::env::consts::ARCH);
+    match platform_of_header(header) {
+        Ok(found) if found == this => Ok(()),
+        Ok((os, arch)) => Err(UpdateError::OtherPlatform {
+            url: url.to_owned(),
+            found: format!("{os}/{arch}"),
+            expected: format!("{}/{}", this.0, this.1),
+        }),
+        Err(reason) => Err(UpdateError::NotPacked {
+            url: url.to_owned(),
+            reason: format!("its stub runs on no known platform: {reason}"),
+        }),
+    }
+}
+
+/// Refuses, before it is downloaded, a build whose stub is not this
+/// platform's: read from its first bytes, unless its stub is the running
+/// one. Any failure to read them leaves it to the check of the download.
+pub fn check_platform_ahead(
+    agent: &Agent,
+    policy: http::Policy,
+    release: &Release,
+    layout: &Layout,
+    build: &RunningBuild,
+) -> Result<(), UpdateError> {
+    let own_stub = build.packed.metadata.stub_hash.as_ref();
+    if own_stub.is_some() && layout.metadata.stub_hash.as_ref() == own_stub {
+        return Ok(());
+    }
+    match tail::fetch_start(agent, &release.url, policy, layout) {
+        Some(header) => check_platform(&header, &release.url),
+        None => Ok(()),
+    }
 }
 
 /// Checks the payload of the build described by `layout` while `progress`
@@ -149,6 +195,9 @@ pub fn check(
             return Err(crc_error(crc32));
         }
     }
+    let mut header = vec![0u8; STUB_HEADER_LEN.min(fetched.len) as usize];
+    read_exact_at(&fetched.file, &mut header, 0, path).map_err(|e| not_packed(e.to_string()))?;
+    check_platform(&header, url)?;
     check_identity(&packed.metadata, build, url)?;
     if let Some(signature) = signature {
         let expected = trusted_comment(&packed.metadata.name, &packed.metadata.version);
