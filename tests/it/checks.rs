@@ -490,22 +490,7 @@ fn a_stalled_first_location_does_not_keep_later_launches_from_the_next() {
         .route("/fallback/1.0/update.toml", Route::file(p.toml11.clone()));
     let stalled = p.server.url("/stall/{VERSION}/update.toml");
     let good = p.server.url("/fallback/{VERSION}/update.toml");
-    pack(
-        &p.s.path("app-1.0"),
-        &p.exe,
-        &[
-            "--name",
-            NAME,
-            "--version",
-            "1.0",
-            "--update-url-spec",
-            &stalled,
-            "--update-url-spec",
-            &good,
-            "--update-exit-wait",
-            "0.5",
-        ],
-    );
+    p.repack_10(&[&stalled, &good], &["--update-exit-wait", "0.5"]);
     let started = Instant::now();
     let out = p.run(&["version"]);
     // The exit waits for the check no longer than the build says.
@@ -655,20 +640,7 @@ fn a_dead_first_location_falls_back_to_the_next() {
     };
     let dead = format!("http://127.0.0.1:{dead_port}/{{VERSION}}/update.toml");
     let second = p.server.url("/fallback/{VERSION}/update.toml");
-    pack(
-        &p.s.path("app-1.0"),
-        &p.exe,
-        &[
-            "--name",
-            NAME,
-            "--version",
-            "1.0",
-            "--update-url-spec",
-            &dead,
-            "--update-url-spec",
-            &second,
-        ],
-    );
+    p.repack_10(&[&dead, &second], &[]);
     let meta = inspect(&p.exe);
     assert_eq!(meta["update"]["fallback_url_specs"][0], second.as_str());
     p.server

@@ -450,23 +450,7 @@ fn a_refused_manifest_moves_on_to_the_next_location() {
     let primary = p.server.url("/{VERSION}/update.toml");
     let fallback = p.server.url("/fallback/{VERSION}/update.toml");
     let public = a.public.to_str().expect("utf8");
-    let out = pack(
-        &p.s.path("app-1.0"),
-        &p.exe,
-        &[
-            "--name",
-            NAME,
-            "--version",
-            "1.0",
-            "--update-url-spec",
-            &primary,
-            "--update-url-spec",
-            &fallback,
-            "--public-key",
-            public,
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    p.repack_10(&[&primary, &fallback], &["--public-key", public]);
     // The first location serves a frozen manifest (a host left behind, or
     // one that withholds updates); the second a fresh one.
     let t = now();
@@ -787,21 +771,7 @@ fn a_folder_in_the_records_way_is_a_local_failure_not_a_servers() {
     let p = publish(&[]);
     let primary = p.server.url("/{VERSION}/update.toml");
     let fallback = p.server.url("/fallback/{VERSION}/update.toml");
-    let out = pack(
-        &p.s.path("app-1.0"),
-        &p.exe,
-        &[
-            "--name",
-            NAME,
-            "--version",
-            "1.0",
-            "--update-url-spec",
-            &primary,
-            "--update-url-spec",
-            &fallback,
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    p.repack_10(&[&primary, &fallback], &[]);
     fs::create_dir_all(p.s.cache().join(NAME).join(".install.lock/x")).expect("mkdir");
     let spec_manifest = UpdateManifest {
         specs: vec![],

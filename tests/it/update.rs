@@ -90,6 +90,19 @@ pub fn pack_version(
 }
 
 impl Published {
+    /// Packs the installed 1.0 again, asking the update URL specs `specs` in
+    /// order (the first is its own location, the others fallbacks), with
+    /// `extra` flags.
+    pub fn repack_10(&self, specs: &[&str], extra: &[&str]) {
+        let mut args = vec!["--name", NAME, "--version", "1.0"];
+        for spec in specs {
+            args.extend(["--update-url-spec", spec]);
+        }
+        args.extend_from_slice(extra);
+        let out = pack(&self.s.path("app-1.0"), &self.exe, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
     /// Publishes 1.1 where 1.0 looks for updates.
     pub fn announce_11(&self) {
         self.server

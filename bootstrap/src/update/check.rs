@@ -73,8 +73,7 @@ pub fn fetch(
     policy: http::Policy,
     accept: impl Fn(&Answer) -> Result<UpdateManifest, UpdateError>,
 ) -> Result<Option<(Answer, UpdateManifest)>, UpdateError> {
-    let settings = &build.settings;
-    let interval_s = settings.check_interval_s.min(schedule::MAX_INTERVAL_S);
+    let interval_s = interval_s(build);
     let urls = locations(build);
     let now = schedule::now();
     let old = schedule::load(build, &urls[0]);
@@ -247,10 +246,7 @@ pub fn settled(build: &RunningBuild, answer: &Answer, manifest: &UpdateManifest)
         .flatten()
         .map(|at| u64::try_from(at).unwrap_or(0).max(1));
     let now = schedule::now();
-    let interval_s = build
-        .settings
-        .check_interval_s
-        .min(schedule::MAX_INTERVAL_S);
+    let interval_s = interval_s(build);
     schedule::change(build, &record_url(build), |record| {
         record.checked_at = now;
         record.due_at = now.saturating_add(interval_s);
@@ -268,14 +264,19 @@ pub fn settled(build: &RunningBuild, answer: &Answer, manifest: &UpdateManifest)
     });
 }
 
+/// The build's check interval, within the stub's own cap.
+fn interval_s(build: &RunningBuild) -> u64 {
+    build
+        .settings
+        .check_interval_s
+        .min(schedule::MAX_INTERVAL_S)
+}
+
 /// Tells the schedule that the check concluded with an update installed:
 /// the next check is due after the interval.
 pub fn concluded(build: &RunningBuild) {
     let now = schedule::now();
-    let interval_s = build
-        .settings
-        .check_interval_s
-        .min(schedule::MAX_INTERVAL_S);
+    let interval_s = interval_s(build);
     schedule::change(build, &record_url(build), |record| {
         record.checked_at = now;
         record.due_at = now.saturating_add(interval_s);
