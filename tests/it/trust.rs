@@ -19,6 +19,7 @@ use crate::nginx::Nginx;
 use crate::server::Route;
 use crate::support::*;
 use crate::update::{NAME, Published, expect_failure, publish};
+use crate::windows_pe;
 
 /// A minisign key pair; the public key written where `pack` reads it.
 struct Key {
@@ -474,17 +475,6 @@ fn a_refused_manifest_moves_on_to_the_next_location() {
     assert_eq!(p.version_now(), "1.1");
 }
 
-/// A real Windows stub (`make windows` builds it).
-fn windows_stub() -> PathBuf {
-    let built =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/windows/x86_64-pc-windows-gnu");
-    ["release", "debug"]
-        .iter()
-        .map(|profile| built.join(profile).join("bootstrap.exe"))
-        .find(|path| path.is_file())
-        .expect("a Windows stub: run `make windows`")
-}
-
 /// The trace lines of `out` that refuse update info.
 fn refusals(out: &Output) -> Vec<String> {
     update_traces(out)
@@ -501,7 +491,9 @@ fn a_build_for_another_platform_is_refused_by_the_manifest_and_by_the_build() {
     // 1.1 of the same app, same key, same update URL: for Windows.
     let windows = p.s.path("windows/onefile-test.exe");
     let spec = p.server.url("/{VERSION}/update.toml");
-    let stub = windows_stub();
+    // A stand-in Windows stub (a PE header and the stub marker): all that
+    // `pack` and the platform checks read of one.
+    let stub = windows_pe::windows_stub(&p.s, windows_pe::pe_head(windows_pe::CONSOLE));
     let app = p.s.path("app-1.1");
     let public = a.public.to_str().expect("utf8");
     let out = tools([
@@ -876,4 +868,33 @@ fn a_rollout_without_salt_offers_nothing_and_a_full_one_needs_no_identity() {
     fs::set_permissions(&record, fs::Permissions::from_mode(0o600)).expect("chmod");
     let full = rollout(&p, 100.0, "s", false, false);
     run_updated(&p, &full);
+}
+
+#[test]
+fn a_release_held_back_for_a_bad_signature_is_taken_once_its_signature_is_fixed() {
+    let keys = Scratch::new();
+    let a = key(&keys, "a");
+    let b = key(&keys, "b");
+    let p = publish_trusting(&[&a]);
+    let t = now();
+    // Genuine update info announcing 1.1 with a build signature by a key
+    // the build does not trust (a publisher's slip).
+    let slip = manifest(release(&p, "1.1", &[&b]), t as u64, t + DAY);
+    serve(&p, &signed(&slip, &[&a]));
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    // The same announcement again: held back, nothing downloaded.
+    let before = p.server.requests().len();
+    let out = p.run(&["version"]);
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.contains("failed verification on every mirror; not downloaded again")),
+        "{traces:#?}"
+    );
+    assert_eq!(p.server.requests().len(), before + 1, "only the check");
+    // The same build announced with its signature fixed: taken at once.
+    let fixed = manifest(release(&p, "1.1", &[&a]), t as u64 + 1, t + DAY);
+    run_updated(&p, &signed(&fixed, &[&a]));
 }

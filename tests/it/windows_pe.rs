@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 
 use crate::support::*;
 
-const CONSOLE: u16 = 3;
+pub(crate) const CONSOLE: u16 = 3;
 const GUI: u16 = 2;
 const E_LFANEW: usize = 0x80;
 /// Where the subsystem field is in the headers [`pe_head`] writes.
 const SUBSYSTEM_AT: usize = E_LFANEW + 24 + 68;
 
 /// The first bytes of a 64-bit Windows program with `subsystem`.
-fn pe_head(subsystem: u16) -> Vec<u8> {
+pub(crate) fn pe_head(subsystem: u16) -> Vec<u8> {
     let mut b = vec![0u8; 0x200];
     b[..2].copy_from_slice(b"MZ");
     b[0x3c..0x40].copy_from_slice(&(E_LFANEW as u32).to_le_bytes());
@@ -40,7 +40,7 @@ fn marker() -> Vec<u8> {
 }
 
 /// A stand-in Windows stub: `head`, then the marker.
-fn windows_stub(s: &Scratch, head: Vec<u8>) -> PathBuf {
+pub(crate) fn windows_stub(s: &Scratch, head: Vec<u8>) -> PathBuf {
     let mut bytes = head;
     bytes.extend_from_slice(&marker());
     bytes.extend_from_slice(&[0u8; 64]);

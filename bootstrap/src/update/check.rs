@@ -25,7 +25,7 @@
 //!    as usual. A trusted manifest leaves the next check due at once until
 //!    the check concludes ([`settled`], [`concluded`]).
 
-use payload_tools::manifest::{UpdateManifest, expand_url_spec, unix_seconds};
+use payload_tools::manifest::{Release, UpdateManifest, expand_url_spec, unix_seconds};
 use payload_tools::metadata::MAX_FALLBACK_URL_SPECS;
 use ureq::Agent;
 
@@ -283,37 +283,53 @@ pub fn concluded(build: &RunningBuild) {
     });
 }
 
-/// The release `crc32`'s mirror to start at, of `count`.
-pub fn first_mirror(build: &RunningBuild, crc32: u32, count: usize) -> usize {
-    schedule::load(build, &record_url(build)).map_or(0, |r| r.mirror_of(crc32)) % count.max(1)
+/// The release as announced, in 32 bits: its CRC-32, size, signatures and
+/// URLs. What the schedule remembers of a release (its mirror, a hold after
+/// it failed everywhere) is for that announcement: the same build announced
+/// again with another signature or other mirrors (a publisher's fix) is
+/// tried afresh.
+pub fn release_key(release: &Release) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&release.crc32.to_le_bytes());
+    hasher.update(&release.size.unwrap_or(0).to_le_bytes());
+    for text in release.all_signatures().chain(release.urls()) {
+        hasher.update(text.as_bytes());
+        hasher.update(b"\0");
+    }
+    hasher.finalize()
 }
 
-/// Records which mirror of the release `crc32` the next launch starts at:
+/// The release `key`'s mirror to start at, of `count`.
+pub fn first_mirror(build: &RunningBuild, key: u32, count: usize) -> usize {
+    schedule::load(build, &record_url(build)).map_or(0, |r| r.mirror_of(key)) % count.max(1)
+}
+
+/// Records which mirror of the release `key` the next launch starts at:
 /// the one after the mirror about to be asked (should this process end in
 /// the middle), or the one that delivered.
-pub fn start_next_at_mirror(build: &RunningBuild, crc32: u32, mirror: usize) {
+pub fn start_next_at_mirror(build: &RunningBuild, key: u32, mirror: usize) {
     schedule::change(build, &record_url(build), |record| {
-        if record.release_crc32 != crc32 {
+        if record.release_key != key {
             record.bad_until = 0;
         }
-        record.release_crc32 = crc32;
+        record.release_key = key;
         record.mirror = mirror;
     });
 }
 
-/// The seconds the release `crc32` is still held back after it failed
+/// The seconds the release `key` is still held back after it failed
 /// verification on every mirror.
-pub fn held_back(build: &RunningBuild, crc32: u32) -> Option<u64> {
-    schedule::load(build, &record_url(build))?.held_back(schedule::now(), crc32)
+pub fn held_back(build: &RunningBuild, key: u32) -> Option<u64> {
+    schedule::load(build, &record_url(build))?.held_back(schedule::now(), key)
 }
 
-/// Holds the release `crc32` back: it failed verification on every mirror.
+/// Holds the release `key` back: it failed verification on every mirror.
 /// Returns the wait.
-pub fn release_failed(build: &RunningBuild, crc32: u32) -> u64 {
+pub fn release_failed(build: &RunningBuild, key: u32) -> u64 {
     let now = schedule::now();
     let mut wait = 0;
     schedule::change(build, &record_url(build), |record| {
-        record.release_failed(now, crc32);
+        record.release_failed(now, key);
         wait = record.bad_until - now;
     });
     wait

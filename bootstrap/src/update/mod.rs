@@ -216,7 +216,8 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         check::settled(build, &answer, &manifest);
         return Ok(());
     }
-    if let Some(wait) = check::held_back(build, release.crc32) {
+    let release_key = check::release_key(&release);
+    if let Some(wait) = check::held_back(build, release_key) {
         info!(
             target: UPDATE,
             "Build {:08x} failed verification on every mirror; not downloaded again for {wait} s.",
@@ -258,7 +259,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         }
     }
     let count = urls.len();
-    let first = check::first_mirror(build, release.crc32, count);
+    let first = check::first_mirror(build, release_key, count);
     let mut wrong_tails = Vec::new();
     let mut all_wrong = true;
     let mut order = (0..count).map(|k| (first + k) % count).peekable();
@@ -272,7 +273,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             info!(target: UPDATE, "Mirror {} of {count}: '{url}'.", i + 1);
             // Should this process end in the middle (a stalled mirror, the
             // app exited), the next launch starts at the next mirror.
-            check::start_next_at_mirror(build, release.crc32, (i + 1) % count);
+            check::start_next_at_mirror(build, release_key, (i + 1) % count);
         }
         let at = Release {
             url: url.to_owned(),
@@ -286,14 +287,14 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         match fetch_from(&download, &agent, &at, policy, build, tried) {
             Ok(done) => {
                 if count > 1 {
-                    check::start_next_at_mirror(build, release.crc32, i);
+                    check::start_next_at_mirror(build, release_key, i);
                 }
                 break done;
             }
             Err(e) => {
                 all_wrong &= is_wrong_build(&e);
                 if !more && all_wrong {
-                    let wait = check::release_failed(build, release.crc32);
+                    let wait = check::release_failed(build, release_key);
                     info!(
                         target: UPDATE,
                         "Build {:08x} failed verification on every mirror; not downloaded again for {wait} s.",

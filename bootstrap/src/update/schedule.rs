@@ -73,8 +73,9 @@ pub struct Record {
     pub location: usize,
     /// The validators of the manifest that settled the last check.
     pub validators: Option<Validators>,
-    /// The release (announced CRC-32) that `mirror` and `bad_until` are of.
-    pub release_crc32: u32,
+    /// The release (its announcement, `check::release_key`) that `mirror`
+    /// and `bad_until` are of.
+    pub release_key: u32,
     /// Its mirror (index into its de-duplicated URLs) to start at.
     pub mirror: usize,
     /// Until when it is not downloaded again (0: no such wait).
@@ -201,22 +202,22 @@ impl Record {
         self.due_at = now + wait;
     }
 
-    /// Holds the release `crc32` back for a while: it failed verification on
+    /// Holds the release `key` ([`super::check::release_key`]) back for a while: it failed verification on
     /// every mirror.
-    pub fn release_failed(&mut self, now: u64, crc32: u32) {
-        self.release_crc32 = crc32;
+    pub fn release_failed(&mut self, now: u64, key: u32) {
+        self.release_key = key;
         self.bad_until = now + jittered(BAD_RELEASE_WAIT_S);
     }
 
-    /// The seconds the release `crc32` is still held back at `now`.
-    pub fn held_back(&self, now: u64, crc32: u32) -> Option<u64> {
+    /// The seconds the release `key` ([`super::check::release_key`]) is still held back at `now`.
+    pub fn held_back(&self, now: u64, key: u32) -> Option<u64> {
         let wait = self.bad_until.checked_sub(now).filter(|&w| w > 0)?;
-        (self.release_crc32 == crc32 && wait <= BAD_RELEASE_WAIT_S).then_some(wait)
+        (self.release_key == key && wait <= BAD_RELEASE_WAIT_S).then_some(wait)
     }
 
-    /// The mirror of the release `crc32` to start at.
-    pub fn mirror_of(&self, crc32: u32) -> usize {
-        if self.release_crc32 == crc32 {
+    /// The mirror of the release `key` ([`super::check::release_key`]) to start at.
+    pub fn mirror_of(&self, key: u32) -> usize {
+        if self.release_key == key {
             self.mirror
         } else {
             0
@@ -262,7 +263,7 @@ impl Record {
             v.last_modified,
             v.settled_at,
             v.expires,
-            self.release_crc32,
+            self.release_key,
             self.mirror,
             self.bad_until,
             u8::from(self.pending),
@@ -291,7 +292,7 @@ impl Record {
             settled_at: next()?.parse().ok()?,
             expires: next()?.parse().ok()?,
         };
-        record.release_crc32 = next()?.parse().ok()?;
+        record.release_key = next()?.parse().ok()?;
         record.mirror = next()?.parse().ok()?;
         record.bad_until = next()?.parse().ok()?;
         record.pending = next()?.parse::<u8>().ok()? == 1;
@@ -400,7 +401,7 @@ mod tests {
                 expires: 1_700_600_000,
             }),
             location: 2,
-            release_crc32: 7,
+            release_key: 7,
             mirror: 3,
             bad_until: 1_700_001_000,
             pending: true,
