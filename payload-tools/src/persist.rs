@@ -157,6 +157,32 @@ pub fn write_atomically(target: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     tmp.persist(target)
 }
 
+/// Like [`write_atomically`], with the new file's modification time at
+/// least one whole second after that of the file it replaces (and not
+/// before now): servers that derive validators from the time in seconds
+/// (nginx's `ETag` and `Last-Modified`) then see every rewrite as a
+/// change, however quickly rewrites follow each other and whatever their
+/// sizes, and never answer `304 Not Modified` for a new manifest.
+pub fn write_atomically_newer(target: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let replaced = fs::symlink_metadata(target).and_then(|m| m.modified()).ok();
+    let mut tmp = TempSibling::create(target, mode)?;
+    let tmp_path = tmp.path().to_owned();
+    tmp.file()
+        .write_all(bytes)
+        .map_err(Error::io("cannot write", &tmp_path))?;
+    let now = std::time::SystemTime::now();
+    let at = replaced
+        .and_then(|old| {
+            let whole = old.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+            std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(whole + 1))
+        })
+        .map_or(now, |next| next.max(now));
+    tmp.file()
+        .set_modified(at)
+        .map_err(Error::io("cannot set the time of", &tmp_path))?;
+    tmp.persist(target)
+}
+
 /// Writes `bytes` to the new file `target` (mode 0644), all-or-nothing,
 /// failing if `target` exists.
 pub fn write_new(target: &Path, bytes: &[u8]) -> Result<()> {

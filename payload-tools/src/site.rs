@@ -687,7 +687,8 @@ impl Site {
     /// Writes `bytes` to site path `rel`, all-or-nothing.
     pub fn write_file(&self, rel: &str, bytes: &[u8]) -> Result<PathBuf, SiteError> {
         let target = self.file_path(rel, true)?;
-        crate::persist::write_atomically(&target, bytes, 0o644)?;
+        // Each rewrite a later second: a host's validators change with it.
+        crate::persist::write_atomically_newer(&target, bytes, 0o644)?;
         Ok(target)
     }
 

@@ -1049,3 +1049,38 @@ fn rollouts_at_0_and_100_percent_and_a_halt_reach_a_real_install() {
     assert_updated(&site.s.run(&exe, ["version"]));
     assert_eq!(site.version_of(&exe), "1.2");
 }
+
+/// A host that derives its validators from a file's time in seconds and
+/// its size (nginx: `ETag`, `Last-Modified`) must see every rewrite of a
+/// manifest as a change, or it answers `304` to installs that settled on
+/// the one before: each rewrite is dated a later second than the last,
+/// however quickly they follow each other.
+#[test]
+fn every_rewrite_of_a_manifest_is_dated_a_later_second() {
+    let site = Site::new();
+    site.publish_ok(&site.build("1.0", &[]), &[]);
+    let b11 = site.build("1.1", &[]);
+    let seconds = |site: &Site| {
+        fs::metadata(site.dir.join("1.0/update.toml"))
+            .and_then(|m| m.modified())
+            .expect("mtime")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    };
+    let mut last = seconds(&site);
+    site.publish_ok(&b11, &["--rollout", "10"]);
+    for args in [
+        &["--percent", "20"][..],
+        &["--percent", "30"],
+        &["--halt"],
+        &["--resume"],
+    ] {
+        let now = seconds(&site);
+        assert!(now > last, "{args:?}: {now} after {last}");
+        last = now;
+        let out = site.tool("rollout", args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert!(seconds(&site) > last);
+}

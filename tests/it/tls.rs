@@ -674,3 +674,76 @@ fn a_certificate_from_a_ca_posing_as_the_trusted_one_is_refused() {
         "BadSignature",
     );
 }
+
+/// The release workflow over real HTTPS: 1.0 and then 1.1 published with
+/// `payload-tools publish --key` into an empty site that nginx serves over
+/// TLS; a 1.0 install, trusting only the test's CA, checks the signed
+/// manifest, fetches 1.1 and installs it, and is 1.1 at the next launch.
+#[test]
+fn a_published_site_over_https_takes_an_install_from_1_0_to_1_1() {
+    let s = Scratch::new();
+    let Some((ca, tls)) = trusted(&s) else { return };
+    let site = s.path("site");
+    let Some(nginx) = https(&s, "nginx", &site, serving(&tls)) else {
+        return;
+    };
+    let keys = s.path("keys");
+    fs::create_dir_all(&keys).expect("mkdir");
+    let key = keys.join("release");
+    let out = tools(["keygen".as_ref(), "-o".as_ref(), key.as_os_str()]);
+    assert!(out.status.success(), "keygen: {}", stderr(&out));
+    let (secret, public) = (keys.join("release.key"), keys.join("release.pub"));
+    let spec = nginx.url("/{VERSION}/update.toml");
+    let publish = |version: &str| {
+        let app = s.probe_app(&format!("app-{version}"), version);
+        let build = s.path(&format!("dist/{version}/{BIN}"));
+        let out = pack(
+            &app,
+            &build,
+            &[
+                "--name",
+                NAME,
+                "--version",
+                version,
+                "--update-url-spec",
+                &spec,
+                "--public-key",
+                public.to_str().expect("utf8"),
+            ],
+        );
+        assert!(out.status.success(), "pack: {}", stderr(&out));
+        let out = tools([
+            "publish".as_ref(),
+            build.as_os_str(),
+            "--site".as_ref(),
+            site.as_os_str(),
+            "--key".as_ref(),
+            secret.as_os_str(),
+        ]);
+        assert!(out.status.success(), "publish: {}", stderr(&out));
+        fs::read(&build).expect("read")
+    };
+    let v10 = publish("1.0");
+    let exe = s.path(&format!("user/{BIN}"));
+    write_file(&exe, &v10, true);
+    let out = run(&s, &exe, Some(&ca.pem()), &["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.ends_with("matches already.")),
+        "{}",
+        stderr(&out)
+    );
+    let v11 = publish("1.1");
+    let out = run(&s, &exe, Some(&ca.pem()), &["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    assert_updated(&out);
+    assert!(fs::read(&exe).expect("read") == v11, "1.1 installed");
+    let out = run(&s, &exe, Some(&ca.pem()), &["version"]);
+    assert_eq!(stdout(&out), "1.1\n", "{}", stderr(&out));
+    // Every request went over TLS to the published paths.
+    let paths: Vec<String> = nginx.requests().into_iter().map(|r| r.path).collect();
+    assert!(paths.contains(&"/1.0/update.toml".to_owned()), "{paths:?}");
+    assert!(paths.contains(&format!("/1.1/{BIN}")), "{paths:?}");
+}
