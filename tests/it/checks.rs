@@ -124,7 +124,7 @@ fn an_unchanged_manifest_costs_a_304_and_a_changed_one_is_installed_nginx() {
 
 /// Python's http.server on a free port of 127.0.0.1, serving `root`:
 /// `Last-Modified` and `If-Modified-Since`, no ETag, no ranges.
-struct PythonServer {
+pub(crate) struct PythonServer {
     child: Child,
     port: u16,
 }
@@ -135,6 +135,11 @@ impl PythonServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        PythonServer::start_at(root, port)
+    }
+
+    /// Serves `root` on `port` of 127.0.0.1; `None` if it cannot.
+    pub(crate) fn start_at(root: &Path, port: u16) -> Option<PythonServer> {
         let mut child = Command::new("python3")
             .args([
                 "-m",

@@ -223,6 +223,30 @@ fn update_across_the_site(signed: bool) {
     assert_eq!(site.version_of(&exe), "1.1");
 }
 
+/// The same with Python's `http.server` as the host (no ranges, no ETag:
+/// the whole build is downloaded), as `make demo` serves a site.
+#[test]
+fn a_site_served_by_python_s_http_server_takes_an_install_to_1_1() {
+    let site = Site::new();
+    let (secret, public) = site.keygen("release");
+    site.publish_ok(
+        &site.build("1.0", &["--public-key", &public]),
+        &["--key", &secret],
+    );
+    let exe = site.install("1.0");
+    site.publish_ok(
+        &site.build("1.1", &["--public-key", &public]),
+        &["--key", &secret],
+    );
+    let Some(_server) = crate::checks::PythonServer::start_at(&site.dir, site.port) else {
+        skip("python3 cannot serve here");
+        return;
+    };
+    let out = site.s.run(&exe, ["version"]);
+    assert_updated(&out);
+    assert_eq!(site.version_of(&exe), "1.1");
+}
+
 #[test]
 fn an_install_of_1_0_updates_to_1_1_published_after_it() {
     update_across_the_site(false);
