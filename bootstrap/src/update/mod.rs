@@ -218,11 +218,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     }
     let release_key = check::release_key(&release);
     if let Some(wait) = check::held_back(build, release_key) {
-        info!(
-            target: UPDATE,
-            "Build {:08x} failed verification on every mirror; not downloaded again for {wait} s.",
-            release.crc32
-        );
+        trace_held_back(&release, wait);
         check::settled(build, &answer, &manifest);
         return Ok(());
     }
@@ -248,74 +244,8 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     let resumable = state.record().map(|info| info.file);
     target.remove_leftovers(resumable.as_deref());
 
-    // The build's URLs (its url, then its mirrors), each at most once,
-    // starting at the one that delivered last: a mirror that fails on the
-    // network or serves other bytes hands over to the next, which resumes
-    // what the last one left.
-    let mut urls: Vec<&str> = Vec::new();
-    for url in release.urls() {
-        if !urls.contains(&url) && urls.len() < MAX_URLS {
-            urls.push(url);
-        }
-    }
-    let count = urls.len();
-    let first = check::first_mirror(build, release_key, count);
-    let mut wrong_tails = Vec::new();
-    let mut all_wrong = true;
-    let mut order = (0..count).map(|k| (first + k) % count).peekable();
-    let (fetched, new) = loop {
-        // `order` holds at least the build's url, and the last one breaks.
-        let Some(i) = order.next() else {
-            return Err(UpdateError::Busy);
-        };
-        let url = urls[i];
-        if count > 1 {
-            info!(target: UPDATE, "Mirror {} of {count}: '{url}'.", i + 1);
-            // Should this process end in the middle (a stalled mirror, the
-            // app exited), the next launch starts at the next mirror.
-            check::start_next_at_mirror(build, release_key, (i + 1) % count);
-        }
-        let at = Release {
-            url: url.to_owned(),
-            ..release.clone()
-        };
-        let more = order.peek().is_some();
-        let tried = Mirror {
-            more,
-            wrong_tails: &mut wrong_tails,
-        };
-        match fetch_from(&download, &agent, &at, policy, build, tried) {
-            Ok(done) => {
-                if count > 1 {
-                    check::start_next_at_mirror(build, release_key, i);
-                }
-                break done;
-            }
-            Err(e) => {
-                all_wrong &= is_wrong_build(&e);
-                if !more && all_wrong {
-                    let wait = check::release_failed(build, release_key);
-                    info!(
-                        target: UPDATE,
-                        "Build {:08x} failed verification on every mirror; not downloaded again for {wait} s.",
-                        release.crc32
-                    );
-                }
-                if !more || !is_the_servers_fault(&e) {
-                    if matches!(
-                        e,
-                        UpdateError::OtherApp { .. } | UpdateError::NotNewer { .. }
-                    ) {
-                        // Refused, not failed: asking again before the
-                        // interval would only be refused again.
-                        check::concluded(build);
-                    }
-                    return Err(e);
-                }
-                info!(target: UPDATE, "Mirror {} of {count} failed: {e}", i + 1);
-            }
-        }
-    };
+    let (fetched, new) =
+        fetch_from_mirrors(&download, &agent, &release, release_key, policy, build)?;
     let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
 
@@ -398,6 +328,91 @@ fn forget_downloads(build: &RunningBuild, own_id: &sys::FileId) {
 /// URLs of a build tried at most (its url and mirrors): the manifest is
 /// not trusted to name an unbounded number.
 const MAX_URLS: usize = 8;
+
+/// Fetches and checks the build `release` names from its URLs (its url,
+/// then its mirrors), each at most once, starting at the one that
+/// delivered last (`release_key` names the release in the schedule): a
+/// mirror that fails on the network or serves other bytes hands over to
+/// the next, which resumes what the last one left. The last mirror's
+/// error, or one that is not the server's fault, ends it.
+fn fetch_from_mirrors(
+    download: &Download<'_>,
+    agent: &Agent,
+    release: &Release,
+    release_key: u32,
+    policy: http::Policy,
+    build: &RunningBuild,
+) -> Result<(Fetched, PackedFile), UpdateError> {
+    let mut urls: Vec<&str> = Vec::new();
+    for url in release.urls() {
+        if !urls.contains(&url) && urls.len() < MAX_URLS {
+            urls.push(url);
+        }
+    }
+    let count = urls.len();
+    let first = check::first_mirror(build, release_key, count);
+    let mut wrong_tails = Vec::new();
+    let mut all_wrong = true;
+    for k in 0..count {
+        let i = (first + k) % count;
+        let more = k + 1 < count;
+        let url = urls[i];
+        if count > 1 {
+            info!(target: UPDATE, "Mirror {} of {count}: '{url}'.", i + 1);
+            // Should this process end in the middle (a stalled mirror, the
+            // app exited), the next launch starts at the next mirror.
+            check::start_next_at_mirror(build, release_key, (i + 1) % count);
+        }
+        let at = Release {
+            url: url.to_owned(),
+            ..release.clone()
+        };
+        let tried = Mirror {
+            more,
+            wrong_tails: &mut wrong_tails,
+        };
+        let e = match fetch_from(download, agent, &at, policy, build, tried) {
+            Ok(done) => {
+                if count > 1 {
+                    check::start_next_at_mirror(build, release_key, i);
+                }
+                return Ok(done);
+            }
+            Err(e) => e,
+        };
+        all_wrong &= is_wrong_build(&e);
+        if !more && all_wrong {
+            trace_held_back(release, check::release_failed(build, release_key));
+        }
+        if !more || !is_the_servers_fault(&e) {
+            if matches!(
+                e,
+                UpdateError::OtherApp { .. } | UpdateError::NotNewer { .. }
+            ) {
+                // Refused, not failed: asking again before the interval
+                // would only be refused again.
+                check::concluded(build);
+            }
+            return Err(e);
+        }
+        info!(target: UPDATE, "Mirror {} of {count} failed: {e}", i + 1);
+    }
+    // The release's own url is always among `urls`: the last one returned.
+    Err(UpdateError::Download {
+        url: release.url.clone(),
+        reason: "no URL to fetch it from".into(),
+    })
+}
+
+/// Traces that the release failed verification on every mirror and is
+/// not downloaded again for `wait` seconds.
+fn trace_held_back(release: &Release, wait: u64) {
+    info!(
+        target: UPDATE,
+        "Build {:08x} failed verification on every mirror; not downloaded again for {wait} s.",
+        release.crc32
+    );
+}
 
 /// What the mirror loop tells [`fetch_from`] about the other mirrors.
 struct Mirror<'a> {
