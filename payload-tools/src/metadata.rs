@@ -225,6 +225,57 @@ pub struct UpdateSettings {
     /// Seconds between two checks for updates; 0 checks at every launch.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub check_interval_s: u64,
+    /// How long a newly installed build must run before it counts as
+    /// healthy, in milliseconds (docs/updates.md, "Probation and
+    /// rollback"); exiting without a crash, or the app saying so, counts
+    /// sooner.
+    #[serde(
+        default = "default_healthy_after_ms",
+        skip_serializing_if = "is_default_healthy_after_ms"
+    )]
+    pub healthy_after_ms: u64,
+    /// Exit codes that count as a failed start of a build on probation,
+    /// besides crashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy_exit_codes: Vec<i32>,
+    /// Failed starts in a row after which a build on probation is rolled
+    /// back to the one before it; 0 never rolls back.
+    #[serde(
+        default = "default_rollback_after",
+        skip_serializing_if = "is_default_rollback_after"
+    )]
+    pub rollback_after: u32,
+    /// The exit code by which the app asks to be restarted on the updated
+    /// build (docs/updates.md, "Restart to update").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_exit_code: Option<i32>,
+}
+
+/// Default of [`UpdateSettings::healthy_after_ms`].
+pub const DEFAULT_HEALTHY_AFTER_MS: u64 = 5_000;
+/// The longest probation a build may ask for (one hour).
+pub const MAX_HEALTHY_AFTER_MS: u64 = 3_600_000;
+/// Default of [`UpdateSettings::rollback_after`].
+pub const DEFAULT_ROLLBACK_AFTER: u32 = 3;
+/// The most failed starts a build may allow before its rollback.
+pub const MAX_ROLLBACK_AFTER: u32 = 100;
+/// The most `unhealthy_exit_codes` a build may list.
+pub const MAX_UNHEALTHY_EXIT_CODES: usize = 32;
+
+fn default_healthy_after_ms() -> u64 {
+    DEFAULT_HEALTHY_AFTER_MS
+}
+
+fn is_default_healthy_after_ms(v: &u64) -> bool {
+    *v == DEFAULT_HEALTHY_AFTER_MS
+}
+
+fn default_rollback_after() -> u32 {
+    DEFAULT_ROLLBACK_AFTER
+}
+
+fn is_default_rollback_after(v: &u32) -> bool {
+    *v == DEFAULT_ROLLBACK_AFTER
 }
 
 /// The longest check interval (30 days): a longer one is refused when

@@ -67,12 +67,23 @@ fn record_url(build: &RunningBuild) -> String {
 /// Fetches the manifest and has `accept` decide whether it is used; `None`
 /// when there is nothing to look at (no check due, or the manifest did not
 /// change since it settled the last one).
+/// What a check found.
+#[derive(Debug)]
+pub enum Checked {
+    /// No check was due (the interval, or a backoff after failures).
+    NotDue,
+    /// The manifest that last settled a check has not changed (`304`).
+    Unchanged,
+    /// A manifest, fetched whole and trusted.
+    Manifest(Box<(Answer, UpdateManifest)>),
+}
+
 pub fn fetch(
     build: &RunningBuild,
     agent: &Agent,
     policy: http::Policy,
     accept: impl Fn(&Answer) -> Result<UpdateManifest, UpdateError>,
-) -> Result<Option<(Answer, UpdateManifest)>, UpdateError> {
+) -> Result<Checked, UpdateError> {
     let interval_s = interval_s(build);
     let urls = locations(build);
     let now = schedule::now();
@@ -85,7 +96,7 @@ pub fn fetch(
             "Checked {} s ago; the next check is due in {wait} s.",
             now - old.checked_at
         );
-        return Ok(None);
+        return Ok(Checked::NotDue);
     }
     let own_crc32 = build.packed.whole_file_crc32().ok();
     let mut record = old
@@ -133,7 +144,7 @@ pub fn fetch(
                 record.failures = 0;
                 record.due_at = now.saturating_add(interval_s);
                 schedule::save(build, on_disk.as_ref(), &record);
-                return Ok(None);
+                return Ok(Checked::Unchanged);
             }
             Ok(ManifestReply::NotModified) => UpdateError::Status {
                 url: url.clone(),
@@ -161,7 +172,7 @@ pub fn fetch(
                         record.failures = 0;
                         record.validators = None;
                         schedule::save(build, on_disk.as_ref(), &record);
-                        return Ok(Some((answer, manifest)));
+                        return Ok(Checked::Manifest(Box::new((answer, manifest))));
                     }
                     // This machine's own record failed: no other host
                     // would do better, and no server is to back off from

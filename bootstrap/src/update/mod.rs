@@ -182,18 +182,33 @@ impl Sidecar {
     }
 }
 
-fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateError> {
+/// What one run of the updater came to, when nothing failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No check was due (the check interval, or a backoff).
+    NotDue,
+    /// The running build is the one announced, or nothing newer is.
+    UpToDate,
+    /// A build is announced that is not installed for now: it failed
+    /// verification on every mirror lately.
+    HeldBack { version: Option<String> },
+    /// The announced build is installed: the next launch runs it.
+    Updated { version: Option<String> },
+}
+
+fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, UpdateError> {
     sys::remove_replaced_leftover(&build.exe);
 
     let agent = http::agent(build);
     let policy = http::Policy {
         allow_insecure_http: build.settings.allow_insecure_http,
     };
-    let Some((answer, manifest)) =
-        check::fetch(build, &agent, policy, |answer| trust::accept(build, answer))?
-    else {
-        return Ok(());
-    };
+    let (answer, manifest) =
+        match check::fetch(build, &agent, policy, |answer| trust::accept(build, answer))? {
+            check::Checked::NotDue => return Ok(Outcome::NotDue),
+            check::Checked::Unchanged => return Ok(Outcome::UpToDate),
+            check::Checked::Manifest(found) => *found,
+        };
     let release = trust::choose(build, &manifest);
 
     let own = &build.packed.file;
@@ -202,7 +217,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
         info!(target: UPDATE, "CRC32 {} matches already.", release.url);
         forget_downloads(build, &own_id);
         check::settled(build, &answer, &manifest);
-        return Ok(());
+        return Ok(Outcome::UpToDate);
     }
     if let Some(announced) = &release.version
         && !build.settings.allow_downgrade
@@ -214,13 +229,15 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
             build.version
         );
         check::settled(build, &answer, &manifest);
-        return Ok(());
+        return Ok(Outcome::UpToDate);
     }
     let release_key = check::release_key(&release);
     if let Some(wait) = check::held_back(build, release_key) {
         trace_held_back(&release, wait);
         check::settled(build, &answer, &manifest);
-        return Ok(());
+        return Ok(Outcome::HeldBack {
+            version: release.version.clone(),
+        });
     }
     info!(target: UPDATE, "URL to check '{}'.", release.url);
 
@@ -254,6 +271,9 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<(), UpdateEr
     std::thread::scope(|scope| {
         prewarm::start(scope, build, &new);
         install_after_exit(app, build, state, &target, &fetched.name, &new.file)
+    })?;
+    Ok(Outcome::Updated {
+        version: release.version.clone(),
     })
 }
 

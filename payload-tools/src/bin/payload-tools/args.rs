@@ -164,6 +164,23 @@ pub struct PackArgs {
     /// Seconds the launcher may wait, after the app exits, for an update download to finish [default: 5].
     #[arg(long)]
     pub update_exit_wait: Option<f64>,
+    /// A newly installed build is on probation until the app has run this
+    /// long, exited without crashing, or touched $ONEFILE_HEALTH_FILE
+    /// [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub healthy_after: Option<String>,
+    /// An exit code that counts as a failed start of a build on probation,
+    /// like a crash does; give it again for more.
+    #[arg(long, value_name = "CODE")]
+    pub unhealthy_exit_code: Vec<i32>,
+    /// Failed starts in a row after which a newly installed build is rolled
+    /// back to the one before it; 0 never rolls back [default: 3].
+    #[arg(long, value_name = "K")]
+    pub rollback_after: Option<u32>,
+    /// The exit code by which the app asks to be restarted on the updated
+    /// build (or the same one if no update is ready).
+    #[arg(long, value_name = "CODE")]
+    pub restart_exit_code: Option<i32>,
     /// Install only updates signed by this minisign public key (NAME.pub);
     /// give it twice to roll keys over. Without it, updates are checked for
     /// corruption only, not authenticated.
@@ -248,6 +265,11 @@ pub struct ConfigFile {
     pub auto_update_toml_file: Option<PathBuf>,
     pub download_url: Option<String>,
     pub update_exit_wait: Option<f64>,
+    pub healthy_after: Option<String>,
+    #[serde(default)]
+    pub unhealthy_exit_codes: Vec<i32>,
+    pub rollback_after: Option<u32>,
+    pub restart_exit_code: Option<i32>,
     #[serde(default)]
     pub public_keys: Vec<PathBuf>,
     pub key: Option<PathBuf>,
@@ -309,6 +331,12 @@ impl PackArgs {
         self.auto_update_toml_file = self.auto_update_toml_file.or(config.auto_update_toml_file);
         self.download_url = self.download_url.or(config.download_url);
         self.update_exit_wait = self.update_exit_wait.or(config.update_exit_wait);
+        self.healthy_after = self.healthy_after.or(config.healthy_after);
+        if self.unhealthy_exit_code.is_empty() {
+            self.unhealthy_exit_code = config.unhealthy_exit_codes;
+        }
+        self.rollback_after = self.rollback_after.or(config.rollback_after);
+        self.restart_exit_code = self.restart_exit_code.or(config.restart_exit_code);
         if self.public_keys.is_empty() {
             self.public_keys = config.public_keys;
         }

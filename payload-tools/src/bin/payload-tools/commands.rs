@@ -9,8 +9,9 @@ use payload_tools::digest::PartHasher;
 use payload_tools::extract::{Sink, extract};
 use payload_tools::manifest::{self, Release, UpdateManifest, default_download_url};
 use payload_tools::metadata::{
-    Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_MAX_DOWNLOAD, MAX_CHECK_INTERVAL_S,
-    MAX_FALLBACK_URL_SPECS, UpdateSettings,
+    Argv0, DEFAULT_EXIT_WAIT_MS, DEFAULT_HEALTHY_AFTER_MS, DEFAULT_MAX_DOWNLOAD,
+    DEFAULT_ROLLBACK_AFTER, MAX_CHECK_INTERVAL_S, MAX_FALLBACK_URL_SPECS, MAX_HEALTHY_AFTER_MS,
+    MAX_ROLLBACK_AFTER, MAX_UNHEALTHY_EXIT_CODES, UpdateSettings,
 };
 use payload_tools::pack::{DEFAULT_LEVEL, DictionaryOptions, PackOptions};
 use payload_tools::persist::{parent_dir, write_atomically};
@@ -39,6 +40,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         None => args,
     };
     check_update_flags(&args)?;
+    let recovery = recovery_settings(&args)?;
     let input = args.input.ok_or_else(|| Failure {
         message: "no input given".into(),
         hint: Some("payload-tools pack <FOLDER or PROGRAM> -o <OUTPUT>".into()),
@@ -151,7 +153,17 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         allow_downgrade: args.allow_downgrade,
         allow_insecure_http: args.allow_insecure_http,
         max_download_size: args.max_download_size.unwrap_or(DEFAULT_MAX_DOWNLOAD),
+        healthy_after_ms: recovery.healthy_after_ms,
+        unhealthy_exit_codes: recovery.unhealthy_exit_codes.clone(),
+        rollback_after: recovery.rollback_after,
+        restart_exit_code: recovery.restart_exit_code,
     });
+    if update.is_none() && recovery.given {
+        return Err(Failure {
+            message: "--healthy-after, --unhealthy-exit-code, --rollback-after and --restart-exit-code only matter for builds that update themselves".into(),
+            hint: Some("add --update-url-spec".into()),
+        });
+    }
     if update.is_none() && !public_keys.is_empty() {
         return Err(Failure {
             message: "--public-key only matters for builds that update themselves".into(),
@@ -259,6 +271,67 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
 }
 
 /// Update flags that would make a build whose updates silently never work.
+/// The probation, rollback and restart settings of `pack`, checked.
+struct Recovery {
+    healthy_after_ms: u64,
+    unhealthy_exit_codes: Vec<i32>,
+    rollback_after: u32,
+    restart_exit_code: Option<i32>,
+    /// Whether any of them was given.
+    given: bool,
+}
+
+fn recovery_settings(args: &PackArgs) -> Result<Recovery, Failure> {
+    let healthy_after_ms = match args.healthy_after.as_deref() {
+        None => DEFAULT_HEALTHY_AFTER_MS,
+        Some(text) => payload_tools::duration::parse_duration(text)
+            .map_err(|e| format!("--healthy-after '{text}': {e}"))?
+            .saturating_mul(1000),
+    };
+    if healthy_after_ms > MAX_HEALTHY_AFTER_MS {
+        return Err(format!(
+            "--healthy-after is longer than {} minutes; a build on probation must prove itself sooner",
+            MAX_HEALTHY_AFTER_MS / 60_000
+        )
+        .into());
+    }
+    let codes = &args.unhealthy_exit_code;
+    if codes.len() > MAX_UNHEALTHY_EXIT_CODES {
+        return Err(
+            format!("give at most {MAX_UNHEALTHY_EXIT_CODES} --unhealthy-exit-code").into(),
+        );
+    }
+    if let Some(zero) = codes.iter().find(|&&c| c == 0) {
+        return Err(format!("--unhealthy-exit-code {zero}: exit code 0 is a success").into());
+    }
+    let rollback_after = args.rollback_after.unwrap_or(DEFAULT_ROLLBACK_AFTER);
+    if rollback_after > MAX_ROLLBACK_AFTER {
+        return Err(format!("--rollback-after is at most {MAX_ROLLBACK_AFTER}").into());
+    }
+    if let Some(code) = args.restart_exit_code {
+        if code == 0 {
+            return Err("--restart-exit-code 0: exit code 0 is a success"
+                .to_owned()
+                .into());
+        }
+        if codes.contains(&code) {
+            return Err(
+                format!("--restart-exit-code {code} is also an --unhealthy-exit-code").into(),
+            );
+        }
+    }
+    Ok(Recovery {
+        healthy_after_ms,
+        unhealthy_exit_codes: codes.clone(),
+        rollback_after,
+        restart_exit_code: args.restart_exit_code,
+        given: args.healthy_after.is_some()
+            || !codes.is_empty()
+            || args.rollback_after.is_some()
+            || args.restart_exit_code.is_some(),
+    })
+}
+
 fn check_update_flags(args: &PackArgs) -> Result<(), Failure> {
     if !args.update_url_spec.is_empty() && args.name.is_none() {
         let output = args.output.as_deref().unwrap_or(Path::new(""));
@@ -369,6 +442,10 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
                 "max_download_size": u.max_download_size,
                 "fallback_url_specs": u.fallback_url_specs,
                 "check_interval_s": u.check_interval_s,
+                "healthy_after_ms": u.healthy_after_ms,
+                "unhealthy_exit_codes": u.unhealthy_exit_codes,
+                "rollback_after": u.rollback_after,
+                "restart_exit_code": u.restart_exit_code,
             })),
         });
         println!("{value:#}");
@@ -409,6 +486,20 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             }
             for key in &u.public_keys {
                 println!("signed by       {key}");
+            }
+            let rollback = match u.rollback_after {
+                0 => "never rolled back".to_owned(),
+                k => format!("rolled back after {k} failed starts"),
+            };
+            println!(
+                "probation       healthy after {} ms; {rollback}",
+                u.healthy_after_ms
+            );
+            if !u.unhealthy_exit_codes.is_empty() {
+                println!("unhealthy exits {:?}", u.unhealthy_exit_codes);
+            }
+            if let Some(code) = u.restart_exit_code {
+                println!("restart code    {code}");
             }
         }
         None => println!("updates         off"),
