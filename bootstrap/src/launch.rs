@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::trace::info;
 use payload_tools::PackedFile;
@@ -50,6 +50,12 @@ fn try_launch() -> Result<Never, LaunchError> {
         meta.unpacked_size
     );
     let cache = Cache::for_app(&packed)?;
+    if let Some(request) = update::background::requested() {
+        let (name, version) = (meta.name.clone(), meta.version.clone());
+        let settings = meta.update.clone();
+        let build = settings.map(|settings| running_build(&exe, packed, settings, &cache));
+        update::background::serve(request, &name, &version, build);
+    }
     let prepared = match cache.prepare(&packed) {
         Ok(prepared) => prepared,
         Err(e) => return Err(rescue(e, &exe, packed, &cache)),
@@ -93,12 +99,7 @@ fn try_launch() -> Result<Never, LaunchError> {
         }
         let exit = app.wait().map_err(LaunchError::Wait)?;
         // Asked to stop (a signal passed on to the app): no wait.
-        let budget = if app.stop_requested() {
-            0
-        } else {
-            settings.exit_wait_ms
-        };
-        sidecar.finish_after_exit(Duration::from_millis(budget));
+        update::background::after_app_exit(sidecar, &settings, app.stop_requested());
         drop(prepared);
         run::exit_like(exit);
     }
@@ -162,7 +163,8 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         .env("ONEFILE_EXE", exe)
         .env("ONEFILE_DIR", dir)
         .env("ONEFILE_NAME", &packed.metadata.name)
-        .env("ONEFILE_VERSION", &packed.metadata.version);
+        .env("ONEFILE_VERSION", &packed.metadata.version)
+        .env_remove(update::background::VAR);
     set_argv0(&mut cmd, argv0);
     cmd
 }

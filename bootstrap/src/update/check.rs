@@ -89,6 +89,7 @@ pub fn fetch(
     let now = schedule::now();
     let old = schedule::load(build, &urls[0]);
     if let Some(old) = &old
+        && !super::background::forced()
         && let Some(wait) = old.wait(now, interval_s)
     {
         info!(

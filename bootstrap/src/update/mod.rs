@@ -35,6 +35,7 @@
 //!
 //! Any failure is traced and leaves the executable untouched.
 
+pub mod background;
 mod check;
 mod download;
 mod error;
@@ -99,6 +100,7 @@ pub fn disabled_by_env() -> bool {
 pub struct Sidecar {
     app: Arc<AppState>,
     finished: mpsc::Receiver<()>,
+    handoff: background::Handoff,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +133,7 @@ pub fn start(build: RunningBuild) -> Sidecar {
     let app = Arc::new(AppState::default());
     let (done, finished) = mpsc::channel::<()>();
     let thread_app = Arc::clone(&app);
+    let handoff = background::Handoff::of(&build);
     let spawned = std::thread::Builder::new()
         .name("onefile-update".into())
         .spawn(move || {
@@ -145,7 +148,11 @@ pub fn start(build: RunningBuild) -> Sidecar {
     if let Err(e) = spawned {
         info!(target: UPDATE, "Cannot start the update thread: {e}.");
     }
-    Sidecar { app, finished }
+    Sidecar {
+        app,
+        finished,
+        handoff,
+    }
 }
 
 /// How long the launcher waits for the updater when the app cannot start.
@@ -244,6 +251,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
     // One updater at a time per executable, by a lock only this user can
     // take; then the executable's folder, held open, and its checks.
     let state = State::lock(build, &own_id)?;
+    background::mark_downloading();
     let target = match Target::open(build, own_id) {
         Ok(target) => target,
         Err(e) => {
