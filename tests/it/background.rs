@@ -19,30 +19,10 @@ use crate::update::{NAME, publish};
 /// above what a loaded machine needs to start and end a tiny app.
 const PROMPT: Duration = Duration::from_secs(2);
 
-/// The pid of the background updater the launch of `out` started.
-fn background_pid(out: &Output) -> Option<u32> {
-    update_traces(out).iter().find_map(|t| {
-        t.strip_prefix("Started background updater ")?
-            .strip_suffix('.')?
-            .parse()
-            .ok()
-    })
-}
-
-/// Whether `pid` runs (a zombie counts as ended).
-fn runs(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next())
-            != Some("Z")
-    })
-}
-
 /// Waits until `pid` has ended; panics after `bound`.
 fn wait_for_end(pid: u32, bound: Duration) {
     let started = Instant::now();
-    while runs(pid) {
+    while process_runs(pid) {
         assert!(
             started.elapsed() < bound,
             "background updater {pid} still runs"
@@ -51,13 +31,15 @@ fn wait_for_end(pid: u32, bound: Duration) {
     }
 }
 
-/// Runs `exe` with stdout on a pipe, like `exe args | cat`; returns the
-/// time until the pipe's end of file and until the launcher's exit, and
-/// its output.
+/// Runs `exe` without traces (as users do: with traces on, the launcher
+/// waits for an unanswered host like for the rest) and with stdout on a
+/// pipe, like `exe args | cat`; returns the time until the pipe's end of
+/// file and until the launcher's exit, and its output.
 fn run_piped(s: &Scratch, exe: &Path, args: &[&str]) -> (Duration, Duration, Output) {
     let started = Instant::now();
     let mut child = s
         .command(exe)
+        .env_remove("AUTO_UPDATE_DEBUG")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -82,12 +64,10 @@ fn a_stalled_check_returns_at_once_and_the_background_updater_gives_up_by_itself
     assert!(eof < PROMPT, "end of file after {eof:?}");
     assert!(exited < PROMPT, "the launcher exited after {exited:?}");
     assert_eq!(out.status.code(), Some(0));
-    let traces = update_traces(&out);
-    assert!(
-        traces.iter().any(|t| t.starts_with("Still busy 25 ms")),
-        "{traces:#?}"
-    );
-    let pid = background_pid(&out).unwrap_or_else(|| panic!("{traces:#?}"));
+    let updaters = background_updaters_of(&p.s.cache());
+    let [pid] = updaters[..] else {
+        panic!("background updaters: {updaters:?}");
+    };
     // The stalled check times out (30 s) in the background, which then
     // ends by itself and backs off.
     wait_for_end(pid, Duration::from_secs(90));
@@ -117,10 +97,14 @@ fn a_stalled_check_returns_at_once_and_the_background_updater_gives_up_by_itself
 
 #[test]
 fn the_background_updater_holds_no_terminal_no_stdio_and_runs_once() {
-    let p = publish(&[]);
+    let p = publish(&["--update-exit-wait", "1"]);
     p.server.route("/1.0/update.toml", Route::Stall);
-    let first = p.run(&["version"]);
-    let pid = background_pid(&first).unwrap_or_else(|| panic!("{}", stderr(&first)));
+    let (_, _, first) = run_piped(&p.s, &p.exe, &["version"]);
+    assert_eq!(stdout(&first), "1.0\n");
+    let updaters = background_updaters_of(&p.s.cache());
+    let [pid] = updaters[..] else {
+        panic!("background updaters: {updaters:?}");
+    };
     // A session of its own: no controlling terminal, no terminal signals.
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     let fields: Vec<&str> = stat
@@ -155,10 +139,11 @@ fn the_background_updater_holds_no_terminal_no_stdio_and_runs_once() {
             .any(|v| v == b"ONEFILE_UPDATE=background"),
         "environment"
     );
-    // Another launch while it runs starts none.
+    // Another launch while it runs starts none (with traces on, it waits
+    // for the stalled host its full second first).
     let second = p.run(&["version"]);
     let traces = update_traces(&second);
-    assert!(background_pid(&second).is_none(), "{traces:#?}");
+    assert!(background_updater(&second).is_none(), "{traces:#?}");
     assert!(
         traces.contains(&"A background updater runs already.".to_owned()),
         "{traces:#?}"
@@ -222,7 +207,10 @@ fn a_slow_download_is_finished_in_the_background_from_where_it_stopped() {
     let (_, exited, out) = run_piped(&s, &exe, &["version", "1"]);
     assert_eq!(stdout(&out), "1.0\n");
     assert!(exited < Duration::from_secs(1) + PROMPT, "{exited:?}");
-    let pid = background_pid(&out).unwrap_or_else(|| panic!("{}", stderr(&out)));
+    let updaters = background_updaters_of(&s.cache());
+    let [pid] = updaters[..] else {
+        panic!("background updaters: {updaters:?}");
+    };
     assert_eq!(fs::read(&exe).expect("read"), builds[0], "not yet");
     wait_for_end(pid, Duration::from_secs(120));
     assert_eq!(fs::read(&exe).expect("read"), builds[1]);

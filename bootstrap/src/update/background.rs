@@ -4,11 +4,12 @@
 //!
 //! - After the app's exit ([`after_app_exit`]): the launcher's stdin and
 //!   stdout (and stderr, unless traces are on) become the null device at
-//!   once, so a pipeline reading the app's output sees its end. A check
-//!   that has not been answered gets at most [`SHORT_WAIT`]; a download
-//!   under way gets the build's `exit_wait_ms`. Then, if the sidecar is
-//!   still busy, the launcher starts the background updater (which resumes
-//!   the download from its resume record) and exits with the app's status.
+//!   once, so a pipeline reading the app's output sees its end. The
+//!   sidecar then gets the build's `exit_wait_ms`, except that a request
+//!   for the manifest that has gone unanswered for [`SHORT_WAIT`] is not
+//!   waited for (unless traces are on). Then, if the sidecar is still busy, the launcher starts
+//!   the background updater (which resumes a download from its resume
+//!   record) and exits with the app's status.
 //! - The background updater (`ONEFILE_UPDATE=background`, set by the
 //!   launcher only): the same executable, without the app, stdio or
 //!   terminal, at a low priority. It takes the background lock of the
@@ -22,6 +23,7 @@
 //!   whether a newer build is announced, nothing downloaded.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
@@ -41,10 +43,16 @@ pub const VAR: &str = "ONEFILE_UPDATE";
 /// Its value for the background updater: internal, set by the launcher.
 const BACKGROUND: &str = "background";
 
-/// The longest the launcher waits after the app's exit for a check that
-/// has not been answered: enough for an answer in flight on a live host,
-/// far below what a user notices.
-const SHORT_WAIT: Duration = Duration::from_millis(25);
+/// The longest the launcher waits, once the app has exited, for a host to
+/// answer the request for the manifest (counted from the later of the
+/// request and the exit): enough for a loopback or LAN host's answer on a
+/// loaded machine, and below what a user notices. A farther host's answer
+/// goes to the background updater.
+const SHORT_WAIT: Duration = Duration::from_millis(40);
+
+/// How often the exiting launcher looks whether the sidecar started or
+/// stopped waiting for a host.
+const POLL: Duration = Duration::from_millis(5);
 
 /// The longest a background updater runs: longer than any download the
 /// HTTP timeouts let stall, short enough that none lingers.
@@ -103,13 +111,26 @@ pub fn forced() -> bool {
     FORCED.load(Ordering::Relaxed)
 }
 
-/// Whether the sidecar has begun a download (it holds the updater's lock).
-static DOWNLOADING: AtomicBool = AtomicBool::new(false);
+/// Since when the sidecar has been waiting for a host to answer its
+/// request for the manifest (connecting included); `None` while it is not.
+static AWAITING_SINCE: Mutex<Option<Instant>> = Mutex::new(None);
 
-/// Called by the updater once it took the lock to download: from then on
-/// the launcher waits the build's `exit_wait_ms`, not [`SHORT_WAIT`].
-pub fn mark_downloading() {
-    DOWNLOADING.store(true, Ordering::Relaxed);
+/// Runs `request`, a request for the manifest, noting meanwhile that the
+/// sidecar awaits an answer: a launcher whose app has exited waits for
+/// that at most [`SHORT_WAIT`] more.
+pub fn awaiting_answer<T>(request: impl FnOnce() -> T) -> T {
+    set_awaiting(Some(Instant::now()));
+    let reply = request();
+    set_awaiting(None);
+    reply
+}
+
+fn set_awaiting(since: Option<Instant>) {
+    *AWAITING_SINCE.lock().unwrap_or_else(|p| p.into_inner()) = since;
+}
+
+fn awaiting_since() -> Option<Instant> {
+    *AWAITING_SINCE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Serves a request for the updater: `name` and `version` are the build's,
@@ -312,31 +333,42 @@ pub fn after_app_exit(sidecar: Sidecar, settings: &UpdateSettings, stop_requeste
         info!(target: UPDATE, "Cannot release stdio: {e}.");
     }
     sidecar.app.mark_exited();
-    let exit_wait = Duration::from_millis(settings.exit_wait_ms);
-    let hurry = |bound: Duration| {
-        if stop_requested {
-            Duration::ZERO
-        } else {
-            bound
+    let exited = Instant::now();
+    let exit_wait = if stop_requested {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(settings.exit_wait_ms)
+    };
+    let give_up = exited + exit_wait;
+    // Someone watching the traces wants to see the check through: with
+    // traces on, an unanswered host is waited for like the rest.
+    let watched = crate::trace::on();
+    let finished = loop {
+        let now = Instant::now();
+        // A host that has not answered within the short wait is not
+        // waited for: a captive portal or a dropping firewall never will.
+        let deadline = match awaiting_since() {
+            Some(since) if !watched => give_up.min(since.max(exited) + SHORT_WAIT),
+            _ => give_up,
+        };
+        if now >= deadline {
+            break false;
+        }
+        let slice = (deadline - now).min(POLL);
+        match sidecar.finished.recv_timeout(slice) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break true,
+            Err(RecvTimeoutError::Timeout) => {}
         }
     };
-    let started = Instant::now();
-    let mut bound = hurry(SHORT_WAIT.min(exit_wait));
-    let mut finished = sidecar.finished.recv_timeout(bound);
-    if finished == Err(RecvTimeoutError::Timeout) && DOWNLOADING.load(Ordering::Relaxed) {
-        bound = hurry(exit_wait);
-        let rest = bound.saturating_sub(started.elapsed());
-        finished = sidecar.finished.recv_timeout(rest);
-    }
     // Never exit between the two renames of an install (Windows).
     sys::block_installs();
-    if finished != Err(RecvTimeoutError::Timeout) {
+    if finished {
         return;
     }
     info!(
         target: UPDATE,
         "Still busy {} ms after the app exited; handing the rest to a background process.",
-        bound.as_millis()
+        exited.elapsed().min(exit_wait).as_millis()
     );
     hand_off(&sidecar.handoff);
 }

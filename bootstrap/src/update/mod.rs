@@ -251,7 +251,6 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
     // One updater at a time per executable, by a lock only this user can
     // take; then the executable's folder, held open, and its checks.
     let state = State::lock(build, &own_id)?;
-    background::mark_downloading();
     let target = match Target::open(build, own_id) {
         Ok(target) => target,
         Err(e) => {
