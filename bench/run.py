@@ -801,7 +801,7 @@ def bench_stalled_host():
                     results[kind].append(launch_and_eof(exe, env))
             eof = {k: statistics.median(r[0] for r in v) for k, v in results.items()}
             done = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
-            for what, t in (("launch", done), ("`app | cat` end of file", eof)):
+            for what, t in (("launch", done), ("`app` piped to `cat`, end of file", eof)):
                 over = (t["updates"] - t["plain"]) * 1e3
                 ratio = t["updates"] / t["plain"]
                 goal = "<= +50 ms" if label == "onefile" else "(before)"
@@ -818,7 +818,8 @@ def bench_stalled_host():
 
 
 def bench_background_download(work):
-    """A launch whose app exits while a slow download runs: the background
+    """A launch whose app exits while a slow download runs (packed with
+    `--update-exit-wait 0`: the launcher waits for nothing): the background
     updater installs it afterwards."""
     site = os.path.join(work, "site")
     nginx_work = os.path.join(work, "nginx")
@@ -837,7 +838,8 @@ def bench_background_download(work):
         toml = os.path.join(site, version, "update.toml")
         subprocess.run(
             [TOOLS, "pack", app, "--entry", "bin/app", "--name", "tiny", "--version", version,
-             "--update-url-spec", spec, "--auto-update-toml-file", toml, "-o", out],
+             "--update-url-spec", spec, "--auto-update-toml-file", toml, "--update-exit-wait", "0",
+             "-o", out],
             check=True, stdout=subprocess.DEVNULL,
         )
         builds[version] = out
@@ -855,7 +857,7 @@ def bench_background_download(work):
         installed = same_bytes(exe, builds["1.1"])
         after = time.perf_counter() - start
         row(
-            "slow download (8 MB at 4 MB/s), app exits at once",
+            "slow download (8 MB at 4 MB/s, `--update-exit-wait 0`), app exits at once",
             f"launch {launch * 1e3:.0f} ms; installed {after:.1f} s later" if installed else "not installed",
             "-",
             "installed in the background",

@@ -45,10 +45,10 @@ const BACKGROUND: &str = "background";
 
 /// The longest the launcher waits, once the app has exited, for a host to
 /// answer the request for the manifest (counted from the later of the
-/// request and the exit): enough for a loopback or LAN host's answer on a
-/// loaded machine, and below what a user notices. A farther host's answer
-/// goes to the background updater.
-const SHORT_WAIT: Duration = Duration::from_millis(40);
+/// request and the exit): enough for a loopback or LAN host's answer, and
+/// below what a user notices. A farther (or slower) host's answer goes to
+/// the background updater, which does the same work.
+const SHORT_WAIT: Duration = Duration::from_millis(25);
 
 /// How often the exiting launcher looks whether the sidecar started or
 /// stopped waiting for a host.
