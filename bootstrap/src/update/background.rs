@@ -7,9 +7,9 @@
 //!   once, so a pipeline reading the app's output sees its end. The
 //!   sidecar then gets the build's `exit_wait_ms`, except that a request
 //!   for the manifest that has gone unanswered for [`SHORT_WAIT`] is not
-//!   waited for (unless traces are on). Then, if the sidecar is still busy, the launcher starts
-//!   the background updater (which resumes a download from its resume
-//!   record) and exits with the app's status.
+//!   waited for (unless traces are on). Then, if the sidecar is still
+//!   busy, the launcher starts the background updater (which resumes a
+//!   download from its resume record) and exits with the app's status.
 //! - The background updater (`ONEFILE_UPDATE=background`, set by the
 //!   launcher only): the same executable, without the app, stdio or
 //!   terminal, at a low priority. It takes the background lock of the
