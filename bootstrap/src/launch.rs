@@ -162,7 +162,8 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         .env("ONEFILE_EXE", exe)
         .env("ONEFILE_DIR", dir)
         .env("ONEFILE_NAME", &packed.metadata.name)
-        .env("ONEFILE_VERSION", &packed.metadata.version);
+        .env("ONEFILE_VERSION", &packed.metadata.version)
+        .env_remove(crate::self_test::VAR);
     set_argv0(&mut cmd, argv0);
     cmd
 }
