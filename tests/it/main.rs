@@ -27,6 +27,7 @@ mod prewarm;
 mod publish;
 mod ratio;
 mod security;
+mod selftest;
 mod server;
 mod support;
 mod tls;

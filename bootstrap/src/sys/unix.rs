@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use super::Dir;
 
@@ -102,6 +103,25 @@ pub fn replace_executable(
     dir.rename(new, exe)?;
     dir.sync()?;
     Ok(true)
+}
+
+/// A command that executes the file held open as `file` (named `name` in
+/// `dir`), not whatever the name leads to by then: Linux executes
+/// `/proc/self/fd/<n>`, the very file. It is made executable, by us alone
+/// (the install gives it the executable's mode). `Unsupported` where there
+/// is no `/proc`.
+pub fn command_for_held_file(_dir: &Dir, _name: &str, file: &File) -> io::Result<Command> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    let fds = Path::new("/proc/self/fd");
+    if !fds.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no /proc/self/fd to execute an open file by",
+        ));
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+    Ok(Command::new(fds.join(file.as_raw_fd().to_string())))
 }
 
 /// `exe` as it is: Unix has no short names.

@@ -7,6 +7,7 @@ use std::io;
 use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use windows_sys::Win32::Storage::FileSystem::{
     DELETE, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_READ_ATTRIBUTES,
@@ -119,6 +120,19 @@ pub fn replace_executable(
         return Err(e);
     }
     Ok(true)
+}
+
+/// A command that executes the file `name` in the held folder `dir`, open
+/// as `file`: by its path (Windows executes nothing by handle). The
+/// caller checked that the name holds `file`, which is open without
+/// write sharing, so no one can change its bytes meanwhile; the folder
+/// lets no one else rename anything in it. No console window is shown.
+pub fn command_for_held_file(dir: &Dir, name: &str, _file: &File) -> io::Result<Command> {
+    use std::os::windows::process::CommandExt;
+    use windows_sys::Win32::System::Threading::CREATE_NO_WINDOW;
+    let mut cmd = Command::new(dir.path().join(name));
+    cmd.creation_flags(CREATE_NO_WINDOW);
+    Ok(cmd)
 }
 
 /// `exe` with its short (8.3) names spelled out: the name the executable

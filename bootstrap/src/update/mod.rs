@@ -25,7 +25,9 @@
 //! 5. Check size, CRC-32, signature, and that it is a well-formed packed
 //!    build of the same app whose payload unpacks ([`verify`]): the
 //!    payload check made during the download counts only if the finished
-//!    file has the trailer and metadata it was made with.
+//!    file has the trailer and metadata it was made with. Then run it in
+//!    its stub's self-test mode: a build that does not start on this
+//!    machine is refused and held back ([`self_test`]).
 //! 6. Meanwhile, unpack the verified build into its cache folder at low
 //!    priority, so that its first launch starts warm ([`prewarm`]); it
 //!    never delays the install.
@@ -45,6 +47,7 @@ mod install_record;
 mod minisig;
 mod prewarm;
 mod schedule;
+mod self_test;
 mod state;
 mod tail;
 mod trust;
@@ -265,12 +268,13 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
         fetch_from_mirrors(&download, &agent, &release, release_key, policy, build)?;
     let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
+    let (name, new) = self_test::check(&download, fetched, new, &release, build, release_key)?;
 
     // The new build's cache folder is prepared beside the app and the
     // install; the scope ends when both have.
     std::thread::scope(|scope| {
         prewarm::start(scope, build, &new);
-        install_after_exit(app, build, state, &target, &fetched.name, &new.file)
+        install_after_exit(app, build, state, &target, &name, &new.file)
     })?;
     Ok(Outcome::Updated {
         version: release.version.clone(),
