@@ -195,6 +195,32 @@ fn a_build_whose_stub_crashes_is_refused() {
     expect_held_back(&p);
 }
 
+#[test]
+fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
+    let p = publish(&[]);
+    // An older stub has no self-test marker: run in that mode it would run
+    // its app, so the updater does not run it, and says so.
+    let mut build = p.v11.clone();
+    let stub_len = crate::update::payload_offset(&build);
+    if let Some(at) = find(&build[..stub_len], b"ONEFILE-SELF-TEST\0") {
+        build[at..at + 7].copy_from_slice(b"OLDFILE");
+    }
+    announce_body(&p, build.clone());
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert_updated(&out);
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t == "The new build's stub has no self-test; installing it without one."),
+        "{traces:#?}"
+    );
+    assert!(!traces.iter().any(|t| t == PASSED), "{traces:#?}");
+    assert_eq!(fs::read(&p.exe).expect("read"), build);
+    assert_eq!(p.version_now(), "1.1");
+}
+
 /// 1.0 and 1.1 whose entry is a script that leaves `ran-<version>` in
 /// `marks` and then runs the probe.
 fn publish_marking(marks: &Path) -> Published {
