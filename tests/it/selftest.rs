@@ -221,6 +221,63 @@ fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
     assert_eq!(p.version_now(), "1.1");
 }
 
+/// The processes running a file in `dir` (by `/proc/<pid>/exe`).
+fn running_in(dir: &Path) -> Vec<String> {
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path().join("exe")).ok())
+        .filter(|exe| exe.parent() == Some(dir))
+        .map(|exe| exe.display().to_string())
+        .collect()
+}
+
+/// 1.0 waiting `wait` seconds at most for its updater after the app's
+/// exit, and a 1.1 announced whose stub spins forever at its first
+/// instruction (x86_64).
+#[cfg(target_arch = "x86_64")]
+fn publish_a_hanging_build(wait: &str) -> Published {
+    let p = publish(&["--update-exit-wait", wait]);
+    let mut build = p.v11.clone();
+    let entry = entry_offset(&build);
+    // jmp to itself.
+    build[entry..entry + 2].copy_from_slice(&[0xeb, 0xfe]);
+    announce_body(&p, build);
+    p
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn a_build_that_never_answers_is_stopped_and_refused() {
+    let p = publish_a_hanging_build("60");
+    let failed = expect_refused(&p);
+    assert!(failed.contains("did not answer within 10 s"), "{failed}");
+    let dir = p.exe.parent().expect("folder");
+    assert_eq!(running_in(dir), Vec::<String>::new());
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn a_self_test_never_outlives_the_launcher() {
+    // The launcher gives up on its updater 1 s after the app's exit, in
+    // the middle of the self-test: the build under test ends with it.
+    let p = publish_a_hanging_build("1");
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    let traces = update_traces(&out);
+    assert!(
+        traces.iter().any(|t| t.starts_with("Still busy")),
+        "{traces:#?}"
+    );
+    let dir = p.exe.parent().expect("folder");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !running_in(dir).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(running_in(dir), Vec::<String>::new());
+    p.assert_still_10();
+}
+
 /// 1.0 and 1.1 whose entry is a script that leaves `ran-<version>` in
 /// `marks` and then runs the probe.
 fn publish_marking(marks: &Path) -> Published {

@@ -12,8 +12,10 @@
 //! 3. It runs with a fresh random token in `ONEFILE_SELF_TEST`, the
 //!    launcher's environment otherwise, stdin empty, stdout and stderr
 //!    piped and read at most [`MAX_OUTPUT`] bytes each, for at most
-//!    [`TIME_LIMIT`], then killed (`sys::command_for_held_file`: the held
-//!    file itself on Linux, no console window on Windows).
+//!    [`TIME_LIMIT`], then killed; it never outlives the launcher
+//!    (`sys::command_for_held_file`: the held descriptor itself on Linux,
+//!    by its checked path and with no console window on Windows;
+//!    `sys::end_with_us`).
 //! 4. It passes if it exits 0 and its first line is exactly
 //!    `onefile-self-test <token> ok <name> <version>`, with our app's name
 //!    and the announced version. Anything else (cannot execute, a signal, a
@@ -30,6 +32,7 @@ use std::time::{Duration, Instant};
 use payload_tools::PackedFile;
 use payload_tools::manifest::Release;
 use payload_tools::stub::{SELF_TEST_VERSION, self_test_version_in_file};
+use payload_tools::text::Escaped;
 
 use super::download::{Download, Fetched};
 use super::{RunningBuild, UpdateError, check};
@@ -80,35 +83,8 @@ fn run(
     let path = download.target.path_of(&fetched.name);
     let version = self_test_version_in_file(&new.file, new.trailer.payload_offset, &path)
         .map_err(|e| format!("cannot read its stub: {e}"))?;
-    let verified = sys::file_id(&fetched.file).map_err(|e| format!("cannot read it: {e}"))?;
-    let PackedFile {
-        path: new_path,
-        file: writable,
-        len,
-        trailer,
-        metadata,
-    } = new;
-    drop(writable);
-    let name = fetched.name;
-    drop(fetched.file);
-    let file = download
-        .target
-        .dir()
-        .open_read(&name)
-        .map_err(|e| format!("cannot open it again: {e}"))?;
-    let reopened = sys::file_id(&file).map_err(|e| format!("cannot read it: {e}"))?;
-    if !reopened.same_file(&verified) {
-        return Err("its name no longer holds the file that was verified".into());
-    }
-    let announced = release.version.as_deref().unwrap_or(&metadata.version);
-    let expected = format!("ok {} {announced}", build.name);
-    let new = PackedFile {
-        path: new_path,
-        file,
-        len,
-        trailer,
-        metadata,
-    };
+    let name = fetched.name.clone();
+    let new = reopen_read_only(download, fetched, new)?;
     if version != Some(SELF_TEST_VERSION) {
         info!(
             target: UPDATE,
@@ -117,7 +93,9 @@ fn run(
         );
         return Ok(new);
     }
-    let mut cmd = match sys::command_for_held_file(download.target.dir(), &name, &new.file) {
+    let token = token();
+    let var = (crate::self_test::VAR, token.as_str());
+    let mut cmd = match sys::command_for_held_file(download.target.dir(), &name, &new.file, var) {
         Ok(cmd) => cmd,
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
             info!(target: UPDATE, "Cannot run the new build's self-test here ({e}); installing it without one.");
@@ -125,35 +103,98 @@ fn run(
         }
         Err(e) => return Err(format!("cannot prepare to run it: {e}")),
     };
-    let token = token();
-    cmd.env(crate::self_test::VAR, &token)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = cmd.spawn().map_err(|e| format!("cannot execute it: {e}"))?;
-    let answer = wait_for_answer(child)?;
-    let line = answer.stdout.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let said = String::from_utf8_lossy(line);
-    let complaint = || {
-        let text = String::from_utf8_lossy(&answer.stderr);
-        let first = text.lines().next().unwrap_or("").trim().to_owned();
-        if first.is_empty() {
-            String::new()
-        } else {
-            format!(" ({first})")
+    let child = match spawn(&mut cmd) {
+        Ok(child) => child,
+        // No way to execute a held file on this system (`execveat` is
+        // missing): not the build's fault.
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            info!(target: UPDATE, "Cannot run the new build's self-test here ({e}); installing it without one.");
+            return Ok(new);
         }
+        Err(e) => return Err(format!("cannot execute it: {e}")),
     };
-    if !answer.status.success() {
-        return Err(format!("{}{}", answer.status, complaint()));
-    }
-    if said != format!("onefile-self-test {token} {expected}") {
-        return Err(format!(
-            "it answered '{}' instead of '<token> {expected}'",
-            payload_tools::text::Escaped(&said)
-        ));
-    }
+    let announced = release.version.as_deref().unwrap_or(&new.metadata.version);
+    let expected = format!("onefile-self-test {token} ok {} {announced}", build.name);
+    judge(wait_for_answer(child)?, &expected)?;
     info!(target: UPDATE, "The new build passed its self-test.");
     Ok(new)
+}
+
+/// Step 2: closes the download's writable handles (`fetched` and `new`'s)
+/// and opens it again read-only through the held folder; it must be the
+/// file verified. Returns the build on that handle.
+fn reopen_read_only(
+    download: &Download<'_>,
+    fetched: Fetched,
+    new: PackedFile,
+) -> Result<PackedFile, String> {
+    let verified = sys::file_id(&fetched.file).map_err(|e| format!("cannot read it: {e}"))?;
+    let PackedFile {
+        path,
+        file: writable,
+        len,
+        trailer,
+        metadata,
+    } = new;
+    drop(writable);
+    drop(fetched.file);
+    let file = download
+        .target
+        .dir()
+        .open_read(&fetched.name)
+        .map_err(|e| format!("cannot open it again: {e}"))?;
+    let reopened = sys::file_id(&file).map_err(|e| format!("cannot read it: {e}"))?;
+    if !reopened.same_file(&verified) {
+        return Err("its name no longer holds the file that was verified".into());
+    }
+    Ok(PackedFile {
+        path,
+        file,
+        len,
+        trailer,
+        metadata,
+    })
+}
+
+/// Step 4: whether `answer` passes, `expected` being the line it must
+/// start with. What the build wrote is escaped: it is not ours.
+fn judge(answer: Answer, expected: &str) -> Result<(), String> {
+    if !answer.status.success() {
+        let text = String::from_utf8_lossy(&answer.stderr);
+        let said = text.lines().next().unwrap_or("").trim();
+        return Err(match said {
+            "" => answer.status.to_string(),
+            said => format!("{} ({})", answer.status, Escaped(said)),
+        });
+    }
+    let line = answer.stdout.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let said = String::from_utf8_lossy(line);
+    if said != expected {
+        return Err(format!(
+            "it answered '{}' instead of '{expected}'",
+            Escaped(&said)
+        ));
+    }
+    Ok(())
+}
+
+/// Starts `cmd`, again a few times while the system says the file is
+/// open for writing: a process forked by another thread before our
+/// writable handles were closed holds copies of them until it executes.
+fn spawn(cmd: &mut std::process::Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            spawned => return spawned,
+        }
+    }
 }
 
 /// What the new build said, and how it ended.
@@ -166,6 +207,9 @@ struct Answer {
 /// Waits at most [`TIME_LIMIT`] for `child` to exit (then kills it), and
 /// collects at most [`MAX_OUTPUT`] bytes of each of its outputs.
 fn wait_for_answer(mut child: Child) -> Result<Answer, String> {
+    // Held until the child is done: should this process end first, the
+    // child ends with it.
+    let _tied = sys::end_with_us(&child);
     let stdout = child.stdout.take().map(collect);
     let stderr = child.stderr.take().map(collect);
     let started = Instant::now();
