@@ -196,6 +196,21 @@ fn a_build_whose_stub_crashes_is_refused() {
 }
 
 #[test]
+fn a_build_that_answers_another_version_is_refused() {
+    // The manifest announces 1.1, the file is 1.2 (newer, so every other
+    // check lets it through): its answer names 1.2.
+    let p = publish(&[]);
+    let (v12, _) = crate::update::pack_version(&p.s, p.server.port, "1.2", &[], |_| {});
+    announce_body(&p, v12);
+    let failed = expect_refused(&p);
+    assert!(
+        failed.contains(&format!("ok {NAME} 1.2' instead of 'onefile-self-test ")),
+        "{failed}"
+    );
+    assert!(failed.contains(&format!("ok {NAME} 1.1';")), "{failed}");
+}
+
+#[test]
 fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
     let p = publish(&[]);
     // An older stub has no self-test marker: run in that mode it would run
