@@ -51,8 +51,9 @@ const MAX_OUTPUT: usize = 4096;
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs the verified download `fetched` (open as `new`) in its self-test
-/// mode. Returns its name and the build, now held read-only; on failure the
-/// download is discarded and the release `release_key` held back.
+/// mode. Returns its name and the build, now held read-only. On failure
+/// the download is discarded, and, when the build is to blame, the
+/// release `release_key` is held back.
 pub fn check(
     download: &Download<'_>,
     fetched: Fetched,
@@ -62,27 +63,46 @@ pub fn check(
     release_key: u32,
 ) -> Result<(String, PackedFile), UpdateError> {
     let name = fetched.name.clone();
-    match run(download, fetched, new, release, build) {
+    let result = run(download, fetched, new, release, build);
+    if result.is_err() {
+        download.discard(&name);
+    }
+    match result {
         Ok(new) => Ok((name, new)),
-        Err(reason) => {
-            download.discard(&name);
+        Err(Failure::Refused(reason)) => {
             let wait = check::release_failed(build, release_key);
             Err(UpdateError::SelfTest { reason, wait })
         }
+        Err(Failure::Local(e)) => Err(e),
     }
 }
 
-/// Steps 1 to 4; `Err` holds why the build is refused.
+/// Why the self-test did not pass.
+enum Failure {
+    /// The build failed it: it is refused and held back.
+    Refused(String),
+    /// This machine kept it from running (a file that cannot be reopened,
+    /// no process to be had): nothing is held against the build.
+    Local(UpdateError),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure::Refused(reason)
+    }
+}
+
+/// Steps 1 to 4.
 fn run(
     download: &Download<'_>,
     fetched: Fetched,
     new: PackedFile,
     release: &Release,
     build: &RunningBuild,
-) -> Result<PackedFile, String> {
+) -> Result<PackedFile, Failure> {
     let path = download.target.path_of(&fetched.name);
     let version = self_test_version_in_file(&new.file, new.trailer.payload_offset, &path)
-        .map_err(|e| format!("cannot read its stub: {e}"))?;
+        .map_err(|e| Failure::Local(UpdateError::Format(e)))?;
     let name = fetched.name.clone();
     let new = reopen_read_only(download, fetched, new)?;
     if version != Some(SELF_TEST_VERSION) {
@@ -101,7 +121,7 @@ fn run(
             info!(target: UPDATE, "Cannot run the new build's self-test here ({e}); installing it without one.");
             return Ok(new);
         }
-        Err(e) => return Err(format!("cannot prepare to run it: {e}")),
+        Err(e) => return Err(Failure::Local(UpdateError::io("make executable", path)(e))),
     };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -114,7 +134,7 @@ fn run(
             info!(target: UPDATE, "Cannot run the new build's self-test here ({e}); installing it without one.");
             return Ok(new);
         }
-        Err(e) => return Err(format!("cannot execute it: {e}")),
+        Err(e) => return Err(Failure::Refused(format!("cannot execute it: {e}"))),
     };
     let announced = release.version.as_deref().unwrap_or(&new.metadata.version);
     let expected = format!("onefile-self-test {token} ok {} {announced}", build.name);
@@ -130,10 +150,15 @@ fn reopen_read_only(
     download: &Download<'_>,
     fetched: Fetched,
     new: PackedFile,
-) -> Result<PackedFile, String> {
-    let verified = sys::file_id(&fetched.file).map_err(|e| format!("cannot read it: {e}"))?;
+) -> Result<PackedFile, Failure> {
+    let path = download.target.path_of(&fetched.name);
+    let local = |action| {
+        let path = path.clone();
+        move |e| Failure::Local(UpdateError::io(action, path)(e))
+    };
+    let verified = sys::file_id(&fetched.file).map_err(local("read"))?;
     let PackedFile {
-        path,
+        path: shown,
         file: writable,
         len,
         trailer,
@@ -145,13 +170,14 @@ fn reopen_read_only(
         .target
         .dir()
         .open_read(&fetched.name)
-        .map_err(|e| format!("cannot open it again: {e}"))?;
-    let reopened = sys::file_id(&file).map_err(|e| format!("cannot read it: {e}"))?;
+        .map_err(local("open again"))?;
+    let reopened = sys::file_id(&file).map_err(local("read"))?;
     if !reopened.same_file(&verified) {
-        return Err("its name no longer holds the file that was verified".into());
+        let replaced = std::io::Error::other("it is no longer the file that was verified");
+        return Err(local("run")(replaced));
     }
     Ok(PackedFile {
-        path,
+        path: shown,
         file,
         len,
         trailer,
