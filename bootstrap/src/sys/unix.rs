@@ -128,19 +128,8 @@ pub fn command_for_held_file(
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o700))?;
-        use std::os::unix::ffi::OsStrExt;
         let fd = file.as_raw_fd();
-        let mut strings: Vec<std::ffi::CString> = std::env::vars_os()
-            .filter(|(name, _)| name.as_bytes() != var.0.as_bytes())
-            .filter_map(|(name, value)| {
-                let mut entry = name.as_bytes().to_vec();
-                entry.push(b'=');
-                entry.extend_from_slice(value.as_bytes());
-                std::ffi::CString::new(entry).ok()
-            })
-            .collect();
-        strings.push(std::ffi::CString::new(format!("{}={}", var.0, var.1))?);
-        let envp = Environment::new(strings);
+        let envp = Environment::ours_with(var)?;
         // Named for messages only: the closure below executes `fd`.
         let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
         // SAFETY: getpid has no preconditions and cannot fail.
@@ -154,8 +143,9 @@ pub fn command_for_held_file(
                     return Err(io::Error::last_os_error());
                 }
                 // The launcher ended before prctl took effect: don't run on.
+                // (No message: the child may not allocate.)
                 if libc::getppid() != parent {
-                    return Err(io::Error::other("the launcher exited"));
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 let argv = [c"onefile-self-test".as_ptr(), std::ptr::null()];
                 libc::syscall(
@@ -201,6 +191,24 @@ unsafe impl Sync for Environment {}
 
 #[cfg(target_os = "linux")]
 impl Environment {
+    /// This process's environment, with `var` (name, value) in place of
+    /// any variable of that name.
+    fn ours_with(var: (&str, &str)) -> io::Result<Environment> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut strings: Vec<std::ffi::CString> = std::env::vars_os()
+            .filter(|(name, _)| name.as_bytes() != var.0.as_bytes())
+            .filter_map(|(name, value)| {
+                let mut entry = name.as_bytes().to_vec();
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                // No NUL inside: the environment came as C strings.
+                std::ffi::CString::new(entry).ok()
+            })
+            .collect();
+        strings.push(std::ffi::CString::new(format!("{}={}", var.0, var.1))?);
+        Ok(Environment::new(strings))
+    }
+
     fn new(strings: Vec<std::ffi::CString>) -> Environment {
         let mut pointers: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         pointers.push(std::ptr::null());
