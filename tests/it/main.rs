@@ -28,6 +28,7 @@ mod publish;
 mod ratio;
 mod security;
 mod server;
+mod status;
 mod support;
 mod tls;
 mod trust;

@@ -62,6 +62,9 @@ const CHECK_BATCH: u64 = 4 << 20;
 pub struct Progress {
     state: Mutex<ProgressState>,
     changed: Condvar,
+    /// The announced size, for the app's status file; `None` when the
+    /// progress is not told ([`Progress::telling_the_app`]).
+    told: Option<Option<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -77,14 +80,32 @@ impl Progress {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Progress that is also told to the app (`status`), of a build of
+    /// `total` bytes when announced.
+    pub fn telling_the_app(total: Option<u64>) -> Progress {
+        Progress {
+            told: Some(total),
+            ..Progress::default()
+        }
+    }
+
+    fn tell(&self, done: u64) {
+        if let Some(total) = self.told {
+            super::status::report(super::status::Report::Downloading { done, total });
+        }
+    }
+
     pub fn begin(&self, file: Option<File>, len: u64) {
         let mut state = self.state();
         state.file = file;
         state.len = len;
         self.changed.notify_all();
+        drop(state);
+        self.tell(len);
     }
 
     pub fn advance(&self, len: u64) {
+        self.tell(len);
         let mut state = self.state();
         // Waking the checker for every read from the network costs more
         // than its work: it is woken once per batch.
