@@ -24,6 +24,7 @@ mod process;
 #[path = "../it/server.rs"]
 mod server;
 mod smoke;
+mod status;
 mod support;
 mod tools;
 mod trust;
