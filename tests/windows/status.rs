@@ -55,6 +55,28 @@ fn the_status_file_reaches_ready_and_is_gone_after_the_exit() {
 }
 
 #[test]
+fn an_app_holding_the_file_open_never_holds_the_update() {
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    // Opened without FILE_SHARE_DELETE from the app's start on: no state
+    // can replace it while the app runs.
+    let out = p.run(&["hold-status", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
+    let traces = support::launch_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.starts_with("Cannot replace the status file")),
+        "{traces:#?}"
+    );
+    assert!(
+        traces.iter().any(|t| t == "Telling the app: ready."),
+        "{traces:#?}"
+    );
+    p.assert_later_start_runs("1.1");
+}
+
+#[test]
 fn restart_to_update_starts_the_new_build_once() {
     let p = publish(&["1.0", "1.1"], &["--restart-exit-code", "75"]);
     p.announce("1.0", "1.1");

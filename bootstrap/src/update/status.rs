@@ -9,7 +9,7 @@
 //!   with the first state (`checking`, or `rolled-back` when the launcher
 //!   that rolled back started this one).
 //! - [`report`] (the sidecar): each state is one line of JSON written into
-//!   a new private file `.status-…​.new`, created exclusively, never through
+//!   a new private file `.status-….new`, created exclusively, never through
 //!   a link, then renamed over the status file: a reader sees the old line
 //!   or the new one, never a mix. Progress is rewritten at most every
 //!   [`PROGRESS_EVERY`]. On Windows a reader holding the file open makes

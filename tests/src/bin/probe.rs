@@ -36,6 +36,9 @@
 //!   names every 2 ms and appends each content that differs from the last
 //!   to OUT, until a final state (`ready`, `up-to-date`, `failed`,
 //!   `not-due`) or SECONDS; writes `unset` if the variable is not set
+//! - `hold-status SECONDS`: opens the file `ONEFILE_UPDATE_STATUS` names
+//!   and keeps it open for SECONDS; on Windows without `FILE_SHARE_DELETE`,
+//!   as Python's `open()` does, so that it cannot be renamed over meanwhile
 //! - `log-exit LOG CODE [CODE_IF_RESTARTED]`: appends one line to LOG
 //!   (`version.txt`, `ONEFILE_RESTARTED`, `PROBE_MARK`, whether
 //!   `ONEFILE_UPDATE_STATUS` is set, then argv), and exits with CODE, or
@@ -266,6 +269,19 @@ fn main() {
                 .expect("spawn sleep");
         }
         "watch-status" => watch_status(&rest[0], rest[1].parse().expect("seconds")),
+        "hold-status" => {
+            let path = std::env::var_os("ONEFILE_UPDATE_STATUS").expect("ONEFILE_UPDATE_STATUS");
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true);
+            #[cfg(windows)]
+            {
+                use std::os::windows::fs::OpenOptionsExt;
+                options.share_mode(windows_sys::Win32::Storage::FileSystem::FILE_SHARE_READ);
+            }
+            let held = options.open(path).expect("open the status file");
+            std::thread::sleep(Duration::from_secs_f64(rest[0].parse().expect("seconds")));
+            drop(held);
+        }
         "log-exit" => {
             let me = std::env::current_exe().expect("exe");
             let version =
