@@ -31,14 +31,21 @@ pub const MARKER: &str = "ONEFILE_RESTARTED";
 pub const INSTALL_WAIT: Duration = Duration::from_secs(60);
 
 /// The exit code this launch restarts on: the build's, unless this launch
-/// is itself a restart.
+/// is itself a restart (traced).
 pub fn exit_code(settings: Option<&UpdateSettings>) -> Option<i32> {
     let code = settings?.restart_exit_code?;
-    if std::env::var_os(MARKER).is_some() {
+    let offered = offered(settings?);
+    if offered.is_none() {
         info!("Started by a restart: exit code {code} ends this launch like any other.");
-        return None;
     }
-    Some(code)
+    offered
+}
+
+/// Like [`exit_code`], untraced: what the app is told the code is.
+pub fn offered(settings: &UpdateSettings) -> Option<i32> {
+    settings
+        .restart_exit_code
+        .filter(|_| std::env::var_os(MARKER).is_none())
 }
 
 /// Whether the app's `exit` asks for the restart `code`.

@@ -9,7 +9,7 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::server::Route;
@@ -227,7 +227,10 @@ fn the_file_is_private_per_launch_and_stale_ones_are_removed() {
 
     let pidfile = p.s.path("app.pid");
     let mut launcher = p.s.command(&p.exe);
-    launcher.args(["sleep", "1.5", pidfile.to_str().expect("utf8")]);
+    launcher
+        .args(["sleep", "1.5", pidfile.to_str().expect("utf8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut running = launcher.spawn().expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !pidfile.exists() {
@@ -434,6 +437,16 @@ fn restart_waits_for_a_download_under_way_and_tells_the_code_when_ready() {
     assert_eq!(state(ready), "ready", "{seen:#?}");
     assert_eq!(ready["restart_exit_code"], 75);
     assert_eq!(p.version_now(), "1.1");
+    // A launch that is itself a restart does not restart again: the code
+    // is not offered.
+    write_file(&p.exe, &p.v10, true);
+    let_time_pass(&p.s.cache());
+    let mut restarted = p.s.command(&p.exe);
+    restarted.env("ONEFILE_RESTARTED", "1");
+    let (_, seen) = watch(&p, &mut restarted);
+    let ready = seen.last().expect("a state");
+    assert_eq!(state(ready), "ready", "{seen:#?}");
+    assert!(ready.get("restart_exit_code").is_none(), "{ready}");
     // 1.0 again, now asking for its restart in the middle of the slow
     // download: the launcher waits for the install, then restarts.
     write_file(&p.exe, &p.v10, true);

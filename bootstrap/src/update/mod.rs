@@ -300,7 +300,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
     status::report(status::Report::Ready {
         version: &new.metadata.version,
-        restart_exit_code: build.settings.restart_exit_code,
+        restart_exit_code: crate::restart::offered(&build.settings),
     });
 
     // The new build's cache folder is prepared beside the app and the
