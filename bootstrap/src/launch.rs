@@ -178,7 +178,9 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         .env("ONEFILE_EXE", exe)
         .env("ONEFILE_DIR", dir)
         .env("ONEFILE_NAME", &packed.metadata.name)
-        .env("ONEFILE_VERSION", &packed.metadata.version);
+        .env("ONEFILE_VERSION", &packed.metadata.version)
+        // Ours is set when this launch has one: never another launch's.
+        .env_remove(update::status::VARIABLE);
     set_argv0(&mut cmd, argv0);
     cmd
 }

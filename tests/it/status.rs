@@ -207,6 +207,8 @@ fn the_file_is_private_per_launch_and_stale_ones_are_removed() {
         p.s.command(&p.exe)
             .args(["env", "ONEFILE_UPDATE_STATUS"])
             .env("AUTO_UPDATE_DISABLE", "1")
+            // Another packed app's, inherited: not passed on.
+            .env("ONEFILE_UPDATE_STATUS", "/elsewhere")
             .output()
             .expect("run");
     assert_eq!(stdout(&off), "ONEFILE_UPDATE_STATUS unset\n");
@@ -229,6 +231,7 @@ fn the_file_is_private_per_launch_and_stale_ones_are_removed() {
     let mut launcher = p.s.command(&p.exe);
     launcher
         .args(["sleep", "1.5", pidfile.to_str().expect("utf8")])
+        .env("ONEFILE_UPDATE_STATUS", "/elsewhere")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut running = launcher.spawn().expect("spawn");

@@ -62,9 +62,8 @@ const CHECK_BATCH: u64 = 4 << 20;
 pub struct Progress {
     state: Mutex<ProgressState>,
     changed: Condvar,
-    /// The announced size, for the app's status file; `None` when the
-    /// progress is not told ([`Progress::telling_the_app`]).
-    told: Option<Option<u64>>,
+    /// The announced size of the build, for the app's status file.
+    total: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -80,19 +79,18 @@ impl Progress {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Progress that is also told to the app (`status`), of a build of
-    /// `total` bytes when announced.
-    pub fn telling_the_app(total: Option<u64>) -> Progress {
+    /// The progress of a build of `total` bytes (when announced); also
+    /// told to the app (`status`).
+    pub fn of(total: Option<u64>) -> Progress {
         Progress {
-            told: Some(total),
+            total,
             ..Progress::default()
         }
     }
 
     fn tell(&self, done: u64) {
-        if let Some(total) = self.told {
-            super::status::report(super::status::Report::Downloading { done, total });
-        }
+        let total = self.total;
+        super::status::report(super::status::Report::Downloading { done, total });
     }
 
     pub fn begin(&self, file: Option<File>, len: u64) {

@@ -669,7 +669,7 @@ fn download_with_helpers<'a>(
     layout: Option<&'a Layout>,
     how: How<'_>,
 ) -> Helped<'a> {
-    let progress = Progress::telling_the_app(release.size);
+    let progress = Progress::of(release.size);
     std::thread::scope(|scope| {
         let helper = |name: &str| std::thread::Builder::new().name(name.into());
         let _ = helper("onefile-writeback").spawn_scoped(scope, || {
