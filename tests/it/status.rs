@@ -220,6 +220,10 @@ fn the_file_is_private_per_launch_and_stale_ones_are_removed() {
     fs::write(folder.join(dead), "{}\n").expect("plant");
     fs::write(folder.join(format!("{dead}.lock")), "").expect("plant");
     fs::write(folder.join(format!("{dead}.new")), "").expect("plant");
+    // Left without its lock: a launcher that could not remove its status
+    // file (on Windows, while the app held it open) removed the lock.
+    fs::write(folder.join(".status-3-0000cafe"), "{}\n").expect("plant");
+    fs::write(folder.join(".status-4-0000f00d.new"), "").expect("plant");
     // A live launcher's: its lock is held.
     let live = ".status-2-0000beef";
     fs::write(folder.join(live), "{}\n").expect("plant");

@@ -144,9 +144,12 @@ pub fn open(
             return None;
         }
     };
-    if let Err(e) = alive.try_lock() {
-        info!("No status file for the app: cannot lock it ({e}).");
-        let _ = dir.remove_file(&format!("{name}.lock"));
+    // A cleaner may take the new lock for a dead launcher's before we
+    // lock it, and remove it: then it is not ours to use.
+    let lock_name = format!("{name}.lock");
+    let locked = alive.try_lock().is_ok() && dir.holds(&alive, &lock_name).unwrap_or(false);
+    if !locked {
+        info!("No status file for the app: its lock was taken.");
         return None;
     }
     let path = folder.join(&name);
@@ -196,8 +199,11 @@ pub fn report(report: Report<'_>) {
     writer.write(&report);
 }
 
-/// Removes the files of launchers that died without removing theirs: a
-/// status lock that no one holds. At most [`MAX_STALE_REMOVED`] per call.
+/// Removes the files of launchers that died without removing theirs:
+/// those whose lock no one holds, or that have lost their lock (removed by
+/// a launcher that could not remove its status file: on Windows, while
+/// the app still held it open). At most [`MAX_STALE_REMOVED`] launches'
+/// files per call.
 pub fn remove_stale() {
     let (dir, folder, own) = {
         let current = current();
@@ -212,30 +218,34 @@ pub fn remove_stale() {
     let Ok(listing) = std::fs::read_dir(&folder) else {
         return;
     };
-    let mut removed = 0;
+    let mut launches: Vec<String> = Vec::new();
     for item in listing.take(MAX_ENTRIES_SCANNED).flatten() {
-        if removed == MAX_STALE_REMOVED {
-            break;
-        }
         let file_name = item.file_name();
-        let Some(name) = file_name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".lock"))
-            .filter(|n| n.starts_with(".status-") && *n != own)
-        else {
+        let Some(name) = file_name.to_str().filter(|n| n.starts_with(".status-")) else {
             continue;
         };
-        let lock_name = format!("{name}.lock");
-        // Held: its launcher is alive.
+        let launch = name
+            .strip_suffix(".lock")
+            .or_else(|| name.strip_suffix(".new"))
+            .unwrap_or(name);
+        if launch != own && !launches.iter().any(|l| l == launch) {
+            launches.push(launch.to_owned());
+        }
+        if launches.len() == MAX_STALE_REMOVED {
+            break;
+        }
+    }
+    for launch in launches {
+        let lock_name = format!("{launch}.lock");
+        // Held: its launcher is alive. A lost lock is made again, free.
         let Ok(Some(lock)) = sys::try_lock_file(&dir, &lock_name) else {
             continue;
         };
-        let _ = dir.remove_file(name);
-        let _ = dir.remove_file(&format!("{name}.new"));
+        let _ = dir.remove_file(&launch);
+        let _ = dir.remove_file(&format!("{launch}.new"));
         let _ = dir.remove_file(&lock_name);
         drop(lock);
-        removed += 1;
-        info!("Removed the status file of a launcher that is gone: '{name}'.");
+        info!("Removed the status file of a launcher that is gone: '{launch}'.");
     }
 }
 
