@@ -185,11 +185,13 @@ pub fn report(report: Report<'_>) {
     };
     if let Report::Downloading { .. } = report {
         let now = Instant::now();
-        if writer
-            .last_progress
-            .is_some_and(|last| now.duration_since(last) < PROGRESS_EVERY)
-        {
-            return;
+        match writer.last_progress {
+            Some(last) if now.duration_since(last) < PROGRESS_EVERY => return,
+            Some(_) => {}
+            None => info!(
+                "Telling the app: downloading (at most every {} ms).",
+                PROGRESS_EVERY.as_millis()
+            ),
         }
         writer.last_progress = Some(now);
     } else {
