@@ -59,6 +59,8 @@ fn try_launch() -> Result<Never, LaunchError> {
     let mut cmd = app_command(&entry, &exe, &prepared.dir, &packed);
 
     let updates = meta.update.clone().filter(|_| !update::disabled_by_env());
+    // A build that restarts on an exit code needs the launcher after the
+    // app, updates or not.
     let restart_code = restart::exit_code(meta.update.as_ref());
     if updates.is_some() || restart_code.is_some() {
         let status = updates
@@ -99,8 +101,9 @@ fn try_launch() -> Result<Never, LaunchError> {
             info!("Cannot start the clean-up thread ({e}); earlier builds stay for now.");
         }
         let exit = app.wait().map_err(LaunchError::Wait)?;
+        // Asked to stop (a signal passed on to the app): no restart, no
+        // wait.
         let restarting = !app.stop_requested() && restart::asked(exit, restart_code);
-        // Asked to stop (a signal passed on to the app): no wait.
         let budget = if restarting {
             restart::INSTALL_WAIT
         } else if app.stop_requested() {
