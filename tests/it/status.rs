@@ -385,7 +385,8 @@ fn run_logging(p: &Published, codes: &[&str], env: &[(&str, &str)]) -> (Output, 
     launcher
         .args(["log-exit", log.to_str().expect("utf8")])
         .args(codes)
-        .env("PROBE_MARK", "kept");
+        .env("PROBE_MARK", "kept")
+        .current_dir(p.s.dir.path());
     for (name, value) in env {
         launcher.env(name, value);
     }
@@ -404,9 +405,10 @@ fn start_line(
 ) -> String {
     let log = p.s.path("starts.log");
     format!(
-        "version={version} restarted={} mark=kept status={} args={} log-exit {} {}",
+        "version={version} restarted={} mark=kept status={} cwd={} args={} log-exit {} {}",
         if restarted { "1" } else { "unset" },
         if status { "set" } else { "unset" },
+        p.s.dir.path().display(),
         p.exe.display(),
         log.display(),
         codes.join(" ")

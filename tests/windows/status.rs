@@ -93,15 +93,23 @@ fn restart_to_update_starts_the_new_build_once() {
     let starts: Vec<&str> = text.lines().collect();
     assert_eq!(starts.len(), 2, "{text}");
     assert!(
-        starts[0].starts_with("version=1.0 restarted=unset mark=kept status=set args="),
+        starts[0].starts_with("version=1.0 restarted=unset mark=kept status=set cwd="),
         "{text}"
     );
     // The same arguments and environment, on the new build, marked
     // (`argv[0]` is the entry's path on Windows: each build has its own).
     assert!(
-        starts[1].starts_with("version=1.1 restarted=1 mark=kept status=set args="),
+        starts[1].starts_with("version=1.1 restarted=1 mark=kept status=set cwd="),
         "{text}"
     );
+    let cwd = |start: &str| {
+        let after = start
+            .split_once(" cwd=")
+            .map(|(_, rest)| rest)
+            .unwrap_or("");
+        after.split_once(" args=").map(|(cwd, _)| cwd.to_owned())
+    };
+    assert_eq!(cwd(starts[0]), cwd(starts[1]), "{text}");
     let arguments = format!(" log-exit {} 75 0", log.display());
     assert!(
         starts.iter().all(|start| start.ends_with(&arguments)),

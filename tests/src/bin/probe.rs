@@ -41,7 +41,8 @@
 //!   as Python's `open()` does, so that it cannot be renamed over meanwhile
 //! - `log-exit LOG CODE [CODE_IF_RESTARTED]`: appends one line to LOG
 //!   (`version.txt`, `ONEFILE_RESTARTED`, `PROBE_MARK`, whether
-//!   `ONEFILE_UPDATE_STATUS` is set, then argv), and exits with CODE, or
+//!   `ONEFILE_UPDATE_STATUS` is set, the working directory, then argv),
+//!   and exits with CODE, or
 //!   with CODE_IF_RESTARTED when `ONEFILE_RESTARTED` is set
 
 use std::io::{Read, Write};
@@ -294,10 +295,11 @@ fn main() {
                 "unset"
             };
             let line = format!(
-                "version={} restarted={} mark={} status={status} args={}\n",
+                "version={} restarted={} mark={} status={status} cwd={} args={}\n",
                 version.trim(),
                 var("ONEFILE_RESTARTED"),
                 var("PROBE_MARK"),
+                std::env::current_dir().expect("cwd").display(),
                 args.join(" ")
             );
             let mut log = std::fs::OpenOptions::new()
