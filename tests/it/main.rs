@@ -29,6 +29,7 @@ mod ratio;
 mod security;
 mod selftest;
 mod server;
+mod status;
 mod support;
 mod tls;
 mod trust;
