@@ -22,6 +22,7 @@ use payload_tools::metadata::Argv0;
 
 use crate::cache::Cache;
 use crate::error::LaunchError;
+use crate::restart;
 use crate::run;
 use crate::sys;
 use crate::update;
@@ -61,9 +62,16 @@ fn try_launch() -> Result<Never, LaunchError> {
         Err(e) => return Err(rescue(e, &exe, packed, &cache)),
     };
     let entry = prepared.dir.join(&meta.entry);
-    let cmd = app_command(&entry, &exe, &prepared.dir, &packed);
+    let mut cmd = app_command(&entry, &exe, &prepared.dir, &packed);
 
-    if let Some(settings) = meta.update.clone().filter(|_| !update::disabled_by_env()) {
+    let updates = meta.update.clone().filter(|_| !update::disabled_by_env());
+    // A build that restarts on an exit code needs the launcher after the
+    // app, updates or not.
+    let restart_code = restart::exit_code(meta.update.as_ref());
+    if updates.is_some() || restart_code.is_some() {
+        let status = updates
+            .as_ref()
+            .and_then(|_| update::status::open(&mut cmd, cache.folder(), &meta.version));
         // The app starts first: nothing the network does may delay it.
         let mut app = match run::spawn(cmd) {
             Ok(app) => app,
@@ -82,7 +90,8 @@ fn try_launch() -> Result<Never, LaunchError> {
             app.id(),
             started.elapsed().as_secs_f64() * 1e3
         );
-        let sidecar = update::start(running_build(&exe, packed, settings.clone(), &cache));
+        let exit_wait_ms = updates.as_ref().map_or(0, |s| s.exit_wait_ms);
+        let sidecar = updates.map(|s| update::start(running_build(&exe, packed, s, &cache)));
         // Earlier builds' folders go on a thread of their own, at a low
         // priority, and the exit never waits for it: removing the build an
         // update replaced took the first launch after it 180 ms (1,569
@@ -98,9 +107,21 @@ fn try_launch() -> Result<Never, LaunchError> {
             info!("Cannot start the clean-up thread ({e}); earlier builds stay for now.");
         }
         let exit = app.wait().map_err(LaunchError::Wait)?;
-        // Asked to stop (a signal passed on to the app): no wait.
-        update::background::after_app_exit(sidecar, &settings, app.stop_requested());
+        // Asked to stop (a signal passed on to the app): no restart, no
+        // wait.
+        let restarting = !app.stop_requested() && restart::asked(exit, restart_code);
+        if let Some(sidecar) = sidecar {
+            if restarting {
+                sidecar.finish_after_exit(restart::INSTALL_WAIT);
+            } else {
+                update::background::after_app_exit(sidecar, exit_wait_ms, app.stop_requested());
+            }
+        }
+        drop(status);
         drop(prepared);
+        if restarting {
+            return Err(LaunchError::Restart(restart::run_again(&exe)));
+        }
         run::exit_like(exit);
     }
 
@@ -164,19 +185,22 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         .env("ONEFILE_DIR", dir)
         .env("ONEFILE_NAME", &packed.metadata.name)
         .env("ONEFILE_VERSION", &packed.metadata.version)
+        // Ours is set when this launch has one: never another launch's.
+        .env_remove(update::status::VARIABLE)
+        .env_remove(crate::self_test::VAR)
         .env_remove(update::background::VAR);
     set_argv0(&mut cmd, argv0);
     cmd
 }
 
 #[cfg(unix)]
-fn set_argv0(cmd: &mut Command, argv0: OsString) {
+pub fn set_argv0(cmd: &mut Command, argv0: OsString) {
     use std::os::unix::process::CommandExt;
     cmd.arg0(argv0);
 }
 
 #[cfg(not(unix))]
-fn set_argv0(_cmd: &mut Command, _argv0: OsString) {}
+pub fn set_argv0(_cmd: &mut Command, _argv0: OsString) {}
 
 fn cannot_execute(entry: &Path, dir: &Path, err: io::Error) -> LaunchError {
     if err.kind() == io::ErrorKind::NotFound {

@@ -8,7 +8,9 @@ mod alert;
 mod cache;
 mod error;
 mod launch;
+mod restart;
 mod run;
+mod self_test;
 mod sys;
 mod trace;
 mod update;
@@ -24,6 +26,9 @@ use payload_tools::text::Escaped;
 static STUB_MARKER: [u8; payload_tools::stub::MARKER_LEN] = payload_tools::stub::MARKER;
 
 fn main() -> ExitCode {
+    if let Some(code) = self_test::run_if_requested() {
+        return code;
+    }
     trace::init();
     let err = launch::launch();
     let name = std::env::args_os()

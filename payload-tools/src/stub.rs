@@ -8,6 +8,11 @@
 //! - [`find_in_bytes`] / [`find_in_file`] search a stub for it.
 //! - [`platform_of_header`]: the OS and architecture a stub runs on, from
 //!   its first bytes.
+//! - A stub that has the self-test mode (`ONEFILE_SELF_TEST`, docs/updates.md
+//!   "Self-test before install") also holds [`SELF_TEST_MARKER`]:
+//!   `ONEFILE-SELF-TEST\0` and the version of that protocol; an updater runs a
+//!   new build in that mode only if its stub says so
+//!   ([`self_test_version_in_file`]), since an older stub would run its app.
 //! - This crate never holds the marker's bytes in the clear at run time:
 //!   the search rebuilds them from a masked copy, so `payload-tools` itself,
 //!   which links this code, is not taken for a stub.
@@ -38,48 +43,92 @@ pub const MARKER: [u8; MARKER_LEN] = {
     m
 };
 
-const MASK: u8 = 0xa5;
+const SELF_TEST_PREFIX: &[u8; 18] = b"ONEFILE-SELF-TEST\0";
 
-/// The prefix XOR [`MASK`], computed at compile time: what this crate's
-/// binaries hold instead of the prefix.
-const MASKED_PREFIX: [u8; 13] = {
-    let mut m = [0u8; 13];
+/// The version of the self-test protocol this crate describes: the
+/// variable, the token's form and the line the stub answers with.
+pub const SELF_TEST_VERSION: u16 = 1;
+
+/// Length of the self-test marker: the prefix and the protocol version.
+pub const SELF_TEST_MARKER_LEN: usize = SELF_TEST_PREFIX.len() + 2;
+
+/// The marker of a stub that has the self-test mode of
+/// [`SELF_TEST_VERSION`].
+pub const SELF_TEST_MARKER: [u8; SELF_TEST_MARKER_LEN] = {
+    let mut m = [0u8; SELF_TEST_MARKER_LEN];
     let mut i = 0;
-    while i < PREFIX.len() {
-        m[i] = PREFIX[i] ^ MASK;
+    while i < SELF_TEST_PREFIX.len() {
+        m[i] = SELF_TEST_PREFIX[i];
         i += 1;
     }
+    let v = SELF_TEST_VERSION.to_le_bytes();
+    m[SELF_TEST_PREFIX.len()] = v[0];
+    m[SELF_TEST_PREFIX.len() + 1] = v[1];
     m
 };
 
-fn prefix() -> [u8; 13] {
+const MASK: u8 = 0xa5;
+
+/// `prefix` XOR [`MASK`], computed at compile time: what this crate's
+/// binaries hold instead of a marker's prefix.
+const fn masked<const N: usize>(prefix: &[u8; N]) -> [u8; N] {
+    let mut m = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        m[i] = prefix[i] ^ MASK;
+        i += 1;
+    }
+    m
+}
+
+const MASKED_PREFIX: [u8; 13] = masked(PREFIX);
+const MASKED_SELF_TEST_PREFIX: [u8; 18] = masked(SELF_TEST_PREFIX);
+
+fn unmasked<const N: usize>(masked: &[u8; N]) -> [u8; N] {
     // black_box keeps the compiler from folding the unmasking back into a
     // constant copy of the prefix.
     let mask = std::hint::black_box(MASK);
-    MASKED_PREFIX.map(|b| b ^ mask)
+    masked.map(|b| b ^ mask)
+}
+
+/// The version after the first `prefix` in `bytes`, if any.
+fn find_prefixed(bytes: &[u8], prefix: &[u8]) -> Option<u16> {
+    let len = prefix.len() + 2;
+    bytes
+        .windows(len)
+        .find(|w| &w[..prefix.len()] == prefix)
+        .map(|w| u16::from_le_bytes([w[prefix.len()], w[prefix.len() + 1]]))
 }
 
 /// The format version named by the first marker in `bytes`, if any.
 pub fn find_in_bytes(bytes: &[u8]) -> Option<u16> {
-    let prefix = prefix();
-    bytes
-        .windows(MARKER_LEN)
-        .find(|w| w[..PREFIX.len()] == prefix)
-        .map(|w| u16::from_le_bytes([w[PREFIX.len()], w[PREFIX.len() + 1]]))
+    find_prefixed(bytes, &unmasked(&MASKED_PREFIX))
 }
 
 /// Like [`find_in_bytes`], for the first `len` bytes of an open file (the
 /// stub part of a packed file), read a chunk at a time.
 pub fn find_in_file(file: &File, len: u64, path: &Path) -> Result<Option<u16>> {
+    find_prefixed_in_file(file, len, path, &unmasked(&MASKED_PREFIX))
+}
+
+/// The self-test protocol version named by the first self-test marker in
+/// the first `len` bytes of `file` (the stub part of a packed file), if
+/// any: `None` for a stub without the self-test mode.
+pub fn self_test_version_in_file(file: &File, len: u64, path: &Path) -> Result<Option<u16>> {
+    find_prefixed_in_file(file, len, path, &unmasked(&MASKED_SELF_TEST_PREFIX))
+}
+
+fn find_prefixed_in_file(file: &File, len: u64, path: &Path, prefix: &[u8]) -> Result<Option<u16>> {
     const CHUNK: u64 = 1 << 20;
-    let mut buf = vec![0u8; (CHUNK as usize) + MARKER_LEN];
+    let overlap = prefix.len() as u64 + 1;
+    let mut buf = vec![0u8; (CHUNK + overlap) as usize];
     let mut at = 0u64;
     while at < len {
         // Each chunk overlaps the next by a marker's length less one, so a
         // marker cut by a chunk boundary is still found.
-        let n = (len - at).min(CHUNK + MARKER_LEN as u64 - 1) as usize;
+        let n = (len - at).min(CHUNK + overlap) as usize;
         read_exact_at(file, &mut buf[..n], at, path)?;
-        if let Some(version) = find_in_bytes(&buf[..n]) {
+        if let Some(version) = find_prefixed(&buf[..n], prefix) {
             return Ok(Some(version));
         }
         at += CHUNK;
@@ -163,6 +212,30 @@ mod tests {
                 Some(Some(FORMAT_VERSION)),
                 "marker at {at}"
             );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn finds_the_self_test_marker_and_its_version() -> Result<(), Box<dyn std::error::Error>> {
+        use std::io::Write;
+        for at in [0usize, (1 << 20) - 11, (1 << 20) + 1] {
+            let mut bytes = vec![0u8; (1 << 20) + 64];
+            // The stub marker alone does not say the stub has the self-test.
+            bytes[40..40 + MARKER_LEN].copy_from_slice(&MARKER);
+            let mut file = tempfile::tempfile()?;
+            file.write_all(&bytes)?;
+            let len = bytes.len() as u64;
+            let without = self_test_version_in_file(&file, len, Path::new("x")).ok();
+            assert_eq!(without, Some(None));
+            bytes[at..at + SELF_TEST_MARKER_LEN].copy_from_slice(&SELF_TEST_MARKER);
+            let mut file = tempfile::tempfile()?;
+            file.write_all(&bytes)?;
+            let found = self_test_version_in_file(&file, len, Path::new("x")).ok();
+            assert_eq!(found, Some(Some(SELF_TEST_VERSION)), "marker at {at}");
+            // Only the first `len` bytes (the stub part) are searched.
+            let before = self_test_version_in_file(&file, at as u64, Path::new("x")).ok();
+            assert_eq!(before, Some(None), "marker at {at}");
         }
         Ok(())
     }

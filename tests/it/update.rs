@@ -283,6 +283,7 @@ fn the_demo_traces_word_for_word() {
             "The server sent no end of the build (no range support?); downloading it whole."
                 .to_owned(),
             "Downloaded to '…'.".to_owned(),
+            "The new build passed its self-test.".to_owned(),
             "May not yet update.".to_owned(),
             "May update.".to_owned(),
             "Updated.".to_owned(),

@@ -20,11 +20,13 @@ mod gui;
 mod incremental;
 mod prewarm;
 mod process;
+mod selftest;
 // The Linux suite's server, faults and all; not every fault is used here.
 #[allow(dead_code)]
 #[path = "../it/server.rs"]
 mod server;
 mod smoke;
+mod status;
 mod support;
 mod tools;
 mod trust;

@@ -239,6 +239,7 @@ fn seed_update_renames_the_running_exe_aside_and_a_later_start_removes_it() {
             "The server sent no end of the build (no range support?); downloading it whole."
                 .to_owned(),
             "Downloaded to '…'.".to_owned(),
+            "The new build passed its self-test.".to_owned(),
             "May not yet update.".to_owned(),
             "May update.".to_owned(),
             "Updated.".to_owned(),

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use super::Dir;
 
@@ -102,6 +103,132 @@ pub fn replace_executable(
     dir.rename(new, exe)?;
     dir.sync()?;
     Ok(true)
+}
+
+/// A command that executes the file held open as `file` (named `name` in
+/// `dir`), not whatever the name leads to by then: Linux executes the
+/// descriptor itself (`execveat` with `AT_EMPTY_PATH`), which also never
+/// hands a file the kernel cannot execute to `/bin/sh`, as `execvp` would.
+/// It is made executable, by us alone (the install gives it the
+/// executable's mode), and killed when the thread that starts it ends,
+/// which the launcher ending does too: a self-test that hangs must not
+/// outlive it. It gets this process's environment plus `var` (std's
+/// `Command::env` would not reach an exec of our own). `file` must stay
+/// open until the command is spawned.
+/// `Unsupported` elsewhere, or on a kernel without `execveat`.
+pub fn command_for_held_file(
+    _dir: &Dir,
+    _name: &str,
+    file: &File,
+    var: (&str, &str),
+) -> io::Result<Command> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+        let fd = file.as_raw_fd();
+        let envp = Environment::ours_with(var)?;
+        // Named for messages only: the closure below executes `fd`.
+        let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
+        // SAFETY: getpid has no preconditions and cannot fail.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls async-signal-safe functions (prctl, getppid, execveat)
+        // on memory it does not allocate.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The launcher ended before prctl took effect: don't run on.
+                // (No message: the child may not allocate.)
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                let argv = [c"onefile-self-test".as_ptr(), std::ptr::null()];
+                libc::syscall(
+                    libc::SYS_execveat,
+                    fd,
+                    c"".as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+                // Only a failed exec returns.
+                Err(io::Error::last_os_error())
+            });
+        }
+        Ok(cmd)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, var);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no way to execute an open file here",
+        ))
+    }
+}
+
+/// An environment for `execveat`: its strings, and the NULL-terminated
+/// array of pointers to them, made before the fork (the child may not
+/// allocate).
+#[cfg(target_os = "linux")]
+struct Environment {
+    _strings: Vec<std::ffi::CString>,
+    pointers: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the pointers lead into `_strings`, owned alongside and never
+// changed: the whole is as shareable as the strings themselves.
+#[cfg(target_os = "linux")]
+unsafe impl Send for Environment {}
+// SAFETY: as above; nothing is ever written through the pointers.
+#[cfg(target_os = "linux")]
+unsafe impl Sync for Environment {}
+
+#[cfg(target_os = "linux")]
+impl Environment {
+    /// This process's environment, with `var` (name, value) in place of
+    /// any variable of that name.
+    fn ours_with(var: (&str, &str)) -> io::Result<Environment> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut strings: Vec<std::ffi::CString> = std::env::vars_os()
+            .filter(|(name, _)| name.as_bytes() != var.0.as_bytes())
+            .filter_map(|(name, value)| {
+                let mut entry = name.as_bytes().to_vec();
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                // No NUL inside: the environment came as C strings.
+                std::ffi::CString::new(entry).ok()
+            })
+            .collect();
+        strings.push(std::ffi::CString::new(format!("{}={}", var.0, var.1))?);
+        Ok(Environment::new(strings))
+    }
+
+    fn new(strings: Vec<std::ffi::CString>) -> Environment {
+        let mut pointers: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        pointers.push(std::ptr::null());
+        Environment {
+            _strings: strings,
+            pointers,
+        }
+    }
+
+    /// The array `execveat` takes. (A method, so that a closure captures
+    /// the whole `Environment`, not the field alone.)
+    fn as_ptr(&self) -> *const *const libc::c_char {
+        self.pointers.as_ptr()
+    }
+}
+
+/// Nothing to hold on Unix: the child ends with the thread that started
+/// it (`command_for_held_file`).
+pub fn end_with_us(_child: &std::process::Child) -> Option<()> {
+    Some(())
 }
 
 /// `exe` as it is: Unix has no short names.

@@ -7,6 +7,7 @@ use std::io;
 use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use windows_sys::Win32::Storage::FileSystem::{
     DELETE, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_READ_ATTRIBUTES,
@@ -119,6 +120,63 @@ pub fn replace_executable(
         return Err(e);
     }
     Ok(true)
+}
+
+/// A command that executes the file `name` in the held folder `dir`, open
+/// as `file`: by its path (Windows executes nothing by handle). The
+/// caller checked that the name holds `file`, which is open without
+/// write sharing, so no one can change its bytes meanwhile; the folder
+/// lets no one else rename anything in it. No console window is shown. It
+/// gets this process's environment plus `var`.
+pub fn command_for_held_file(
+    dir: &Dir,
+    name: &str,
+    _file: &File,
+    var: (&str, &str),
+) -> io::Result<Command> {
+    use std::os::windows::process::CommandExt;
+    use windows_sys::Win32::System::Threading::CREATE_NO_WINDOW;
+    let mut cmd = Command::new(dir.path().join(name));
+    cmd.creation_flags(CREATE_NO_WINDOW).env(var.0, var.1);
+    Ok(cmd)
+}
+
+/// Makes `child` (a self-test) end when this process ends, however it
+/// ends: a job of its own that kills what is in it when its last handle
+/// closes, and the one handle, which the caller holds while it waits for
+/// the child. (The launcher's own job stops killing on close before the
+/// launcher exits by itself, so that the app's children live on; a
+/// self-test must not.) `None` if Windows refuses: the caller's time limit
+/// still kills the child while this process runs.
+pub fn end_with_us(child: &std::process::Child) -> Option<std::os::windows::io::OwnedHandle> {
+    use std::os::windows::io::FromRawHandle;
+    use windows_sys::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+        JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
+        SetInformationJobObject,
+    };
+    // SAFETY: no security attributes (a handle not inherited) and no name.
+    let handle = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
+    if handle.is_null() {
+        return None;
+    }
+    // SAFETY: a new handle that nothing else owns: closed when dropped.
+    let job = unsafe { std::os::windows::io::OwnedHandle::from_raw_handle(handle) };
+    // SAFETY: a plain-data struct of integers, all zero means "no limit".
+    let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
+    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+    // SAFETY: the job handle is open; the pointer and size describe
+    // `limits`, which outlives the call; the child's handle is open.
+    let done = unsafe {
+        SetInformationJobObject(
+            job.as_raw_handle(),
+            JobObjectExtendedLimitInformation,
+            std::ptr::from_ref(&limits).cast(),
+            std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+        ) != 0
+            && AssignProcessToJobObject(job.as_raw_handle(), child.as_raw_handle()) != 0
+    };
+    done.then_some(job)
 }
 
 /// `exe` with its short (8.3) names spelled out: the name the executable

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use payload_tools::metadata::UpdateSettings;
 use payload_tools::text::Escaped;
 use payload_tools::version::is_newer;
 
@@ -323,11 +322,12 @@ fn try_lock(folder: &sys::Dir, name: &str) -> Option<std::fs::File> {
     Some(file)
 }
 
-/// After the app's exit, in a launcher with a sidecar: releases stdio,
-/// gives the sidecar its bound, and hands what is left to a background
-/// updater. `stop_requested`: the launcher was asked to stop, so it does
-/// not wait at all.
-pub fn after_app_exit(sidecar: Sidecar, settings: &UpdateSettings, stop_requested: bool) {
+/// After the app's exit, in a launcher with a sidecar that is not about to
+/// run the app again (a restart keeps stdio for it): releases stdio, gives
+/// the sidecar its bound (`exit_wait_ms`, the build's), and hands what is
+/// left to a background updater. `stop_requested`: the launcher was asked
+/// to stop, so it does not wait at all.
+pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool) {
     let keep_stderr = crate::trace::on();
     if let Err(e) = sys::release_stdio(keep_stderr) {
         info!(target: UPDATE, "Cannot release stdio: {e}.");
@@ -337,7 +337,7 @@ pub fn after_app_exit(sidecar: Sidecar, settings: &UpdateSettings, stop_requeste
     let exit_wait = if stop_requested {
         Duration::ZERO
     } else {
-        Duration::from_millis(settings.exit_wait_ms)
+        Duration::from_millis(exit_wait_ms)
     };
     let give_up = exited + exit_wait;
     // Someone watching the traces wants to see the check through: with

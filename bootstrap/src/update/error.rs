@@ -75,6 +75,13 @@ pub enum UpdateError {
     #[error("'{url}' serves the same build that failed verification on another mirror; skipped.")]
     SameWrongBuild { url: String },
 
+    /// Refused, and held back for `wait` seconds (as one that failed
+    /// verification on every mirror).
+    #[error(
+        "The new build failed its self-test: {reason}; discarded, and not downloaded again for {wait} s."
+    )]
+    SelfTest { reason: String, wait: u64 },
+
     #[error("Another instance is updating; skipping.")]
     Busy,
 

@@ -25,7 +25,9 @@
 //! 5. Check size, CRC-32, signature, and that it is a well-formed packed
 //!    build of the same app whose payload unpacks ([`verify`]): the
 //!    payload check made during the download counts only if the finished
-//!    file has the trailer and metadata it was made with.
+//!    file has the trailer and metadata it was made with. Then run it in
+//!    its stub's self-test mode: a build that does not start on this
+//!    machine is refused and held back ([`self_test`]).
 //! 6. Meanwhile, unpack the verified build into its cache folder at low
 //!    priority, so that its first launch starts warm ([`prewarm`]); it
 //!    never delays the install.
@@ -33,7 +35,8 @@
 //!    executable if it still is the file this instance runs
 //!    ([`install`], `sys::replace_executable`).
 //!
-//! Any failure is traced and leaves the executable untouched.
+//! Any failure is traced and leaves the executable untouched. Each step
+//! is told to the app through its status file ([`status`]).
 
 pub mod background;
 mod check;
@@ -46,7 +49,9 @@ mod install_record;
 mod minisig;
 mod prewarm;
 mod schedule;
+mod self_test;
 mod state;
+pub mod status;
 mod tail;
 mod trust;
 mod verify;
@@ -141,12 +146,17 @@ pub fn start(build: RunningBuild) -> Sidecar {
             // signal the main thread waits for.
             let _done = done;
             info!(target: UPDATE, "Thread started.");
-            if let Err(e) = check_and_update(&build, &thread_app) {
+            status::remove_stale();
+            let outcome = check_and_update(&build, &thread_app);
+            if let Err(e) = &outcome {
                 info!(target: UPDATE, "{e}");
             }
+            tell_the_app(&build, outcome);
         });
     if let Err(e) = spawned {
         info!(target: UPDATE, "Cannot start the update thread: {e}.");
+        let reason = format!("cannot start the update thread: {e}");
+        status::report(status::Report::Failed { reason: &reason });
     }
     Sidecar {
         app,
@@ -201,6 +211,32 @@ pub enum Outcome {
     HeldBack { version: Option<String> },
     /// The announced build is installed: the next launch runs it.
     Updated { version: Option<String> },
+}
+
+/// Tells the app how this run ended. An installed update says nothing
+/// more: `ready` was told before the install, which waits for the app's
+/// exit.
+fn tell_the_app(build: &RunningBuild, outcome: Result<Outcome, UpdateError>) {
+    use status::Report;
+    let reason;
+    status::report(match &outcome {
+        Ok(Outcome::Updated { .. }) => return,
+        Ok(Outcome::NotDue) => Report::NotDue,
+        Ok(Outcome::UpToDate) => Report::UpToDate {
+            version: &build.version,
+        },
+        Ok(Outcome::HeldBack { version }) => {
+            reason = format!(
+                "build {} failed verification lately; it is not downloaded again for now",
+                version.as_deref().unwrap_or("announced")
+            );
+            Report::Failed { reason: &reason }
+        }
+        Err(e) => {
+            reason = e.to_string();
+            Report::Failed { reason: &reason }
+        }
+    });
 }
 
 fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, UpdateError> {
@@ -272,12 +308,18 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
         fetch_from_mirrors(&download, &agent, &release, release_key, policy, build)?;
     let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
+    // Reported ready only once it has passed.
+    let (name, new) = self_test::check(&download, fetched, new, &release, build, release_key)?;
+    status::report(status::Report::Ready {
+        version: &new.metadata.version,
+        restart_exit_code: crate::restart::offered(&build.settings),
+    });
 
     // The new build's cache folder is prepared beside the app and the
     // install; the scope ends when both have.
     std::thread::scope(|scope| {
         prewarm::start(scope, build, &new);
-        install_after_exit(app, build, state, &target, &fetched.name, &new.file)
+        install_after_exit(app, build, state, &target, &name, &new.file)
     })?;
     Ok(Outcome::Updated {
         version: release.version.clone(),
@@ -639,7 +681,7 @@ fn download_with_helpers<'a>(
     layout: Option<&'a Layout>,
     how: How<'_>,
 ) -> Helped<'a> {
-    let progress = Progress::default();
+    let progress = Progress::of(release.size);
     std::thread::scope(|scope| {
         let helper = |name: &str| std::thread::Builder::new().name(name.into());
         let _ = helper("onefile-writeback").spawn_scoped(scope, || {

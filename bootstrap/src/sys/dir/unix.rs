@@ -352,6 +352,16 @@ impl Dir {
         Ok(File::from(fd))
     }
 
+    /// Opens the file `name` inside for reading only, never through a
+    /// symlink (the updater runs its verified download through such a
+    /// handle: Linux refuses to execute a file open for writing).
+    pub fn open_read(&self, name: &str) -> io::Result<File> {
+        let c_name = c_string(OsStr::new(name))?;
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW;
+        let fd = open_at(self.fd.as_raw_fd(), &c_name, flags, 0)?;
+        Ok(File::from(fd))
+    }
+
     /// Whether the open `file` is the one now named `name` inside.
     pub fn holds(&self, file: &File, name: &str) -> io::Result<bool> {
         let open = fstat(file.as_raw_fd())?;

@@ -311,6 +311,30 @@ impl Dir {
         open_regular(&self.path.join(name), OPEN_ALWAYS, Access::Private)
     }
 
+    /// Opens the regular file `name` inside for reading only, never through
+    /// a link, sharing reading and renaming but not writing: while the
+    /// handle is held no one can change the file (the updater's self-test
+    /// runs it, and its install renames it).
+    pub fn open_read(&self, name: &str) -> io::Result<File> {
+        use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Storage::FileSystem::{
+            FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .share_mode(FILE_SHARE_READ | FILE_SHARE_DELETE)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(self.path.join(name))?;
+        let attributes = info(&file)?.dwFileAttributes;
+        if attributes & (FILE_ATTRIBUTE_REPARSE_POINT | FILE_ATTRIBUTE_DIRECTORY) != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (a link, a junction or a folder)",
+            ));
+        }
+        Ok(file)
+    }
+
     /// Whether the open `file` is the one now named `name` inside (Windows
     /// deletes an open file only once it is closed, but it can be renamed).
     pub fn holds(&self, file: &File, name: &str) -> io::Result<bool> {
