@@ -22,6 +22,7 @@ use payload_tools::metadata::Argv0;
 
 use crate::cache::Cache;
 use crate::error::LaunchError;
+use crate::probation;
 use crate::run;
 use crate::sys;
 use crate::update;
@@ -55,9 +56,13 @@ fn try_launch() -> Result<Never, LaunchError> {
         Err(e) => return Err(rescue(e, &exe, packed, &cache)),
     };
     let entry = prepared.dir.join(&meta.entry);
-    let cmd = app_command(&entry, &exe, &prepared.dir, &packed);
+    let mut cmd = app_command(&entry, &exe, &prepared.dir, &packed);
+    let probation = probation::watch(&exe, &packed, &cache, &mut cmd)?;
+    let updates = meta.update.clone().filter(|_| !update::disabled_by_env());
 
-    if let Some(settings) = meta.update.clone().filter(|_| !update::disabled_by_env()) {
+    // A build on probation runs as a child even with updates off: the
+    // launcher must see how it starts.
+    if updates.is_some() || probation.is_some() {
         // The app starts first: nothing the network does may delay it.
         let mut app = match run::spawn(cmd) {
             Ok(app) => app,
@@ -76,7 +81,8 @@ fn try_launch() -> Result<Never, LaunchError> {
             app.id(),
             started.elapsed().as_secs_f64() * 1e3
         );
-        let sidecar = update::start(running_build(&exe, packed, settings.clone(), &cache));
+        let exit_wait_ms = updates.as_ref().map_or(0, |s| s.exit_wait_ms);
+        let sidecar = updates.map(|s| update::start(running_build(&exe, packed, s, &cache)));
         // Earlier builds' folders go on a thread of their own, at a low
         // priority, and the exit never waits for it: removing the build an
         // update replaced took the first launch after it 180 ms (1,569
@@ -96,10 +102,15 @@ fn try_launch() -> Result<Never, LaunchError> {
         let budget = if app.stop_requested() {
             0
         } else {
-            settings.exit_wait_ms
+            exit_wait_ms
         };
-        sidecar.finish_after_exit(Duration::from_millis(budget));
+        if let Some(sidecar) = sidecar {
+            sidecar.finish_after_exit(Duration::from_millis(budget));
+        }
         drop(prepared);
+        if let Some(probation) = probation {
+            probation.app_exited(exit)?;
+        }
         run::exit_like(exit);
     }
 
@@ -121,7 +132,11 @@ fn try_launch() -> Result<Never, LaunchError> {
 /// of it.
 fn rescue(err: LaunchError, exe: &Path, packed: PackedFile, cache: &Cache) -> LaunchError {
     use crate::error::exit_code::{CANNOT_EXECUTE, DAMAGED, ENTRY_MISSING};
-    if matches!(err.exit_code(), DAMAGED | CANNOT_EXECUTE | ENTRY_MISSING)
+    let fixable = matches!(err.exit_code(), DAMAGED | CANNOT_EXECUTE | ENTRY_MISSING);
+    if fixable {
+        probation::start_failed(exe, &packed, cache, &err);
+    }
+    if fixable
         && let Some(settings) = packed.metadata.update.clone()
         && !update::disabled_by_env()
     {

@@ -8,6 +8,7 @@ mod alert;
 mod cache;
 mod error;
 mod launch;
+mod probation;
 mod run;
 mod sys;
 mod trace;
