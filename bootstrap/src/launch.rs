@@ -98,6 +98,11 @@ fn try_launch() -> Result<Never, LaunchError> {
             info!("Cannot start the clean-up thread ({e}); earlier builds stay for now.");
         }
         let exit = app.wait().map_err(LaunchError::Wait)?;
+        // Decided before the updater may install at the exit: the build
+        // that is healthy or rolled back is the one that ran.
+        if let Some(probation) = probation {
+            probation.app_exited(exit)?;
+        }
         // Asked to stop (a signal passed on to the app): no wait.
         let budget = if app.stop_requested() {
             0
@@ -108,9 +113,6 @@ fn try_launch() -> Result<Never, LaunchError> {
             sidecar.finish_after_exit(Duration::from_millis(budget));
         }
         drop(prepared);
-        if let Some(probation) = probation {
-            probation.app_exited(exit)?;
-        }
         run::exit_like(exit);
     }
 

@@ -390,7 +390,11 @@ impl Probe {
         match outcome {
             Outcome::Healthy(why) => {
                 self.forget(&dir);
-                if let Some((exe_dir, exe_name)) = self.exe_dir() {
+                // Only beside this build: once another replaced it, the
+                // previous build is that one's.
+                if self.name_holds_own()
+                    && let Some((exe_dir, exe_name)) = self.exe_dir()
+                {
                     let _ = exe_dir.remove_file(&previous_name(&exe_name));
                 }
                 info!(
