@@ -67,14 +67,15 @@ fn previous(p: &Published) -> PathBuf {
     p.exe.with_file_name(format!(".{NAME}.bin.previous"))
 }
 
-/// Probation records left in the app's cache folder.
+/// Probation records, their locks and temporary files left in the app's
+/// cache folder.
 fn records(p: &Published) -> Vec<String> {
     fs::read_dir(p.s.cache().join(NAME))
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".probation-") && !n.ends_with(".lock"))
+        .filter(|n| n.starts_with(".probation-"))
         .collect()
 }
 
@@ -249,6 +250,7 @@ fn of_8_concurrent_first_launches_exactly_one_sees_its_first_run() {
         .count();
     assert_eq!(first, 1);
     assert!(!previous(&p).exists());
+    assert!(records(&p).is_empty(), "{:?}", records(&p));
 }
 
 #[test]
@@ -325,6 +327,7 @@ fn of_8_concurrent_launches_of_a_crashing_1_1_one_rolls_back() {
         assert!(ran_10 || out.status.signal() == Some(11), "{}", stderr(out));
     }
     assert_eq!(fs::read(&p.exe).expect("read"), p.v10);
+    assert!(records(&p).is_empty(), "{:?}", records(&p));
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n");
 }

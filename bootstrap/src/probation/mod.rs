@@ -366,11 +366,17 @@ impl Probe {
                 self.forget(&dir);
                 Ok(None)
             }
-            None if at_launch && !self.name_holds_own() => {
-                info!(target: UPDATE, "The executable was replaced meanwhile; running it.");
-                Err(self.run_restored(None))
+            None => {
+                // Probation ended while this launch waited; the lock file
+                // it re-created goes too.
+                self.forget(&dir);
+                drop(lock);
+                if at_launch && !self.name_holds_own() {
+                    info!(target: UPDATE, "The executable was replaced meanwhile; running it.");
+                    return Err(self.run_restored(None));
+                }
+                Ok(None)
             }
-            None => Ok(None),
         }
     }
 
