@@ -365,3 +365,23 @@ fn launchers_killed_at_random_moments_never_break_the_executable() {
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
 }
+
+#[test]
+fn a_previous_build_left_without_probation_goes_at_the_next_check() {
+    let p = publish_11(&[], None);
+    install_11(&p);
+    // The record lost (a cache folder emptied by hand): 1.1 is no longer
+    // on probation, and the copy of 1.0 beside it serves nothing.
+    for name in records(&p) {
+        fs::remove_file(p.s.cache().join(NAME).join(name)).expect("remove");
+    }
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.1\n", "{}", stderr(&out));
+    assert!(
+        !update_traces(&out).iter().any(|t| t.contains("probation")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!previous(&p).exists(), "{}", stderr(&out));
+    p.assert_clean(false);
+}

@@ -130,6 +130,17 @@ impl Drop for Candidate {
     }
 }
 
+/// Whether the executable `own` of `build` is on probation (its record
+/// exists); `true` when that cannot be told, which keeps its previous
+/// build.
+pub fn is_on_probation(build: &RunningBuild, own: &FileId) -> bool {
+    let Some((folder, _)) = &build.cache_folder else {
+        return true;
+    };
+    let (name, _) = record::names(own);
+    !matches!(folder.stat(&name), Ok(None))
+}
+
 /// Whether the updater must not install `release`: this app rolled back
 /// from that very build. A different build announced ends the memory.
 pub fn refuses(build: &RunningBuild, release: &Release) -> bool {

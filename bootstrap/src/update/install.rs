@@ -117,6 +117,12 @@ impl Target {
         self.tag_of(name) == Some(self.id.ino)
     }
 
+    /// Removes the build kept for a rollback (`probation`): for a caller
+    /// that knows this executable is not on probation.
+    pub fn remove_previous(&self) {
+        self.remove(&crate::probation::previous_name(&self.exe_name));
+    }
+
     pub fn remove(&self, name: &str) {
         let _ = self.dir.remove_file(name);
     }

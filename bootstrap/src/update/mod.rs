@@ -343,13 +343,17 @@ fn install_after_exit(
 
 /// The running build is the announced one: nothing downloaded for this
 /// executable will be installed. Its downloads are removed, unless another
-/// updater of it is at work (then the lock is held: it cleans up itself).
+/// updater of it is at work (then the lock is held: it cleans up itself),
+/// and so is a previous build kept beside it once it is off probation.
 fn forget_downloads(build: &RunningBuild, own_id: &sys::FileId) {
     let Ok(state) = State::lock_existing(build, own_id) else {
         return;
     };
     if let Ok(target) = Target::open(build, *own_id) {
         target.remove_leftovers(None);
+        if !probation::is_on_probation(build, own_id) {
+            target.remove_previous();
+        }
     }
     if let Some(state) = state {
         state.remove();
