@@ -29,6 +29,7 @@
 mod record;
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -172,8 +173,12 @@ pub struct Watch {
 }
 
 /// What a launch knows of its probation record.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Probe {
+    /// The app's cache folder, held (from `Cache::folder`): the record, its
+    /// lock and the health file are looked up through it, and its path
+    /// names the health file for the app.
+    dir: Dir,
     folder: PathBuf,
     exe: PathBuf,
     own: FileId,
@@ -211,7 +216,7 @@ pub fn watch(
     let Some(probe) = Probe::find(exe, packed, cache) else {
         return Ok(None);
     };
-    let Some((dir, lock, mut record)) = probe.lock_record(true)? else {
+    let Some((lock, mut record)) = probe.lock_record(true)? else {
         return Ok(None);
     };
     let settings = &probe.settings;
@@ -224,7 +229,7 @@ pub fn watch(
         info!(target: UPDATE, "{gone} start(s) of {} never reported: failed.", record.version);
     }
     if settings.rollback_after > 0 && record.failures >= settings.rollback_after {
-        return match probe.roll_back(&dir, lock, record) {
+        return match probe.roll_back(lock, record) {
             Some(failed) => Err(failed),
             None => Ok(None),
         };
@@ -239,7 +244,7 @@ pub fn watch(
     if record.pending.len() < record::MAX_PENDING {
         record.pending.push(pid);
     }
-    let _ = record::store(&dir, &probe.record, &record);
+    let _ = record::store(&probe.dir, &probe.record, &record);
     drop(lock);
     let health = {
         use std::hash::{BuildHasher, RandomState};
@@ -255,7 +260,7 @@ pub fn watch(
         settings.healthy_after_ms
     );
     let watch = Watch { probe, health };
-    watch.start_timer(dir);
+    watch.start_timer();
     Ok(Some(watch))
 }
 
@@ -274,9 +279,7 @@ pub fn start_failed(exe: &Path, packed: &PackedFile, cache: &Cache, err: &Launch
 impl Watch {
     /// Steps 3 and 4, at the app's exit.
     pub fn app_exited(self, exit: AppExit) -> Result<(), LaunchError> {
-        let Ok(dir) = Dir::open(&self.probe.folder) else {
-            return Ok(());
-        };
+        let dir = &self.probe.dir;
         let said_healthy = dir.stat(&self.health).ok().flatten().is_some();
         if said_healthy {
             let _ = dir.remove_file(&self.health);
@@ -301,8 +304,14 @@ impl Watch {
 
     /// Healthy after `healthy_after_ms` of running, or once the health file
     /// exists, whichever comes first.
-    fn start_timer(&self, dir: Dir) {
-        let probe = self.probe.clone();
+    fn start_timer(&self) {
+        let probe = match self.probe.try_clone() {
+            Ok(probe) => probe,
+            Err(e) => {
+                info!(target: UPDATE, "Cannot start the probation timer ({e}); the app's exit decides.");
+                return;
+            }
+        };
         let health = self.health.clone();
         let after = Duration::from_millis(probe.settings.healthy_after_ms);
         let started = Instant::now();
@@ -311,7 +320,7 @@ impl Watch {
             .spawn(move || {
                 loop {
                     let left = after.saturating_sub(started.elapsed());
-                    let said = dir.stat(&health).ok().flatten().is_some();
+                    let said = probe.dir.stat(&health).ok().flatten().is_some();
                     if said || left.is_zero() {
                         let why = match said {
                             true => "it created its health file".to_owned(),
@@ -340,6 +349,7 @@ impl Probe {
         let (record, lock) = record::names(&own);
         folder.stat(&record).ok()??;
         Some(Probe {
+            dir: folder,
             folder: folder_path,
             exe: sys::long_path(exe),
             own,
@@ -356,31 +366,26 @@ impl Probe {
     /// of this build any more; if meanwhile another launch rolled back
     /// (the executable's name holds another file), a launch (`at_launch`)
     /// runs that instead.
-    fn lock_record(
-        &self,
-        at_launch: bool,
-    ) -> Result<Option<(Dir, std::fs::File, Record)>, LaunchError> {
-        let Ok(dir) = Dir::open(&self.folder) else {
+    fn lock_record(&self, at_launch: bool) -> Result<Option<(File, Record)>, LaunchError> {
+        let dir = &self.dir;
+        let Ok(lock) = sys::lock_file(dir, &self.lock, true) else {
             return Ok(None);
         };
-        let Ok(lock) = sys::lock_file(&dir, &self.lock, true) else {
-            return Ok(None);
-        };
-        match record::load(&dir, &self.record) {
+        match record::load(dir, &self.record) {
             Some(record)
                 if record.payload_crc32 == self.payload_crc32 && record.size == self.size =>
             {
-                Ok(Some((dir, lock, record)))
+                Ok(Some((lock, record)))
             }
             Some(_) => {
                 // Another file had this identity once.
-                self.forget(&dir);
+                self.forget();
                 Ok(None)
             }
             None => {
                 // Probation ended while this launch waited; the lock file
                 // it re-created goes too.
-                self.forget(&dir);
+                self.forget();
                 drop(lock);
                 if at_launch && !self.name_holds_own() {
                     info!(target: UPDATE, "The executable was replaced meanwhile; running it.");
@@ -398,7 +403,7 @@ impl Probe {
             return Ok(());
         }
         *concluded = true;
-        let Some((dir, lock, mut record)) = self.lock_record(false)? else {
+        let Some((lock, mut record)) = self.lock_record(false)? else {
             return Ok(());
         };
         let pid = std::process::id();
@@ -406,7 +411,7 @@ impl Probe {
         let limit = self.settings.rollback_after;
         match outcome {
             Outcome::Healthy(why) => {
-                self.forget(&dir);
+                self.forget();
                 // Only beside this build: once another replaced it, the
                 // previous build is that one's.
                 if self.name_holds_own()
@@ -424,7 +429,7 @@ impl Probe {
             }
             Outcome::Stopped(why) => {
                 info!(target: UPDATE, "{} was {why}: neither healthy nor failed.", record.version);
-                let _ = record::store(&dir, &self.record, &record);
+                let _ = record::store(&self.dir, &self.record, &record);
                 Ok(())
             }
             Outcome::Failed(why) => {
@@ -437,9 +442,9 @@ impl Probe {
                     record.version
                 );
                 if limit > 0 && record.failures >= limit {
-                    return self.roll_back(&dir, lock, record).map_or(Ok(()), Err);
+                    return self.roll_back(lock, record).map_or(Ok(()), Err);
                 }
-                let _ = record::store(&dir, &self.record, &record);
+                let _ = record::store(&self.dir, &self.record, &record);
                 Ok(())
             }
         }
@@ -449,11 +454,11 @@ impl Probe {
     /// bad one, and runs the restored executable; returns an error only if
     /// that could not run. If there is nothing to roll back to, the build
     /// stays, its probation ends, and `None` says to go on.
-    fn roll_back(&self, dir: &Dir, lock: std::fs::File, record: Record) -> Option<LaunchError> {
-        let restored = self.restore_previous(dir, &record);
+    fn roll_back(&self, lock: File, record: Record) -> Option<LaunchError> {
+        let restored = self.restore_previous(&record);
         // Decided: the launches waiting for the lock may go on (the
         // restored executable may run for long).
-        self.forget(dir);
+        self.forget();
         drop(lock);
         let restored = match restored {
             Ok(version) => version,
@@ -480,7 +485,7 @@ impl Probe {
         Some(self.run_restored(Some(&record.version)))
     }
 
-    fn restore_previous(&self, dir: &Dir, record: &Record) -> Result<String, Refusal> {
+    fn restore_previous(&self, record: &Record) -> Result<String, Refusal> {
         let cannot = |why: &str| Refusal::Cannot(why.to_owned());
         let (exe_dir, exe_name) = self
             .exe_dir()
@@ -519,7 +524,7 @@ impl Probe {
             size: record.size,
             version: record.version.clone(),
         };
-        if let Err(e) = record::store_bad(dir, &bad) {
+        if let Err(e) = record::store_bad(&self.dir, &bad) {
             return Err(Refusal::Cannot(format!(
                 "cannot remember the bad build: {e}"
             )));
@@ -560,9 +565,25 @@ impl Probe {
     }
 
     /// Removes the record and its lock: probation is over.
-    fn forget(&self, dir: &Dir) {
-        let _ = dir.remove_file(&self.record);
-        let _ = dir.remove_file(&self.lock);
+    fn forget(&self) {
+        let _ = self.dir.remove_file(&self.record);
+        let _ = self.dir.remove_file(&self.lock);
+    }
+
+    /// A second handle on the same record, for the health timer's thread.
+    fn try_clone(&self) -> std::io::Result<Probe> {
+        Ok(Probe {
+            dir: self.dir.try_clone()?,
+            folder: self.folder.clone(),
+            exe: self.exe.clone(),
+            own: self.own,
+            app: self.app.clone(),
+            payload_crc32: self.payload_crc32,
+            size: self.size,
+            settings: self.settings.clone(),
+            record: self.record.clone(),
+            lock: self.lock.clone(),
+        })
     }
 
     fn exe_dir(&self) -> Option<(Dir, String)> {
