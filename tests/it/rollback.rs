@@ -385,3 +385,32 @@ fn a_previous_build_left_without_probation_goes_at_the_next_check() {
     assert!(!previous(&p).exists(), "{}", stderr(&out));
     p.assert_clean(false);
 }
+
+#[test]
+fn a_build_without_update_settings_keeps_no_previous_build() {
+    let p = publish_11(&[], None);
+    // 1.1 packed without an update URL: it has no probation settings, and
+    // nothing would ever roll it back.
+    let v11 = p.s.path("plain-1.1.bin");
+    pack(
+        &p.s.path("app-1.1"),
+        &v11,
+        &["--name", NAME, "--version", "1.1"],
+    );
+    let v11 = fs::read(&v11).expect("read");
+    p.server
+        .route(&format!("/1.1/{NAME}.bin"), Route::file(v11.clone()));
+    let toml = format!(
+        "url = \"{}\"\ncrc32 = {}\nsize = {}\nversion = \"1.1\"\n",
+        p.server.url(&format!("/1.1/{NAME}.bin")),
+        crc32fast::hash(&v11),
+        v11.len()
+    );
+    p.server
+        .route("/1.0/update.toml", Route::file(toml.into_bytes()));
+    let out = p.run(&["version"]);
+    assert_updated(&out);
+    assert_eq!(fs::read(&p.exe).expect("read"), v11);
+    assert!(!previous(&p).exists(), "{}", stderr(&out));
+    assert!(records(&p).is_empty(), "{:?}", records(&p));
+}

@@ -83,7 +83,11 @@ pub fn begin(build: &RunningBuild, new: &PackedFile, crc32: u32) -> Candidate {
         return none;
     };
     let version = &new.metadata.version;
-    if !record::is_storable(version) || !record::is_storable(&build.version) {
+    // A build without update settings has no probation settings either.
+    if new.metadata.update.is_none()
+        || !record::is_storable(version)
+        || !record::is_storable(&build.version)
+    {
         return none;
     }
     let (name, _) = record::names(&id);
@@ -110,15 +114,19 @@ pub fn begin(build: &RunningBuild, new: &PackedFile, crc32: u32) -> Candidate {
 }
 
 impl Candidate {
-    /// The build was installed: its record stays.
+    /// The build was installed: its record stays. Without one, nothing
+    /// can roll back, and the previous build kept beside it goes.
     pub fn installed(mut self, build: &RunningBuild) {
+        let exe = sys::long_path(&build.exe);
+        let previous = previous_name(&file_name(&exe));
         if self.written.take().is_some() {
             info!(
                 target: UPDATE,
-                "On probation until it starts well; '{}' keeps {} for a rollback.",
-                previous_name(&file_name(&build.exe)),
+                "On probation until it starts well; '{previous}' keeps {} for a rollback.",
                 build.version
             );
+        } else if let Ok(dir) = Dir::open(payload_tools::persist::parent_dir(&exe)) {
+            let _ = dir.remove_file(&previous);
         }
     }
 }
