@@ -68,6 +68,9 @@ pub enum LaunchError {
 
     #[error("cannot wait for the app: {0}")]
     Wait(#[source] io::Error),
+
+    #[error("cannot start the app again after its restart request: {0}")]
+    Restart(#[source] io::Error),
 }
 
 impl LaunchError {
@@ -92,7 +95,7 @@ impl LaunchError {
             },
             LaunchError::EntryMissing(_) => ENTRY_MISSING,
             LaunchError::CannotExecute { .. } => CANNOT_EXECUTE,
-            LaunchError::SelfPath(_) | LaunchError::Wait(_) => INTERNAL,
+            LaunchError::SelfPath(_) | LaunchError::Wait(_) | LaunchError::Restart(_) => INTERNAL,
         }
     }
 

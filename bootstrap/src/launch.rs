@@ -23,6 +23,7 @@ use payload_tools::metadata::Argv0;
 use crate::cache::Cache;
 use crate::error::LaunchError;
 use crate::probation;
+use crate::restart;
 use crate::run;
 use crate::sys;
 use crate::update;
@@ -58,11 +59,16 @@ fn try_launch() -> Result<Never, LaunchError> {
     let entry = prepared.dir.join(&meta.entry);
     let mut cmd = app_command(&entry, &exe, &prepared.dir, &packed);
     let probation = probation::watch(&exe, &packed, &cache, &mut cmd)?;
-    let updates = meta.update.clone().filter(|_| !update::disabled_by_env());
 
-    // A build on probation runs as a child even with updates off: the
-    // launcher must see how it starts.
-    if updates.is_some() || probation.is_some() {
+    let updates = meta.update.clone().filter(|_| !update::disabled_by_env());
+    // A build that restarts on an exit code needs the launcher after the
+    // app, updates or not; so does a build on probation, to see how it
+    // starts.
+    let restart_code = restart::exit_code(meta.update.as_ref());
+    if updates.is_some() || restart_code.is_some() || probation.is_some() {
+        let status = updates
+            .as_ref()
+            .and_then(|_| update::status::open(&mut cmd, cache.folder(), &meta.version));
         // The app starts first: nothing the network does may delay it.
         let mut app = match run::spawn(cmd) {
             Ok(app) => app,
@@ -103,16 +109,24 @@ fn try_launch() -> Result<Never, LaunchError> {
         if let Some(probation) = probation {
             probation.app_exited(exit)?;
         }
-        // Asked to stop (a signal passed on to the app): no wait.
-        let budget = if app.stop_requested() {
-            0
+        // Asked to stop (a signal passed on to the app): no restart, no
+        // wait.
+        let restarting = !app.stop_requested() && restart::asked(exit, restart_code);
+        let budget = if restarting {
+            restart::INSTALL_WAIT
+        } else if app.stop_requested() {
+            Duration::ZERO
         } else {
-            exit_wait_ms
+            Duration::from_millis(exit_wait_ms)
         };
         if let Some(sidecar) = sidecar {
-            sidecar.finish_after_exit(Duration::from_millis(budget));
+            sidecar.finish_after_exit(budget);
         }
+        drop(status);
         drop(prepared);
+        if restarting {
+            return Err(LaunchError::Restart(restart::run_again(&exe)));
+        }
         run::exit_like(exit);
     }
 
@@ -179,19 +193,21 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         .env("ONEFILE_EXE", exe)
         .env("ONEFILE_DIR", dir)
         .env("ONEFILE_NAME", &packed.metadata.name)
-        .env("ONEFILE_VERSION", &packed.metadata.version);
+        .env("ONEFILE_VERSION", &packed.metadata.version)
+        // Ours is set when this launch has one: never another launch's.
+        .env_remove(update::status::VARIABLE);
     set_argv0(&mut cmd, argv0);
     cmd
 }
 
 #[cfg(unix)]
-fn set_argv0(cmd: &mut Command, argv0: OsString) {
+pub fn set_argv0(cmd: &mut Command, argv0: OsString) {
     use std::os::unix::process::CommandExt;
     cmd.arg0(argv0);
 }
 
 #[cfg(not(unix))]
-fn set_argv0(_cmd: &mut Command, _argv0: OsString) {}
+pub fn set_argv0(_cmd: &mut Command, _argv0: OsString) {}
 
 fn cannot_execute(entry: &Path, dir: &Path, err: io::Error) -> LaunchError {
     if err.kind() == io::ErrorKind::NotFound {

@@ -9,6 +9,7 @@ mod cache;
 mod error;
 mod launch;
 mod probation;
+mod restart;
 mod run;
 mod sys;
 mod trace;

@@ -29,6 +29,7 @@ mod ratio;
 mod rollback;
 mod security;
 mod server;
+mod status;
 mod support;
 mod tls;
 mod trust;

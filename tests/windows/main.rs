@@ -25,6 +25,7 @@ mod rollback;
 #[path = "../it/server.rs"]
 mod server;
 mod smoke;
+mod status;
 mod support;
 mod tools;
 mod trust;

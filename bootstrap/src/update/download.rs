@@ -62,6 +62,8 @@ const CHECK_BATCH: u64 = 4 << 20;
 pub struct Progress {
     state: Mutex<ProgressState>,
     changed: Condvar,
+    /// The announced size of the build, for the app's status file.
+    total: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -77,14 +79,31 @@ impl Progress {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The progress of a build of `total` bytes (when announced); also
+    /// told to the app (`status`).
+    pub fn of(total: Option<u64>) -> Progress {
+        Progress {
+            total,
+            ..Progress::default()
+        }
+    }
+
+    fn tell(&self, done: u64) {
+        let total = self.total;
+        super::status::report(super::status::Report::Downloading { done, total });
+    }
+
     pub fn begin(&self, file: Option<File>, len: u64) {
         let mut state = self.state();
         state.file = file;
         state.len = len;
         self.changed.notify_all();
+        drop(state);
+        self.tell(len);
     }
 
     pub fn advance(&self, len: u64) {
+        self.tell(len);
         let mut state = self.state();
         // Waking the checker for every read from the network costs more
         // than its work: it is woken once per batch.

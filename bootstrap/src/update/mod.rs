@@ -33,7 +33,8 @@
 //!    executable if it still is the file this instance runs
 //!    ([`install`], `sys::replace_executable`).
 //!
-//! Any failure is traced and leaves the executable untouched.
+//! Any failure is traced and leaves the executable untouched. Each step
+//! is told to the app through its status file ([`status`]).
 
 mod check;
 mod download;
@@ -46,6 +47,7 @@ mod minisig;
 mod prewarm;
 mod schedule;
 mod state;
+pub mod status;
 mod tail;
 mod trust;
 mod verify;
@@ -139,12 +141,17 @@ pub fn start(build: RunningBuild) -> Sidecar {
             // signal the main thread waits for.
             let _done = done;
             info!(target: UPDATE, "Thread started.");
-            if let Err(e) = check_and_update(&build, &thread_app) {
+            status::remove_stale();
+            let outcome = check_and_update(&build, &thread_app);
+            if let Err(e) = &outcome {
                 info!(target: UPDATE, "{e}");
             }
+            tell_the_app(&build, outcome);
         });
     if let Err(e) = spawned {
         info!(target: UPDATE, "Cannot start the update thread: {e}.");
+        let reason = format!("cannot start the update thread: {e}");
+        status::report(status::Report::Failed { reason: &reason });
     }
     Sidecar { app, finished }
 }
@@ -195,6 +202,32 @@ pub enum Outcome {
     HeldBack { version: Option<String> },
     /// The announced build is installed: the next launch runs it.
     Updated { version: Option<String> },
+}
+
+/// Tells the app how this run ended. An installed update says nothing
+/// more: `ready` was told before the install, which waits for the app's
+/// exit.
+fn tell_the_app(build: &RunningBuild, outcome: Result<Outcome, UpdateError>) {
+    use status::Report;
+    let reason;
+    status::report(match &outcome {
+        Ok(Outcome::Updated { .. }) => return,
+        Ok(Outcome::NotDue) => Report::NotDue,
+        Ok(Outcome::UpToDate) => Report::UpToDate {
+            version: &build.version,
+        },
+        Ok(Outcome::HeldBack { version }) => {
+            reason = format!(
+                "build {} failed verification lately; it is not downloaded again for now",
+                version.as_deref().unwrap_or("announced")
+            );
+            Report::Failed { reason: &reason }
+        }
+        Err(e) => {
+            reason = e.to_string();
+            Report::Failed { reason: &reason }
+        }
+    });
 }
 
 fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, UpdateError> {
@@ -272,6 +305,10 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
         fetch_from_mirrors(&download, &agent, &release, release_key, policy, build)?;
     let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
+    status::report(status::Report::Ready {
+        version: &new.metadata.version,
+        restart_exit_code: crate::restart::offered(&build.settings),
+    });
 
     // The new build's cache folder is prepared beside the app and the
     // install; the scope ends when both have.
@@ -647,7 +684,7 @@ fn download_with_helpers<'a>(
     layout: Option<&'a Layout>,
     how: How<'_>,
 ) -> Helped<'a> {
-    let progress = Progress::default();
+    let progress = Progress::of(release.size);
     std::thread::scope(|scope| {
         let helper = |name: &str| std::thread::Builder::new().name(name.into());
         let _ = helper("onefile-writeback").spawn_scoped(scope, || {

@@ -32,6 +32,18 @@
 //!   ignoring it); exits 0, or 1 with the failed call on stderr
 //! - `spawn-sleep SECONDS PIDFILE`: starts `probe sleep SECONDS PIDFILE`
 //!   and exits 0 without waiting for it
+//! - `watch-status OUT SECONDS`: reads the file `ONEFILE_UPDATE_STATUS`
+//!   names every 2 ms and appends each content that differs from the last
+//!   to OUT, until a final state (`ready`, `up-to-date`, `failed`,
+//!   `not-due`) or SECONDS; writes `unset` if the variable is not set
+//! - `hold-status SECONDS`: opens the file `ONEFILE_UPDATE_STATUS` names
+//!   and keeps it open for SECONDS; on Windows without `FILE_SHARE_DELETE`,
+//!   as Python's `open()` does, so that it cannot be renamed over meanwhile
+//! - `log-exit LOG CODE [CODE_IF_RESTARTED]`: appends one line to LOG
+//!   (`version.txt`, `ONEFILE_RESTARTED`, `PROBE_MARK`, whether
+//!   `ONEFILE_UPDATE_STATUS` is set, the working directory, then argv),
+//!   and exits with CODE, or
+//!   with CODE_IF_RESTARTED when `ONEFILE_RESTARTED` is set
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -257,10 +269,86 @@ fn main() {
                 .spawn()
                 .expect("spawn sleep");
         }
+        "watch-status" => watch_status(&rest[0], rest[1].parse().expect("seconds")),
+        "hold-status" => {
+            let path = std::env::var_os("ONEFILE_UPDATE_STATUS").expect("ONEFILE_UPDATE_STATUS");
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true);
+            #[cfg(windows)]
+            {
+                use std::os::windows::fs::OpenOptionsExt;
+                options.share_mode(windows_sys::Win32::Storage::FileSystem::FILE_SHARE_READ);
+            }
+            let held = options.open(path).expect("open the status file");
+            std::thread::sleep(Duration::from_secs_f64(rest[0].parse().expect("seconds")));
+            drop(held);
+        }
+        "log-exit" => {
+            let me = std::env::current_exe().expect("exe");
+            let version =
+                std::fs::read_to_string(me.with_file_name("version.txt")).expect("version.txt");
+            let var = |name: &str| std::env::var(name).unwrap_or_else(|_| "unset".into());
+            let restarted = std::env::var_os("ONEFILE_RESTARTED").is_some();
+            let status = if std::env::var_os("ONEFILE_UPDATE_STATUS").is_some() {
+                "set"
+            } else {
+                "unset"
+            };
+            let line = format!(
+                "version={} restarted={} mark={} status={status} cwd={} args={}\n",
+                version.trim(),
+                var("ONEFILE_RESTARTED"),
+                var("PROBE_MARK"),
+                std::env::current_dir().expect("cwd").display(),
+                args.join(" ")
+            );
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&rest[0])
+                .expect("open log");
+            log.write_all(line.as_bytes()).expect("write log");
+            let code = match rest.get(2) {
+                Some(code) if restarted => code,
+                _ => &rest[1],
+            };
+            std::process::exit(code.parse().expect("exit code"));
+        }
         other => {
             eprintln!("probe: unknown command {other}");
             std::process::exit(2);
         }
+    }
+}
+
+/// `watch-status OUT SECONDS`: records every state of the update status
+/// file as the app sees it.
+fn watch_status(out: &str, seconds: f64) {
+    let mut record = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .expect("open record");
+    let Some(path) = std::env::var_os("ONEFILE_UPDATE_STATUS") else {
+        record.write_all(b"unset\n").expect("write record");
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        // Missing for a moment is an error of the launcher's: recorded.
+        let now = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("unreadable: {e}\n"));
+        if now != last {
+            record.write_all(now.as_bytes()).expect("write record");
+            last = now;
+            let last_state = ["ready", "up-to-date", "failed", "not-due"]
+                .iter()
+                .any(|state| last.contains(&format!("\"state\":\"{state}\"")));
+            if last_state {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

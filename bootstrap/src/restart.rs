@@ -1,0 +1,74 @@
+//! Restart to update: an app that exits with its build's restart code
+//! (`pack --restart-exit-code N`) is started again, once, by a launcher
+//! that first gave the update under way its chance to install.
+//!
+//! 1. The app exits with the code (and no one asked the launcher to stop).
+//! 2. The launcher waits for the sidecar, at most [`INSTALL_WAIT`]: a
+//!    download under way goes on, and what is ready is installed now that
+//!    the app has exited.
+//! 3. The launcher starts the executable's path again (the new build if it
+//!    was installed, else the same one) with the same arguments and
+//!    environment, plus [`MARKER`]: Unix replaces the launcher (`exec`),
+//!    Windows runs it as a child and passes its exit code on (`run::exec`).
+//! 4. A launcher started with [`MARKER`] never restarts: the same code
+//!    from the restarted app ends it with that code.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use payload_tools::metadata::UpdateSettings;
+
+use crate::run::{self, AppExit};
+use crate::trace::info;
+
+/// Set for the restarted launcher (and so for its app too).
+pub const MARKER: &str = "ONEFILE_RESTARTED";
+
+/// How long the launcher waits for an update to install before restarting.
+pub const INSTALL_WAIT: Duration = Duration::from_secs(60);
+
+/// The exit code this launch restarts on: the build's, unless this launch
+/// is itself a restart (traced).
+pub fn exit_code(settings: Option<&UpdateSettings>) -> Option<i32> {
+    let code = settings?.restart_exit_code?;
+    let offered = offered(settings?);
+    if offered.is_none() {
+        info!("Started by a restart: exit code {code} ends this launch like any other.");
+    }
+    offered
+}
+
+/// Like [`exit_code`], untraced: what the app is told the code is.
+pub fn offered(settings: &UpdateSettings) -> Option<i32> {
+    settings
+        .restart_exit_code
+        .filter(|_| std::env::var_os(MARKER).is_none())
+}
+
+/// Whether the app's `exit` asks for the restart `code`.
+pub fn asked(exit: AppExit, code: Option<i32>) -> bool {
+    let Some(code) = code.filter(|&code| exit == AppExit::Code(code)) else {
+        return false;
+    };
+    info!("The app exited with the restart code {code}: restarting once the update is in.");
+    true
+}
+
+/// Starts `exe` again with our arguments (`argv[0]` included) and
+/// environment, plus [`MARKER`]. Returns only if that failed.
+pub fn run_again(exe: &Path) -> io::Error {
+    let mut args = std::env::args_os();
+    let argv0: OsString = args.next().unwrap_or_else(|| exe.as_os_str().to_owned());
+    let mut cmd = Command::new(exe);
+    // A restart is no rollback: the restarted launcher must not tell its
+    // app that one happened.
+    cmd.args(args)
+        .env(MARKER, "1")
+        .env_remove("ONEFILE_ROLLED_BACK_FROM");
+    crate::launch::set_argv0(&mut cmd, argv0);
+    info!("Restarting '{}'.", exe.display());
+    run::exec(cmd, &[])
+}
