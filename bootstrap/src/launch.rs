@@ -22,6 +22,7 @@ use payload_tools::metadata::Argv0;
 
 use crate::cache::Cache;
 use crate::error::LaunchError;
+use crate::probation;
 use crate::restart;
 use crate::run;
 use crate::sys;
@@ -63,12 +64,14 @@ fn try_launch() -> Result<Never, LaunchError> {
     };
     let entry = prepared.dir.join(&meta.entry);
     let mut cmd = app_command(&entry, &exe, &prepared.dir, &packed);
+    let probation = probation::watch(&exe, &packed, &cache, &mut cmd)?;
 
     let updates = meta.update.clone().filter(|_| !update::disabled_by_env());
     // A build that restarts on an exit code needs the launcher after the
-    // app, updates or not.
+    // app, updates or not; so does a build on probation, to see how it
+    // starts.
     let restart_code = restart::exit_code(meta.update.as_ref());
-    if updates.is_some() || restart_code.is_some() {
+    if updates.is_some() || restart_code.is_some() || probation.is_some() {
         let status = updates
             .as_ref()
             .and_then(|_| update::status::open(&mut cmd, cache.folder(), &meta.version));
@@ -107,6 +110,11 @@ fn try_launch() -> Result<Never, LaunchError> {
             info!("Cannot start the clean-up thread ({e}); earlier builds stay for now.");
         }
         let exit = app.wait().map_err(LaunchError::Wait)?;
+        // Decided before the updater may install at the exit: the build
+        // that is healthy or rolled back is the one that ran.
+        if let Some(probation) = probation {
+            probation.app_exited(exit)?;
+        }
         // Asked to stop (a signal passed on to the app): no restart, no
         // wait.
         let restarting = !app.stop_requested() && restart::asked(exit, restart_code);
@@ -143,7 +151,11 @@ fn try_launch() -> Result<Never, LaunchError> {
 /// of it.
 fn rescue(err: LaunchError, exe: &Path, packed: PackedFile, cache: &Cache) -> LaunchError {
     use crate::error::exit_code::{CANNOT_EXECUTE, DAMAGED, ENTRY_MISSING};
-    if matches!(err.exit_code(), DAMAGED | CANNOT_EXECUTE | ENTRY_MISSING)
+    let fixable = matches!(err.exit_code(), DAMAGED | CANNOT_EXECUTE | ENTRY_MISSING);
+    if fixable {
+        probation::start_failed(exe, &packed, cache, &err);
+    }
+    if fixable
         && let Some(settings) = packed.metadata.update.clone()
         && !update::disabled_by_env()
     {

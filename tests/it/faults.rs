@@ -514,8 +514,11 @@ fn update_and_resume_against_nginx() {
     assert_updated(&first);
     assert_eq!(fs::read(&exe).expect("read"), builds[1]);
     write_file(&exe, &builds[0], true);
+    // 1.0, kept for a rollback by the update, is not a leftover.
     let resume_info = fs::read_dir(exe.parent().expect("dir"))
         .expect("list")
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".previous"))
         .count();
     assert_eq!(resume_info, 1, "nothing left over by the first update");
     let head = Command::new("curl")

@@ -69,13 +69,16 @@ pub fn check_replaceable(_file: &File, exe: &FileId) -> Result<(), String> {
 /// filesystem without the exchange) the check is followed by a rename. The
 /// folder is synced after. A running copy of the old file keeps working: it
 /// holds the old inode. (`_download` is `new` open: Windows checks that the
-/// file it renames is that one.)
+/// file it renames is that one.) With `keep`, the replaced build stays in
+/// the folder under that name (replacing whatever had it), for a rollback;
+/// without, it is removed.
 pub fn replace_executable(
     dir: &Dir,
     new: &str,
     _download: &File,
     exe: &str,
     expected: &FileId,
+    keep: Option<&str>,
 ) -> io::Result<bool> {
     let is_expected = |name: &str| {
         dir.stat(name)
@@ -93,12 +96,21 @@ pub fn replace_executable(
             }
             // The old build, now under the download's name. Should this
             // fail, it is a leftover that the next update removes.
-            let _ = dir.remove_file(new);
+            let _ = match keep {
+                Some(keep) => dir.rename(new, keep),
+                None => dir.remove_file(new),
+            };
             dir.sync()?;
             return Ok(true);
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {}
         Err(e) => return Err(e),
+    }
+    if let Some(keep) = keep {
+        // A second name for the old build before the rename drops its
+        // first; the executable's own name never goes missing.
+        let _ = dir.remove_file(keep);
+        let _ = dir.hard_link(exe, keep);
     }
     dir.rename(new, exe)?;
     dir.sync()?;
@@ -359,6 +371,38 @@ pub fn free_space(file: &File) -> Option<u64> {
 /// of handles cloned from `file` leave it alone on Unix).
 pub fn append_at(file: &File, buf: &[u8], _offset: u64) -> io::Result<()> {
     io::Write::write_all(&mut &*file, buf)
+}
+
+/// Whether the process `pid` still exists (a process of another user
+/// counts: it exists).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether dying of `signal` is a crash (a bad build), not a user's or the
+/// system's request to stop.
+pub fn is_crash_signal(signal: i32) -> bool {
+    [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGABRT,
+        libc::SIGFPE,
+    ]
+    .contains(&signal)
+}
+
+/// Unix reports crashes as signals, never as exit codes.
+pub fn is_crash_code(_code: i32) -> bool {
+    false
 }
 
 /// Nothing is left behind by a replacement on Unix.

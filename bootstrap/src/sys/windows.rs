@@ -69,14 +69,16 @@ pub fn check_replaceable(exe: &File, _id: &FileId) -> Result<(), String> {
 ///    the old build is.
 ///
 /// The aside copy is deleted by a later start ([`remove_replaced_leftover`])
-/// once nothing runs it. NTFS journals renames, so there is no folder sync
-/// to make.
+/// once nothing runs it; with `keep`, it is renamed to that name instead
+/// (an older copy there removed first), for a rollback, and stays. NTFS
+/// journals renames, so there is no folder sync to make.
 pub fn replace_executable(
     dir: &Dir,
     new: &str,
     download: &File,
     exe: &str,
     expected: &FileId,
+    keep: Option<&str>,
 ) -> io::Result<bool> {
     // Held until both renames are done: a launcher that exits meanwhile
     // waits for them (see `block_installs`).
@@ -118,6 +120,13 @@ pub fn replace_executable(
             ));
         }
         return Err(e);
+    }
+    if let Some(keep) = keep {
+        // Should either step fail (an old instance still runs the older
+        // copy), the aside copy is a leftover a later start removes, and
+        // there is no previous build to roll back to.
+        let _ = dir.remove_file(keep);
+        let _ = rename_handle(&old, &folder, keep);
     }
     Ok(true)
 }
@@ -506,6 +515,41 @@ pub fn remove_replaced_leftover(exe: &Path) {
             let _ = std::fs::remove_file(item.path());
         }
     }
+}
+
+/// Whether the process `pid` still exists (one we may not open counts:
+/// it exists).
+pub fn process_alive(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ACCESS_DENIED, GetLastError};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    const STILL_ACTIVE: u32 = 259;
+    // SAFETY: OpenProcess takes no pointers; a null handle means failure.
+    let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if handle.is_null() {
+        // SAFETY: reads the calling thread's last error.
+        return unsafe { GetLastError() } == ERROR_ACCESS_DENIED;
+    }
+    let mut code = 0u32;
+    // SAFETY: an open process handle and a u32 we own; closed once.
+    let ok = unsafe { GetExitCodeProcess(handle, &mut code) };
+    unsafe { CloseHandle(handle) };
+    ok != 0 && code == STILL_ACTIVE
+}
+
+/// Windows has no signals: crashes are exit codes ([`is_crash_code`]).
+pub fn is_crash_signal(_signal: i32) -> bool {
+    false
+}
+
+/// Whether an exit code is an exception's NTSTATUS (access violation
+/// 0xC0000005, stack buffer overrun 0xC0000409, illegal instruction
+/// 0xC000001D, division by zero 0xC0000094, breakpoint 0x80000003...):
+/// a crash. Ctrl-C's 0xC000013A is a request to stop, not a crash.
+pub fn is_crash_code(code: i32) -> bool {
+    let status = code as u32;
+    (status & 0xC000_0000 == 0xC000_0000 && status != 0xC000_013A) || status == 0x8000_0003
 }
 
 /// Writes all of `buf`, the next bytes of a file written in order, at
