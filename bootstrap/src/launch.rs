@@ -40,7 +40,11 @@ enum Never {}
 
 fn try_launch() -> Result<Never, LaunchError> {
     let started = Instant::now();
-    let exe = std::env::current_exe().map_err(LaunchError::SelfPath)?;
+    // A background updater updates the executable it was handed, by name.
+    let exe = match update::background::target_exe() {
+        Some(exe) => exe,
+        None => std::env::current_exe().map_err(LaunchError::SelfPath)?,
+    };
     let packed = PackedFile::open(&exe)?.ok_or_else(|| LaunchError::NoPayload(exe.clone()))?;
     let meta = &packed.metadata;
     info!(
@@ -200,7 +204,9 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         // Ours is set when this launch has one: never another launch's.
         .env_remove(update::status::VARIABLE)
         .env_remove(crate::self_test::VAR)
-        .env_remove(update::background::VAR);
+        .env_remove(update::background::VAR)
+        .env_remove(update::background::EXE_VAR)
+        .env_remove(update::background::EXE_ID_VAR);
     set_argv0(&mut cmd, argv0);
     cmd
 }

@@ -377,3 +377,116 @@ fn the_app_never_sees_onefile_update() {
             .expect("run");
     assert_eq!(stdout(&out), "ONEFILE_UPDATE unset\n", "{}", stderr(&out));
 }
+
+/// A 1.1 whose app dies of SIGSEGV as it starts.
+const SEGFAULTS: &str = "#!/bin/sh\nkill -SEGV $$\n";
+
+/// 1.0 and a 1.1 that crashes at start published, rolled back after one
+/// failed start; the user's copy 1.0.
+fn publish_crashing_11() -> crate::update::Published {
+    use crate::server::Server;
+    use crate::update::pack_version;
+    let s = Scratch::new();
+    let server = Server::start();
+    let extra = ["--rollback-after", "1"];
+    let (v10, toml10) = pack_version(&s, server.port, "1.0", &extra, |_| {});
+    let (v11, toml11) = pack_version(&s, server.port, "1.1", &extra, |app| {
+        write_file(&app.join("bin/probe"), SEGFAULTS.as_bytes(), true);
+    });
+    server.route(&format!("/1.0/{NAME}.bin"), Route::file(v10.clone()));
+    server.route(&format!("/1.1/{NAME}.bin"), Route::file(v11.clone()));
+    server.route("/1.0/update.toml", Route::file(toml10.clone()));
+    server.route("/1.1/update.toml", Route::file(toml11.clone()));
+    let exe = s.path(&format!("user/{NAME}.bin"));
+    write_file(&exe, &v10, true);
+    crate::update::Published {
+        s,
+        server,
+        exe,
+        v10,
+        v11,
+        toml10,
+        toml11,
+    }
+}
+
+/// Waits until no background updater of the cache `cache` runs.
+fn wait_for_no_updater(cache: &Path, bound: Duration) {
+    for pid in background_updaters_of(cache) {
+        wait_for_end(pid, bound);
+    }
+}
+
+#[test]
+fn a_launch_whose_executable_was_replaced_meanwhile_leaves_the_kept_build_alone() {
+    let p = publish_crashing_11();
+    p.server.route("/1.0/update.toml", Route::Stall);
+    // The launcher's check hangs while its app runs for 3 s ...
+    let running =
+        p.s.command(&p.exe)
+            .args(["version", "3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    // ... meanwhile an admin installs 1.1 (which crashes), keeping 1.0 as
+    // the build to roll back to.
+    p.announce_11();
+    let now =
+        p.s.command(&p.exe)
+            .env("ONEFILE_UPDATE", "now")
+            .output()
+            .expect("run");
+    assert_eq!(now.status.code(), Some(0), "{}", stderr(&now));
+    let previous = p.exe.with_file_name(format!(".{NAME}.bin.previous"));
+    assert!(fs::read(&previous).expect("kept") == p.v10, "1.0 kept");
+    let out = running.wait_with_output().expect("wait");
+    assert_eq!(stdout(&out), "1.0\n");
+    wait_for_no_updater(&p.s.cache(), Duration::from_secs(60));
+    // Nothing updated the build kept under another name.
+    assert!(
+        fs::read(&previous).expect("kept") == p.v10,
+        "the kept 1.0 was replaced: {}",
+        stderr(&out)
+    );
+    // So the crashing 1.1 is rolled back to 1.0.
+    let crashed = p.run(&["version"]);
+    assert!(
+        update_traces(&crashed)
+            .iter()
+            .any(|t| t.starts_with("Rolled back from 1.1 to 1.0")),
+        "{}",
+        stderr(&crashed)
+    );
+    assert_eq!(p.version_now(), "1.0");
+}
+
+#[test]
+fn a_background_updater_whose_executable_is_no_longer_the_one_handed_off_does_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let p = publish(&[]);
+    p.announce_11();
+    let meta = fs::metadata(&p.exe).expect("stat");
+    // Handed a file that the name no longer holds (another inode).
+    let out =
+        p.s.command(&p.exe)
+            .env("ONEFILE_UPDATE", "background")
+            .env("ONEFILE_UPDATE_EXE", &p.exe)
+            .env(
+                "ONEFILE_UPDATE_EXE_ID",
+                format!("{}:{}", meta.dev(), meta.ino() + 1),
+            )
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.contains("is no longer the executable handed off")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(p.server.requests().is_empty(), "nothing asked");
+    p.assert_still_10();
+}

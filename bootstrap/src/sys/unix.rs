@@ -308,6 +308,24 @@ impl FileId {
     }
 }
 
+/// Who the file at `path` is (a link itself, never what it leads to);
+/// `None` if nothing is there.
+pub fn path_id(path: &Path) -> io::Result<Option<FileId>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode(),
+            nlink: m.nlink(),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Who the open `file` is.
 pub fn file_id(file: &File) -> io::Result<FileId> {
     use std::os::fd::AsRawFd;
@@ -460,7 +478,7 @@ pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts `exe` (open as `file`) with `var=value` as the background
+/// Starts `exe` (open as `file`) with the variables `env` as the background
 /// updater: stdio on the null device, a session of its own (no controlling
 /// terminal, no signal from the terminal), a low priority, no descriptor
 /// of ours (std opens all of them close-on-exec), its working directory
@@ -468,7 +486,11 @@ pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
 ///
 /// Linux starts the held file through `/proc/self/fd`: the very build this
 /// launcher runs, even if the executable's name was replaced meanwhile.
-pub fn spawn_background(exe: &Path, file: &File, var: &str, value: &str) -> io::Result<u32> {
+pub fn spawn_background(
+    exe: &Path,
+    file: &File,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> io::Result<u32> {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     #[cfg(target_os = "linux")]
@@ -483,7 +505,7 @@ pub fn spawn_background(exe: &Path, file: &File, var: &str, value: &str) -> io::
     };
     let _ = exe;
     let mut cmd = Command::new(program);
-    cmd.env(var, value)
+    cmd.envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -656,7 +656,7 @@ pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts `exe` with `var=value` as the background updater: detached from
+/// Starts `exe` with the variables `env` as the background updater: detached from
 /// the console (no window, no Ctrl-C of the console's group), out of the
 /// launcher's job where the job lets it go, no standard handles, no handle
 /// of ours (std makes none inheritable), below normal priority. Returns
@@ -664,7 +664,11 @@ pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
 /// file to start; the name cannot change under us meanwhile either, since
 /// a running executable can only be renamed, and the updater checks that
 /// the file it replaces is still the one it expects.
-pub fn spawn_background(exe: &Path, _file: &File, var: &str, value: &str) -> io::Result<u32> {
+pub fn spawn_background(
+    exe: &Path,
+    _file: &File,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> io::Result<u32> {
     use std::os::windows::process::CommandExt;
     use std::process::{Command, Stdio};
     use windows_sys::Win32::System::Threading::{
@@ -677,7 +681,7 @@ pub fn spawn_background(exe: &Path, _file: &File, var: &str, value: &str) -> io:
         | BELOW_NORMAL_PRIORITY_CLASS;
     let start = |flags: u32| {
         Command::new(exe)
-            .env(var, value)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -42,6 +42,16 @@ pub const VAR: &str = "ONEFILE_UPDATE";
 /// Its value for the background updater: internal, set by the launcher.
 const BACKGROUND: &str = "background";
 
+/// Internal, beside [`BACKGROUND`]: the path of the executable the
+/// background updater updates (the launcher's, never what the started
+/// file's name has become since) ...
+pub const EXE_VAR: &str = "ONEFILE_UPDATE_EXE";
+
+/// ... and who that executable was (`<device>:<inode>`) when the launcher
+/// handed off: the background updater works on the path only while it
+/// still names that very file.
+pub const EXE_ID_VAR: &str = "ONEFILE_UPDATE_EXE_ID";
+
 /// The longest the launcher waits, once the app has exited, for a host to
 /// answer the request for the manifest (counted from the later of the
 /// request and the exit): enough for a loopback or LAN host's answer, and
@@ -99,6 +109,26 @@ pub fn requested() -> Option<Result<Request, String>> {
         Some(BACKGROUND) => Ok(Request::Background),
         _ => Err(value.to_string_lossy().into_owned()),
     })
+}
+
+/// The executable a background updater was asked to update; `None` in
+/// any other launch (which runs its own executable).
+pub fn target_exe() -> Option<PathBuf> {
+    let background = std::env::var_os(VAR).is_some_and(|v| v == BACKGROUND);
+    background
+        .then(|| std::env::var_os(EXE_VAR).map(PathBuf::from))
+        .flatten()
+}
+
+/// Whether the executable open as `build.packed` is the one the launcher
+/// handed off, by the identity it passed.
+fn is_handed_off(build: &RunningBuild) -> bool {
+    let passed = std::env::var(EXE_ID_VAR).ok().and_then(|id| {
+        let (dev, ino) = id.split_once(':')?;
+        Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?))
+    });
+    let own = sys::file_id(&build.packed.file).ok();
+    matches!((passed, own), (Some(passed), Some(own)) if passed == (own.dev, own.ino))
 }
 
 /// Whether the schedule may be ignored: an explicit request.
@@ -161,6 +191,17 @@ pub fn serve(
         std::process::exit(code::USAGE.into());
     };
     match request {
+        Request::Background if !is_handed_off(&build) => {
+            // An install replaced it since (or the name is gone): a build
+            // that is no longer the executable has nothing to update, and
+            // whatever its name became (a kept previous build) is not ours.
+            info!(
+                target: UPDATE,
+                "Background updater: '{}' is no longer the executable handed off; nothing to do.",
+                build.exe.display()
+            );
+            std::process::exit(0);
+        }
         Request::Background => run_in_background(&build),
         Request::Now => {
             FORCED.store(true, Ordering::Relaxed);
@@ -281,6 +322,8 @@ fn check_only(build: &RunningBuild) -> Result<Report, UpdateError> {
 #[derive(Debug)]
 pub struct Handoff {
     exe: PathBuf,
+    /// Who the running executable is.
+    id: Option<sys::FileId>,
     /// The running executable, held open: the background updater is
     /// started from it (Linux), so it is this very file even if the name
     /// was replaced since.
@@ -293,11 +336,11 @@ pub struct Handoff {
 impl Handoff {
     pub fn of(build: &RunningBuild) -> Handoff {
         let file = build.packed.file.try_clone().ok();
-        let lock_name = sys::file_id(&build.packed.file)
-            .ok()
-            .map(|id| lock_name(&id));
+        let id = sys::file_id(&build.packed.file).ok();
+        let lock_name = id.as_ref().map(lock_name);
         Handoff {
             exe: build.exe.clone(),
+            id,
             file,
             folder: build
                 .cache_folder
@@ -375,19 +418,40 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
 
 /// Starts the background updater, unless one runs already.
 fn hand_off(handoff: &Handoff) {
-    let (Some(folder), Some(name), Some(file)) =
-        (&handoff.folder, &handoff.lock_name, &handoff.file)
-    else {
+    let (Some(folder), Some(name), Some(file), Some(id)) = (
+        &handoff.folder,
+        &handoff.lock_name,
+        &handoff.file,
+        &handoff.id,
+    ) else {
         info!(target: UPDATE, "Cannot start a background updater: the cache folder is not open.");
         return;
     };
+    // Replaced meanwhile (an update installed by another process): the new
+    // build is not ours to update, and ours now has another name.
+    let still_ours =
+        sys::path_id(&handoff.exe).is_ok_and(|now| now.is_some_and(|now| now.same_file(id)));
+    if !still_ours {
+        info!(
+            target: UPDATE,
+            "'{}' is no longer this build; no background updater.",
+            handoff.exe.display()
+        );
+        return;
+    }
     // Checked, then released for the new process to take: two launches at
     // the same moment may start two, and the second of them ends at once.
     if try_lock(folder, name).is_none() {
         info!(target: UPDATE, "A background updater runs already.");
         return;
     }
-    match sys::spawn_background(&handoff.exe, file, VAR, BACKGROUND) {
+    let exe_id = format!("{}:{}", id.dev, id.ino);
+    let env = [
+        (VAR, std::ffi::OsStr::new(BACKGROUND)),
+        (EXE_VAR, handoff.exe.as_os_str()),
+        (EXE_ID_VAR, std::ffi::OsStr::new(&exe_id)),
+    ];
+    match sys::spawn_background(&handoff.exe, file, &env) {
         Ok(pid) => info!(target: UPDATE, "Started background updater {pid}."),
         Err(e) => info!(target: UPDATE, "Cannot start a background updater: {e}."),
     }
