@@ -490,3 +490,24 @@ fn a_background_updater_whose_executable_is_no_longer_the_one_handed_off_does_no
     assert!(p.server.requests().is_empty(), "nothing asked");
     p.assert_still_10();
 }
+
+#[test]
+fn a_host_that_answers_the_manifest_but_stalls_the_build_does_not_hold_the_shell() {
+    let p = publish(&[]);
+    p.announce_11();
+    p.server.route(&format!("/1.1/{NAME}.bin"), Route::Stall);
+    let (eof, exited, out) = run_piped(&p.s, &p.exe, &["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert!(eof < PROMPT, "end of file after {eof:?}");
+    assert!(exited < PROMPT, "the launcher exited after {exited:?}");
+    assert_eq!(out.status.code(), Some(0));
+    // The background updater it handed off to waits for the same host.
+    let updaters = background_updaters_of(&p.s.cache());
+    let [pid] = updaters[..] else {
+        panic!("background updaters: {updaters:?}");
+    };
+    // SAFETY: a signal to the process this test's launch started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_for_end(pid, Duration::from_secs(10));
+    p.assert_still_10();
+}

@@ -5,9 +5,10 @@
 //! - After the app's exit ([`after_app_exit`]): the launcher's stdin and
 //!   stdout (and stderr, unless traces are on) become the null device at
 //!   once, so a pipeline reading the app's output sees its end. The
-//!   sidecar then gets the build's `exit_wait_ms`, except that a request
-//!   for the manifest that has gone unanswered for [`SHORT_WAIT`] is not
-//!   waited for (unless traces are on). Then, if the sidecar is still
+//!   sidecar then gets the build's `exit_wait_ms`, except that a network
+//!   step (the manifest, the build's end, the download) that has received
+//!   nothing for [`SHORT_WAIT`] is not waited for (unless traces are on);
+//!   local steps (verify, self-test, install) finish. Then, if the sidecar is still
 //!   busy, the launcher starts the background updater (which resumes a
 //!   download from its resume record) and exits with the app's status.
 //! - The background updater (`ONEFILE_UPDATE=background`, set by the
@@ -52,9 +53,9 @@ pub const EXE_VAR: &str = "ONEFILE_UPDATE_EXE";
 /// still names that very file.
 pub const EXE_ID_VAR: &str = "ONEFILE_UPDATE_EXE_ID";
 
-/// The longest the launcher waits, once the app has exited, for a host to
-/// answer the request for the manifest (counted from the later of the
-/// request and the exit): enough for a loopback or LAN host's answer, and
+/// The longest the launcher waits, once the app has exited, for a network
+/// step that receives nothing (counted from the later of its last
+/// progress and the exit): enough for a loopback or LAN host's answer, and
 /// below what a user notices. A farther (or slower) host's answer goes to
 /// the background updater, which does the same work.
 const SHORT_WAIT: Duration = Duration::from_millis(25);
@@ -140,26 +141,36 @@ pub fn forced() -> bool {
     FORCED.load(Ordering::Relaxed)
 }
 
-/// Since when the sidecar has been waiting for a host to answer its
-/// request for the manifest (connecting included); `None` while it is not.
-static AWAITING_SINCE: Mutex<Option<Instant>> = Mutex::new(None);
+/// While the sidecar is in a network step (the manifest, the build's end,
+/// the download): when it last made progress (the step began, or bytes
+/// came); `None` during local work (verify, self-test, install), which is
+/// never cut short.
+static NETWORK_PROGRESS: Mutex<Option<Instant>> = Mutex::new(None);
 
-/// Runs `request`, a request for the manifest, noting meanwhile that the
-/// sidecar awaits an answer: a launcher whose app has exited waits for
-/// that at most [`SHORT_WAIT`] more.
-pub fn awaiting_answer<T>(request: impl FnOnce() -> T) -> T {
-    set_awaiting(Some(Instant::now()));
-    let reply = request();
-    set_awaiting(None);
-    reply
+/// Runs `step`, a network step: a launcher whose app has exited waits for
+/// it only while it makes progress, at most [`SHORT_WAIT`] without.
+pub fn network<T>(step: impl FnOnce() -> T) -> T {
+    set_network_progress(Some(Instant::now()));
+    let done = step();
+    set_network_progress(None);
+    done
 }
 
-fn set_awaiting(since: Option<Instant>) {
-    *AWAITING_SINCE.lock().unwrap_or_else(|p| p.into_inner()) = since;
+/// Notes that the network step under way received bytes (or did the
+/// local part of its work).
+pub fn progress() {
+    let mut last = NETWORK_PROGRESS.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_some() {
+        *last = Some(Instant::now());
+    }
 }
 
-fn awaiting_since() -> Option<Instant> {
-    *AWAITING_SINCE.lock().unwrap_or_else(|p| p.into_inner())
+fn set_network_progress(at: Option<Instant>) {
+    *NETWORK_PROGRESS.lock().unwrap_or_else(|p| p.into_inner()) = at;
+}
+
+fn network_progress() -> Option<Instant> {
+    *NETWORK_PROGRESS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Serves a request for the updater: `name` and `version` are the build's,
@@ -388,10 +399,12 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
     let watched = crate::trace::on();
     let finished = loop {
         let now = Instant::now();
-        // A host that has not answered within the short wait is not
-        // waited for: a captive portal or a dropping firewall never will.
-        let deadline = match awaiting_since() {
-            Some(since) if !watched => give_up.min(since.max(exited) + SHORT_WAIT),
+        // A network step that has received nothing for the short wait is
+        // not waited for: a captive portal, a dropping firewall or a
+        // stalled host may never answer. One that receives may take the
+        // exit wait, and the background updater resumes what is left.
+        let deadline = match network_progress() {
+            Some(last) if !watched => give_up.min(last.max(exited) + SHORT_WAIT),
             _ => give_up,
         };
         if now >= deadline {

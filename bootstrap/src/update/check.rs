@@ -138,9 +138,8 @@ pub fn fetch(
                 headers.push(("If-Modified-Since", known.last_modified.as_str()));
             }
         }
-        let reply = super::background::awaiting_answer(|| {
-            http::fetch_manifest(agent, url, policy, &headers)
-        });
+        let reply =
+            super::background::network(|| http::fetch_manifest(agent, url, policy, &headers));
         let error = match reply {
             Ok(ManifestReply::NotModified) if known.is_some() => {
                 info!(target: UPDATE, "update.toml not modified since the last check.");

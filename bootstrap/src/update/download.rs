@@ -333,7 +333,10 @@ impl Download<'_> {
         loop {
             let n = match pace.check(len).and_then(|()| body.read(&mut buf)) {
                 Ok(0) => break,
-                Ok(n) => n,
+                Ok(n) => {
+                    super::background::progress();
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let kept = recorded && worth_keeping(&file, len, cap);

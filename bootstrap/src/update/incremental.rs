@@ -442,6 +442,7 @@ impl Assembly<'_> {
             read_exact_at(&self.own.file, &mut self.buf[..n], at, &self.own.path)
                 .map_err(|_| OwnRead::Failed)?;
             each(&self.buf[..n]).map_err(OwnRead::Write)?;
+            super::background::progress();
             at += n as u64;
         }
         Ok(())
@@ -503,7 +504,10 @@ impl Assembly<'_> {
         loop {
             let n = match pace.check(received).and_then(|()| body.read(&mut self.buf)) {
                 Ok(0) => break,
-                Ok(n) => n,
+                Ok(n) => {
+                    super::background::progress();
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Failure::Interrupted(e.to_string())),
             };

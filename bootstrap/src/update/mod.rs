@@ -521,11 +521,12 @@ fn fetch_from(
     build: &RunningBuild,
     mirror: Mirror<'_>,
 ) -> Result<(Fetched, PackedFile), UpdateError> {
-    let layout = match tail::fetch(agent, &release.url, policy, release.size) {
-        Err(e) if mirror.more => return Err(e),
-        Err(_) => None,
-        Ok(layout) => layout,
-    };
+    let layout =
+        match background::network(|| tail::fetch(agent, &release.url, policy, release.size)) {
+            Err(e) if mirror.more => return Err(e),
+            Err(_) => None,
+            Ok(layout) => layout,
+        };
     if layout.is_none() {
         info!(
             target: UPDATE,
@@ -542,7 +543,10 @@ fn fetch_from(
                 url: release.url.clone(),
             });
         }
-        if let Err(e) = verify::check_platform_ahead(agent, policy, release, layout, build) {
+        let platform = background::network(|| {
+            verify::check_platform_ahead(agent, policy, release, layout, build)
+        });
+        if let Err(e) = platform {
             download.forget();
             return Err(e);
         }
@@ -639,7 +643,9 @@ fn fetch_and_check(
     layout: Option<&Layout>,
     how: How<'_>,
 ) -> Result<(Fetched, PackedFile), UpdateError> {
-    let helped = download_with_helpers(download, agent, release, policy, build, layout, how);
+    let helped = background::network(|| {
+        download_with_helpers(download, agent, release, policy, build, layout, how)
+    });
     let fetched = helped.fetched?;
     // The disk writes the download out while the CPU checks it: the two
     // costs overlap, and both must succeed before anything is replaced.
