@@ -511,3 +511,36 @@ fn a_host_that_answers_the_manifest_but_stalls_the_build_does_not_hold_the_shell
     wait_for_end(pid, Duration::from_secs(10));
     p.assert_still_10();
 }
+
+#[test]
+fn a_launch_asked_to_stop_hands_nothing_off() {
+    let p = publish(&[]);
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let pidfile = p.s.path("pid");
+    let child =
+        p.s.command(&p.exe)
+            .args(["wait-signal", pidfile.to_str().expect("utf8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    crate::launch::wait_for_pid(&pidfile);
+    // The check is under way (and hangs) when the stop comes.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: a signal to this test's own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(stdout(&out), format!("got {}\n", libc::SIGTERM));
+    let updaters = background_updaters_of(&p.s.cache());
+    for pid in &updaters {
+        // SAFETY: a signal to a process this test's launch started.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    assert!(updaters.is_empty(), "background updaters: {updaters:?}");
+    assert!(
+        update_traces(&out)
+            .contains(&"Asked to stop; the update is left for the next launch.".to_owned()),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -380,19 +380,23 @@ fn try_lock(folder: &sys::Dir, name: &str) -> Option<std::fs::File> {
 /// run the app again (a restart keeps stdio for it): releases stdio, gives
 /// the sidecar its bound (`exit_wait_ms`, the build's), and hands what is
 /// left to a background updater. `stop_requested`: the launcher was asked
-/// to stop, so it does not wait at all.
+/// to stop, so it neither waits nor hands off.
 pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool) {
     let keep_stderr = crate::trace::on();
     if let Err(e) = sys::release_stdio(keep_stderr) {
         info!(target: UPDATE, "Cannot release stdio: {e}.");
     }
     sidecar.app.mark_exited();
+    if stop_requested {
+        // Whoever stops the launch (a terminal's hang-up, `timeout`, a
+        // service manager) means the update work too: nothing may escape
+        // the signal into a session of its own.
+        sys::block_installs();
+        info!(target: UPDATE, "Asked to stop; the update is left for the next launch.");
+        return;
+    }
     let exited = Instant::now();
-    let exit_wait = if stop_requested {
-        Duration::ZERO
-    } else {
-        Duration::from_millis(exit_wait_ms)
-    };
+    let exit_wait = Duration::from_millis(exit_wait_ms);
     let give_up = exited + exit_wait;
     // Someone watching the traces wants to see the check through: with
     // traces on, an unanswered host is waited for like the rest.
