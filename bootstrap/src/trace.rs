@@ -60,7 +60,38 @@ pub fn line(prefix: &str, args: fmt::Arguments<'_>) {
     line.push_str(prefix);
     let _ = write!(EscapingWriter(&mut line), "{args}");
     line.push('\n');
+    if let Some(file) = FILE.get() {
+        append(file, line.as_bytes());
+        return;
+    }
     // One write per line, so a trace never lands in the middle of a
     // line of the app's own output.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// The file traces go to instead of stderr (the background updater's,
+/// which has none).
+static FILE: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// A trace file is emptied when it is found longer than this, and written
+/// no further than twice this.
+pub const FILE_LIMIT: u64 = 1 << 20;
+
+/// Sends the traces to `file` (opened privately by the caller) from now
+/// on, emptying it first if it is over [`FILE_LIMIT`].
+pub fn to_file(file: std::fs::File) {
+    if file.metadata().is_ok_and(|m| m.len() > FILE_LIMIT) {
+        let _ = file.set_len(0);
+    }
+    let _ = FILE.set(file);
+}
+
+fn append(mut file: &std::fs::File, line: &[u8]) {
+    use std::io::{Seek, SeekFrom};
+    let Ok(end) = file.seek(SeekFrom::End(0)) else {
+        return;
+    };
+    if end < 2 * FILE_LIMIT {
+        let _ = file.write_all(line);
+    }
 }

@@ -122,7 +122,9 @@ fn update_against_nginx(versions: &[Version<'_>], from: usize, to: usize, most_p
     let prediction = predicted(&site_build(&s, from_version), &site_build(&s, to_version));
     assert_eq!(prediction["incremental"], true, "{prediction:#}");
 
-    let out = s.run(&exe, ["version"]);
+    // The app runs until the update is ready: the launcher does it all,
+    // none of it is handed off (and fetched again) at the app's exit.
+    let out = run_until_ready(&s, &exe);
     let traces = update_traces(&out);
     assert_traced(&traces, "Incremental update: ");
     assert_traced(&traces, "Assembled: ");

@@ -185,7 +185,7 @@ fn a_stalled_mirror_does_not_keep_later_launches_from_the_next() {
     assert!(
         update_traces(&out)
             .iter()
-            .any(|t| t.starts_with("Still busy 500 ms")),
+            .any(|t| t.starts_with("Still busy ")),
         "{}",
         stderr(&out)
     );
@@ -205,7 +205,9 @@ fn a_network_failure_on_the_build_s_end_moves_on_to_the_next_mirror_at_once() {
     p.server.route("/hangup/app.bin", Route::Hangup);
     let good = serve_11(&p, "/good/app.bin");
     announce_at(&p, &p.server.url("/hangup/app.bin"), &[good]);
-    let out = p.run(&["version"]);
+    // All of it in the launcher (a background updater starts over at the
+    // mirror after the one under way).
+    let out = run_until_ready(&p.s, &p.exe);
     let traces = update_traces(&out);
     assert!(traces.contains(&"Updated.".to_owned()), "{traces:#?}");
     assert_eq!(asked(&p, "/hangup/app.bin"), (1, 0));

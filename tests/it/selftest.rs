@@ -277,7 +277,7 @@ fn a_self_test_never_outlives_the_launcher() {
     // The launcher gives up on its updater 1 s after the app's exit, in
     // the middle of the self-test: the build under test ends with it.
     let p = publish_a_hanging_build("1");
-    let out = p.run(&["version"]);
+    let out = p.s.run_leaving_background(&p.exe, ["version"]);
     assert_eq!(stdout(&out), "1.0\n");
     let traces = update_traces(&out);
     assert!(

@@ -80,6 +80,16 @@ impl Scratch {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        with_background_traces(self.run_leaving_background(exe, args))
+    }
+
+    /// Like [`Scratch::run`], without waiting for a background updater the
+    /// launch started.
+    pub fn run_leaving_background<I, S>(&self, exe: &Path, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         self.command(exe)
             .args(args)
             .output()
@@ -594,4 +604,37 @@ pub fn background_updaters_of(cache: &Path) -> Vec<u32> {
         }
     }
     found
+}
+
+/// `out` once the background updater its launch started (if any) has
+/// ended, with that updater's traces (from the trace file the launcher
+/// named) after the launcher's: an update reads the same whether the
+/// launcher finished it or handed it off.
+pub fn with_background_traces(mut out: Output) -> Output {
+    let Some(pid) = background_updater(&out) else {
+        return out;
+    };
+    wait_for_background_updater(&out, std::time::Duration::from_secs(180));
+    let file = update_traces(&out).iter().find_map(|t| {
+        t.strip_prefix("Its traces go to '")?
+            .strip_suffix("'.")
+            .map(std::path::PathBuf::from)
+    });
+    let text = file
+        .and_then(|file| fs::read_to_string(file).ok())
+        .unwrap_or_default();
+    let start = format!("AUTO UPDATE: Background updater {pid} started.");
+    if let Some(at) = text.rfind(&start) {
+        out.stderr.extend_from_slice(&text.as_bytes()[at..]);
+    }
+    out
+}
+
+/// Runs `exe` with an app that lives until the updater reports a final
+/// state (the status file's `ready`, `up-to-date`, `failed`, `not-due`; 120
+/// s at most): the network work is done before the app exits, so the
+/// launcher hands nothing off, however loaded the machine.
+pub fn run_until_ready(s: &Scratch, exe: &Path) -> Output {
+    let seen = s.path("status-seen");
+    s.run(exe, ["watch-status", seen.to_str().expect("utf8"), "120"])
 }

@@ -239,7 +239,7 @@ fn command(s: &Scratch, exe: &Path, ca: Option<&Path>) -> Command {
 }
 
 fn run(s: &Scratch, exe: &Path, ca: Option<&Path>, args: &[&str]) -> Output {
-    command(s, exe, ca).args(args).output().expect("run")
+    with_background_traces(command(s, exe, ca).args(args).output().expect("run"))
 }
 
 /// The run printed the trace `Cannot fetch '<url>': <reason>.` with a

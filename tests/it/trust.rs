@@ -122,7 +122,9 @@ fn serve(p: &Published, text: &str) {
 fn expect_refused(p: &Published, text: &str, says: &str) {
     serve(p, text);
     expect_failure(p, says);
-    let out = p.run(&["version"]);
+    // The app lives until the check is over: one check, all in the
+    // launcher.
+    let out = run_until_ready(&p.s, &p.exe);
     let refusals: Vec<String> = update_traces(&out)
         .into_iter()
         .filter(|t| t.starts_with("Not using the update info from "))
@@ -353,11 +355,13 @@ fn rollout_share_halt_and_critical_decide_who_moves() {
 fn run_install(p: &Published, n: usize) -> Output {
     let exe = p.s.path(&format!("install-{n}/{NAME}.bin"));
     write_file(&exe, &p.v10, true);
-    p.s.command(&exe)
-        .env("ONEFILE_CACHE_DIR", p.s.path(&format!("cache-{n}")))
-        .arg("version")
-        .output()
-        .expect("run")
+    with_background_traces(
+        p.s.command(&exe)
+            .env("ONEFILE_CACHE_DIR", p.s.path(&format!("cache-{n}")))
+            .arg("version")
+            .output()
+            .expect("run"),
+    )
 }
 
 #[test]

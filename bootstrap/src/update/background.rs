@@ -7,7 +7,7 @@
 //!   once, so a pipeline reading the app's output sees its end. The
 //!   sidecar then gets the build's `exit_wait_ms`, except that a network
 //!   step (the manifest, the build's end, the download) that has received
-//!   nothing for [`SHORT_WAIT`] is not waited for (unless traces are on);
+//!   nothing for [`SHORT_WAIT`] is not waited for (traces on or off);
 //!   local steps (verify, self-test, install) finish. Then, if the sidecar is still
 //!   busy, the launcher starts the background updater (which resumes a
 //!   download from its resume record) and exits with the app's status.
@@ -59,6 +59,11 @@ pub const EXE_ID_VAR: &str = "ONEFILE_UPDATE_EXE_ID";
 /// below what a user notices. A farther (or slower) host's answer goes to
 /// the background updater, which does the same work.
 const SHORT_WAIT: Duration = Duration::from_millis(25);
+
+/// The background updater's trace file in the app's cache folder, when
+/// traces are on (it has no stderr): appended to, emptied when over
+/// [`crate::trace::FILE_LIMIT`].
+const TRACE_FILE: &str = "background-updater.log";
 
 /// How often the exiting launcher looks whether the sidecar started or
 /// stopped waiting for a host.
@@ -201,6 +206,9 @@ pub fn serve(
         );
         std::process::exit(code::USAGE.into());
     };
+    if request == Request::Background && crate::trace::on() {
+        trace_to_file(&build);
+    }
     match request {
         Request::Background if !is_handed_off(&build) => {
             // An install replaced it since (or the name is gone): a build
@@ -225,6 +233,17 @@ pub fn serve(
             info!(target: UPDATE, "Checking now, as {VAR}=check asks.");
             finish(&name, version, check_only(&build))
         }
+    }
+}
+
+/// Sends the background updater's traces to [`TRACE_FILE`], created
+/// privately (never through a link, never a file with another name).
+fn trace_to_file(build: &RunningBuild) {
+    if let Some((folder, _)) = &build.cache_folder
+        && let Ok(file) = folder.open_private(TRACE_FILE, true)
+    {
+        crate::trace::to_file(file);
+        info!(target: UPDATE, "Background updater {} started.", std::process::id());
     }
 }
 
@@ -341,6 +360,8 @@ pub struct Handoff {
     file: Option<std::fs::File>,
     /// The app's cache folder, where the background lock lives.
     folder: Option<sys::Dir>,
+    /// Where the background updater's traces go.
+    trace_file: Option<PathBuf>,
     lock_name: Option<String>,
 }
 
@@ -357,6 +378,10 @@ impl Handoff {
                 .cache_folder
                 .as_ref()
                 .and_then(|(dir, _)| dir.try_clone().ok()),
+            trace_file: build
+                .cache_folder
+                .as_ref()
+                .map(|(_, path)| path.join(TRACE_FILE)),
             lock_name,
         }
     }
@@ -398,9 +423,6 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
     let exited = Instant::now();
     let exit_wait = Duration::from_millis(exit_wait_ms);
     let give_up = exited + exit_wait;
-    // Someone watching the traces wants to see the check through: with
-    // traces on, an unanswered host is waited for like the rest.
-    let watched = crate::trace::on();
     let finished = loop {
         let now = Instant::now();
         // A network step that has received nothing for the short wait is
@@ -408,7 +430,7 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
         // stalled host may never answer. One that receives may take the
         // exit wait, and the background updater resumes what is left.
         let deadline = match network_progress() {
-            Some(last) if !watched => give_up.min(last.max(exited) + SHORT_WAIT),
+            Some(last) => give_up.min(last.max(exited) + SHORT_WAIT),
             _ => give_up,
         };
         if now >= deadline {
@@ -469,14 +491,18 @@ fn hand_off(handoff: &Handoff) {
         (EXE_ID_VAR, std::ffi::OsStr::new(&exe_id)),
     ];
     match sys::spawn_background(&handoff.exe, file, &env) {
-        Ok(pid) => info!(target: UPDATE, "Started background updater {pid}."),
+        Ok(pid) => {
+            info!(target: UPDATE, "Started background updater {pid}.");
+            if let Some(path) = &handoff.trace_file {
+                info!(target: UPDATE, "Its traces go to '{}'.", path.display());
+            }
+        }
         Err(e) => info!(target: UPDATE, "Cannot start a background updater: {e}."),
     }
 }
 
 /// The background updater's whole run.
 fn run_in_background(build: &RunningBuild) -> ! {
-    info!(target: UPDATE, "Background updater started.");
     // The overall bound: the process ends then, but never between the two
     // renames of an install.
     let limit = std::thread::Builder::new()
