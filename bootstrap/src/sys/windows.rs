@@ -656,40 +656,101 @@ pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts `exe` with the variables `env` as the background updater: detached from
-/// the console (no window, no Ctrl-C of the console's group), out of the
-/// launcher's job where the job lets it go, no standard handles, no handle
-/// of ours (std makes none inheritable), below normal priority. Returns
-/// its process id; nobody waits for it. Windows has no path to an open
-/// file to start; the name cannot change under us meanwhile either, since
-/// a running executable can only be renamed, and the updater checks that
-/// the file it replaces is still the one it expects.
+/// Starts `exe` with the variables `env` as the background updater:
+/// detached from the console (no window, no Ctrl-C of the console's
+/// group), out of the launcher's job where the job lets it go, below
+/// normal priority, and inheriting no handle at all (`bInheritHandles`
+/// FALSE: std's `Command` always passes TRUE, which hands every
+/// inheritable handle of the launcher, a parent's pipe among them, to a
+/// process that may run for minutes). With no standard handles, std in
+/// the child writes to nowhere. Returns its process id; nobody waits for
+/// it. Windows has no path to an open file to start: the background
+/// updater checks that the name still holds the launcher's file before it
+/// does anything.
 pub fn spawn_background(
     exe: &Path,
     _file: &File,
     env: &[(&str, &std::ffi::OsStr)],
 ) -> io::Result<u32> {
-    use std::os::windows::process::CommandExt;
-    use std::process::{Command, Stdio};
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Foundation::CloseHandle;
     use windows_sys::Win32::System::Threading::{
         BELOW_NORMAL_PRIORITY_CLASS, CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP,
-        CREATE_NO_WINDOW, DETACHED_PROCESS,
+        CREATE_NO_WINDOW, CREATE_UNICODE_ENVIRONMENT, CreateProcessW, DETACHED_PROCESS,
+        PROCESS_INFORMATION, STARTUPINFOW,
     };
     let flags = DETACHED_PROCESS
         | CREATE_NEW_PROCESS_GROUP
         | CREATE_NO_WINDOW
-        | BELOW_NORMAL_PRIORITY_CLASS;
-    let start = |flags: u32| {
-        Command::new(exe)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .creation_flags(flags)
-            .spawn()
+        | BELOW_NORMAL_PRIORITY_CLASS
+        | CREATE_UNICODE_ENVIRONMENT;
+    let application: Vec<u16> = exe.as_os_str().encode_wide().chain(Some(0)).collect();
+    // The program's name, quoted (a Windows path holds no quote), and no
+    // argument.
+    let mut command_line: Vec<u16> = std::iter::once(u16::from(b'"'))
+        .chain(exe.as_os_str().encode_wide())
+        .chain([u16::from(b'"'), 0])
+        .collect();
+    let block = environment_block(env);
+    // SAFETY: plain data, valid zeroed.
+    let mut startup: STARTUPINFOW = unsafe { std::mem::zeroed() };
+    startup.cb = std::mem::size_of::<STARTUPINFOW>() as u32;
+    // SAFETY: plain data, valid zeroed.
+    let mut info: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
+    let mut start = |flags: u32| {
+        // SAFETY: NUL-terminated strings and an environment block that live
+        // through the call; the command line is writable as the call
+        // requires; the structures are initialised.
+        unsafe {
+            CreateProcessW(
+                application.as_ptr(),
+                command_line.as_mut_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+                flags,
+                block.as_ptr().cast(),
+                std::ptr::null(),
+                &startup,
+                &mut info,
+            ) != 0
+        }
     };
     // A job of someone else's that forbids breaking away refuses the
     // flag: then the process stays in it.
-    let child = start(flags | CREATE_BREAKAWAY_FROM_JOB).or_else(|_| start(flags))?;
-    Ok(child.id())
+    if !start(flags | CREATE_BREAKAWAY_FROM_JOB) && !start(flags) {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the handles the call returned, ours to close.
+    unsafe {
+        CloseHandle(info.hThread);
+        CloseHandle(info.hProcess);
+    }
+    Ok(info.dwProcessId)
+}
+
+/// The launcher's environment with `env` set, as `CreateProcessW` takes
+/// it: `NAME=value` strings, each NUL-terminated, sorted by name as
+/// Windows wants, then a final NUL.
+fn environment_block(env: &[(&str, &std::ffi::OsStr)]) -> Vec<u16> {
+    use std::ffi::OsString;
+    use std::os::windows::ffi::OsStrExt;
+    let set = |name: &OsString| {
+        env.iter()
+            .any(|(ours, _)| name.to_string_lossy().eq_ignore_ascii_case(ours))
+    };
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(name, _)| !set(name))
+        .chain(env.iter().map(|(name, value)| (name.into(), value.into())))
+        .collect();
+    vars.sort_by_key(|(name, _)| name.to_string_lossy().to_uppercase());
+    let mut block = Vec::new();
+    for (name, value) in &vars {
+        block.extend(name.encode_wide());
+        block.push(u16::from(b'='));
+        block.extend(value.encode_wide());
+        block.push(0);
+    }
+    block.push(0);
+    block
 }
