@@ -545,3 +545,30 @@ fn a_launch_asked_to_stop_hands_nothing_off() {
         stderr(&out)
     );
 }
+
+#[test]
+fn background_updaters_of_successive_builds_leave_one_lock_file() {
+    let p = publish(&[]);
+    p.server.route("/1.0/update.toml", Route::Stall);
+    for _ in 0..2 {
+        // A new file each time, as an installed update is.
+        fs::remove_file(&p.exe).expect("remove");
+        write_file(&p.exe, &p.v10, true);
+        let (_, _, out) = run_piped(&p.s, &p.exe, &["version"]);
+        assert_eq!(stdout(&out), "1.0\n");
+        let updaters = background_updaters_of(&p.s.cache());
+        assert_eq!(updaters.len(), 1, "{updaters:?}");
+        for pid in updaters {
+            // SAFETY: a signal to a process this test's launch started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            wait_for_end(pid, Duration::from_secs(10));
+        }
+    }
+    let locks: Vec<String> = fs::read_dir(p.s.cache().join(NAME))
+        .expect("cache")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".background"))
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+}

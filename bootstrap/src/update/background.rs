@@ -362,14 +362,12 @@ pub struct Handoff {
     folder: Option<sys::Dir>,
     /// Where the background updater's traces go.
     trace_file: Option<PathBuf>,
-    lock_name: Option<String>,
 }
 
 impl Handoff {
     pub fn of(build: &RunningBuild) -> Handoff {
         let file = build.packed.file.try_clone().ok();
         let id = sys::file_id(&build.packed.file).ok();
-        let lock_name = id.as_ref().map(lock_name);
         Handoff {
             exe: build.exe.clone(),
             id,
@@ -382,16 +380,15 @@ impl Handoff {
                 .cache_folder
                 .as_ref()
                 .map(|(_, path)| path.join(TRACE_FILE)),
-            lock_name,
         }
     }
 }
 
-/// The background lock of the executable `id`: held by its background
-/// updater for its whole run.
-fn lock_name(id: &sys::FileId) -> String {
-    format!(".background-{}-{}", id.dev, id.ino)
-}
+/// The background lock, one per app cache folder (so one file, never a
+/// pile of them): held by a background updater for its whole run. Copies
+/// of the app that share the folder take turns: one background updater
+/// for the app at a time.
+const LOCK: &str = ".background.lock";
 
 /// Takes the background lock without waiting; `None` if it is held (or
 /// cannot be had at all).
@@ -457,12 +454,7 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
 
 /// Starts the background updater, unless one runs already.
 fn hand_off(handoff: &Handoff) {
-    let (Some(folder), Some(name), Some(file), Some(id)) = (
-        &handoff.folder,
-        &handoff.lock_name,
-        &handoff.file,
-        &handoff.id,
-    ) else {
+    let (Some(folder), Some(file), Some(id)) = (&handoff.folder, &handoff.file, &handoff.id) else {
         info!(target: UPDATE, "Cannot start a background updater: the cache folder is not open.");
         return;
     };
@@ -480,7 +472,7 @@ fn hand_off(handoff: &Handoff) {
     }
     // Checked, then released for the new process to take: two launches at
     // the same moment may start two, and the second of them ends at once.
-    if try_lock(folder, name).is_none() {
+    if try_lock(folder, LOCK).is_none() {
         info!(target: UPDATE, "A background updater runs already.");
         return;
     }
@@ -517,12 +509,8 @@ fn run_in_background(build: &RunningBuild) -> ! {
         // Without its bound it may not run at all.
         std::process::exit(0);
     }
-    let own = sys::file_id(&build.packed.file).ok();
     let folder = build.cache_folder.as_ref().map(|(dir, _)| dir);
-    let Some(_lock) = own
-        .zip(folder)
-        .and_then(|(own, folder)| try_lock(folder, &lock_name(&own)))
-    else {
+    let Some(_lock) = folder.and_then(|folder| try_lock(folder, LOCK)) else {
         info!(target: UPDATE, "Another background updater runs; ending.");
         std::process::exit(0);
     };
