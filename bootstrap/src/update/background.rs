@@ -495,20 +495,28 @@ fn hand_off(handoff: &Handoff) {
 
 /// The background updater's whole run.
 fn run_in_background(build: &RunningBuild) -> ! {
-    // The overall bound: the process ends then, but never between the two
-    // renames of an install.
-    let limit = std::thread::Builder::new()
-        .name("onefile-limit".into())
-        .spawn(|| {
-            std::thread::sleep(BACKGROUND_LIMIT);
-            sys::block_installs();
-            info!(target: UPDATE, "Background updater ran too long; ending.");
+    std::thread::scope(|scope| {
+        // The overall bound: the process ends then, but never between the
+        // two renames of an install; the check counts as failed.
+        let limit = std::thread::Builder::new()
+            .name("onefile-limit".into())
+            .spawn_scoped(scope, || {
+                std::thread::sleep(BACKGROUND_LIMIT);
+                super::check::timed_out(build);
+                sys::block_installs();
+                info!(target: UPDATE, "Background updater ran too long; ending (a failed check).");
+                std::process::exit(0);
+            });
+        if limit.is_err() {
+            // Without its bound it may not run at all.
             std::process::exit(0);
-        });
-    if limit.is_err() {
-        // Without its bound it may not run at all.
-        std::process::exit(0);
-    }
+        }
+        update_in_background(build)
+    })
+}
+
+/// The background updater's work, under its limit.
+fn update_in_background(build: &RunningBuild) -> ! {
     let folder = build.cache_folder.as_ref().map(|(dir, _)| dir);
     let Some(_lock) = folder.and_then(|folder| try_lock(folder, LOCK)) else {
         info!(target: UPDATE, "Another background updater runs; ending.");

@@ -297,6 +297,15 @@ pub fn concluded(build: &RunningBuild) {
     });
 }
 
+/// Tells the schedule that the check ran out of time (the background
+/// updater's overall limit): a failed check, backed off from like a host
+/// that does not answer, so that a trickling host does not get a
+/// background updater at every launch.
+pub fn timed_out(build: &RunningBuild) {
+    let now = schedule::now();
+    schedule::change(build, &record_url(build), |record| record.failed(now, None));
+}
+
 /// The release as announced, in 32 bits: its CRC-32, size, signatures and
 /// URLs. What the schedule remembers of a release (its mirror, a hold after
 /// it failed everywhere) is for that announcement: the same build announced
