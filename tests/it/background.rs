@@ -572,3 +572,84 @@ fn background_updaters_of_successive_builds_leave_one_lock_file() {
         .collect();
     assert_eq!(locks.len(), 1, "{locks:?}");
 }
+
+/// Runs `exe` with `ONEFILE_UPDATE=value`.
+fn request(p: &crate::update::Published, value: &str) -> Output {
+    p.s.command(&p.exe)
+        .env("ONEFILE_UPDATE", value)
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn update_check_reports_a_build_that_failed_verification_as_held_back() {
+    let p = publish(&[]);
+    p.announce_11_with_a_wrong_crc();
+    let now = request(&p, "now");
+    assert_eq!(now.status.code(), Some(102), "{}", stderr(&now));
+    let check = request(&p, "check");
+    assert_eq!(check.status.code(), Some(102), "{}", stderr(&check));
+    assert!(stdout(&check).is_empty(), "{}", stdout(&check));
+    assert!(
+        stderr(&check).contains(&format!(
+            "{NAME}: error: 1.1 failed verification lately; not downloaded again for now"
+        )),
+        "{}",
+        stderr(&check)
+    );
+}
+
+#[test]
+fn update_check_reports_a_build_rolled_back_from_as_held_back() {
+    let p = publish_crashing_11();
+    p.announce_11();
+    let now = request(&p, "now");
+    assert_eq!(now.status.code(), Some(0), "{}", stderr(&now));
+    let crashed = p.run(&["version"]);
+    assert!(
+        update_traces(&crashed)
+            .iter()
+            .any(|t| t.starts_with("Rolled back from 1.1 to 1.0")),
+        "{}",
+        stderr(&crashed)
+    );
+    let check = request(&p, "check");
+    assert_eq!(check.status.code(), Some(102), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains(&format!(
+            "{NAME}: error: 1.1 was rolled back from; not installed again"
+        )),
+        "{}",
+        stderr(&check)
+    );
+    let now = request(&p, "now");
+    assert_eq!(now.status.code(), Some(102), "{}", stderr(&now));
+    assert_eq!(p.version_now(), "1.0");
+}
+
+#[test]
+fn update_now_while_another_updater_is_at_work_is_busy() {
+    let p = publish(&[]);
+    p.announce_11();
+    let bin = format!("/1.1/{NAME}.bin");
+    p.server.route(&bin, Route::Stall);
+    // The launcher hands the stalled download to a background updater,
+    // which waits for it holding the updater's lock.
+    let (_, _, out) = run_piped(&p.s, &p.exe, &["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    let updaters = background_updaters_of(&p.s.cache());
+    let [pid] = updaters[..] else {
+        panic!("background updaters: {updaters:?}");
+    };
+    let asked = || p.server.requests().iter().filter(|r| r.path == bin).count();
+    let started = Instant::now();
+    while asked() < 2 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let now = request(&p, "now");
+    // SAFETY: a signal to a process this test's launch started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_for_end(pid, Duration::from_secs(10));
+    assert_eq!(now.status.code(), Some(104), "{}", stderr(&now));
+    assert!(stderr(&now).contains(&format!("{NAME}: error: ")));
+}

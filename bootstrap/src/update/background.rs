@@ -259,14 +259,24 @@ enum Report {
     Updated(Option<String>),
     UpToDate,
     Available(Option<String>),
-    HeldBack(Option<String>),
+    /// Announced, not installed for now: why.
+    HeldBack(Option<String>, &'static str),
 }
+
+/// Why a build is held back: it failed verification on every mirror lately.
+const FAILED_VERIFICATION: &str = "failed verification lately; not downloaded again for now";
+/// ... or this machine rolled back from it.
+const ROLLED_BACK_FROM: &str =
+    "was rolled back from; not installed again until a different build is announced";
+/// ... either (the updater's outcome does not say which).
+const HELD_BACK: &str =
+    "is held back (it failed verification lately, or was rolled back from); not installed for now";
 
 impl From<Outcome> for Report {
     fn from(outcome: Outcome) -> Report {
         match outcome {
             Outcome::Updated { version } => Report::Updated(version),
-            Outcome::HeldBack { version } => Report::HeldBack(version),
+            Outcome::HeldBack { version } => Report::HeldBack(version, HELD_BACK),
             Outcome::NotDue | Outcome::UpToDate => Report::UpToDate,
         }
     }
@@ -292,11 +302,8 @@ fn finish(name: &str, version: &str, report: Result<Report, UpdateError>) -> ! {
             println!("{name}: {} is available (running {version})", shown(&new));
             code::AVAILABLE
         }
-        Ok(Report::HeldBack(new)) => {
-            eprintln!(
-                "{name}: error: {} failed verification lately; not downloaded again for now",
-                shown(&new)
-            );
+        Ok(Report::HeldBack(new, why)) => {
+            eprintln!("{name}: error: {} {why}", shown(&new));
             code::REFUSED
         }
         Err(e) => {
@@ -344,7 +351,15 @@ fn check_only(build: &RunningBuild) -> Result<Report, UpdateError> {
         check::settled(build, &answer, &manifest);
         return Ok(Report::UpToDate);
     }
-    Ok(Report::Available(release.version.clone()))
+    // What `now` would not install is not "available".
+    let version = release.version.clone();
+    if check::held_back(build, check::release_key(&release)).is_some() {
+        return Ok(Report::HeldBack(version, FAILED_VERIFICATION));
+    }
+    if crate::probation::refuses(build, &release) {
+        return Ok(Report::HeldBack(version, ROLLED_BACK_FROM));
+    }
+    Ok(Report::Available(version))
 }
 
 /// What the launcher needs to start the background updater: taken when
