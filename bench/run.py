@@ -743,6 +743,40 @@ class StalledHost:
             conn.close()
 
 
+class BuildStallingHost(StalledHost):
+    """A host on loopback that answers `/1.0/update.toml` with `manifest`
+    (set once known) and never answers anything else: a host that serves
+    the manifest and stalls the build (or a CDN that hangs on it)."""
+
+    manifest = b""
+
+    def serve(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn):
+        request = b""
+        try:
+            while b"\r\n\r\n" not in request:
+                got = conn.recv(4096)
+                if not got:
+                    return
+                request += got
+            if request.split(b"\r\n", 1)[0].split(b" ")[1] == b"/1.0/update.toml":
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                    % len(self.manifest) + self.manifest
+                )
+                conn.close()
+        except OSError:
+            pass
+
+
 def launch_and_eof(exe, env):
     """Runs exe as `exe | cat` would: returns (seconds until its stdout's
     end of file, seconds until the launcher exited)."""
@@ -763,6 +797,8 @@ def bench_stalled_host():
     shutil.copy("/bin/true", os.path.join(app, "bin", "app"))
     host = StalledHost()
     spec = f"http://127.0.0.1:{host.port}/{{VERSION}}/update.toml"
+    build_host = BuildStallingHost()
+    build_spec = f"http://127.0.0.1:{build_host.port}/{{VERSION}}/update.toml"
     runs = 7 if QUICK else 15
     builds = [("onefile", BIN)]
     baseline = os.environ.get("BASELINE_BIN_DIR")
@@ -776,9 +812,25 @@ def bench_stalled_host():
             env = dict(os.environ, ONEFILE_CACHE_DIR=cache)
             env.pop("AUTO_UPDATE_DEBUG", None)
             exes = {}
-            for kind, extra in (("updates", ["--update-url-spec", spec]), ("plain", [])):
+            # The build-stalling host announces a 1.1 (its manifest made by
+            # packing it); its build is never served.
+            toml = os.path.join(work, f"{label}-1.1.toml")
+            subprocess.run(
+                [tools, "pack", app, "--entry", "bin/app", "--name", "tiny-build", "--version", "1.1",
+                 "--stub", stub, "--update-url-spec", build_spec, "--auto-update-toml-file", toml,
+                 "-o", os.path.join(work, f"{label}-1.1.bin")],
+                check=True, stdout=subprocess.DEVNULL,
+            )
+            with open(toml, "rb") as f:
+                build_host.manifest = f.read()
+            kinds = (
+                ("updates", ["--update-url-spec", spec]),
+                ("build", ["--update-url-spec", build_spec, "--version", "1.0"]),
+                ("plain", []),
+            )
+            for kind, extra in kinds:
                 exe = os.path.join(work, f"{label}-{kind}.bin")
-                name = f"tiny-{kind}"
+                name = "tiny-build" if kind == "build" else f"tiny-{kind}"
                 subprocess.run(
                     [tools, "pack", app, "--entry", "bin/app", "--name", name, "--stub", stub, "-o", exe] + extra,
                     check=True, stdout=subprocess.DEVNULL,
@@ -789,10 +841,11 @@ def bench_stalled_host():
             def forget_checks(_case):
                 # Every launch meets the stalled host, as the first one
                 # after a check interval or backoff does.
-                folder = os.path.join(cache, exes["updates"][1])
-                for entry in os.listdir(folder) if os.path.isdir(folder) else []:
-                    if entry.startswith(".update-check"):
-                        os.remove(os.path.join(folder, entry))
+                for kind in ("updates", "build"):
+                    folder = os.path.join(cache, exes[kind][1])
+                    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+                        if entry.startswith(".update-check"):
+                            os.remove(os.path.join(folder, entry))
 
             results = {name: [] for name in exes}
             for _ in range(runs):
@@ -801,31 +854,37 @@ def bench_stalled_host():
                     results[kind].append(launch_and_eof(exe, env))
             eof = {k: statistics.median(r[0] for r in v) for k, v in results.items()}
             done = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
-            for what, t in (("launch", done), ("`app` piped to `cat`, end of file", eof)):
-                over = (t["updates"] - t["plain"]) * 1e3
-                ratio = t["updates"] / t["plain"]
+            measured = (
+                ("launch, stalled host", done, "updates"),
+                ("`app` piped to `cat`, end of file, stalled host", eof, "updates"),
+                ("launch, host that answers update.toml and stalls the build", done, "build"),
+            )
+            for what, t, kind in measured:
+                over = (t[kind] - t["plain"]) * 1e3
+                ratio = t[kind] / t["plain"]
                 goal = "<= +50 ms" if label == "onefile" else "(before)"
                 row(
-                    f"{what}, stalled host ({label})",
-                    f"{t['updates'] * 1e3:.1f} ms",
+                    f"{what} ({label})",
+                    f"{t[kind] * 1e3:.1f} ms",
                     f"{t['plain'] * 1e3:.1f} ms without updates",
                     goal,
                     met(over <= 50 or label != "onefile", f"+{over:.1f} ms, {ratio:.2f}x"),
                 )
     finally:
         host.stop()
+        build_host.stop()
     bench_background_download(work)
 
 
 def bench_background_download(work):
-    """A launch whose app exits while a slow download runs (packed with
-    `--update-exit-wait 0`: the launcher waits for nothing): the background
-    updater installs it afterwards."""
+    """A launch whose app exits while a slow download runs (the default
+    exit wait, 5 s: a download that receives is waited for that long, then
+    handed off): the background updater installs it afterwards."""
     site = os.path.join(work, "site")
     nginx_work = os.path.join(work, "nginx")
     os.makedirs(nginx_work)
     os.makedirs(site)
-    port, stop = start_nginx(site, nginx_work, "limit_rate 4m;")
+    port, stop = start_nginx(site, nginx_work, "limit_rate 1m;")
     app = os.path.join(work, "app-dl")
     os.makedirs(os.path.join(app, "bin"))
     shutil.copy("/bin/true", os.path.join(app, "bin", "app"))
@@ -838,8 +897,7 @@ def bench_background_download(work):
         toml = os.path.join(site, version, "update.toml")
         subprocess.run(
             [TOOLS, "pack", app, "--entry", "bin/app", "--name", "tiny", "--version", version,
-             "--update-url-spec", spec, "--auto-update-toml-file", toml, "--update-exit-wait", "0",
-             "-o", out],
+             "--update-url-spec", spec, "--auto-update-toml-file", toml, "-o", out],
             check=True, stdout=subprocess.DEVNULL,
         )
         builds[version] = out
@@ -857,7 +915,7 @@ def bench_background_download(work):
         installed = same_bytes(exe, builds["1.1"])
         after = time.perf_counter() - start
         row(
-            "slow download (8 MB at 4 MB/s, `--update-exit-wait 0`), app exits at once",
+            "slow download (8 MB at 1 MB/s, default exit wait), app exits at once",
             f"launch {launch * 1e3:.0f} ms; installed {after:.1f} s later" if installed else "not installed",
             "-",
             "installed in the background",
