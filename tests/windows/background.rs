@@ -52,3 +52,45 @@ fn update_now_installs_without_running_the_app() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(p.installed(), p.bytes("1.1"));
 }
+
+#[test]
+fn the_background_updater_holds_no_handle_of_the_launcher() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // Traces on, so the launcher keeps stderr open to its end: a pipe the
+    // background updater would hold (for the 30 s of the stalled check)
+    // if it inherited the launcher's handles.
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.server
+        .route("/1.0/update.toml", crate::server::Route::Stall);
+    let started = Instant::now();
+    let mut child =
+        p.s.command(&p.exe)
+            .arg("version")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).expect("read");
+        text
+    });
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    let traces = reader.join().expect("reader");
+    let eof = started.elapsed();
+    child.wait().expect("wait");
+    assert_eq!(stdout, "1.0\n", "{traces}");
+    assert!(traces.contains("Started background updater "), "{traces}");
+    assert!(
+        eof < Duration::from_secs(15),
+        "end of file after {eof:?}: {traces}"
+    );
+}

@@ -12,12 +12,16 @@
 //!   busy, the launcher starts the background updater (which resumes a
 //!   download from its resume record) and exits with the app's status.
 //! - The background updater (`ONEFILE_UPDATE=background`, set by the
-//!   launcher only): the same executable, without the app, stdio or
-//!   terminal, at a low priority. It takes the background lock of the
-//!   executable (one at a time; a launch starts none while one runs), runs
+//!   launcher only, with the executable's path and identity): the same
+//!   executable, without the app, stdio or terminal, at a low priority. It
+//!   works on that path only while it holds that very file (a launcher
+//!   whose executable was replaced, or that was asked to stop, hands
+//!   nothing off). It takes the background lock of the app's cache folder
+//!   (one at a time; a launch starts none while one runs), runs
 //!   the updater with all its rules (schedule, backoff, trust, mirrors,
-//!   resume, verify, install), and ends within [`BACKGROUND_LIMIT`],
-//!   never between the two renames of an install.
+//!   resume, verify, install), and ends within [`BACKGROUND_LIMIT`]
+//!   (then a failed check, backed off from), never between the two
+//!   renames of an install. With traces on they go to [`TRACE_FILE`].
 //! - `ONEFILE_UPDATE=now`: the updater in the foreground, not the app,
 //!   whatever the check interval and backoff say; one line of result and
 //!   an exit code per class of outcome ([`code`]). `ONEFILE_UPDATE=check`:
@@ -369,9 +373,8 @@ pub struct Handoff {
     exe: PathBuf,
     /// Who the running executable is.
     id: Option<sys::FileId>,
-    /// The running executable, held open: the background updater is
-    /// started from it (Linux), so it is this very file even if the name
-    /// was replaced since.
+    /// The running executable, held open: the background updater's code
+    /// is started from it (Linux), the build that ran.
     file: Option<std::fs::File>,
     /// The app's cache folder, where the background lock lives.
     folder: Option<sys::Dir>,
