@@ -546,10 +546,12 @@ pub fn is_crash_signal(_signal: i32) -> bool {
 /// Whether an exit code is an exception's NTSTATUS (access violation
 /// 0xC0000005, stack buffer overrun 0xC0000409, illegal instruction
 /// 0xC000001D, division by zero 0xC0000094, breakpoint 0x80000003...):
-/// a crash. Ctrl-C's 0xC000013A is a request to stop, not a crash.
+/// a crash. Only severity error with facility 0 (0xC000xxxx): `exit(-1)`
+/// and other negative codes an app returns to report an ordinary failure
+/// are not crashes. Ctrl-C's 0xC000013A is a request to stop.
 pub fn is_crash_code(code: i32) -> bool {
     let status = code as u32;
-    (status & 0xC000_0000 == 0xC000_0000 && status != 0xC000_013A) || status == 0x8000_0003
+    (status & 0xFFFF_0000 == 0xC000_0000 && status != 0xC000_013A) || status == 0x8000_0003
 }
 
 /// Writes all of `buf`, the next bytes of a file written in order, at
@@ -605,6 +607,35 @@ mod tests {
             ".app.exe.1.2.download",
         ] {
             assert!(!is_aside_of(other, "app.exe"), "{other}");
+        }
+    }
+
+    #[test]
+    fn only_exceptions_are_crashes() {
+        for crash in [
+            0xC000_0005_u32,
+            0xC000_001D,
+            0xC000_0094,
+            0xC000_00FD,
+            0xC000_0374,
+            0xC000_0409,
+            0x8000_0003,
+        ] {
+            assert!(is_crash_code(crash as i32), "{crash:#X}");
+        }
+        for ordinary in [
+            0_i32,
+            1,
+            127,
+            -1,
+            -2,
+            -100,
+            -1_073_741_824,
+            0xC000_013A_u32 as i32,
+            0xC001_0001_u32 as i32,
+            0xE06D_7363_u32 as i32,
+        ] {
+            assert!(!is_crash_code(ordinary), "{ordinary}");
         }
     }
 
