@@ -87,6 +87,7 @@ fn try_launch() -> Result<Never, LaunchError> {
                 ));
             }
         };
+        probation::started(probation.as_ref());
         info!(
             "Started '{}' as process {} after {:.2} ms.",
             entry.display(),

@@ -189,14 +189,29 @@ fn a_bad_signature_is_a_failure_with_its_reason() {
 #[test]
 fn a_rolled_back_launch_tells_the_app_first() {
     let p = publish(&[]);
-    let mut launcher = p.s.command(&p.exe);
-    launcher.env("ONEFILE_ROLLED_BACK_FROM", "1.1 \"bad\"");
+    // The launcher that rolled back tags the marker with its process id,
+    // which `exec` keeps: as this shell does.
+    let mut launcher = p.s.command(Path::new("sh"));
+    launcher.args([
+        "-c",
+        "export ONEFILE_ROLLED_BACK_FROM=\"$$:1.1 \\\"bad\\\"\"; exec \"$0\" \"$@\"",
+        p.exe.to_str().expect("utf8"),
+    ]);
     let (_, seen) = watch(&p, &mut launcher);
     assert_eq!(state(&seen[0]), "rolled-back", "{seen:#?}");
     assert_eq!(seen[0]["from"], "1.1 \"bad\"");
     assert_eq!(seen[0]["to"], "1.0");
     assert_eq!(states(&seen).last(), Some(&"up-to-date"), "{seen:#?}");
     assert_sequence_rises(&seen);
+
+    // Inherited by a launch no rollback started (a process of another
+    // app's, say): no rollback to tell of.
+    for inherited in ["1.1", "1:1.1"] {
+        let mut launcher = p.s.command(&p.exe);
+        launcher.env("ONEFILE_ROLLED_BACK_FROM", inherited);
+        let (_, seen) = watch(&p, &mut launcher);
+        assert_eq!(state(&seen[0]), "checking", "{seen:#?}");
+    }
 }
 
 #[test]

@@ -351,7 +351,7 @@ fn install_after_exit(
     state.clear();
     let download_id = sys::file_id(file).ok();
     let probation = probation::begin(build, new, crc32);
-    let replaced = target.replace(name, file, &build.packed.file);
+    let replaced = target.replace(name, file, &build.packed.file, probation.keeps_replaced());
     let download = Download {
         target,
         state: &state,

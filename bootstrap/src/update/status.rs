@@ -34,10 +34,6 @@ use crate::trace::info;
 /// The variable that names the status file to the app.
 pub const VARIABLE: &str = "ONEFILE_UPDATE_STATUS";
 
-/// Set by the launcher that rolled back to the build it restored (see
-/// `rollback`): this launch starts by telling the app.
-const ROLLED_BACK_FROM: &str = "ONEFILE_ROLLED_BACK_FROM";
-
 /// Progress is rewritten at most this often.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -161,7 +157,7 @@ pub fn open(
         last_progress: None,
         _alive: alive,
     };
-    let rolled_back_from = std::env::var(ROLLED_BACK_FROM).ok();
+    let rolled_back_from = crate::probation::rolled_back_from();
     let first = match &rolled_back_from {
         Some(from) if !from.is_empty() => Report::RolledBack { from, to: version },
         _ => Report::Checking,
