@@ -608,3 +608,48 @@ fn a_rollback_decided_before_the_app_ran_runs_the_restored_build_at_once() {
     let out = p.run(&["env", "ONEFILE_ROLLED_BACK_FROM"]);
     assert_eq!(stdout(&out), "ONEFILE_ROLLED_BACK_FROM unset\n");
 }
+
+#[test]
+fn what_killed_launches_and_vanished_builds_leave_is_removed() {
+    let p = publish_11(&[], None);
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    let folder = p.s.cache().join(NAME);
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("wait");
+        pid
+    };
+    let live = std::process::id();
+    let abandoned = folder.join(".probation-1-2");
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(31 * 24 * 3600);
+    for name in [".probation-1-2", ".probation-1-2.lock", ".probation-3-4"] {
+        fs::write(folder.join(name), b"").expect("write");
+    }
+    for name in [".probation-1-2", ".probation-1-2.lock"] {
+        let file = fs::File::options()
+            .write(true)
+            .open(folder.join(name))
+            .expect("open");
+        file.set_modified(month_ago).expect("age it");
+    }
+    let dead_health = format!(".health-{dead}-00000000000000ab");
+    let live_health = format!(".health-{live}-00000000000000cd");
+    fs::write(folder.join(&dead_health), b"").expect("write");
+    fs::write(folder.join(&live_health), b"").expect("write");
+    let out =
+        p.s.command(&p.exe)
+            .arg("version")
+            .env("AUTO_UPDATE_DISABLE", "1")
+            .output()
+            .expect("run");
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    assert!(!abandoned.exists(), "{}", stderr(&out));
+    assert!(!folder.join(".probation-1-2.lock").exists());
+    assert!(!folder.join(&dead_health).exists());
+    // A record in use recently, and the health file of a live launcher,
+    // stay.
+    assert!(folder.join(".probation-3-4").exists());
+    assert!(folder.join(&live_health).exists());
+}

@@ -745,6 +745,36 @@ fn remove_previous_of(exe_dir: &Dir, exe: &Path, exe_name: &str, record: &Record
     }
 }
 
+/// A record no launch has touched for this long is abandoned (its
+/// executable deleted, replaced by hand, or never started again): removing
+/// it only ends a probation, it never rolls back.
+const ABANDONED_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Removes from the app's cache folder `dir` (at `path`) what probation
+/// leaves behind when a process is killed or a build vanishes: health
+/// files of launchers that are gone, and records (with their locks and
+/// temporaries) untouched for [`ABANDONED_AFTER`]. Sees at most `listing`.
+pub fn remove_abandoned(dir: &Dir, path: &Path, listing: &[String]) {
+    for name in listing {
+        let abandoned = if let Some(rest) = name.strip_prefix(".health-") {
+            let pid = rest.split('-').next().and_then(|pid| pid.parse().ok());
+            pid.is_some_and(|pid| !sys::process_alive(pid))
+        } else if name.starts_with(".probation-") {
+            std::fs::symlink_metadata(path.join(name))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > ABANDONED_AFTER)
+        } else {
+            false
+        };
+        if abandoned {
+            info!(target: UPDATE, "Removed '{name}', left by probation.");
+            let _ = dir.remove_file(name);
+        }
+    }
+}
+
 /// Why a rollback did not happen.
 enum Refusal {
     /// The executable's name no longer holds the bad build.
