@@ -122,10 +122,14 @@ pub fn replace_executable(
         return Err(e);
     }
     if let Some(keep) = keep {
-        // Should either step fail (an old instance still runs the older
-        // copy), the aside copy is a leftover a later start removes, and
-        // there is no previous build to roll back to.
-        let _ = dir.remove_file(keep);
+        // An old instance may still run the build at `keep`: Windows cannot
+        // delete a running image, but can rename it, to an aside name that
+        // a later start removes. Should a step fail, the aside copy of the
+        // replaced build is such a leftover, and there is no previous build
+        // to roll back to.
+        if let Ok(kept) = open_for_rename(&dir.path().join(keep)) {
+            let _ = rename_aside(&kept, &folder, exe);
+        }
         let _ = rename_handle(&old, &folder, keep);
     }
     Ok(true)
