@@ -79,3 +79,27 @@ fn a_healthy_1_1_lets_the_kept_1_0_go() {
     );
     assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
 }
+
+#[test]
+fn an_app_that_exits_with_minus_1_is_healthy_not_crashed() {
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    let out = p.run(&["version", "1"]);
+    assert!(
+        support::update_traces(&out).iter().any(|t| t == "Updated."),
+        "{}",
+        support::stderr(&out)
+    );
+    // `exit(-1)`: an ordinary failure, as on Linux (where it is 255).
+    let out = p.run(&["exit", "-1"]);
+    assert!(
+        support::update_traces(&out).contains(
+            &"1.1 is healthy (it exited with code -1); the previous build (1.0) is removed."
+                .to_owned()
+        ),
+        "{}",
+        support::stderr(&out)
+    );
+    assert_eq!(p.installed(), p.bytes("1.1"));
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+}
