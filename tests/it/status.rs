@@ -526,3 +526,33 @@ fn the_restarted_app_asking_again_ends_the_launcher_with_that_code() {
     assert_eq!(out.status.code(), Some(75));
     assert_eq!(starts.len(), 1, "{starts:?}");
 }
+
+#[test]
+fn stale_files_are_found_past_many_live_launchers() {
+    let p = publish(&[]);
+    p.run(&["version"]);
+    let folder = p.s.cache().join(NAME);
+    // More live launchers than one launch removes dead ones for, then one
+    // dead launcher's files.
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let name = format!(".status-{}-{i:08x}", 100_000 + i);
+        fs::write(folder.join(&name), "{}\n").expect("plant");
+        let lock = fs::File::create(folder.join(format!("{name}.lock"))).expect("plant");
+        lock.lock().expect("lock");
+        held.push(lock);
+    }
+    let dead = ".status-1-0000dead";
+    fs::write(folder.join(dead), "{}\n").expect("plant");
+    fs::write(folder.join(format!("{dead}.lock")), "").expect("plant");
+    let_time_pass(&p.s.cache());
+    let out = p.run(&["version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left = status_files(&p);
+    assert!(
+        !left.iter().any(|n| n.starts_with(dead)),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(left.len(), 400);
+}

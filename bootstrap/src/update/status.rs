@@ -50,8 +50,8 @@ const RENAME_PAUSE: Duration = Duration::from_millis(10);
 /// characters: the file stays small whatever a server sends.
 const MAX_STRING_CHARS: usize = 300;
 
-/// Stale files of dead launchers removed per launch, and folder entries
-/// looked at to find them.
+/// Launches whose stale files are removed per launch, and folder entries
+/// looked at to find them (live launches are passed over, uncounted).
 const MAX_STALE_REMOVED: usize = 16;
 const MAX_ENTRIES_SCANNED: usize = 4096;
 
@@ -220,7 +220,11 @@ pub fn remove_stale() {
     let Ok(listing) = std::fs::read_dir(&folder) else {
         return;
     };
-    let mut launches: Vec<String> = Vec::new();
+    // Every launch's files are looked at once; only the launches whose
+    // files are removed count against the bound, so live launchers listed
+    // first never shield dead ones.
+    let mut seen: Vec<String> = Vec::new();
+    let mut removed = 0;
     for item in listing.take(MAX_ENTRIES_SCANNED).flatten() {
         let file_name = item.file_name();
         let Some(name) = file_name.to_str().filter(|n| n.starts_with(".status-")) else {
@@ -230,24 +234,24 @@ pub fn remove_stale() {
             .strip_suffix(".lock")
             .or_else(|| name.strip_suffix(".new"))
             .unwrap_or(name);
-        if launch != own && !launches.iter().any(|l| l == launch) {
-            launches.push(launch.to_owned());
+        if launch == own || seen.iter().any(|l| l == launch) {
+            continue;
         }
-        if launches.len() == MAX_STALE_REMOVED {
-            break;
-        }
-    }
-    for launch in launches {
+        seen.push(launch.to_owned());
         let lock_name = format!("{launch}.lock");
         // Held: its launcher is alive. A lost lock is made again, free.
         let Ok(Some(lock)) = sys::try_lock_file(&dir, &lock_name) else {
             continue;
         };
-        let _ = dir.remove_file(&launch);
+        let _ = dir.remove_file(launch);
         let _ = dir.remove_file(&format!("{launch}.new"));
         let _ = dir.remove_file(&lock_name);
         drop(lock);
         info!("Removed the status file of a launcher that is gone: '{launch}'.");
+        removed += 1;
+        if removed == MAX_STALE_REMOVED {
+            break;
+        }
     }
 }
 
