@@ -90,7 +90,9 @@ fn status_files(p: &Published) -> Vec<String> {
 fn the_app_watches_a_whole_update() {
     let p = publish(&[]);
     announce_11_slowly(&p);
+    let started = Instant::now();
     let (out, seen) = watch(&p, &mut p.s.command(&p.exe));
+    let elapsed = started.elapsed();
     let names = states(&seen);
     assert_eq!(names.first(), Some(&"checking"), "{seen:#?}");
     assert_eq!(names.last(), Some(&"ready"), "{seen:#?}");
@@ -109,6 +111,14 @@ fn the_app_watches_a_whole_update() {
         })
         .collect();
     assert!(progress.len() >= 3, "{seen:#?}");
+    // About 20 pieces 100 ms apart: progress is rewritten at most every
+    // 250 ms, not on every piece.
+    let most = elapsed.as_millis() / 250 + 2;
+    assert!(
+        progress.len() as u128 <= most,
+        "{} progress records in {elapsed:?}: {progress:?}",
+        progress.len()
+    );
     assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
     assert!(progress.iter().all(|&done| done <= p.v11.len() as u64));
     let ready = seen.last().expect("ready");
