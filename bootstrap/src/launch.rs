@@ -63,9 +63,10 @@ fn try_launch() -> Result<Never, LaunchError> {
     // app, updates or not.
     let restart_code = restart::exit_code(meta.update.as_ref());
     if updates.is_some() || restart_code.is_some() {
-        let status = updates
-            .as_ref()
-            .and_then(|_| update::status::open(&mut cmd, cache.folder(), &meta.version));
+        let status = updates.as_ref().and_then(|_| {
+            let from = rolled_back_from();
+            update::status::open(&mut cmd, cache.folder(), &meta.version, from.as_deref())
+        });
         // The app starts first: nothing the network does may delay it.
         let mut app = match run::spawn(cmd) {
             Ok(app) => app,
@@ -177,16 +178,39 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         Argv0::Packed => ours.unwrap_or_else(|| exe.as_os_str().to_owned()),
     };
     let mut cmd = Command::new(entry);
-    cmd.args(args)
-        .env("ONEFILE_EXE", exe)
+    cmd.args(args);
+    // Every variable the launcher sets for its app is first removed: set
+    // below, later (the status file), or only when this launch has it,
+    // never another launch's. Instructions to a launcher never reach the
+    // app as such.
+    for name in SET_FOR_THE_APP.iter().chain([&crate::self_test::VAR]) {
+        cmd.env_remove(name);
+    }
+    cmd.env("ONEFILE_EXE", exe)
         .env("ONEFILE_DIR", dir)
         .env("ONEFILE_NAME", &packed.metadata.name)
-        .env("ONEFILE_VERSION", &packed.metadata.version)
-        // Ours is set when this launch has one: never another launch's.
-        .env_remove(update::status::VARIABLE)
-        .env_remove(crate::self_test::VAR);
+        .env("ONEFILE_VERSION", &packed.metadata.version);
+    if restart::restarted() {
+        cmd.env(restart::MARKER, "1");
+    }
     set_argv0(&mut cmd, argv0);
     cmd
+}
+
+/// The `ONEFILE_*` variables the launcher sets for its app.
+const SET_FOR_THE_APP: [&str; 6] = [
+    "ONEFILE_EXE",
+    "ONEFILE_DIR",
+    "ONEFILE_NAME",
+    "ONEFILE_VERSION",
+    update::status::VARIABLE,
+    restart::MARKER,
+];
+
+/// The version this launch's build replaced after it failed to start, when
+/// the launcher that rolled back started this one.
+fn rolled_back_from() -> Option<String> {
+    std::env::var("ONEFILE_ROLLED_BACK_FROM").ok()
 }
 
 #[cfg(unix)]

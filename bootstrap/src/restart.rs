@@ -8,10 +8,15 @@
 //!    the app has exited.
 //! 3. The launcher starts the executable's path again (the new build if it
 //!    was installed, else the same one) with the same arguments and
-//!    environment, plus [`MARKER`]: Unix replaces the launcher (`exec`),
-//!    Windows runs it as a child and passes its exit code on (`run::exec`).
-//! 4. A launcher started with [`MARKER`] never restarts: the same code
-//!    from the restarted app ends it with that code.
+//!    environment, plus [`MARKER`] set to its process id: Unix replaces
+//!    the launcher (`exec`, same pid), Windows runs it as a child and
+//!    passes its exit code on (`run::exec`).
+//! 4. A launcher started with [`MARKER`] naming the launcher that
+//!    restarted it (itself on Unix, its parent on Windows) never restarts:
+//!    the same code from the restarted app ends it with that code. The
+//!    marker is never passed on as such: the app gets
+//!    `ONEFILE_RESTARTED=1` when it matched, so a packed app it starts is
+//!    not taken for a restart.
 
 use std::ffi::OsString;
 use std::io;
@@ -22,9 +27,11 @@ use std::time::Duration;
 use payload_tools::metadata::UpdateSettings;
 
 use crate::run::{self, AppExit};
+use crate::sys;
 use crate::trace::info;
 
-/// Set for the restarted launcher (and so for its app too).
+/// Set for the restarted launcher to the restarting one's process id, and
+/// to `1` for the app of a restarted launch.
 pub const MARKER: &str = "ONEFILE_RESTARTED";
 
 /// How long the launcher waits for an update to install before restarting.
@@ -43,9 +50,20 @@ pub fn exit_code(settings: Option<&UpdateSettings>) -> Option<i32> {
 
 /// Like [`exit_code`], untraced: what the app is told the code is.
 pub fn offered(settings: &UpdateSettings) -> Option<i32> {
-    settings
-        .restart_exit_code
-        .filter(|_| std::env::var_os(MARKER).is_none())
+    settings.restart_exit_code.filter(|_| !restarted())
+}
+
+/// Whether this launch is a restart: [`MARKER`] names the launcher that
+/// restarted it. Any other value (inherited by an app's child, or left in
+/// a shell) is not obeyed.
+pub fn restarted() -> bool {
+    let Some(value) = std::env::var_os(MARKER) else {
+        return false;
+    };
+    value
+        .to_str()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|pid| Some(pid) == sys::restarter_pid())
 }
 
 /// Whether the app's `exit` asks for the restart `code`.
@@ -66,7 +84,7 @@ pub fn run_again(exe: &Path) -> io::Error {
     // A restart is no rollback: the restarted launcher must not tell its
     // app that one happened.
     cmd.args(args)
-        .env(MARKER, "1")
+        .env(MARKER, std::process::id().to_string())
         .env_remove("ONEFILE_ROLLED_BACK_FROM");
     crate::launch::set_argv0(&mut cmd, argv0);
     info!("Restarting '{}'.", exe.display());

@@ -456,12 +456,13 @@ fn restart_waits_for_a_download_under_way_and_tells_the_code_when_ready() {
     assert_eq!(state(ready), "ready", "{seen:#?}");
     assert_eq!(ready["restart_exit_code"], 75);
     assert_eq!(p.version_now(), "1.1");
-    // A launch that is itself a restart does not restart again: the code
-    // is not offered.
+    // A launch that is itself a restart (marked with its own pid, as a
+    // restarting launcher's exec leaves it) does not restart again: the
+    // code is not offered.
     write_file(&p.exe, &p.v10, true);
     let_time_pass(&p.s.cache());
-    let mut restarted = p.s.command(&p.exe);
-    restarted.env("ONEFILE_RESTARTED", "1");
+    let mut restarted = p.s.command(&probe());
+    restarted.arg("exec-marked").arg(&p.exe);
     let (_, seen) = watch(&p, &mut restarted);
     let ready = seen.last().expect("a state");
     assert_eq!(state(ready), "ready", "{seen:#?}");
@@ -565,4 +566,31 @@ fn stale_files_are_found_past_many_live_launchers() {
         stderr(&out)
     );
     assert_eq!(left.len(), 400);
+}
+
+#[test]
+fn a_packed_app_started_by_a_restarted_app_still_restarts() {
+    // The restarted app's children inherit ONEFILE_RESTARTED=1: a packed
+    // app among them is no restart, and restarts on its own code.
+    let p = publish(&["--restart-exit-code", RESTART]);
+    let codes = [RESTART, "0"];
+    let (out, starts) = run_logging(&p, &codes, &[("ONEFILE_RESTARTED", "1")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        starts,
+        [
+            start_line(&p, "1.0", false, true, &codes),
+            start_line(&p, "1.0", true, true, &codes),
+        ],
+        "{}",
+        stderr(&out)
+    );
+    // And it offers its code when an update is ready.
+    announce_11_slowly(&p);
+    let mut inherited = p.s.command(&p.exe);
+    inherited.env("ONEFILE_RESTARTED", "1");
+    let (_, seen) = watch(&p, &mut inherited);
+    let ready = seen.last().expect("a state");
+    assert_eq!(state(ready), "ready", "{seen:#?}");
+    assert_eq!(ready["restart_exit_code"], 75);
 }

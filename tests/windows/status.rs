@@ -115,7 +115,11 @@ fn restart_to_update_starts_the_new_build_once() {
         starts.iter().all(|start| start.ends_with(&arguments)),
         "{text}"
     );
-    // Asked again by the restarted app: the launcher exits with the code.
+    // A packed app started by a restarted app inherits
+    // ONEFILE_RESTARTED=1: it is no restart (the marker names no parent
+    // launcher), so it restarts on its own code, once; asked again by the
+    // restarted app, the launcher exits with the code.
+    fs::remove_file(&log).expect("remove the log");
     let out =
         p.s.command(&p.exe)
             .args(["log-exit", log.to_str().expect("utf8"), "75"])
@@ -123,4 +127,9 @@ fn restart_to_update_starts_the_new_build_once() {
             .output()
             .expect("run");
     assert_eq!(out.status.code(), Some(75), "{}", support::stderr(&out));
+    let text = fs::read_to_string(&log).expect("the app's log");
+    let starts: Vec<&str> = text.lines().collect();
+    assert_eq!(starts.len(), 2, "{text}");
+    assert!(starts[0].contains(" restarted=unset "), "{text}");
+    assert!(starts[1].contains(" restarted=1 "), "{text}");
 }

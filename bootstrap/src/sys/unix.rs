@@ -387,6 +387,12 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
+/// The process id a launcher that restarted this one put in its marker
+/// (`restart`): our own, as `exec` keeps it.
+pub fn restarter_pid() -> Option<u32> {
+    Some(std::process::id())
+}
+
 /// Lowers the priority of the calling thread (Linux, where each thread has
 /// its own nice value); elsewhere the call would lower the whole process,
 /// so it does nothing.

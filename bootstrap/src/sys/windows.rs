@@ -532,6 +532,38 @@ pub fn append_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()>
 /// the download does all of the writing.
 pub fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
+/// The process id a launcher that restarted this one put in its marker
+/// (`restart`): our parent's, which runs us as its child and waits. `None`
+/// if it cannot be found.
+pub fn restarter_pid() -> Option<u32> {
+    use std::os::windows::io::{FromRawHandle, OwnedHandle};
+    use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
+        TH32CS_SNAPPROCESS,
+    };
+    let own = std::process::id();
+    // SAFETY: a snapshot handle, checked, owned (and so closed) at once;
+    // the entry is zeroed with its size set, as Process32*W require.
+    unsafe {
+        let raw = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+        if raw == INVALID_HANDLE_VALUE || raw.is_null() {
+            return None;
+        }
+        let snapshot = OwnedHandle::from_raw_handle(raw);
+        let mut entry: PROCESSENTRY32W = std::mem::zeroed();
+        entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+        let mut more = Process32FirstW(snapshot.as_raw_handle(), &mut entry) != 0;
+        while more {
+            if entry.th32ProcessID == own {
+                return Some(entry.th32ParentProcessID);
+            }
+            more = Process32NextW(snapshot.as_raw_handle(), &mut entry) != 0;
+        }
+        None
+    }
+}
+
 /// Lowers the priority of the calling thread (each Windows thread has its
 /// own), so that helpers use only the CPU the download leaves idle.
 pub fn lower_thread_priority() {

@@ -7,7 +7,7 @@
 //!   `.status-<pid>-<nonce>.lock`, created exclusively and locked for as
 //!   long as the launcher lives, then the status file `.status-<pid>-<nonce>`
 //!   with the first state (`checking`, or `rolled-back` when the launcher
-//!   that rolled back started this one).
+//!   says the launcher that rolled back started this one).
 //! - [`report`] (the sidecar): each state is one line of JSON written into
 //!   a new private file `.status-….new`, created exclusively, never through
 //!   a link, then renamed over the status file: a reader sees the old line
@@ -33,10 +33,6 @@ use crate::trace::info;
 
 /// The variable that names the status file to the app.
 pub const VARIABLE: &str = "ONEFILE_UPDATE_STATUS";
-
-/// Set by the launcher that rolled back to the build it restored (see
-/// `rollback`): this launch starts by telling the app.
-const ROLLED_BACK_FROM: &str = "ONEFILE_ROLLED_BACK_FROM";
 
 /// Progress is rewritten at most this often.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -124,13 +120,16 @@ fn current() -> MutexGuard<'static, Option<Writer>> {
 }
 
 /// Creates this launch's status file in the app's cache `folder` (held
-/// open, and its path) and names it to the app in `cmd`. Without a folder,
+/// open, and its path) and names it to the app in `cmd`. The first state
+/// is `rolled-back` from `rolled_back_from` to `version` when the launcher
+/// that rolled back started this one, else `checking`. Without a folder,
 /// or if the file cannot be made, the app gets no variable: updates go on
 /// all the same.
 pub fn open(
     cmd: &mut Command,
     folder: std::io::Result<(sys::Dir, PathBuf)>,
     version: &str,
+    rolled_back_from: Option<&str>,
 ) -> Option<StatusFile> {
     let (dir, folder) = folder.ok()?;
     let nonce = std::time::SystemTime::now()
@@ -161,8 +160,7 @@ pub fn open(
         last_progress: None,
         _alive: alive,
     };
-    let rolled_back_from = std::env::var(ROLLED_BACK_FROM).ok();
-    let first = match &rolled_back_from {
+    let first = match rolled_back_from {
         Some(from) if !from.is_empty() => Report::RolledBack { from, to: version },
         _ => Report::Checking,
     };
