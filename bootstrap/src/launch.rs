@@ -102,9 +102,8 @@ fn try_launch() -> Result<Never, LaunchError> {
             info!("Cannot start the clean-up thread ({e}); earlier builds stay for now.");
         }
         let exit = app.wait().map_err(LaunchError::Wait)?;
-        // Asked to stop (a signal passed on to the app): no restart, no
-        // wait.
-        let restarting = !app.stop_requested() && restart::asked(exit, restart_code);
+        let restarting = restart::asked(exit, restart_code, &app);
+        // Asked to stop (a signal passed on to the app): no wait.
         let budget = if restarting {
             restart::INSTALL_WAIT
         } else if app.stop_requested() {

@@ -2,7 +2,8 @@
 //! (`pack --restart-exit-code N`) is started again, once, by a launcher
 //! that first gave the update under way its chance to install.
 //!
-//! 1. The app exits with the code (and no one asked the launcher to stop).
+//! 1. The app exits with the code (and no INT, TERM, HUP or QUIT reached
+//!    the launcher just before: the app was ending because of it).
 //! 2. The launcher waits for the sidecar, at most [`INSTALL_WAIT`]: a
 //!    download under way goes on, and what is ready is installed now that
 //!    the app has exited.
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use payload_tools::metadata::UpdateSettings;
 
-use crate::run::{self, AppExit};
+use crate::run::{self, AppExit, RunningApp};
 use crate::sys;
 use crate::trace::info;
 
@@ -66,12 +67,18 @@ pub fn restarted() -> bool {
         .is_some_and(|pid| Some(pid) == sys::restarter_pid())
 }
 
-/// Whether the app's `exit` asks for the restart `code`.
-pub fn asked(exit: AppExit, code: Option<i32>) -> bool {
+/// Whether the app's `exit` asks for the restart `code`: not when a signal
+/// to stop reached the launcher just before (traced).
+pub fn asked(exit: AppExit, code: Option<i32>, app: &RunningApp) -> bool {
     let Some(code) = code.filter(|&code| exit == AppExit::Code(code)) else {
         return false;
     };
+    if app.stopped_at_exit() {
+        info!("Asked to stop: the restart code {code} ends this launch.");
+        return false;
+    }
     info!("The app exited with the restart code {code}: restarting once the update is in.");
+    app.restarting();
     true
 }
 

@@ -594,3 +594,127 @@ fn a_packed_app_started_by_a_restarted_app_still_restarts() {
     assert_eq!(state(ready), "ready", "{seen:#?}");
     assert_eq!(ready["restart_exit_code"], 75);
 }
+
+/// 1.0 and 1.1 of the test app with `bin/t.sh` (`script`, run by `/bin/sh`
+/// with the log's path as `$1`) as their entry, packed with `extra`.
+fn publish_script(extra: &[&str], script: &str) -> Published {
+    let mut args = vec!["--restart-exit-code", RESTART, "--entry", "bin/t.sh"];
+    args.extend_from_slice(extra);
+    publish_apps(&args, |app| {
+        let text = format!("#!/bin/sh\nversion=$(cat \"${{0%/*}}/version.txt\")\n{script}");
+        write_file(&app.join("bin/t.sh"), text.as_bytes(), true);
+    })
+}
+
+/// Starts `p`'s executable with the log as its argument; returns the
+/// launcher and the log's path once the app logged its first line.
+fn start_script(p: &Published) -> (std::process::Child, PathBuf) {
+    let log = p.s.path("script.log");
+    let _ = fs::remove_file(&log);
+    let child =
+        p.s.command(&p.exe)
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_to_string(&log).unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "the app did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, log)
+}
+
+fn lines_of(log: &Path) -> Vec<String> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines().map(str::to_owned).collect()
+}
+
+fn send(child: &std::process::Child, signal: libc::c_int) {
+    // SAFETY: kill() on the pid of our own unreaped child.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+}
+
+#[test]
+fn a_signal_the_app_survived_long_before_does_not_cancel_its_restart() {
+    // Reloads on HUP, then, well after it, asks for its restart.
+    let p = publish_script(
+        &[],
+        r#"trap 'echo got-hup >> "$1"' HUP
+echo "start $version restarted=${ONEFILE_RESTARTED:-unset}" >> "$1"
+[ -n "$ONEFILE_RESTARTED" ] && exit 0
+sleep 1; sleep 3; echo exiting-75 >> "$1"; exit 75
+"#,
+    );
+    let (child, log) = start_script(&p);
+    std::thread::sleep(Duration::from_millis(300));
+    send(&child, libc::SIGHUP);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        lines_of(&log),
+        [
+            "start 1.0 restarted=unset",
+            "got-hup",
+            "exiting-75",
+            "start 1.0 restarted=1"
+        ],
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_stop_signal_the_app_ends_on_means_no_restart_and_no_wait() {
+    let p = publish_script(
+        &[],
+        r#"trap 'echo got-term >> "$1"; exit 75' TERM
+echo "start $version restarted=${ONEFILE_RESTARTED:-unset}" >> "$1"
+sleep 20 & wait
+"#,
+    );
+    // The update check stalls: a wait for it would show.
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let (child, log) = start_script(&p);
+    let sent = Instant::now();
+    send(&child, libc::SIGTERM);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert_eq!(
+        lines_of(&log),
+        ["start 1.0 restarted=unset", "got-term"],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("ONEFILE: Asked to stop: the restart code 75 ends this launch."),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+#[test]
+fn a_stop_signal_during_the_restart_wait_ends_the_launcher_by_that_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let p = publish_script(
+        &[],
+        r#"echo "start $version restarted=${ONEFILE_RESTARTED:-unset}" >> "$1"
+exit 75
+"#,
+    );
+    // The check stalls: the launcher waits its 5 s for it, then restarts.
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let (child, log) = start_script(&p);
+    std::thread::sleep(Duration::from_secs(1));
+    send(&child, libc::SIGINT);
+    let out = child.wait_with_output().expect("wait");
+    // Not 75: its caller must not take it for the app asking to restart.
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{}", stderr(&out));
+    assert_eq!(lines_of(&log), ["start 1.0 restarted=unset"]);
+}
