@@ -105,19 +105,19 @@ fn try_launch() -> Result<Never, LaunchError> {
         let restarting = restart::asked(exit, restart_code, &app);
         // Asked to stop (a signal passed on to the app): no wait.
         let budget = if restarting {
-            restart::INSTALL_WAIT
+            restart::install_wait(Duration::from_millis(exit_wait_ms))
         } else if app.stop_requested() {
             Duration::ZERO
         } else {
             Duration::from_millis(exit_wait_ms)
         };
-        if let Some(sidecar) = sidecar {
-            sidecar.finish_after_exit(budget);
-        }
+        let finished = sidecar.is_none_or(|sidecar| sidecar.finish_after_exit(budget));
         drop(status);
         drop(prepared);
         if restarting {
-            return Err(LaunchError::Restart(restart::run_again(&exe)));
+            return Err(LaunchError::Restart(restart::run_again(
+                &exe, finished, exit,
+            )));
         }
         run::exit_like(exit);
     }

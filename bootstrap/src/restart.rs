@@ -4,14 +4,18 @@
 //!
 //! 1. The app exits with the code (and no INT, TERM, HUP or QUIT reached
 //!    the launcher just before: the app was ending because of it).
-//! 2. The launcher waits for the sidecar, at most [`INSTALL_WAIT`]: a
-//!    download under way goes on, and what is ready is installed now that
-//!    the app has exited.
+//! 2. The launcher waits for the sidecar: at most [`INSTALL_WAIT`] when it
+//!    last reported a build downloading or ready (the download goes on,
+//!    and what is ready is installed now that the app has exited), else
+//!    the build's ordinary exit wait (a check gets no more time).
 //! 3. The launcher starts the executable's path again (the new build if it
 //!    was installed, else the same one) with the same arguments and
 //!    environment, plus [`MARKER`] set to its process id: Unix replaces
 //!    the launcher (`exec`, same pid), Windows runs it as a child and
-//!    passes its exit code on (`run::exec`).
+//!    passes its exit code on (`run::exec`). On Windows a sidecar still
+//!    busy after the wait would live on in the waiting parent, holding the
+//!    updater's lock against the restarted launch: then the launcher exits
+//!    with the code instead.
 //! 4. A launcher started with [`MARKER`] naming the launcher that
 //!    restarted it (itself on Unix, its parent on Windows) never restarts:
 //!    the same code from the restarted app ends it with that code. The
@@ -82,9 +86,33 @@ pub fn asked(exit: AppExit, code: Option<i32>, app: &RunningApp) -> bool {
     true
 }
 
+/// How long to wait for the sidecar before restarting: for an install
+/// only when a build is downloading or ready, else `exit_wait`.
+pub fn install_wait(exit_wait: Duration) -> Duration {
+    if crate::update::status::install_coming() {
+        info!(
+            "Waiting at most {} ms for the update to install.",
+            INSTALL_WAIT.as_millis()
+        );
+        return INSTALL_WAIT;
+    }
+    info!(
+        "No update downloading: waiting at most {} ms for the updater, then restarting.",
+        exit_wait.as_millis()
+    );
+    exit_wait
+}
+
 /// Starts `exe` again with our arguments (`argv[0]` included) and
-/// environment, plus [`MARKER`]. Returns only if that failed.
-pub fn run_again(exe: &Path) -> io::Error {
+/// environment, plus [`MARKER`]; `finished`: whether the sidecar
+/// finished. Returns only if that failed.
+pub fn run_again(exe: &Path, finished: bool, exit: AppExit) -> io::Error {
+    if cfg!(windows) && !finished {
+        info!(
+            "The updater is still busy: exiting with the restart code rather than restarting beside it."
+        );
+        run::exit_like(exit);
+    }
     let mut args = std::env::args_os();
     let argv0: OsString = args.next().unwrap_or_else(|| exe.as_os_str().to_owned());
     let mut cmd = Command::new(exe);

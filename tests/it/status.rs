@@ -538,63 +538,6 @@ fn the_restarted_app_asking_again_ends_the_launcher_with_that_code() {
     assert_eq!(starts.len(), 1, "{starts:?}");
 }
 
-#[test]
-fn stale_files_are_found_past_many_live_launchers() {
-    let p = publish(&[]);
-    p.run(&["version"]);
-    let folder = p.s.cache().join(NAME);
-    // More live launchers than one launch removes dead ones for, then one
-    // dead launcher's files.
-    let mut held = Vec::new();
-    for i in 0..200 {
-        let name = format!(".status-{}-{i:08x}", 100_000 + i);
-        fs::write(folder.join(&name), "{}\n").expect("plant");
-        let lock = fs::File::create(folder.join(format!("{name}.lock"))).expect("plant");
-        lock.lock().expect("lock");
-        held.push(lock);
-    }
-    let dead = ".status-1-0000dead";
-    fs::write(folder.join(dead), "{}\n").expect("plant");
-    fs::write(folder.join(format!("{dead}.lock")), "").expect("plant");
-    let_time_pass(&p.s.cache());
-    let out = p.run(&["version"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let left = status_files(&p);
-    assert!(
-        !left.iter().any(|n| n.starts_with(dead)),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(left.len(), 400);
-}
-
-#[test]
-fn a_packed_app_started_by_a_restarted_app_still_restarts() {
-    // The restarted app's children inherit ONEFILE_RESTARTED=1: a packed
-    // app among them is no restart, and restarts on its own code.
-    let p = publish(&["--restart-exit-code", RESTART]);
-    let codes = [RESTART, "0"];
-    let (out, starts) = run_logging(&p, &codes, &[("ONEFILE_RESTARTED", "1")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        starts,
-        [
-            start_line(&p, "1.0", false, true, &codes),
-            start_line(&p, "1.0", true, true, &codes),
-        ],
-        "{}",
-        stderr(&out)
-    );
-    // And it offers its code when an update is ready.
-    announce_11_slowly(&p);
-    let mut inherited = p.s.command(&p.exe);
-    inherited.env("ONEFILE_RESTARTED", "1");
-    let (_, seen) = watch(&p, &mut inherited);
-    let ready = seen.last().expect("a state");
-    assert_eq!(state(ready), "ready", "{seen:#?}");
-    assert_eq!(ready["restart_exit_code"], 75);
-}
-
 /// 1.0 and 1.1 of the test app with `bin/t.sh` (`script`, run by `/bin/sh`
 /// with the log's path as `$1`) as their entry, packed with `extra`.
 fn publish_script(extra: &[&str], script: &str) -> Published {
@@ -700,6 +643,33 @@ sleep 20 & wait
 }
 
 #[test]
+fn a_restart_never_waits_for_a_stalled_check() {
+    let p = publish(&["--restart-exit-code", RESTART, "--update-exit-wait", "1"]);
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let codes = [RESTART, "0"];
+    let started = Instant::now();
+    let (out, starts) = run_logging(&p, &codes, &[]);
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        starts,
+        [
+            start_line(&p, "1.0", false, true, &codes),
+            start_line(&p, "1.0", true, true, &codes),
+        ],
+        "{}",
+        stderr(&out)
+    );
+    // Well before the server's 20 s read timeout.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert!(
+        stderr(&out).contains("No update downloading: waiting at most 1000 ms"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_stop_signal_during_the_restart_wait_ends_the_launcher_by_that_signal() {
     use std::os::unix::process::ExitStatusExt;
     let p = publish_script(
@@ -717,4 +687,61 @@ exit 75
     // Not 75: its caller must not take it for the app asking to restart.
     assert_eq!(out.status.signal(), Some(libc::SIGINT), "{}", stderr(&out));
     assert_eq!(lines_of(&log), ["start 1.0 restarted=unset"]);
+}
+
+#[test]
+fn a_packed_app_started_by_a_restarted_app_still_restarts() {
+    // The restarted app's children inherit ONEFILE_RESTARTED=1: a packed
+    // app among them is no restart, and restarts on its own code.
+    let p = publish(&["--restart-exit-code", RESTART]);
+    let codes = [RESTART, "0"];
+    let (out, starts) = run_logging(&p, &codes, &[("ONEFILE_RESTARTED", "1")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        starts,
+        [
+            start_line(&p, "1.0", false, true, &codes),
+            start_line(&p, "1.0", true, true, &codes),
+        ],
+        "{}",
+        stderr(&out)
+    );
+    // And it offers its code when an update is ready.
+    announce_11_slowly(&p);
+    let mut inherited = p.s.command(&p.exe);
+    inherited.env("ONEFILE_RESTARTED", "1");
+    let (_, seen) = watch(&p, &mut inherited);
+    let ready = seen.last().expect("a state");
+    assert_eq!(state(ready), "ready", "{seen:#?}");
+    assert_eq!(ready["restart_exit_code"], 75);
+}
+
+#[test]
+fn stale_files_are_found_past_many_live_launchers() {
+    let p = publish(&[]);
+    p.run(&["version"]);
+    let folder = p.s.cache().join(NAME);
+    // More live launchers than one launch removes dead ones for, then one
+    // dead launcher's files.
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let name = format!(".status-{}-{i:08x}", 100_000 + i);
+        fs::write(folder.join(&name), "{}\n").expect("plant");
+        let lock = fs::File::create(folder.join(format!("{name}.lock"))).expect("plant");
+        lock.lock().expect("lock");
+        held.push(lock);
+    }
+    let dead = ".status-1-0000dead";
+    fs::write(folder.join(dead), "{}\n").expect("plant");
+    fs::write(folder.join(format!("{dead}.lock")), "").expect("plant");
+    let_time_pass(&p.s.cache());
+    let out = p.run(&["version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left = status_files(&p);
+    assert!(
+        !left.iter().any(|n| n.starts_with(dead)),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(left.len(), 400);
 }

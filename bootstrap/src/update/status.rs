@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,16 @@ struct Writer {
 
 static CURRENT: Mutex<Option<Writer>> = Mutex::new(None);
 
+/// The last state reported is `downloading` or `ready` (whether or not
+/// this launch has a status file): an install may follow.
+static INSTALL_COMING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the updater last reported a build downloading or ready: then an
+/// install may follow the app's exit, and a restart waits for it.
+pub fn install_coming() -> bool {
+    INSTALL_COMING.load(Ordering::SeqCst)
+}
+
 fn current() -> MutexGuard<'static, Option<Writer>> {
     CURRENT.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -177,6 +188,10 @@ pub fn open(
 /// Tells the app `report`, if this launch has a status file. Progress is
 /// skipped when the last was written less than [`PROGRESS_EVERY`] ago.
 pub fn report(report: Report<'_>) {
+    INSTALL_COMING.store(
+        matches!(report, Report::Downloading { .. } | Report::Ready { .. }),
+        Ordering::SeqCst,
+    );
     let mut current = current();
     let Some(writer) = current.as_mut() else {
         return;
