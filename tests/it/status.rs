@@ -717,6 +717,62 @@ fn a_packed_app_started_by_a_restarted_app_still_restarts() {
 }
 
 #[test]
+fn a_restart_is_no_rollback() {
+    let p = publish_script(
+        &["--update-exit-wait", "1"],
+        r#"if [ -n "$ONEFILE_RESTARTED" ]; then head -n 1 "$ONEFILE_UPDATE_STATUS" >> "$1"; exit 0; fi
+echo "start $version" >> "$1"
+exit 75
+"#,
+    );
+    // The check stalls: the first state stays.
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let log = p.s.path("script.log");
+    let out =
+        p.s.command(&p.exe)
+            .arg(&log)
+            .env("ONEFILE_ROLLED_BACK_FROM", "1.1")
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = lines_of(&log);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "start 1.0");
+    // What the restarted launch wrote first: never `rolled-back` (the
+    // restarted launch may already have found no check due).
+    let first: serde_json::Value = serde_json::from_str(&lines[1]).expect("JSON");
+    assert!(
+        ["checking", "not-due"].contains(&state(&first)),
+        "{first}: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_restart_that_cannot_start_is_one_error_line() {
+    // The app removes the executable before asking for its restart.
+    let p = publish_script(
+        &[],
+        r#"echo "start $version" >> "$1"
+rm -f "$ONEFILE_EXE"
+exit 75
+"#,
+    );
+    let log = p.s.path("script.log");
+    let mut cmd = p.s.command(&p.exe);
+    cmd.arg(&log).env_remove("AUTO_UPDATE_DEBUG");
+    let out = cmd.output().expect("run");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot start the app again after its restart request"),
+        "{err}"
+    );
+    assert_eq!(lines_of(&log), ["start 1.0"]);
+}
+
+#[test]
 fn stale_files_are_found_past_many_live_launchers() {
     let p = publish(&[]);
     p.run(&["version"]);
