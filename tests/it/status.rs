@@ -801,3 +801,39 @@ fn stale_files_are_found_past_many_live_launchers() {
     );
     assert_eq!(left.len(), 400);
 }
+
+#[test]
+fn a_restart_code_an_app_cannot_exit_with_is_refused() {
+    // Unix passes on the low 8 bits only: 256 would arrive as 0.
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let out_path = s.path("app.bin");
+    for (flag, code) in [
+        ("--restart-exit-code", "256"),
+        ("--restart-exit-code", "-1"),
+        ("--unhealthy-exit-code", "300"),
+    ] {
+        let out = tools([
+            "pack".as_ref(),
+            app.as_os_str(),
+            "-o".as_ref(),
+            out_path.as_os_str(),
+            "--stub".as_ref(),
+            stub().as_os_str(),
+            "--entry".as_ref(),
+            "bin/probe".as_ref(),
+            "--name".as_ref(),
+            NAME.as_ref(),
+            "--update-url-spec".as_ref(),
+            "http://127.0.0.1:9/{VERSION}/update.toml".as_ref(),
+            "--allow-insecure-http".as_ref(),
+            std::ffi::OsStr::new(&format!("{flag}={code}")),
+        ]);
+        assert!(!out.status.success(), "{flag} {code} accepted");
+        assert!(
+            stderr(&out).contains(&format!("{flag} {code}: an exit code is from 1 to 255")),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
