@@ -3,7 +3,9 @@
 # with our tools, and signed updates. Packs version 1.0 of a small app,
 # publishes it into a site folder served on loopback, runs it; packs and
 # publishes 1.1, runs again (it updates itself), and runs once more (now
-# 1.1). Traces are on, so every step shows.
+# 1.1); publishes a 1.2 that crashes at start, which installs and is
+# rolled back to 1.1 after three failed starts. Traces are on, so every
+# step shows.
 set -euo pipefail
 
 bin=${BIN_DIR:-target/release}
@@ -40,7 +42,7 @@ step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 pack() {
   local version=$1
   shift
-  printf '#!/bin/sh\nsleep 0.5\necho "This is version %s"\n' "$version" >"$work/app/run.sh"
+  printf '#!/bin/sh\n%s\nsleep 0.5\necho "This is version %s"\n' "${CRASH:-}" "$version" >"$work/app/run.sh"
   chmod +x "$work/app/run.sh"
   mkdir -p "$work/dist/$version"
   "$tools" pack "$work/app" --entry run.sh --name AutoUpdatingTest --version "$version" \
@@ -73,6 +75,22 @@ AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin"
 
 step "./AutoUpdatingTest.bin    # now 1.1"
 AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin"
+
+step "payload-tools pack ... --version 1.2 && payload-tools publish ...    # a bad release: its app crashes at start"
+CRASH='kill -SEGV $$' pack 1.2
+"$tools" publish "$work/dist/1.2/AutoUpdatingTest.bin" --site "$work/site" --key "$work/keys/release.key"
+
+step "./AutoUpdatingTest.bin    # 1.1 installs 1.2 at its exit, keeping 1.1 as .AutoUpdatingTest.bin.previous"
+AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin" 2>&1 | grep -v '^ONEFILE: '
+
+step "./AutoUpdatingTest.bin (three times)    # 1.2 is on probation: the third failed start rolls back to 1.1, which runs"
+for _ in 1 2 3; do
+  (AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin" 2>&1 || true) |
+    grep -E 'Failed start|Rolled back|This is version' || true
+done
+
+step "./AutoUpdatingTest.bin    # 1.1 again: 1.2, still announced, is not installed again"
+AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin" 2>&1 | grep -v '^ONEFILE: '
 
 step "payload-tools verify AutoUpdatingTest.bin"
 "$tools" verify "$work/AutoUpdatingTest.bin"

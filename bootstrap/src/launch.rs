@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::trace::info;
 use payload_tools::PackedFile;
@@ -22,6 +22,7 @@ use payload_tools::metadata::Argv0;
 
 use crate::cache::Cache;
 use crate::error::LaunchError;
+use crate::probation;
 use crate::restart;
 use crate::run;
 use crate::sys;
@@ -51,18 +52,26 @@ fn try_launch() -> Result<Never, LaunchError> {
         meta.unpacked_size
     );
     let cache = Cache::for_app(&packed)?;
+    if let Some(request) = update::background::requested() {
+        let (name, version) = (meta.name.clone(), meta.version.clone());
+        let settings = meta.update.clone();
+        let build = settings.map(|settings| running_build(&exe, packed, settings, &cache));
+        update::background::serve(request, &name, &version, build);
+    }
     let prepared = match cache.prepare(&packed) {
         Ok(prepared) => prepared,
         Err(e) => return Err(rescue(e, &exe, packed, &cache)),
     };
     let entry = prepared.dir.join(&meta.entry);
     let mut cmd = app_command(&entry, &exe, &prepared.dir, &packed);
+    let probation = probation::watch(&exe, &packed, &cache, &mut cmd)?;
 
     let updates = meta.update.clone().filter(|_| !update::disabled_by_env());
     // A build that restarts on an exit code needs the launcher after the
-    // app, updates or not.
+    // app, updates or not; so does a build on probation, to see how it
+    // starts.
     let restart_code = restart::exit_code(meta.update.as_ref());
-    if updates.is_some() || restart_code.is_some() {
+    if updates.is_some() || restart_code.is_some() || probation.is_some() {
         let status = updates.as_ref().and_then(|_| {
             let from = rolled_back_from();
             update::status::open(&mut cmd, cache.folder(), &meta.version, from.as_deref())
@@ -102,16 +111,24 @@ fn try_launch() -> Result<Never, LaunchError> {
             info!("Cannot start the clean-up thread ({e}); earlier builds stay for now.");
         }
         let exit = app.wait().map_err(LaunchError::Wait)?;
+        // Decided before the updater may install at the exit: the build
+        // that is healthy or rolled back is the one that ran.
+        if let Some(probation) = probation {
+            probation.app_exited(exit)?;
+        }
         let restarting = restart::asked(exit, restart_code, &app);
-        // Asked to stop (a signal passed on to the app): no wait.
-        let budget = if restarting {
-            restart::install_wait(Duration::from_millis(exit_wait_ms))
-        } else if app.stop_requested() {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(exit_wait_ms)
-        };
-        let finished = sidecar.is_none_or(|sidecar| sidecar.finish_after_exit(budget));
+        // A restart keeps stdio for the restarted app and hands nothing to
+        // a background updater: the restarted launch has its own sidecar.
+        let mut finished = true;
+        if let Some(sidecar) = sidecar {
+            if restarting {
+                let budget = restart::install_wait(exit_wait_ms);
+                finished = sidecar.finish_after_exit(budget);
+            } else {
+                // Asked to stop (a signal passed on to the app): no wait.
+                update::background::after_app_exit(sidecar, exit_wait_ms, app.stop_requested());
+            }
+        }
         drop(status);
         drop(prepared);
         if restarting {
@@ -140,7 +157,11 @@ fn try_launch() -> Result<Never, LaunchError> {
 /// of it.
 fn rescue(err: LaunchError, exe: &Path, packed: PackedFile, cache: &Cache) -> LaunchError {
     use crate::error::exit_code::{CANNOT_EXECUTE, DAMAGED, ENTRY_MISSING};
-    if matches!(err.exit_code(), DAMAGED | CANNOT_EXECUTE | ENTRY_MISSING)
+    let fixable = matches!(err.exit_code(), DAMAGED | CANNOT_EXECUTE | ENTRY_MISSING);
+    if fixable {
+        probation::start_failed(exe, &packed, cache, &err);
+    }
+    if fixable
         && let Some(settings) = packed.metadata.update.clone()
         && !update::disabled_by_env()
     {
@@ -182,7 +203,8 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
     // below, later (the status file), or only when this launch has it,
     // never another launch's. Instructions to a launcher never reach the
     // app as such.
-    for name in SET_FOR_THE_APP.iter().chain([&crate::self_test::VAR]) {
+    let instructions = [crate::self_test::VAR, update::background::VAR];
+    for name in SET_FOR_THE_APP.iter().chain(&instructions) {
         cmd.env_remove(name);
     }
     cmd.env("ONEFILE_EXE", exe)

@@ -8,6 +8,7 @@ mod alert;
 mod cache;
 mod error;
 mod launch;
+mod probation;
 mod restart;
 mod run;
 mod self_test;

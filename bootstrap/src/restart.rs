@@ -87,8 +87,9 @@ pub fn asked(exit: AppExit, code: Option<i32>, app: &RunningApp) -> bool {
 }
 
 /// How long to wait for the sidecar before restarting: for an install
-/// only when a build is downloading or ready, else `exit_wait`.
-pub fn install_wait(exit_wait: Duration) -> Duration {
+/// only when a build is downloading or ready, else the build's exit wait.
+pub fn install_wait(exit_wait_ms: u64) -> Duration {
+    let exit_wait = Duration::from_millis(exit_wait_ms);
     if crate::update::status::install_coming() {
         info!(
             "Waiting at most {} ms for the update to install.",

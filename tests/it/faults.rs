@@ -360,8 +360,11 @@ fn server_faults() {
     ] {
         p.server.route(&bin, route);
         let started = Instant::now();
-        expect_failure(&p, "Still busy");
+        let out = expect_failure(&p, "Still busy");
         assert!(started.elapsed() < Duration::from_secs(10));
+        // What the launcher left, a background updater would go on with:
+        // stopped here, so that the next case starts from the same state.
+        stop_background_updater(&out);
         p.assert_clean(true);
     }
 
@@ -511,8 +514,11 @@ fn update_and_resume_against_nginx() {
     assert_updated(&first);
     assert_eq!(fs::read(&exe).expect("read"), builds[1]);
     write_file(&exe, &builds[0], true);
+    // 1.0, kept for a rollback by the update, is not a leftover.
     let resume_info = fs::read_dir(exe.parent().expect("dir"))
         .expect("list")
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".previous"))
         .count();
     assert_eq!(resume_info, 1, "nothing left over by the first update");
     let head = Command::new("curl")

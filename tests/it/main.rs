@@ -6,6 +6,7 @@
 //! `windows/`, run under Wine by `make test-windows`.
 #![cfg(unix)]
 
+mod background;
 mod checks;
 mod craft;
 mod faults;
@@ -26,6 +27,7 @@ mod pack;
 mod prewarm;
 mod publish;
 mod ratio;
+mod rollback;
 mod security;
 mod selftest;
 mod server;

@@ -258,11 +258,17 @@ fn assert_refused(out: &Output, url: &str, reason: &str) {
     assert!(!traces.iter().any(|t| t == "Updated."), "{traces:#?}");
 }
 
-/// `exe` is still `bytes`, alone in its folder.
+/// `exe` is still `bytes`, alone in its folder but for the build an
+/// update replaced, kept for a rollback while the new one is on probation.
 fn assert_untouched(exe: &Path, bytes: &[u8]) {
     assert!(fs::read(exe).expect("read") == bytes, "executable changed");
     let dir = exe.parent().expect("dir");
+    let previous = dir.join(format!(".{BIN}.previous"));
     for entry in fs::read_dir(dir).expect("list").flatten() {
+        if entry.path() == previous {
+            assert!(fs::read(&previous).expect("read") != bytes, "{previous:?}");
+            continue;
+        }
         assert_eq!(entry.path(), exe, "stray file");
     }
 }

@@ -139,14 +139,17 @@ impl Published {
     }
 
     /// The user's folder holds the executable and nothing else, or also a
-    /// resumable partial download when `partial_ok`.
+    /// resumable partial download when `partial_ok`, or 1.0 kept for a
+    /// rollback by an update to 1.1 (until 1.1 has started well).
     pub fn assert_clean(&self, partial_ok: bool) {
         let dir = self.exe.parent().expect("dir");
         for entry in fs::read_dir(dir).expect("list").flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let partial = is_download(&name);
+            let previous = name == format!(".{NAME}.bin.previous")
+                && fs::read(entry.path()).expect("read") == self.v10;
             assert!(
-                name == format!("{NAME}.bin") || (partial_ok && partial),
+                name == format!("{NAME}.bin") || (partial_ok && partial) || previous,
                 "stray file {name}"
             );
         }
@@ -287,6 +290,9 @@ fn the_demo_traces_word_for_word() {
             "May not yet update.".to_owned(),
             "May update.".to_owned(),
             "Updated.".to_owned(),
+            format!(
+                "On probation until it starts well; '.{NAME}.bin.previous' keeps 1.0 for a rollback."
+            ),
         ],
         "{}",
         stderr(&out)
@@ -295,9 +301,16 @@ fn the_demo_traces_word_for_word() {
 
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.1\n");
+    // Decided at the app's exit, while the updater may still be busy.
+    let mut traces = update_traces(&out);
+    let healthy = "1.1 is healthy (it exited with code 0); the previous build (1.0) is removed.";
+    assert!(traces.iter().any(|t| t == healthy), "{}", stderr(&out));
+    traces.retain(|t| t != healthy);
     assert_eq!(
-        update_traces(&out),
+        traces,
         [
+            "First run of 1.1 after 1.0.".to_owned(),
+            "1.1 is on probation: 0 failed start(s) so far, healthy after 5000 ms.".to_owned(),
             "Thread started.".to_owned(),
             format!(
                 "Expanded info URL to '{}'.",
@@ -327,7 +340,7 @@ fn updated_executable_keeps_its_permissions() {
 }
 
 /// Runs 1.0 against a faulty publication and checks the outcome.
-pub fn expect_failure(p: &Published, trace_part: &str) {
+pub fn expect_failure(p: &Published, trace_part: &str) -> Output {
     let started = Instant::now();
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n", "the app ran: {}", stderr(&out));
@@ -343,6 +356,7 @@ pub fn expect_failure(p: &Published, trace_part: &str) {
     // A failed check backs off: the next one here stands for a launch
     // after the backoff.
     let_time_pass(&p.s.cache());
+    out
 }
 
 #[test]

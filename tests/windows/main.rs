@@ -11,6 +11,7 @@
 //! command lines, replacing a running executable).
 #![cfg(windows)]
 
+mod background;
 mod cache;
 mod checks;
 mod cross;
@@ -19,6 +20,7 @@ mod gui;
 mod incremental;
 mod prewarm;
 mod process;
+mod rollback;
 mod selftest;
 // The Linux suite's server, faults and all; not every fault is used here.
 #[allow(dead_code)]

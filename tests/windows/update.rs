@@ -243,6 +243,8 @@ fn seed_update_renames_the_running_exe_aside_and_a_later_start_removes_it() {
             "May not yet update.".to_owned(),
             "May update.".to_owned(),
             "Updated.".to_owned(),
+            "On probation until it starts well; '.app.exe.previous' keeps 1.0 for a rollback."
+                .to_owned(),
         ],
         "{}",
         support::stderr(&out)
@@ -252,12 +254,11 @@ fn seed_update_renames_the_running_exe_aside_and_a_later_start_removes_it() {
         p.bytes("1.1"),
         "app.exe is not the 1.1 build"
     );
-    // The 1.0 build moved aside, to a name of its own.
-    let left = p.folder();
-    assert_eq!(left.len(), 2, "{left:?}");
-    let aside = left.iter().find(|n| is_aside(n)).expect("an aside copy");
+    // The 1.0 build moved aside, and is kept for a rollback while 1.1 is
+    // on probation.
+    assert_eq!(p.folder(), [".app.exe.previous", "app.exe"]);
     assert_eq!(
-        fs::read(p.s.path(&format!("installed/{aside}"))).expect("read"),
+        fs::read(p.s.path("installed/.app.exe.previous")).expect("read"),
         p.bytes("1.0"),
         "the 1.0 build is not aside"
     );
@@ -265,9 +266,16 @@ fn seed_update_renames_the_running_exe_aside_and_a_later_start_removes_it() {
     let out = p.run(&["version"]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert_eq!(support::stdout(&out), "1.1\n");
+    // Decided at the app's exit, while the updater may still be busy.
+    let mut traces = support::update_traces(&out);
+    let healthy = "1.1 is healthy (it exited with code 0); the previous build (1.0) is removed.";
+    assert!(traces.iter().any(|t| t == healthy), "{traces:#?}");
+    traces.retain(|t| t != healthy);
     assert_eq!(
-        support::update_traces(&out),
+        traces,
         [
+            "First run of 1.1 after 1.0.".to_owned(),
+            "1.1 is on probation: 0 failed start(s) so far, healthy after 5000 ms.".to_owned(),
             "Thread started.".to_owned(),
             format!(
                 "Expanded info URL to '{}'.",
@@ -495,7 +503,12 @@ fn an_aside_copy_still_in_use_does_not_block_the_next_update() {
         "{}",
         support::stderr(&out)
     );
-    let first_aside: Vec<String> = p.folder().into_iter().filter(|n| is_aside(n)).collect();
+    // Kept for a rollback while 1.1 is on probation.
+    let first_aside: Vec<String> = p
+        .folder()
+        .into_iter()
+        .filter(|n| is_aside(n) || n == ".app.exe.previous")
+        .collect();
     assert_eq!(first_aside.len(), 1, "{:?}", p.folder());
 
     // 1.1 cannot delete that aside copy while the old instance runs it, and

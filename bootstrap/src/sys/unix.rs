@@ -69,13 +69,16 @@ pub fn check_replaceable(_file: &File, exe: &FileId) -> Result<(), String> {
 /// filesystem without the exchange) the check is followed by a rename. The
 /// folder is synced after. A running copy of the old file keeps working: it
 /// holds the old inode. (`_download` is `new` open: Windows checks that the
-/// file it renames is that one.)
+/// file it renames is that one.) With `keep`, the replaced build stays in
+/// the folder under that name (replacing whatever had it), for a rollback;
+/// without, it is removed.
 pub fn replace_executable(
     dir: &Dir,
     new: &str,
     _download: &File,
     exe: &str,
     expected: &FileId,
+    keep: Option<&str>,
 ) -> io::Result<bool> {
     let is_expected = |name: &str| {
         dir.stat(name)
@@ -93,12 +96,21 @@ pub fn replace_executable(
             }
             // The old build, now under the download's name. Should this
             // fail, it is a leftover that the next update removes.
-            let _ = dir.remove_file(new);
+            let _ = match keep {
+                Some(keep) => dir.rename(new, keep),
+                None => dir.remove_file(new),
+            };
             dir.sync()?;
             return Ok(true);
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {}
         Err(e) => return Err(e),
+    }
+    if let Some(keep) = keep {
+        // A second name for the old build before the rename drops its
+        // first; the executable's own name never goes missing.
+        let _ = dir.remove_file(keep);
+        let _ = dir.hard_link(exe, keep);
     }
     dir.rename(new, exe)?;
     dir.sync()?;
@@ -361,6 +373,38 @@ pub fn append_at(file: &File, buf: &[u8], _offset: u64) -> io::Result<()> {
     io::Write::write_all(&mut &*file, buf)
 }
 
+/// Whether the process `pid` still exists (a process of another user
+/// counts: it exists).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether dying of `signal` is a crash (a bad build), not a user's or the
+/// system's request to stop.
+pub fn is_crash_signal(signal: i32) -> bool {
+    [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGABRT,
+        libc::SIGFPE,
+    ]
+    .contains(&signal)
+}
+
+/// Unix reports crashes as signals, never as exit codes.
+pub fn is_crash_code(_code: i32) -> bool {
+    false
+}
+
 /// Nothing is left behind by a replacement on Unix.
 pub fn remove_replaced_leftover(_exe: &Path) {}
 
@@ -402,5 +446,106 @@ pub fn lower_thread_priority() {
     // lower the priority only costs speed, so its result is ignored.
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
+/// Points the launcher's stdin and stdout (and stderr unless `keep_stderr`)
+/// at the null device, so that whoever reads the app's output sees its end
+/// although the launcher runs on for a moment.
+pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let last = if keep_stderr { 1 } else { 2 };
+    for fd in 0..=last {
+        // SAFETY: dup2 onto the standard descriptors, from one we own.
+        cvt(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
+    }
+    Ok(())
+}
+
+/// Starts `exe` (open as `file`) with `var=value` as the background
+/// updater: stdio on the null device, a session of its own (no controlling
+/// terminal, no signal from the terminal), a low priority, no descriptor
+/// of ours (std opens all of them close-on-exec), its working directory
+/// the root (it keeps no mount busy). Returns its pid; nobody waits for it.
+///
+/// Linux starts the held file through `/proc/self/fd`: the very build this
+/// launcher runs, even if the executable's name was replaced meanwhile.
+pub fn spawn_background(exe: &Path, file: &File, var: &str, value: &str) -> io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    #[cfg(target_os = "linux")]
+    let program = {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let program = {
+        let _ = file;
+        exe.to_owned()
+    };
+    let _ = exe;
+    let mut cmd = Command::new(program);
+    cmd.env(var, value)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/");
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls async-signal-safe functions (setsid, setpriority,
+    // sigemptyset, pthread_sigmask, close_range, fcntl).
+    unsafe {
+        cmd.pre_exec(|| {
+            close_inherited_on_exec();
+            cvt(libc::setsid())?;
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    // Reaped by init once the launcher has exited: a zombie only while
+    // the launcher lives, which is a moment.
+    Ok(cmd.spawn()?.id())
+}
+
+/// Marks every descriptor above stderr close-on-exec, those the launcher
+/// inherited from whoever started it included (a build tool's jobserver
+/// pipe, a shell's extra redirection): the background updater outlives
+/// the launch and must keep none of them open. Marked, not closed, so
+/// that `/proc/self/fd/N` still names the executable when `exec` opens it.
+///
+/// # Safety
+/// Async-signal-safe: for a forked child before `exec`.
+unsafe fn close_inherited_on_exec() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a syscall with plain integer arguments.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+    };
+    #[cfg(not(target_os = "linux"))]
+    let done = false;
+    if !done {
+        // Kernels before 5.11: one by one, up to a bound (descriptors
+        // above it are rare, and harmless beyond keeping a pipe open).
+        for fd in 3..4096 {
+            // SAFETY: fcntl on a number that may not be open fails
+            // harmlessly (EBADF).
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
     }
 }

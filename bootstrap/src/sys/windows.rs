@@ -69,14 +69,16 @@ pub fn check_replaceable(exe: &File, _id: &FileId) -> Result<(), String> {
 ///    the old build is.
 ///
 /// The aside copy is deleted by a later start ([`remove_replaced_leftover`])
-/// once nothing runs it. NTFS journals renames, so there is no folder sync
-/// to make.
+/// once nothing runs it; with `keep`, it is renamed to that name instead
+/// (an older copy there removed first), for a rollback, and stays. NTFS
+/// journals renames, so there is no folder sync to make.
 pub fn replace_executable(
     dir: &Dir,
     new: &str,
     download: &File,
     exe: &str,
     expected: &FileId,
+    keep: Option<&str>,
 ) -> io::Result<bool> {
     // Held until both renames are done: a launcher that exits meanwhile
     // waits for them (see `block_installs`).
@@ -118,6 +120,13 @@ pub fn replace_executable(
             ));
         }
         return Err(e);
+    }
+    if let Some(keep) = keep {
+        // Should either step fail (an old instance still runs the older
+        // copy), the aside copy is a leftover a later start removes, and
+        // there is no previous build to roll back to.
+        let _ = dir.remove_file(keep);
+        let _ = rename_handle(&old, &folder, keep);
     }
     Ok(true)
 }
@@ -508,6 +517,41 @@ pub fn remove_replaced_leftover(exe: &Path) {
     }
 }
 
+/// Whether the process `pid` still exists (one we may not open counts:
+/// it exists).
+pub fn process_alive(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ACCESS_DENIED, GetLastError};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    const STILL_ACTIVE: u32 = 259;
+    // SAFETY: OpenProcess takes no pointers; a null handle means failure.
+    let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if handle.is_null() {
+        // SAFETY: reads the calling thread's last error.
+        return unsafe { GetLastError() } == ERROR_ACCESS_DENIED;
+    }
+    let mut code = 0u32;
+    // SAFETY: an open process handle and a u32 we own; closed once.
+    let ok = unsafe { GetExitCodeProcess(handle, &mut code) };
+    unsafe { CloseHandle(handle) };
+    ok != 0 && code == STILL_ACTIVE
+}
+
+/// Windows has no signals: crashes are exit codes ([`is_crash_code`]).
+pub fn is_crash_signal(_signal: i32) -> bool {
+    false
+}
+
+/// Whether an exit code is an exception's NTSTATUS (access violation
+/// 0xC0000005, stack buffer overrun 0xC0000409, illegal instruction
+/// 0xC000001D, division by zero 0xC0000094, breakpoint 0x80000003...):
+/// a crash. Ctrl-C's 0xC000013A is a request to stop, not a crash.
+pub fn is_crash_code(code: i32) -> bool {
+    let status = code as u32;
+    (status & 0xC000_0000 == 0xC000_0000 && status != 0xC000_013A) || status == 0x8000_0003
+}
+
 /// Writes all of `buf`, the next bytes of a file written in order, at
 /// `offset`. Not at the cursor: Windows moves the cursor of a positioned
 /// read, which handles cloned from `file` share, so a writer that relied
@@ -615,4 +659,65 @@ mod tests {
         let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
         Ok(())
     }
+}
+
+/// Closes the launcher's standard handles (stderr only unless
+/// `keep_stderr`) and leaves them empty, so that whoever reads the app's
+/// output sees its end although the launcher runs on for a moment; std
+/// writes to an empty handle as to nowhere.
+pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Console::{
+        GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, SetStdHandle,
+    };
+    let mut which = vec![STD_INPUT_HANDLE, STD_OUTPUT_HANDLE];
+    if !keep_stderr {
+        which.push(STD_ERROR_HANDLE);
+    }
+    for std_handle in which {
+        // SAFETY: the handle is ours, taken out of the process's table
+        // before it is closed, so nothing in this process uses it after.
+        unsafe {
+            let handle = GetStdHandle(std_handle);
+            SetStdHandle(std_handle, std::ptr::null_mut());
+            if !handle.is_null() && handle != INVALID_HANDLE_VALUE {
+                CloseHandle(handle);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts `exe` with `var=value` as the background updater: detached from
+/// the console (no window, no Ctrl-C of the console's group), out of the
+/// launcher's job where the job lets it go, no standard handles, no handle
+/// of ours (std makes none inheritable), below normal priority. Returns
+/// its process id; nobody waits for it. Windows has no path to an open
+/// file to start; the name cannot change under us meanwhile either, since
+/// a running executable can only be renamed, and the updater checks that
+/// the file it replaces is still the one it expects.
+pub fn spawn_background(exe: &Path, _file: &File, var: &str, value: &str) -> io::Result<u32> {
+    use std::os::windows::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use windows_sys::Win32::System::Threading::{
+        BELOW_NORMAL_PRIORITY_CLASS, CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP,
+        CREATE_NO_WINDOW, DETACHED_PROCESS,
+    };
+    let flags = DETACHED_PROCESS
+        | CREATE_NEW_PROCESS_GROUP
+        | CREATE_NO_WINDOW
+        | BELOW_NORMAL_PRIORITY_CLASS;
+    let start = |flags: u32| {
+        Command::new(exe)
+            .env(var, value)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .creation_flags(flags)
+            .spawn()
+    };
+    // A job of someone else's that forbids breaking away refuses the
+    // flag: then the process stays in it.
+    let child = start(flags | CREATE_BREAKAWAY_FROM_JOB).or_else(|_| start(flags))?;
+    Ok(child.id())
 }

@@ -13,6 +13,8 @@
 //!   only if the name still leads to the file this instance runs, and ours
 //!   (`sys::replace_executable`): a build installed meanwhile, by hand or by
 //!   an instance of a newer build, is never downgraded or replaced.
+//!   The build it replaces is kept as `.<exe name>.previous` for a
+//!   rollback (`probation`).
 //! - [`Target::remove_leftovers`] removes downloads that can never be
 //!   installed: those of an executable no longer at the name, and, with the
 //!   updater's lock held, ours except the one being resumed.
@@ -115,6 +117,12 @@ impl Target {
         self.tag_of(name) == Some(self.id.ino)
     }
 
+    /// Removes the build kept for a rollback (`probation`): for a caller
+    /// that knows this executable is not on probation.
+    pub fn remove_previous(&self) {
+        self.remove(&crate::probation::previous_name(&self.exe_name));
+    }
+
     pub fn remove(&self, name: &str) {
         let _ = self.dir.remove_file(name);
     }
@@ -151,6 +159,10 @@ impl Target {
         // The mode change is metadata that the folder sync after the
         // rename makes durable with it.
         sys::copy_permissions(own, file).map_err(io)?;
-        sys::replace_executable(&self.dir, name, file, &self.exe_name, &now).map_err(io)
+        // The build replaced stays beside the new one while that is on
+        // probation (`probation`): a rollback is then a rename.
+        let previous = crate::probation::previous_name(&self.exe_name);
+        sys::replace_executable(&self.dir, name, file, &self.exe_name, &now, Some(&previous))
+            .map_err(io)
     }
 }

@@ -38,6 +38,7 @@
 //! Any failure is traced and leaves the executable untouched. Each step
 //! is told to the app through its status file ([`status`]).
 
+pub mod background;
 mod check;
 mod download;
 mod error;
@@ -67,6 +68,7 @@ use payload_tools::manifest::Release;
 use payload_tools::metadata::UpdateSettings;
 use payload_tools::version::is_newer;
 
+use crate::probation;
 use crate::sys;
 use crate::trace::UPDATE;
 use download::{Download, Fetched, Progress};
@@ -104,6 +106,7 @@ pub fn disabled_by_env() -> bool {
 pub struct Sidecar {
     app: Arc<AppState>,
     finished: mpsc::Receiver<()>,
+    handoff: background::Handoff,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +139,7 @@ pub fn start(build: RunningBuild) -> Sidecar {
     let app = Arc::new(AppState::default());
     let (done, finished) = mpsc::channel::<()>();
     let thread_app = Arc::clone(&app);
+    let handoff = background::Handoff::of(&build);
     let spawned = std::thread::Builder::new()
         .name("onefile-update".into())
         .spawn(move || {
@@ -155,7 +159,11 @@ pub fn start(build: RunningBuild) -> Sidecar {
         let reason = format!("cannot start the update thread: {e}");
         status::report(status::Report::Failed { reason: &reason });
     }
-    Sidecar { app, finished }
+    Sidecar {
+        app,
+        finished,
+        handoff,
+    }
 }
 
 /// How long the launcher waits for the updater when the app cannot start.
@@ -275,6 +283,12 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
             version: release.version.clone(),
         });
     }
+    if probation::refuses(build, &release) {
+        check::settled(build, &answer, &manifest);
+        return Ok(Outcome::HeldBack {
+            version: release.version.clone(),
+        });
+    }
     info!(target: UPDATE, "URL to check '{}'.", release.url);
 
     // One updater at a time per executable, by a lock only this user can
@@ -312,7 +326,8 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
     // install; the scope ends when both have.
     std::thread::scope(|scope| {
         prewarm::start(scope, build, &new);
-        install_after_exit(app, build, state, &target, &name, &new.file)
+        let installed = (name.as_str(), &new, release.crc32);
+        install_after_exit(app, build, state, &target, installed)
     })?;
     Ok(Outcome::Updated {
         version: release.version.clone(),
@@ -320,20 +335,22 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
 }
 
 /// Step 6: once the app has exited, renames the verified download `name`
-/// (open as `file`) over the executable.
+/// (open as `new`, its whole file's CRC-32 `crc32`) over the executable,
+/// on probation (`probation`).
 fn install_after_exit(
     app: &AppState,
     build: &RunningBuild,
     state: State,
     target: &Target,
-    name: &str,
-    file: &std::fs::File,
+    (name, new, crc32): (&str, &PackedFile, u32),
 ) -> Result<(), UpdateError> {
+    let file = &new.file;
     app.wait_for_exit();
     // Complete and verified: nothing is left to resume. Forgotten before the
     // rename, so that no step after the rename leaves a record behind.
     state.clear();
     let download_id = sys::file_id(file).ok();
+    let probation = probation::begin(build, new, crc32);
     let replaced = target.replace(name, file, &build.packed.file);
     let download = Download {
         target,
@@ -345,6 +362,7 @@ fn install_after_exit(
             state.remove();
             check::concluded(build);
             info!(target: UPDATE, "Updated.");
+            probation.installed(build);
             Ok(())
         }
         Ok(false) => {
@@ -374,13 +392,17 @@ fn install_after_exit(
 
 /// The running build is the announced one: nothing downloaded for this
 /// executable will be installed. Its downloads are removed, unless another
-/// updater of it is at work (then the lock is held: it cleans up itself).
+/// updater of it is at work (then the lock is held: it cleans up itself),
+/// and so is a previous build kept beside it once it is off probation.
 fn forget_downloads(build: &RunningBuild, own_id: &sys::FileId) {
     let Ok(state) = State::lock_existing(build, own_id) else {
         return;
     };
     if let Ok(target) = Target::open(build, *own_id) {
         target.remove_leftovers(None);
+        if !probation::is_on_probation(build, own_id) {
+            target.remove_previous();
+        }
     }
     if let Some(state) = state {
         state.remove();

@@ -386,6 +386,16 @@ impl Dir {
         check(unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) })
     }
 
+    /// Gives the file `from` inside a second name `to` inside (never
+    /// following a link; fails if `to` exists).
+    pub fn hard_link(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (c_string(OsStr::new(from))?, c_string(OsStr::new(to))?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: both names are NUL-terminated and outlive the call; the
+        // descriptor is ours and open.
+        check(unsafe { libc::linkat(fd, from.as_ptr(), fd, to.as_ptr(), 0) })
+    }
+
     /// Removes the file (or link) `name` inside, never what a link points to.
     pub fn remove_file(&self, name: &str) -> io::Result<()> {
         let name = c_string(OsStr::new(name))?;

@@ -161,7 +161,9 @@ pub struct PackArgs {
     /// [default: the folder of the expanded --update-url-spec plus the output's file name].
     #[arg(long)]
     pub download_url: Option<String>,
-    /// Seconds the launcher may wait, after the app exits, for an update download to finish [default: 5].
+    /// Seconds the launcher may wait, after the app exits, for an update under way before it hands
+    /// the rest to a background updater (a host that has not answered is waited for 25 ms at most)
+    /// [default: 5].
     #[arg(long)]
     pub update_exit_wait: Option<f64>,
     /// A newly installed build is on probation until the app has run this
