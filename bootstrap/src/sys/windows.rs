@@ -619,48 +619,6 @@ pub fn lower_thread_priority() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn aside_names_are_recognised_exactly() {
-        for ours in [".app.exe.old", ".app.exe.0.old", ".app.exe.123456789.old"] {
-            assert!(is_aside_of(ours, "app.exe"), "{ours}");
-        }
-        for other in [
-            "app.exe",
-            ".app.exe..old",
-            ".app.exe.1x.old",
-            ".app.exe.1.old.txt",
-            ".other.exe.1.old",
-            ".app.exe.1.2.download",
-        ] {
-            assert!(!is_aside_of(other, "app.exe"), "{other}");
-        }
-    }
-
-    #[test]
-    fn identities_tell_files_apart_and_free_space_is_known()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = std::env::temp_dir();
-        let (a, b) = (
-            dir.join(format!("onefile-id-a-{}", std::process::id())),
-            dir.join(format!("onefile-id-b-{}", std::process::id())),
-        );
-        let (file_a, file_b) = (File::create(&a)?, File::create(&b)?);
-        let (id_a, id_b) = (file_id(&file_a)?, file_id(&file_b)?);
-        assert!(!id_a.same_file(&id_b), "{id_a:?} {id_b:?}");
-        let found = path_id(&a)?.ok_or("the file just created is not found")?;
-        assert!(id_a.same_file(&found));
-        assert_eq!(path_id(&dir.join("onefile-id-none"))?, None);
-        assert!(free_space(&file_a).is_some_and(|free| free > 0));
-        drop((file_a, file_b));
-        let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
-        Ok(())
-    }
-}
-
 /// Closes the launcher's standard handles (stderr only unless
 /// `keep_stderr`) and leaves them empty, so that whoever reads the app's
 /// output sees its end although the launcher runs on for a moment; std
@@ -720,4 +678,46 @@ pub fn spawn_background(exe: &Path, _file: &File, var: &str, value: &str) -> io:
     // flag: then the process stays in it.
     let child = start(flags | CREATE_BREAKAWAY_FROM_JOB).or_else(|_| start(flags))?;
     Ok(child.id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aside_names_are_recognised_exactly() {
+        for ours in [".app.exe.old", ".app.exe.0.old", ".app.exe.123456789.old"] {
+            assert!(is_aside_of(ours, "app.exe"), "{ours}");
+        }
+        for other in [
+            "app.exe",
+            ".app.exe..old",
+            ".app.exe.1x.old",
+            ".app.exe.1.old.txt",
+            ".other.exe.1.old",
+            ".app.exe.1.2.download",
+        ] {
+            assert!(!is_aside_of(other, "app.exe"), "{other}");
+        }
+    }
+
+    #[test]
+    fn identities_tell_files_apart_and_free_space_is_known()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir();
+        let (a, b) = (
+            dir.join(format!("onefile-id-a-{}", std::process::id())),
+            dir.join(format!("onefile-id-b-{}", std::process::id())),
+        );
+        let (file_a, file_b) = (File::create(&a)?, File::create(&b)?);
+        let (id_a, id_b) = (file_id(&file_a)?, file_id(&file_b)?);
+        assert!(!id_a.same_file(&id_b), "{id_a:?} {id_b:?}");
+        let found = path_id(&a)?.ok_or("the file just created is not found")?;
+        assert!(id_a.same_file(&found));
+        assert_eq!(path_id(&dir.join("onefile-id-none"))?, None);
+        assert!(free_space(&file_a).is_some_and(|free| free > 0));
+        drop((file_a, file_b));
+        let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
+        Ok(())
+    }
 }
