@@ -44,7 +44,7 @@ fn pack_site(s: &Scratch, base: &str, extra: &[&str]) -> [Vec<u8>; 2] {
 /// Publishes 1.1 where 1.0 looks, modified an hour from now: later than
 /// anything before, so that its `Last-Modified` and ETag change even
 /// within the second.
-fn announce_11(site: &Path) {
+pub(crate) fn announce_11(site: &Path) {
     let to = site.join("1.0/update.toml");
     fs::copy(site.join("1.1/update.toml"), &to).expect("publish");
     let file = fs::File::options().write(true).open(&to).expect("open");

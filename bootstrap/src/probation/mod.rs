@@ -58,7 +58,7 @@ const HEALTH_FILE: &str = "ONEFILE_HEALTH_FILE";
 /// restored launcher (the same process on Unix, which `exec`s; its child on
 /// Windows): any other value, inherited by a process the app started, is
 /// ignored and never passed on.
-const ROLLED_BACK_FROM: &str = "ONEFILE_ROLLED_BACK_FROM";
+pub const ROLLED_BACK_FROM: &str = "ONEFILE_ROLLED_BACK_FROM";
 
 /// How often a launch on probation looks for the health file.
 const HEALTH_POLL: Duration = Duration::from_millis(200);
@@ -279,7 +279,7 @@ pub fn watch(
     for name in [FIRST_RUN, PREVIOUS_VERSION, HEALTH_FILE, ROLLED_BACK_FROM] {
         cmd.env_remove(name);
     }
-    if let Some(from) = rolled_back_from() {
+    if let Some(from) = crate::launch::rolled_back_from() {
         cmd.env(ROLLED_BACK_FROM, from);
     }
     let Some(probe) = Probe::find(exe, packed, cache) else {
@@ -347,15 +347,6 @@ pub fn watch(
     let watch = Watch { probe, health };
     watch.start_timer();
     Ok(Some(watch))
-}
-
-/// The version the launcher that rolled back, and started this launch,
-/// left; `None` for any launch it did not start.
-pub fn rolled_back_from() -> Option<String> {
-    let value = std::env::var(ROLLED_BACK_FROM).ok()?;
-    let (pid, version) = value.split_once(':')?;
-    let ours = pid.parse::<u32>().ok() == sys::restarter_pid();
-    (ours && !version.is_empty() && record::is_storable(version)).then(|| version.to_owned())
 }
 
 /// Step 4 for a launch that could not unpack or execute its build: a failed

@@ -625,6 +625,67 @@ pub fn lower_thread_priority() {
     }
 }
 
+/// Closes the launcher's standard handles (stderr only unless
+/// `keep_stderr`) and leaves them empty, so that whoever reads the app's
+/// output sees its end although the launcher runs on for a moment; std
+/// writes to an empty handle as to nowhere.
+pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Console::{
+        GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, SetStdHandle,
+    };
+    let mut which = vec![STD_INPUT_HANDLE, STD_OUTPUT_HANDLE];
+    if !keep_stderr {
+        which.push(STD_ERROR_HANDLE);
+    }
+    for std_handle in which {
+        // SAFETY: the handle is ours, taken out of the process's table
+        // before it is closed, so nothing in this process uses it after.
+        unsafe {
+            let handle = GetStdHandle(std_handle);
+            SetStdHandle(std_handle, std::ptr::null_mut());
+            if !handle.is_null() && handle != INVALID_HANDLE_VALUE {
+                CloseHandle(handle);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts `exe` with `var=value` as the background updater: detached from
+/// the console (no window, no Ctrl-C of the console's group), out of the
+/// launcher's job where the job lets it go, no standard handles, no handle
+/// of ours (std makes none inheritable), below normal priority. Returns
+/// its process id; nobody waits for it. Windows has no path to an open
+/// file to start; the name cannot change under us meanwhile either, since
+/// a running executable can only be renamed, and the updater checks that
+/// the file it replaces is still the one it expects.
+pub fn spawn_background(exe: &Path, _file: &File, var: &str, value: &str) -> io::Result<u32> {
+    use std::os::windows::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use windows_sys::Win32::System::Threading::{
+        BELOW_NORMAL_PRIORITY_CLASS, CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP,
+        CREATE_NO_WINDOW, DETACHED_PROCESS,
+    };
+    let flags = DETACHED_PROCESS
+        | CREATE_NEW_PROCESS_GROUP
+        | CREATE_NO_WINDOW
+        | BELOW_NORMAL_PRIORITY_CLASS;
+    let start = |flags: u32| {
+        Command::new(exe)
+            .env(var, value)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .creation_flags(flags)
+            .spawn()
+    };
+    // A job of someone else's that forbids breaking away refuses the
+    // flag: then the process stays in it.
+    let child = start(flags | CREATE_BREAKAWAY_FROM_JOB).or_else(|_| start(flags))?;
+    Ok(child.id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,65 +755,4 @@ mod tests {
         let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
         Ok(())
     }
-}
-
-/// Closes the launcher's standard handles (stderr only unless
-/// `keep_stderr`) and leaves them empty, so that whoever reads the app's
-/// output sees its end although the launcher runs on for a moment; std
-/// writes to an empty handle as to nowhere.
-pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
-    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
-    use windows_sys::Win32::System::Console::{
-        GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, SetStdHandle,
-    };
-    let mut which = vec![STD_INPUT_HANDLE, STD_OUTPUT_HANDLE];
-    if !keep_stderr {
-        which.push(STD_ERROR_HANDLE);
-    }
-    for std_handle in which {
-        // SAFETY: the handle is ours, taken out of the process's table
-        // before it is closed, so nothing in this process uses it after.
-        unsafe {
-            let handle = GetStdHandle(std_handle);
-            SetStdHandle(std_handle, std::ptr::null_mut());
-            if !handle.is_null() && handle != INVALID_HANDLE_VALUE {
-                CloseHandle(handle);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Starts `exe` with `var=value` as the background updater: detached from
-/// the console (no window, no Ctrl-C of the console's group), out of the
-/// launcher's job where the job lets it go, no standard handles, no handle
-/// of ours (std makes none inheritable), below normal priority. Returns
-/// its process id; nobody waits for it. Windows has no path to an open
-/// file to start; the name cannot change under us meanwhile either, since
-/// a running executable can only be renamed, and the updater checks that
-/// the file it replaces is still the one it expects.
-pub fn spawn_background(exe: &Path, _file: &File, var: &str, value: &str) -> io::Result<u32> {
-    use std::os::windows::process::CommandExt;
-    use std::process::{Command, Stdio};
-    use windows_sys::Win32::System::Threading::{
-        BELOW_NORMAL_PRIORITY_CLASS, CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP,
-        CREATE_NO_WINDOW, DETACHED_PROCESS,
-    };
-    let flags = DETACHED_PROCESS
-        | CREATE_NEW_PROCESS_GROUP
-        | CREATE_NO_WINDOW
-        | BELOW_NORMAL_PRIORITY_CLASS;
-    let start = |flags: u32| {
-        Command::new(exe)
-            .env(var, value)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .creation_flags(flags)
-            .spawn()
-    };
-    // A job of someone else's that forbids breaking away refuses the
-    // flag: then the process stays in it.
-    let child = start(flags | CREATE_BREAKAWAY_FROM_JOB).or_else(|_| start(flags))?;
-    Ok(child.id())
 }
