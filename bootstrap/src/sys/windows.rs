@@ -262,9 +262,14 @@ fn clear_read_only(dir: &Path) {
 /// the read-only flag, from the executable to its replacement (its access
 /// rules come from the folder, as the download was created there). The
 /// other attributes (hidden, compressed, archive...) are the file's own.
+/// Nothing is written when the flag already matches, the usual case.
 pub fn copy_permissions(from: &File, to: &File) -> io::Result<()> {
     let mut permissions = to.metadata()?.permissions();
-    permissions.set_readonly(from.metadata()?.permissions().readonly());
+    let readonly = from.metadata()?.permissions().readonly();
+    if permissions.readonly() == readonly {
+        return Ok(());
+    }
+    permissions.set_readonly(readonly);
     to.set_permissions(permissions)
 }
 
