@@ -426,3 +426,29 @@ fn a_token_in_the_environment_asks_for_the_self_test_instead_of_the_app() {
         format!("onefile-self-test {TOKEN} ok {NAME} 1.0\n")
     );
 }
+
+#[test]
+fn the_self_test_reads_the_file_executed_even_once_its_name_is_gone() {
+    // The build runs from a file that has no name any more (removed after
+    // it was opened): it must still read itself, the file executed, not
+    // whatever its former path leads to.
+    let p = publish(&[]);
+    let copy = p.s.path("gone.bin");
+    write_file(&copy, &p.v11, true);
+    let held = fs::File::open(&copy).expect("open");
+    fs::remove_file(&copy).expect("remove");
+    use std::os::fd::AsRawFd;
+    let by_fd = format!("/proc/{}/fd/{}", std::process::id(), held.as_raw_fd());
+    let out =
+        p.s.command(Path::new(&by_fd))
+            .env("ONEFILE_SELF_TEST", TOKEN)
+            .output()
+            .expect("run");
+    assert_eq!(
+        stdout(&out),
+        format!("onefile-self-test {TOKEN} ok {NAME} 1.1\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
