@@ -196,18 +196,24 @@ fn a_build_whose_stub_crashes_is_refused() {
 }
 
 #[test]
-fn a_build_that_answers_another_version_is_refused() {
-    // The manifest announces 1.1, the file is 1.2 (newer, so every other
-    // check lets it through): its answer names 1.2.
-    let p = publish(&[]);
-    let (v12, _) = crate::update::pack_version(&p.s, p.server.port, "1.2", &[], |_| {});
-    announce_body(&p, v12);
-    let failed = expect_refused(&p);
-    assert!(
-        failed.contains(&format!("ok {NAME} 1.2' instead of 'onefile-self-test ")),
-        "{failed}"
-    );
-    assert!(failed.contains(&format!("ok {NAME} 1.1';")), "{failed}");
+fn a_build_whose_version_is_spelled_otherwise_than_announced_installs() {
+    // The manifest announces 1.1; the file says 1.1.0 or v1.1, the same
+    // version (verification compares versions by their order): its answer
+    // names its own version, and that passes.
+    for spelling in ["1.1.0", "v1.1"] {
+        let p = publish(&[]);
+        let (build, _) = crate::update::pack_version(&p.s, p.server.port, spelling, &[], |_| {});
+        announce_body(&p, build.clone());
+        let out = p.run(&["version"]);
+        assert_eq!(stdout(&out), "1.0\n");
+        let traces = update_traces(&out);
+        assert!(
+            traces.iter().any(|t| t == PASSED),
+            "{spelling}: {traces:#?}"
+        );
+        assert_updated(&out);
+        assert_eq!(fs::read(&p.exe).expect("read"), build, "{spelling}");
+    }
 }
 
 #[test]

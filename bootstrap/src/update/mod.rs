@@ -304,8 +304,10 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
     let resumable = state.record().map(|info| info.file);
     target.remove_leftovers(resumable.as_deref());
 
-    let (fetched, new) =
-        fetch_from_mirrors(&download, &agent, &release, release_key, policy, build)?;
+    let (fetched, new) = match self_test::kept(&download, &release, build) {
+        Some(kept) => kept,
+        None => fetch_from_mirrors(&download, &agent, &release, release_key, policy, build)?,
+    };
     let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
     // Reported ready only once it has passed.
