@@ -458,3 +458,78 @@ fn the_self_test_reads_the_file_executed_even_once_its_name_is_gone() {
     );
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// The download of the user's folder, if there is one.
+fn download_in(p: &Published) -> Option<std::path::PathBuf> {
+    fs::read_dir(p.exe.parent().expect("folder"))
+        .expect("list")
+        .flatten()
+        .map(|e| e.path())
+        .find(|path| path.to_string_lossy().ends_with(".download"))
+}
+
+#[test]
+fn a_self_test_this_machine_keeps_from_running_keeps_the_download_for_the_next_launch() {
+    // Another process holds the download open for writing while it
+    // arrives (slowly): Linux refuses to execute it (ETXTBSY). Not the
+    // build's fault: nothing is installed, nothing held back, and the
+    // verified download is kept; the next launch self-tests and installs
+    // it without downloading it again.
+    let p = publish(&[]);
+    let body = p.v11.clone();
+    let chunk = body.len() / 20 + 1;
+    let route = crate::server::Route::Drip {
+        body: body.clone(),
+        chunk,
+        delay_ms: 100,
+    };
+    crate::update::announce_route(&p, &body, route);
+    let mut launcher =
+        p.s.command(&p.exe)
+            .arg("version")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let holder = loop {
+        if let Some(path) = download_in(&p)
+            && let Ok(file) = fs::OpenOptions::new().write(true).open(&path)
+        {
+            break file;
+        }
+        assert!(std::time::Instant::now() < deadline, "no download appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let out = launcher.wait_with_output().expect("wait");
+    drop(holder);
+    assert_eq!(stdout(&out), "1.0\n");
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.starts_with(
+                "The new build's self-test could not run now: cannot start it: Text file busy"
+            ) && t.ends_with("the verified download is kept for the next launch.")),
+        "{traces:#?}"
+    );
+    assert!(!traces.iter().any(|t| t.starts_with(FAILED)), "{traces:#?}");
+    p.assert_still_10();
+    assert!(p.has_download(), "the download was not kept");
+
+    let before = downloads(&p);
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.starts_with("Using the build verified by an earlier launch")),
+        "{traces:#?}"
+    );
+    assert!(traces.iter().any(|t| t == PASSED), "{traces:#?}");
+    assert_updated(&out);
+    assert_eq!(downloads(&p), before, "downloaded again: {traces:#?}");
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+    p.assert_clean(false);
+}
