@@ -533,3 +533,65 @@ fn a_self_test_this_machine_keeps_from_running_keeps_the_download_for_the_next_l
     assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
     p.assert_clean(false);
 }
+
+/// Runs the user's 1.0 with at most `limit` open file descriptors.
+fn run_with_descriptors(p: &Published, limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = p.s.command(&p.exe);
+    cmd.arg("version");
+    // SAFETY: setrlimit is async-signal-safe, on memory of this frame.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limits = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limits) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run")
+}
+
+#[test]
+fn a_self_test_without_file_descriptors_keeps_the_download_and_holds_nothing_back() {
+    // Launches with ever more file descriptors allowed: one gets as far as
+    // the self-test and cannot make its pipes (EMFILE), which is not the
+    // build's fault; a later one installs the build kept then, without
+    // downloading it again, and none refuses or holds it back.
+    let p = publish(&[]);
+    p.announce_11();
+    let fetched = || {
+        p.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == format!("/1.1/{NAME}.bin"))
+            .count()
+    };
+    let mut downloads_when_kept = None;
+    for limit in 8..64 {
+        let out = run_with_descriptors(&p, limit);
+        let traces = update_traces(&out);
+        assert!(
+            !traces
+                .iter()
+                .any(|t| t.starts_with(FAILED) || t.contains("not downloaded again")),
+            "{limit}: {traces:#?}"
+        );
+        let kept = traces.iter().any(|t| {
+            t.starts_with("The new build's self-test could not run now")
+                && t.contains("Too many open files")
+        });
+        if kept && downloads_when_kept.is_none() {
+            downloads_when_kept = Some(fetched());
+        }
+        if traces.iter().any(|t| t == "Updated.") {
+            break;
+        }
+    }
+    let downloads_when_kept = downloads_when_kept.expect("no launch ran out at the self-test");
+    assert_eq!(fetched(), downloads_when_kept, "downloaded again");
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+}
