@@ -216,16 +216,42 @@ fn a_build_whose_version_is_spelled_otherwise_than_announced_installs() {
     }
 }
 
+/// Packs 1.1 for `p` with the stub `stub_bytes` (written to a file of its
+/// own); returns the packed build.
+fn pack_11_with_stub(p: &Published, stub_bytes: &[u8]) -> Vec<u8> {
+    let stub_file = p.s.path("edited-stub");
+    write_file(&stub_file, stub_bytes, true);
+    let out = p.s.path("edited.bin");
+    let packed = tools([
+        "pack".as_ref(),
+        p.s.path("app-1.1").as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--stub".as_ref(),
+        stub_file.as_os_str(),
+        "--entry".as_ref(),
+        "bin/probe".as_ref(),
+        "--name".as_ref(),
+        NAME.as_ref(),
+        "--version".as_ref(),
+        "1.1".as_ref(),
+    ]);
+    assert!(packed.status.success(), "{}", stderr(&packed));
+    fs::read(&out).expect("read")
+}
+
+const SELF_TEST_MARKER: &[u8] = b"ONEFILE-SELF-TEST\0";
+
 #[test]
 fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
     let p = publish(&[]);
-    // An older stub has no self-test marker: run in that mode it would run
-    // its app, so the updater does not run it, and says so.
-    let mut build = p.v11.clone();
-    let stub_len = crate::update::payload_offset(&build);
-    if let Some(at) = find(&build[..stub_len], b"ONEFILE-SELF-TEST\0") {
-        build[at..at + 7].copy_from_slice(b"OLDFILE");
-    }
+    // An older stub has no self-test marker (and pack records none in the
+    // metadata): run in that mode it would run its app, so the updater
+    // does not run it, and says so.
+    let mut stub = fs::read(stub()).expect("read the stub");
+    let at = find(&stub, SELF_TEST_MARKER).expect("the self-test marker");
+    stub[at..at + 7].copy_from_slice(b"OLDFILE");
+    let build = pack_11_with_stub(&p, &stub);
     announce_body(&p, build.clone());
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n");
@@ -240,6 +266,31 @@ fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
     assert!(!traces.iter().any(|t| t == PASSED), "{traces:#?}");
     assert_eq!(fs::read(&p.exe).expect("read"), build);
     assert_eq!(p.version_now(), "1.1");
+}
+
+#[test]
+fn a_build_whose_metadata_promises_a_self_test_is_tested_though_its_stub_lost_the_marker() {
+    let p = publish(&[]);
+    // A stub cut short before its markers, with the two markers appended
+    // (so that pack takes it and records the self-test in the metadata);
+    // then the self-test marker is erased from the packed build: its stub
+    // no longer shows it, but its metadata says it has the mode, so the
+    // self-test runs, and the truncated stub fails it.
+    let stub = fs::read(stub()).expect("read the stub");
+    let marker_at = |marker: &[u8]| find(&stub, marker).expect("a marker");
+    let format_at = marker_at(b"ONEFILE-STUB\0");
+    let self_test_at = marker_at(SELF_TEST_MARKER);
+    let cut = format_at.min(self_test_at) / 2;
+    let mut edited = stub[..cut].to_vec();
+    edited.extend_from_slice(&stub[format_at..format_at + 15]);
+    edited.extend_from_slice(&stub[self_test_at..self_test_at + SELF_TEST_MARKER.len() + 2]);
+    let mut build = pack_11_with_stub(&p, &edited);
+    let appended = find(&build, SELF_TEST_MARKER).expect("the appended marker");
+    assert!(appended >= cut, "the stub's own marker survived the cut");
+    build[appended..appended + 7].copy_from_slice(b"OLDFILE");
+    announce_body(&p, build);
+    expect_refused(&p);
+    expect_held_back(&p);
 }
 
 /// The processes running a file in `dir` (by `/proc/<pid>/exe`).

@@ -1,9 +1,10 @@
 //! The new build must start before it is installed: the updater runs the
 //! verified download in the stub's self-test mode (`crate::self_test`).
 //!
-//! 1. Only a stub that says it has the mode (its self-test marker,
-//!    `payload_tools::stub`) is run: an older stub would run its app
-//!    instead. A build without it is installed as before, traced.
+//! 1. Only a build that says its stub has the mode is run (its stub's
+//!    self-test marker, `payload_tools::stub`, or its metadata's
+//!    `self_test`, which `pack` writes): an older stub would run its app
+//!    instead. A build without either is installed as before, traced.
 //! 2. The download's writable handles are closed (Linux refuses to execute
 //!    a file open for writing; Windows, to share it), and it is opened
 //!    again, read-only, through the held folder; it must be the very file
@@ -172,11 +173,16 @@ fn run(download: &Download<'_>, fetched: Fetched, new: PackedFile) -> Result<Pac
         .map_err(|e| Failure::Local(UpdateError::Format(e)))?;
     let name = fetched.name.clone();
     let new = reopen_read_only(download, fetched, new)?;
-    if version != Some(SELF_TEST_VERSION) {
+    // Its metadata (under its CRC-32 and signature) says so too: a stub
+    // cut short before its marker is still tested, and fails.
+    let promised = new.metadata.self_test;
+    if version != Some(SELF_TEST_VERSION) && promised != Some(SELF_TEST_VERSION) {
         info!(
             target: UPDATE,
             "The new build's stub has no self-test{}; installing it without one.",
-            version.map_or(String::new(), |v| format!(" this updater knows (version {v})"))
+            version
+                .or(promised)
+                .map_or(String::new(), |v| format!(" this updater knows (version {v})"))
         );
         return Ok(new);
     }
