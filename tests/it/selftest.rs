@@ -153,7 +153,7 @@ fn a_build_the_system_cannot_execute_is_refused() {
 }
 
 #[test]
-fn a_build_for_another_architecture_is_refused_before_its_self_test() {
+fn a_build_whose_header_names_another_architecture_is_refused_by_the_platform_check() {
     let p = publish(&[]);
     // Its header says aarch64 (x86_64 on an aarch64 machine): the platform
     // check refuses it before anything runs it.
@@ -178,6 +178,43 @@ fn a_build_for_another_architecture_is_refused_before_its_self_test() {
     );
     p.assert_still_10();
     p.assert_clean(false);
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn a_build_for_a_cpu_this_one_is_not_is_refused_by_its_self_test() {
+    // The header says x86_64, so every check before the self-test lets it
+    // through, but its first instruction is one this CPU does not have
+    // (ud2 stands for an instruction of a newer CPU): SIGILL.
+    let p = publish(&[]);
+    let mut build = p.v11.clone();
+    let entry = entry_offset(&build);
+    build[entry..entry + 2].copy_from_slice(&[0x0f, 0x0b]);
+    announce_body(&p, build);
+    let failed = expect_refused(&p);
+    assert!(failed.contains("SIGILL"), "{failed}");
+    expect_held_back(&p);
+}
+
+#[test]
+fn a_build_whose_program_loader_is_missing_here_is_refused_by_its_self_test() {
+    // A build linked for another C library (glibc against musl): its
+    // program loader (PT_INTERP) does not exist here; the kernel says
+    // ENOENT, the build's fault.
+    let p = publish(&[]);
+    let mut build = p.v11.clone();
+    let stub_len = crate::update::payload_offset(&build);
+    let interp = find(&build[..stub_len], b"/lib64/ld-linux-x86-64.so.2\0")
+        .or_else(|| find(&build[..stub_len], b"/lib/ld-linux-aarch64.so.1\0"))
+        .expect("the test stub is linked dynamically: its program loader");
+    build[interp + 1..interp + 6].copy_from_slice(b"nolib");
+    announce_body(&p, build);
+    let failed = expect_refused(&p);
+    assert!(
+        failed.contains("cannot execute it: No such file"),
+        "{failed}"
+    );
+    expect_held_back(&p);
 }
 
 #[test]
