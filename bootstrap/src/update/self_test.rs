@@ -252,11 +252,15 @@ fn reopen_read_only(
     } = new;
     drop(writable);
     drop(fetched.file);
-    let file = download
-        .target
-        .dir()
-        .open_read(&fetched.name)
-        .map_err(local("open again"))?;
+    // Windows refuses the read-only handle while someone writes the file
+    // (a sharing violation), as Linux refuses to execute it (ETXTBSY).
+    let file = match download.target.dir().open_read(&fetched.name) {
+        Ok(file) => file,
+        Err(e) if sys::spawn_failure(&e) == sys::SpawnFailure::Later => {
+            return Err(Failure::Later(format!("cannot open it again: {e}")));
+        }
+        Err(e) => return Err(local("open again")(e)),
+    };
     let reopened = sys::file_id(&file).map_err(local("read"))?;
     if !reopened.same_file(&verified) {
         let replaced = std::io::Error::other("it is no longer the file that was verified");
