@@ -21,9 +21,18 @@ Cases (each prints one table row, or a few):
      over it (and, for context, a raw `curl -o`, and Python's http.server,
      which serves no ranges); peak RSS of the launcher
   6. peak RSS of a cold start of a 1 GiB payload, and the stub's size
+  7. a tiny CLI app with updates on, launched against a host that accepts
+     connections and never answers: the launch's wall time, and the time
+     until `app | cat` sees end of file, vs the same app packed without
+     updates; the same for the binaries in BASELINE_BIN_DIR (a build
+     before the background updater), if given; and a launch whose app
+     exits during a slow download, whose background updater must install
+     it afterwards
 
 Environment: BIN_DIR (default target/release), BENCH_DIR (default
-bench-work), BENCH_QUICK=1 for fewer runs and smaller inputs.
+bench-work), BENCH_QUICK=1 for fewer runs and smaller inputs,
+BASELINE_BIN_DIR (case 7's before), BENCH_ONLY=<function name> for one
+case (e.g. BENCH_ONLY=bench_stalled_host).
 """
 
 import http.server
@@ -270,10 +279,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_nginx(root, work):
+def start_nginx(root, work, server=""):
     """nginx serving `root` on a free loopback port, as a deployment would
     (sendfile, ETags, ranges), logging each request's body bytes to
-    `work/logs/access.log`. Returns (port, stop)."""
+    `work/logs/access.log`, with `server` added to its server block.
+    Returns (port, stop)."""
     port = free_port()
     os.makedirs(os.path.join(work, "logs"))
     os.makedirs(os.path.join(work, "tmp"))
@@ -284,7 +294,7 @@ def start_nginx(root, work):
                 f"events {{ worker_connections 64; }}\n"
                 f"http {{ log_format bench '$status $body_bytes_sent $uri'; access_log {work}/logs/access.log bench;\n"
                 f"  sendfile on; {temp}\n"
-                f"  server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n")
+                f"  server {{ listen 127.0.0.1:{port}; root {root}; {server} }} }}\n")
     proc = subprocess.Popen([NGINX, "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
@@ -704,6 +714,159 @@ def bench_big_cold():
     row("stub size (stripped)", f"{stub:,} B", "2,097,152 B", "<= 2 MiB", f"{stub/2097152:.3f} of the budget")
 
 
+
+class StalledHost:
+    """A host on loopback that accepts connections, reads, and never
+    answers (a captive portal, a dropping firewall): until `stop`."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.stopped = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def launch_and_eof(exe, env):
+    """Runs exe as `exe | cat` would: returns (seconds until its stdout's
+    end of file, seconds until the launcher exited)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc.stdout.read()
+    eof = time.perf_counter() - start
+    if proc.wait() != 0:
+        raise SystemExit(f"failed: {exe}")
+    return eof, time.perf_counter() - start
+
+
+def bench_stalled_host():
+    print("7. launch against a stalled update host", flush=True)
+    work = os.path.join(WORK, "stalled")
+    app = os.path.join(work, "app")
+    os.makedirs(os.path.join(app, "bin"))
+    shutil.copy("/bin/true", os.path.join(app, "bin", "app"))
+    host = StalledHost()
+    spec = f"http://127.0.0.1:{host.port}/{{VERSION}}/update.toml"
+    runs = 7 if QUICK else 15
+    builds = [("onefile", BIN)]
+    baseline = os.environ.get("BASELINE_BIN_DIR")
+    if baseline:
+        builds.append(("before", os.path.abspath(baseline)))
+    try:
+        for label, bin_dir in builds:
+            tools = os.path.join(bin_dir, "payload-tools")
+            stub = os.path.join(bin_dir, "bootstrap")
+            cache = os.path.join(work, f"cache-{label}")
+            env = dict(os.environ, ONEFILE_CACHE_DIR=cache)
+            env.pop("AUTO_UPDATE_DEBUG", None)
+            exes = {}
+            for kind, extra in (("updates", ["--update-url-spec", spec]), ("plain", [])):
+                exe = os.path.join(work, f"{label}-{kind}.bin")
+                name = f"tiny-{kind}"
+                subprocess.run(
+                    [tools, "pack", app, "--entry", "bin/app", "--name", name, "--stub", stub, "-o", exe] + extra,
+                    check=True, stdout=subprocess.DEVNULL,
+                )
+                exes[kind] = (exe, name)
+                launch_and_eof(exe, env)  # unpack once: warm launches from here
+
+            def forget_checks(_case):
+                # Every launch meets the stalled host, as the first one
+                # after a check interval or backoff does.
+                folder = os.path.join(cache, exes["updates"][1])
+                for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+                    if entry.startswith(".update-check"):
+                        os.remove(os.path.join(folder, entry))
+
+            results = {name: [] for name in exes}
+            for _ in range(runs):
+                for kind, (exe, _name) in exes.items():
+                    forget_checks(kind)
+                    results[kind].append(launch_and_eof(exe, env))
+            eof = {k: statistics.median(r[0] for r in v) for k, v in results.items()}
+            done = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
+            for what, t in (("launch", done), ("`app` piped to `cat`, end of file", eof)):
+                over = (t["updates"] - t["plain"]) * 1e3
+                ratio = t["updates"] / t["plain"]
+                goal = "<= +50 ms" if label == "onefile" else "(before)"
+                row(
+                    f"{what}, stalled host ({label})",
+                    f"{t['updates'] * 1e3:.1f} ms",
+                    f"{t['plain'] * 1e3:.1f} ms without updates",
+                    goal,
+                    met(over <= 50 or label != "onefile", f"+{over:.1f} ms, {ratio:.2f}x"),
+                )
+    finally:
+        host.stop()
+    bench_background_download(work)
+
+
+def bench_background_download(work):
+    """A launch whose app exits while a slow download runs (packed with
+    `--update-exit-wait 0`: the launcher waits for nothing): the background
+    updater installs it afterwards."""
+    site = os.path.join(work, "site")
+    nginx_work = os.path.join(work, "nginx")
+    os.makedirs(nginx_work)
+    os.makedirs(site)
+    port, stop = start_nginx(site, nginx_work, "limit_rate 4m;")
+    app = os.path.join(work, "app-dl")
+    os.makedirs(os.path.join(app, "bin"))
+    shutil.copy("/bin/true", os.path.join(app, "bin", "app"))
+    spec = f"http://127.0.0.1:{port}/{{VERSION}}/update.toml"
+    builds = {}
+    for version in ("1.0", "1.1"):
+        if version == "1.1":
+            write(os.path.join(app, "data.bin"), os.urandom(8 << 20))
+        out = os.path.join(site, version, "tiny.bin")
+        toml = os.path.join(site, version, "update.toml")
+        subprocess.run(
+            [TOOLS, "pack", app, "--entry", "bin/app", "--name", "tiny", "--version", version,
+             "--update-url-spec", spec, "--auto-update-toml-file", toml, "--update-exit-wait", "0",
+             "-o", out],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        builds[version] = out
+    shutil.copy(os.path.join(site, "1.1", "update.toml"), os.path.join(site, "1.0", "update.toml"))
+    try:
+        exe = os.path.join(work, "user", "tiny.bin")
+        os.makedirs(os.path.dirname(exe))
+        shutil.copy(builds["1.0"], exe)
+        env = dict(os.environ, ONEFILE_CACHE_DIR=os.path.join(work, "cache-dl"))
+        env.pop("AUTO_UPDATE_DEBUG", None)
+        _, launch = launch_and_eof(exe, env)
+        start = time.perf_counter()
+        while not same_bytes(exe, builds["1.1"]) and time.perf_counter() - start < 120:
+            time.sleep(0.05)
+        installed = same_bytes(exe, builds["1.1"])
+        after = time.perf_counter() - start
+        row(
+            "slow download (8 MB at 4 MB/s, `--update-exit-wait 0`), app exits at once",
+            f"launch {launch * 1e3:.0f} ms; installed {after:.1f} s later" if installed else "not installed",
+            "-",
+            "installed in the background",
+            met(installed, "installed" if installed else "missing"),
+        )
+    finally:
+        stop()
+
+
 def main():
     for tool in (TOOLS, STUB):
         if not os.path.exists(tool):
@@ -715,11 +878,12 @@ def main():
     os.makedirs(WORK)
     print(f"onefile benchmarks ({'quick' if QUICK else 'full'}), {os.cpu_count()} cores", flush=True)
     started = time.time()
-    bench_tree()
-    bench_packed_size()
-    bench_incremental()
-    bench_update()
-    bench_big_cold()
+    cases = [bench_tree, bench_packed_size, bench_incremental, bench_update, bench_big_cold,
+             bench_stalled_host]
+    only = os.environ.get("BENCH_ONLY")
+    for case in cases:
+        if not only or case.__name__ == only:
+            case()
     print(f"\n| case | onefile | baseline | goal | result |\n|---|---|---|---|---|")
     for r in ROWS:
         print("| " + " | ".join(r) + " |")

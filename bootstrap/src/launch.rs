@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::trace::info;
 use payload_tools::PackedFile;
@@ -52,6 +52,12 @@ fn try_launch() -> Result<Never, LaunchError> {
         meta.unpacked_size
     );
     let cache = Cache::for_app(&packed)?;
+    if let Some(request) = update::background::requested() {
+        let (name, version) = (meta.name.clone(), meta.version.clone());
+        let settings = meta.update.clone();
+        let build = settings.map(|settings| running_build(&exe, packed, settings, &cache));
+        update::background::serve(request, &name, &version, build);
+    }
     let prepared = match cache.prepare(&packed) {
         Ok(prepared) => prepared,
         Err(e) => return Err(rescue(e, &exe, packed, &cache)),
@@ -66,9 +72,10 @@ fn try_launch() -> Result<Never, LaunchError> {
     // starts.
     let restart_code = restart::exit_code(meta.update.as_ref());
     if updates.is_some() || restart_code.is_some() || probation.is_some() {
-        let status = updates
-            .as_ref()
-            .and_then(|_| update::status::open(&mut cmd, cache.folder(), &meta.version));
+        let status = updates.as_ref().and_then(|_| {
+            let from = rolled_back_from();
+            update::status::open(&mut cmd, cache.folder(), &meta.version, from.as_deref())
+        });
         // The app starts first: nothing the network does may delay it.
         let mut app = match run::spawn(cmd) {
             Ok(app) => app,
@@ -109,23 +116,25 @@ fn try_launch() -> Result<Never, LaunchError> {
         if let Some(probation) = probation {
             probation.app_exited(exit)?;
         }
-        // Asked to stop (a signal passed on to the app): no restart, no
-        // wait.
-        let restarting = !app.stop_requested() && restart::asked(exit, restart_code);
-        let budget = if restarting {
-            restart::INSTALL_WAIT
-        } else if app.stop_requested() {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(exit_wait_ms)
-        };
+        let restarting = restart::asked(exit, restart_code, &app);
+        // A restart keeps stdio for the restarted app and hands nothing to
+        // a background updater: the restarted launch has its own sidecar.
+        let mut finished = true;
         if let Some(sidecar) = sidecar {
-            sidecar.finish_after_exit(budget);
+            if restarting {
+                let budget = restart::install_wait(exit_wait_ms);
+                finished = sidecar.finish_after_exit(budget);
+            } else {
+                // Asked to stop (a signal passed on to the app): no wait.
+                update::background::after_app_exit(sidecar, exit_wait_ms, app.stop_requested());
+            }
         }
         drop(status);
         drop(prepared);
         if restarting {
-            return Err(LaunchError::Restart(restart::run_again(&exe)));
+            return Err(LaunchError::Restart(restart::run_again(
+                &exe, finished, exit,
+            )));
         }
         run::exit_like(exit);
     }
@@ -189,16 +198,40 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         Argv0::Packed => ours.unwrap_or_else(|| exe.as_os_str().to_owned()),
     };
     let mut cmd = Command::new(entry);
-    cmd.args(args)
-        .env("ONEFILE_EXE", exe)
+    cmd.args(args);
+    // Every variable the launcher sets for its app is first removed: set
+    // below, later (the status file), or only when this launch has it,
+    // never another launch's. Instructions to a launcher never reach the
+    // app as such.
+    let instructions = [crate::self_test::VAR, update::background::VAR];
+    for name in SET_FOR_THE_APP.iter().chain(&instructions) {
+        cmd.env_remove(name);
+    }
+    cmd.env("ONEFILE_EXE", exe)
         .env("ONEFILE_DIR", dir)
         .env("ONEFILE_NAME", &packed.metadata.name)
-        .env("ONEFILE_VERSION", &packed.metadata.version)
-        // Ours is set when this launch has one: never another launch's.
-        .env_remove(update::status::VARIABLE)
-        .env_remove(crate::self_test::VAR);
+        .env("ONEFILE_VERSION", &packed.metadata.version);
+    if restart::restarted() {
+        cmd.env(restart::MARKER, "1");
+    }
     set_argv0(&mut cmd, argv0);
     cmd
+}
+
+/// The `ONEFILE_*` variables the launcher sets for its app.
+const SET_FOR_THE_APP: [&str; 6] = [
+    "ONEFILE_EXE",
+    "ONEFILE_DIR",
+    "ONEFILE_NAME",
+    "ONEFILE_VERSION",
+    update::status::VARIABLE,
+    restart::MARKER,
+];
+
+/// The version this launch's build replaced after it failed to start, when
+/// the launcher that rolled back started this one.
+fn rolled_back_from() -> Option<String> {
+    std::env::var("ONEFILE_ROLLED_BACK_FROM").ok()
 }
 
 #[cfg(unix)]

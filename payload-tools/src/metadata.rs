@@ -206,8 +206,10 @@ pub struct UpdateSettings {
     /// URL of `update.toml`, with `{VERSION}`, `{NAME}`, `{OS}`, `{ARCH}`
     /// expanded at run time.
     pub url_spec: String,
-    /// How long the launcher may wait after the app exits for a download
-    /// that is still running, in milliseconds.
+    /// How long the launcher may wait after the app exits for an update
+    /// under way, in milliseconds, before it hands the rest to a background
+    /// updater (the stub waits at most 25 ms for a host that has not
+    /// answered, whatever this says).
     #[serde(default = "default_exit_wait_ms")]
     pub exit_wait_ms: u64,
     /// minisign public keys (base64 of the key line): when present, only a

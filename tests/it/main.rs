@@ -6,6 +6,7 @@
 //! `windows/`, run under Wine by `make test-windows`.
 #![cfg(unix)]
 
+mod background;
 mod checks;
 mod craft;
 mod faults;

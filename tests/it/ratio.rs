@@ -108,7 +108,7 @@ fn a_dictionary_build_runs_and_updates_to_the_next_one() {
 
     // The updater checks the new dictionary build while it arrives, and
     // installs it.
-    fs::copy(site.join("1.1/update.toml"), site.join("1.0/update.toml")).expect("announce");
+    crate::checks::announce_11(&site);
     let out = s.run(&exe, ["version"]);
     assert_updated(&out);
     assert_eq!(fs::read(&exe).expect("read"), v11);

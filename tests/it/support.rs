@@ -522,3 +522,76 @@ pub fn signed_manifest(body: &str, app: &str, spec: &str, key: &Path) -> String 
         .into_string();
     with_signatures(&body, vec![signature])
 }
+
+// ---- The background updater (issue 14, background) ----
+
+/// The pid of the background updater the launch of `out` started, from its
+/// trace.
+pub fn background_updater(out: &Output) -> Option<u32> {
+    update_traces(out).iter().find_map(|t| {
+        t.strip_prefix("Started background updater ")?
+            .strip_suffix('.')?
+            .parse()
+            .ok()
+    })
+}
+
+/// Whether `pid` runs (a zombie counts as ended).
+pub fn process_runs(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+/// Waits until the background updater the launch of `out` started (if
+/// any) has ended; panics after `bound`.
+pub fn wait_for_background_updater(out: &Output, bound: std::time::Duration) {
+    let Some(pid) = background_updater(out) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    while process_runs(pid) {
+        assert!(
+            started.elapsed() < bound,
+            "background updater {pid} still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Kills the background updater the launch of `out` started (if any) and
+/// waits until it has ended: for tests whose next step must not meet it.
+pub fn stop_background_updater(out: &Output) {
+    if let Some(pid) = background_updater(out) {
+        // SAFETY: a signal to a process this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        wait_for_background_updater(out, std::time::Duration::from_secs(10));
+    }
+}
+
+/// The background updaters at work for the cache folder `cache` (found by
+/// their environment: `ONEFILE_UPDATE=background` and that cache), for
+/// launches without traces.
+pub fn background_updaters_of(cache: &Path) -> Vec<u32> {
+    let wanted_cache = format!("ONEFILE_CACHE_DIR={}", cache.display()).into_bytes();
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if vars.contains(&&b"ONEFILE_UPDATE=background"[..])
+            && vars.contains(&wanted_cache.as_slice())
+            && process_runs(pid)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}

@@ -340,7 +340,7 @@ fn updated_executable_keeps_its_permissions() {
 }
 
 /// Runs 1.0 against a faulty publication and checks the outcome.
-pub fn expect_failure(p: &Published, trace_part: &str) {
+pub fn expect_failure(p: &Published, trace_part: &str) -> Output {
     let started = Instant::now();
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n", "the app ran: {}", stderr(&out));
@@ -356,6 +356,7 @@ pub fn expect_failure(p: &Published, trace_part: &str) {
     // A failed check backs off: the next one here stands for a launch
     // after the backoff.
     let_time_pass(&p.s.cache());
+    out
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! command lines, replacing a running executable).
 #![cfg(windows)]
 
+mod background;
 mod cache;
 mod checks;
 mod cross;

@@ -491,6 +491,12 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
+/// The process id a launcher that restarted this one put in its marker
+/// (`restart`): our own, as `exec` keeps it.
+pub fn restarter_pid() -> Option<u32> {
+    Some(std::process::id())
+}
+
 /// Lowers the priority of the calling thread (Linux, where each thread has
 /// its own nice value); elsewhere the call would lower the whole process,
 /// so it does nothing.
@@ -500,5 +506,106 @@ pub fn lower_thread_priority() {
     // lower the priority only costs speed, so its result is ignored.
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
+/// Points the launcher's stdin and stdout (and stderr unless `keep_stderr`)
+/// at the null device, so that whoever reads the app's output sees its end
+/// although the launcher runs on for a moment.
+pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let last = if keep_stderr { 1 } else { 2 };
+    for fd in 0..=last {
+        // SAFETY: dup2 onto the standard descriptors, from one we own.
+        cvt(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
+    }
+    Ok(())
+}
+
+/// Starts `exe` (open as `file`) with `var=value` as the background
+/// updater: stdio on the null device, a session of its own (no controlling
+/// terminal, no signal from the terminal), a low priority, no descriptor
+/// of ours (std opens all of them close-on-exec), its working directory
+/// the root (it keeps no mount busy). Returns its pid; nobody waits for it.
+///
+/// Linux starts the held file through `/proc/self/fd`: the very build this
+/// launcher runs, even if the executable's name was replaced meanwhile.
+pub fn spawn_background(exe: &Path, file: &File, var: &str, value: &str) -> io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    #[cfg(target_os = "linux")]
+    let program = {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let program = {
+        let _ = file;
+        exe.to_owned()
+    };
+    let _ = exe;
+    let mut cmd = Command::new(program);
+    cmd.env(var, value)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/");
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls async-signal-safe functions (setsid, setpriority,
+    // sigemptyset, pthread_sigmask, close_range, fcntl).
+    unsafe {
+        cmd.pre_exec(|| {
+            close_inherited_on_exec();
+            cvt(libc::setsid())?;
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    // Reaped by init once the launcher has exited: a zombie only while
+    // the launcher lives, which is a moment.
+    Ok(cmd.spawn()?.id())
+}
+
+/// Marks every descriptor above stderr close-on-exec, those the launcher
+/// inherited from whoever started it included (a build tool's jobserver
+/// pipe, a shell's extra redirection): the background updater outlives
+/// the launch and must keep none of them open. Marked, not closed, so
+/// that `/proc/self/fd/N` still names the executable when `exec` opens it.
+///
+/// # Safety
+/// Async-signal-safe: for a forked child before `exec`.
+unsafe fn close_inherited_on_exec() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a syscall with plain integer arguments.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+    };
+    #[cfg(not(target_os = "linux"))]
+    let done = false;
+    if !done {
+        // Kernels before 5.11: one by one, up to a bound (descriptors
+        // above it are rare, and harmless beyond keeping a pipe open).
+        for fd in 3..4096 {
+            // SAFETY: fcntl on a number that may not be open fails
+            // harmlessly (EBADF).
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
     }
 }

@@ -640,6 +640,38 @@ pub fn append_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()>
 /// the download does all of the writing.
 pub fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
+/// The process id a launcher that restarted this one put in its marker
+/// (`restart`): our parent's, which runs us as its child and waits. `None`
+/// if it cannot be found.
+pub fn restarter_pid() -> Option<u32> {
+    use std::os::windows::io::{FromRawHandle, OwnedHandle};
+    use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
+        TH32CS_SNAPPROCESS,
+    };
+    let own = std::process::id();
+    // SAFETY: a snapshot handle, checked, owned (and so closed) at once;
+    // the entry is zeroed with its size set, as Process32*W require.
+    unsafe {
+        let raw = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+        if raw == INVALID_HANDLE_VALUE || raw.is_null() {
+            return None;
+        }
+        let snapshot = OwnedHandle::from_raw_handle(raw);
+        let mut entry: PROCESSENTRY32W = std::mem::zeroed();
+        entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+        let mut more = Process32FirstW(snapshot.as_raw_handle(), &mut entry) != 0;
+        while more {
+            if entry.th32ProcessID == own {
+                return Some(entry.th32ParentProcessID);
+            }
+            more = Process32NextW(snapshot.as_raw_handle(), &mut entry) != 0;
+        }
+        None
+    }
+}
+
 /// Lowers the priority of the calling thread (each Windows thread has its
 /// own), so that helpers use only the CPU the download leaves idle.
 pub fn lower_thread_priority() {
@@ -649,6 +681,67 @@ pub fn lower_thread_priority() {
     unsafe {
         SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_LOWEST);
     }
+}
+
+/// Closes the launcher's standard handles (stderr only unless
+/// `keep_stderr`) and leaves them empty, so that whoever reads the app's
+/// output sees its end although the launcher runs on for a moment; std
+/// writes to an empty handle as to nowhere.
+pub fn release_stdio(keep_stderr: bool) -> io::Result<()> {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Console::{
+        GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, SetStdHandle,
+    };
+    let mut which = vec![STD_INPUT_HANDLE, STD_OUTPUT_HANDLE];
+    if !keep_stderr {
+        which.push(STD_ERROR_HANDLE);
+    }
+    for std_handle in which {
+        // SAFETY: the handle is ours, taken out of the process's table
+        // before it is closed, so nothing in this process uses it after.
+        unsafe {
+            let handle = GetStdHandle(std_handle);
+            SetStdHandle(std_handle, std::ptr::null_mut());
+            if !handle.is_null() && handle != INVALID_HANDLE_VALUE {
+                CloseHandle(handle);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts `exe` with `var=value` as the background updater: detached from
+/// the console (no window, no Ctrl-C of the console's group), out of the
+/// launcher's job where the job lets it go, no standard handles, no handle
+/// of ours (std makes none inheritable), below normal priority. Returns
+/// its process id; nobody waits for it. Windows has no path to an open
+/// file to start; the name cannot change under us meanwhile either, since
+/// a running executable can only be renamed, and the updater checks that
+/// the file it replaces is still the one it expects.
+pub fn spawn_background(exe: &Path, _file: &File, var: &str, value: &str) -> io::Result<u32> {
+    use std::os::windows::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use windows_sys::Win32::System::Threading::{
+        BELOW_NORMAL_PRIORITY_CLASS, CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP,
+        CREATE_NO_WINDOW, DETACHED_PROCESS,
+    };
+    let flags = DETACHED_PROCESS
+        | CREATE_NEW_PROCESS_GROUP
+        | CREATE_NO_WINDOW
+        | BELOW_NORMAL_PRIORITY_CLASS;
+    let start = |flags: u32| {
+        Command::new(exe)
+            .env(var, value)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .creation_flags(flags)
+            .spawn()
+    };
+    // A job of someone else's that forbids breaking away refuses the
+    // flag: then the process stays in it.
+    let child = start(flags | CREATE_BREAKAWAY_FROM_JOB).or_else(|_| start(flags))?;
+    Ok(child.id())
 }
 
 #[cfg(test)]

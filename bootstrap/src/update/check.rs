@@ -89,6 +89,7 @@ pub fn fetch(
     let now = schedule::now();
     let old = schedule::load(build, &urls[0]);
     if let Some(old) = &old
+        && !super::background::forced()
         && let Some(wait) = old.wait(now, interval_s)
     {
         info!(
@@ -137,7 +138,10 @@ pub fn fetch(
                 headers.push(("If-Modified-Since", known.last_modified.as_str()));
             }
         }
-        let error = match http::fetch_manifest(agent, url, policy, &headers) {
+        let reply = super::background::awaiting_answer(|| {
+            http::fetch_manifest(agent, url, policy, &headers)
+        });
+        let error = match reply {
             Ok(ManifestReply::NotModified) if known.is_some() => {
                 info!(target: UPDATE, "update.toml not modified since the last check.");
                 record.location = i;

@@ -38,6 +38,7 @@
 //! Any failure is traced and leaves the executable untouched. Each step
 //! is told to the app through its status file ([`status`]).
 
+pub mod background;
 mod check;
 mod download;
 mod error;
@@ -105,6 +106,7 @@ pub fn disabled_by_env() -> bool {
 pub struct Sidecar {
     app: Arc<AppState>,
     finished: mpsc::Receiver<()>,
+    handoff: background::Handoff,
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +139,7 @@ pub fn start(build: RunningBuild) -> Sidecar {
     let app = Arc::new(AppState::default());
     let (done, finished) = mpsc::channel::<()>();
     let thread_app = Arc::clone(&app);
+    let handoff = background::Handoff::of(&build);
     let spawned = std::thread::Builder::new()
         .name("onefile-update".into())
         .spawn(move || {
@@ -156,7 +159,11 @@ pub fn start(build: RunningBuild) -> Sidecar {
         let reason = format!("cannot start the update thread: {e}");
         status::report(status::Report::Failed { reason: &reason });
     }
-    Sidecar { app, finished }
+    Sidecar {
+        app,
+        finished,
+        handoff,
+    }
 }
 
 /// How long the launcher waits for the updater when the app cannot start.

@@ -161,7 +161,9 @@ pub struct PackArgs {
     /// [default: the folder of the expanded --update-url-spec plus the output's file name].
     #[arg(long)]
     pub download_url: Option<String>,
-    /// Seconds the launcher may wait, after the app exits, for an update download to finish [default: 5].
+    /// Seconds the launcher may wait, after the app exits, for an update under way before it hands
+    /// the rest to a background updater (a host that has not answered is waited for 25 ms at most)
+    /// [default: 5].
     #[arg(long)]
     pub update_exit_wait: Option<f64>,
     /// A newly installed build is on probation until the app has run this
@@ -169,16 +171,16 @@ pub struct PackArgs {
     /// [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub healthy_after: Option<String>,
-    /// An exit code that counts as a failed start of a build on probation,
-    /// like a crash does; give it again for more.
+    /// An exit code (1 to 255) that counts as a failed start of a build on
+    /// probation, like a crash does; give it again for more.
     #[arg(long, value_name = "CODE")]
     pub unhealthy_exit_code: Vec<i32>,
     /// Failed starts in a row after which a newly installed build is rolled
     /// back to the one before it; 0 never rolls back [default: 3].
     #[arg(long, value_name = "K")]
     pub rollback_after: Option<u32>,
-    /// The exit code by which the app asks to be restarted on the updated
-    /// build (or the same one if no update is ready).
+    /// The exit code (1 to 255) by which the app asks to be restarted on
+    /// the updated build (or the same one if no update is ready).
     #[arg(long, value_name = "CODE")]
     pub restart_exit_code: Option<i32>,
     /// Install only updates signed by this minisign public key (NAME.pub);
