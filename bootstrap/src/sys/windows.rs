@@ -154,6 +154,65 @@ pub fn command_for_held_file(
     Ok(cmd)
 }
 
+/// Whose fault it is that a self-test could not be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnFailure {
+    /// The build's: Windows cannot execute it (another format or
+    /// architecture, a missing DLL...).
+    Build,
+    /// This machine's, for now: no memory or handles to be had, or the
+    /// file is still open by someone who shares it with no executing.
+    Later,
+    /// This machine cannot run a self-test at all.
+    Unsupported,
+}
+
+/// Sorts the error of a self-test's start ([`SpawnFailure`]); what is not
+/// known to be this machine's is the build's.
+pub fn spawn_failure(e: &io::Error) -> SpawnFailure {
+    use windows_sys::Win32::Foundation::{
+        ERROR_NO_SYSTEM_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, ERROR_OUTOFMEMORY,
+        ERROR_SHARING_VIOLATION, ERROR_TOO_MANY_OPEN_FILES,
+    };
+    match e.raw_os_error().map(|code| code as u32) {
+        Some(
+            ERROR_NOT_ENOUGH_MEMORY
+            | ERROR_OUTOFMEMORY
+            | ERROR_NO_SYSTEM_RESOURCES
+            | ERROR_TOO_MANY_OPEN_FILES
+            | ERROR_SHARING_VIOLATION,
+        ) => SpawnFailure::Later,
+        _ if e.kind() == io::ErrorKind::Unsupported => SpawnFailure::Unsupported,
+        _ => SpawnFailure::Build,
+    }
+}
+
+/// Runs `spawn` (the self-test's start) with Windows' error dialogs off,
+/// which the child inherits: a build the loader cannot start (a DLL or an
+/// entry point missing on this Windows) then fails at once with the
+/// loader's status as its exit code, and one that crashes just ends,
+/// instead of showing the user a system message box about an update they
+/// never asked for and hanging until it is answered. The mode is
+/// restored after.
+pub fn without_error_dialogs<T>(spawn: impl FnOnce() -> T) -> T {
+    use windows_sys::Win32::System::Diagnostics::Debug::{
+        GetErrorMode, SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SEM_NOOPENFILEERRORBOX,
+        SetErrorMode,
+    };
+    // SAFETY: both only read or set this process's error mode flags.
+    let before = unsafe { GetErrorMode() };
+    // SAFETY: as above.
+    unsafe {
+        SetErrorMode(
+            before | SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX,
+        )
+    };
+    let spawned = spawn();
+    // SAFETY: as above.
+    unsafe { SetErrorMode(before) };
+    spawned
+}
+
 /// Makes `child` (a self-test) end when this process ends, however it
 /// ends: a job of its own that kills what is in it when its last handle
 /// closes, and the one handle, which the caller holds while it waits for
@@ -266,9 +325,14 @@ fn clear_read_only(dir: &Path) {
 /// the read-only flag, from the executable to its replacement (its access
 /// rules come from the folder, as the download was created there). The
 /// other attributes (hidden, compressed, archive...) are the file's own.
+/// Nothing is written when the flag already matches, the usual case.
 pub fn copy_permissions(from: &File, to: &File) -> io::Result<()> {
     let mut permissions = to.metadata()?.permissions();
-    permissions.set_readonly(from.metadata()?.permissions().readonly());
+    let readonly = from.metadata()?.permissions().readonly();
+    if permissions.readonly() == readonly {
+        return Ok(());
+    }
+    permissions.set_readonly(readonly);
     to.set_permissions(permissions)
 }
 
