@@ -578,7 +578,7 @@ fn a_self_test_this_machine_keeps_from_running_keeps_the_download_for_the_next_l
         delay_ms: 100,
     };
     crate::update::announce_route(&p, &body, route);
-    let mut launcher =
+    let launcher =
         p.s.command(&p.exe)
             .arg("version")
             .stdout(std::process::Stdio::piped())
