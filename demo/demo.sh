@@ -83,13 +83,13 @@ CRASH='kill -SEGV $$' pack 1.2
 step "./AutoUpdatingTest.bin    # 1.1 installs 1.2 at its exit, keeping 1.1 as .AutoUpdatingTest.bin.previous"
 AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin" 2>&1 | grep -v '^ONEFILE: '
 
-step "./AutoUpdatingTest.bin (three times)    # 1.2 is on probation: the third failed start rolls back to 1.1, which runs"
+step "./AutoUpdatingTest.bin (three times)    # 1.2 is on probation: the third failed start restores 1.1"
 for _ in 1 2 3; do
   (AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin" 2>&1 || true) |
-    grep -E 'Failed start|Rolled back|This is version' || true
+    grep -E 'Failed start|Rolled back|restored|This is version' || true
 done
 
-step "./AutoUpdatingTest.bin    # 1.1 again: 1.2, still announced, is not installed again"
+step "./AutoUpdatingTest.bin    # 1.1 runs again: 1.2, still announced, is not installed again"
 AUTO_UPDATE_DEBUG=1 "$work/AutoUpdatingTest.bin" 2>&1 | grep -v '^ONEFILE: '
 
 step "payload-tools verify AutoUpdatingTest.bin"

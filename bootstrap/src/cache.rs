@@ -55,6 +55,10 @@ pub struct Prepared {
     pub in_use: Option<File>,
 }
 
+/// Entries of the app's cache folder looked at by one clean-up at most:
+/// the folder is private, but a clean-up must end.
+const MAX_LISTED: usize = 10_000;
+
 /// The cache folder of one app, held open.
 #[derive(Debug)]
 pub struct Cache {
@@ -283,10 +287,13 @@ impl Cache {
         };
         let mut others = Vec::new();
         let mut leftovers = false;
-        for item in listing.flatten() {
+        let mut probation = Vec::new();
+        for item in listing.flatten().take(MAX_LISTED) {
             let name = item.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(".tmp-") || name.starts_with(".trash-") {
+            if name.starts_with(".probation-") || name.starts_with(".health-") {
+                probation.push(name.to_owned());
+            } else if name.starts_with(".tmp-") || name.starts_with(".trash-") {
                 leftovers = true;
             } else if let Some(build) = name.strip_suffix(".lock")
                 && build != self.build
@@ -296,6 +303,7 @@ impl Cache {
                 others.push(build.to_owned());
             }
         }
+        crate::probation::remove_abandoned(&self.app, &self.app_dir, &probation);
         if others.is_empty() && !leftovers {
             return;
         }

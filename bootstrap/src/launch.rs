@@ -76,9 +76,10 @@ fn try_launch() -> Result<Never, LaunchError> {
     // starts.
     let restart_code = restart::exit_code(meta.update.as_ref());
     if updates.is_some() || restart_code.is_some() || probation.is_some() {
-        let status = updates
-            .as_ref()
-            .and_then(|_| update::status::open(&mut cmd, cache.folder(), &meta.version));
+        let status = updates.as_ref().and_then(|_| {
+            let from = rolled_back_from();
+            update::status::open(&mut cmd, cache.folder(), &meta.version, from.as_deref())
+        });
         // The app starts first: nothing the network does may delay it.
         let mut app = match run::spawn(cmd) {
             Ok(app) => app,
@@ -91,6 +92,7 @@ fn try_launch() -> Result<Never, LaunchError> {
                 ));
             }
         };
+        probation::started(probation.as_ref());
         info!(
             "Started '{}' as process {} after {:.2} ms.",
             entry.display(),
@@ -119,20 +121,25 @@ fn try_launch() -> Result<Never, LaunchError> {
         if let Some(probation) = probation {
             probation.app_exited(exit)?;
         }
-        // Asked to stop (a signal passed on to the app): no restart, no
-        // wait.
-        let restarting = !app.stop_requested() && restart::asked(exit, restart_code);
+        let restarting = restart::asked(exit, restart_code, &app);
+        // A restart keeps stdio for the restarted app and hands nothing to
+        // a background updater: the restarted launch has its own sidecar.
+        let mut finished = true;
         if let Some(sidecar) = sidecar {
             if restarting {
-                sidecar.finish_after_exit(restart::INSTALL_WAIT);
+                let budget = restart::install_wait(exit_wait_ms);
+                finished = sidecar.finish_after_exit(budget);
             } else {
+                // Asked to stop (a signal passed on to the app): no wait.
                 update::background::after_app_exit(sidecar, exit_wait_ms, app.stop_requested());
             }
         }
         drop(status);
         drop(prepared);
         if restarting {
-            return Err(LaunchError::Restart(restart::run_again(&exe)));
+            return Err(LaunchError::Restart(restart::run_again(
+                &exe, finished, exit,
+            )));
         }
         run::exit_like(exit);
     }
@@ -196,19 +203,53 @@ fn app_command(entry: &Path, exe: &Path, dir: &Path, packed: &PackedFile) -> Com
         Argv0::Packed => ours.unwrap_or_else(|| exe.as_os_str().to_owned()),
     };
     let mut cmd = Command::new(entry);
-    cmd.args(args)
-        .env("ONEFILE_EXE", exe)
+    cmd.args(args);
+    // Every variable the launcher sets for its app is first removed: set
+    // below, later (the status file), or only when this launch has it,
+    // never another launch's. Instructions to a launcher never reach the
+    // app as such.
+    let instructions = [
+        crate::self_test::VAR,
+        update::background::VAR,
+        update::background::EXE_VAR,
+        update::background::EXE_ID_VAR,
+    ];
+    for name in SET_FOR_THE_APP.iter().chain(&instructions) {
+        cmd.env_remove(name);
+    }
+    cmd.env("ONEFILE_EXE", exe)
         .env("ONEFILE_DIR", dir)
         .env("ONEFILE_NAME", &packed.metadata.name)
-        .env("ONEFILE_VERSION", &packed.metadata.version)
-        // Ours is set when this launch has one: never another launch's.
-        .env_remove(update::status::VARIABLE)
-        .env_remove(crate::self_test::VAR)
-        .env_remove(update::background::VAR)
-        .env_remove(update::background::EXE_VAR)
-        .env_remove(update::background::EXE_ID_VAR);
+        .env("ONEFILE_VERSION", &packed.metadata.version);
+    if restart::restarted() {
+        cmd.env(restart::MARKER, "1");
+    }
     set_argv0(&mut cmd, argv0);
     cmd
+}
+
+/// The `ONEFILE_*` variables the launcher sets for its app.
+const SET_FOR_THE_APP: [&str; 6] = [
+    "ONEFILE_EXE",
+    "ONEFILE_DIR",
+    "ONEFILE_NAME",
+    "ONEFILE_VERSION",
+    update::status::VARIABLE,
+    restart::MARKER,
+];
+
+/// The version this launch's build replaced after it failed to start, when
+/// the launcher that rolled back started this one: the only reader of
+/// `ONEFILE_ROLLED_BACK_FROM`, which that launcher sets to `<its pid>:<bad
+/// version>` (`probation`). The pid must be ours (Unix: `exec` keeps it)
+/// or our parent's (Windows: it runs us as its child); any other value,
+/// inherited by a process an app started, is ignored.
+pub fn rolled_back_from() -> Option<String> {
+    let value = std::env::var(probation::ROLLED_BACK_FROM).ok()?;
+    let (pid, version) = value.split_once(':')?;
+    let ours = pid.parse::<u32>().ok() == sys::restarter_pid();
+    let bounded = !version.is_empty() && version.len() <= 128 && !version.contains(['\n', '\r']);
+    (ours && bounded).then(|| version.to_owned())
 }
 
 #[cfg(unix)]

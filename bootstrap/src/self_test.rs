@@ -7,7 +7,8 @@
 //!    a request and changes nothing (the launcher removes the variable from
 //!    the app's environment either way). Never an argument: the app's own
 //!    arguments can never trigger it.
-//! 2. Open our own executable and read its trailer and metadata, checked
+//! 2. Open our own executable (on Linux the file executed, by
+//!    `/proc/self/exe`) and read its trailer and metadata, checked
 //!    (`PackedFile::open`: the trailer's and the metadata's CRC-32, the
 //!    layout, the features the metadata requires, a frame index that covers
 //!    the payload exactly).
@@ -70,7 +71,7 @@ pub fn is_token(value: &str) -> bool {
 /// Steps 2 and 3: the build's name and version, or why it is not sound.
 fn check() -> Result<(String, String), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find its executable: {e}"))?;
-    let packed = PackedFile::open(&exe)
+    let packed = open_own(&exe)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("'{}' carries no payload", exe.display()))?;
     let mut first = [0u8; 4];
@@ -92,6 +93,20 @@ fn check() -> Result<(String, String), String> {
     }
     let meta = packed.metadata;
     Ok((meta.name, meta.version))
+}
+
+/// Our own executable (`exe` names it in messages). On Linux the very file
+/// executed, by `/proc/self/exe`, not the path it had then looked up again:
+/// a name replaced or removed meanwhile changes nothing.
+fn open_own(exe: &std::path::Path) -> payload_tools::Result<Option<PackedFile>> {
+    #[cfg(target_os = "linux")]
+    {
+        let file = std::fs::File::open("/proc/self/exe")
+            .map_err(payload_tools::Error::io("cannot open", exe))?;
+        PackedFile::from_file(file, exe)
+    }
+    #[cfg(not(target_os = "linux"))]
+    PackedFile::open(exe)
 }
 
 /// Whether `magic` (little-endian) starts a zstd frame, or a skippable

@@ -317,6 +317,7 @@ mod tests {
                 .collect(),
             continued_frames: vec![],
             file_times: None,
+            self_test: None,
             update: None,
         };
         let trailer = Trailer {

@@ -130,6 +130,15 @@ pub struct Metadata {
     /// of the unpacking); readers that predate it ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_times: Option<String>,
+    /// The self-test protocol version the stub answers
+    /// (`stub::SELF_TEST_VERSION`), recorded by `pack` when the stub holds
+    /// the self-test marker: an updater then runs the build's self-test
+    /// even if the marker cannot be found in its stub (cut short before
+    /// it), and refuses a build that fails it. Absent in builds made
+    /// before it existed or with a stub without the mode; readers that
+    /// predate it ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_test: Option<u16>,
     /// Self-update settings; absent when the build does not update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateSettings>,
@@ -546,6 +555,7 @@ mod tests {
             frame_hashes: vec![PartHash::of(b"frame")],
             continued_frames: vec![],
             file_times: None,
+            self_test: None,
             update: None,
         }
     }
@@ -570,6 +580,19 @@ mod tests {
         assert_eq!(Metadata::parse(&text, Path::new("x")).ok(), Some(m));
         let bad = text.replace("\"entry\"", "\"elsewhere\"");
         assert!(Metadata::parse(&bad, Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn the_self_test_is_written_only_when_the_stub_has_it() {
+        let m = sample();
+        assert!(!m.to_toml().contains("self_test"));
+        let m = Metadata {
+            self_test: Some(1),
+            ..sample()
+        };
+        let text = m.to_toml();
+        assert!(text.contains("self_test = 1"), "{text}");
+        assert_eq!(Metadata::parse(&text, Path::new("x")).ok(), Some(m));
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
         frame_hashes: framed.frame_hashes,
         continued_frames: framed.continued,
         file_times: Some(file_times),
+        self_test: crate::stub::self_test_version_in_bytes(&stub_bytes),
         update: opts.update.clone(),
     };
     let mut metadata_text = metadata.to_toml();

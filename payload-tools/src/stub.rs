@@ -112,6 +112,12 @@ pub fn find_in_file(file: &File, len: u64, path: &Path) -> Result<Option<u16>> {
 }
 
 /// The self-test protocol version named by the first self-test marker in
+/// `bytes` (a stub), if any.
+pub fn self_test_version_in_bytes(bytes: &[u8]) -> Option<u16> {
+    find_prefixed(bytes, &unmasked(&MASKED_SELF_TEST_PREFIX))
+}
+
+/// The self-test protocol version named by the first self-test marker in
 /// the first `len` bytes of `file` (the stub part of a packed file), if
 /// any: `None` for a stub without the self-test mode.
 pub fn self_test_version_in_file(file: &File, len: u64, path: &Path) -> Result<Option<u16>> {

@@ -150,6 +150,7 @@ fn write_frames(out: &Path, tars: &[Vec<u8>], entry_count: usize, continued: &[u
         frame_hashes: Vec::new(),
         continued_frames: continued.to_vec(),
         file_times: None,
+        self_test: None,
         update: None,
         argv0: Default::default(),
     }

@@ -256,6 +256,7 @@ fn write_packed(out: &Path, frames: &[&[Entry<'_>]], requires: &[&str]) {
         frame_hashes: Vec::new(),
         continued_frames: Vec::new(),
         file_times: None,
+        self_test: None,
         update: None,
         argv0: Default::default(),
     }

@@ -183,6 +183,7 @@ proptest! {
             frame_hashes: Vec::new(),
             continued_frames: Vec::new(),
             file_times: None,
+            self_test: None,
             update: None,
         };
         prop_assert_eq!(Metadata::parse(&m.to_toml(), Path::new("x")).ok(), Some(m));

@@ -105,10 +105,17 @@ fn a_1_1_that_segfaults_is_rolled_back_after_3_failed_starts_and_not_installed_a
         assert!(update_traces(&out).contains(&failed), "{}", stderr(&out));
         assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
     }
-    // The third failure rolls back, and this launch runs 1.0.
-    let out = p.run(&["env", "ONEFILE_ROLLED_BACK_FROM"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "ONEFILE_ROLLED_BACK_FROM=1.1\n");
+    // The third failure rolls back; this launch ends as its app did, and
+    // 1.0 runs from the next one.
+    let out = p.run(&["version"]);
+    assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{NAME}: 1.1 failed to start 3 times; 1.0 was restored and runs from the next launch"
+        )),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         update_traces(&out).contains(
             &"Rolled back from 1.1 to 1.0 after 3 failed starts (last: killed by signal 11)."
@@ -145,7 +152,8 @@ fn a_later_good_1_2_installs_after_a_rollback() {
     install_11(&p);
     let out = p.run(&["version"]);
     assert!(rolled_back(&out), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "1.0\n");
+    assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    assert_eq!(p.run(&["version"]).stdout, b"1.0\n");
 
     let (v12, toml12) = pack_version(
         &p.s,
@@ -176,8 +184,9 @@ fn an_exit_code_listed_unhealthy_is_a_failed_start_and_others_are_not() {
     }
     let out = p.run(&["version"]);
     assert!(rolled_back(&out), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "1.0\n");
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
     assert_eq!(fs::read(&p.exe).expect("read"), p.v10);
+    assert_eq!(p.run(&["version"]).stdout, b"1.0\n");
 
     // Not listed: a command-line tool reporting a failure, not a crash.
     let p = publish_11(&[], Some(EXITS_127));
@@ -212,43 +221,82 @@ fn a_healthy_1_1_lets_1_0_go_after_its_first_run_and_sees_its_first_run_once() {
     assert!(!previous(&p).exists(), "healthy after its first run");
     assert!(records(&p).is_empty());
     // Once: the next launch is an ordinary one, and the variables the
-    // launcher itself was given are not passed on.
-    let out =
-        p.s.command(&p.exe)
-            .args(names)
-            .env("ONEFILE_FIRST_RUN", "1")
-            .env("ONEFILE_PREVIOUS_VERSION", "0.9")
-            .output()
-            .expect("run");
-    assert_eq!(
-        stdout(&out),
-        "ONEFILE_FIRST_RUN unset\nONEFILE_PREVIOUS_VERSION unset\n"
-    );
+    // launcher itself was given (inherited from another launch's app) are
+    // not passed on.
+    let inherited = [
+        ("ONEFILE_FIRST_RUN", "1"),
+        ("ONEFILE_PREVIOUS_VERSION", "0.9"),
+        ("ONEFILE_HEALTH_FILE", "/elsewhere/.health"),
+        ("ONEFILE_ROLLED_BACK_FROM", "1.1"),
+    ];
+    for rolled_back_from in ["1.1", "1:1.1"] {
+        let out =
+            p.s.command(&p.exe)
+                .arg("env")
+                .args(inherited.map(|(name, _)| name))
+                .envs(inherited)
+                .env("ONEFILE_ROLLED_BACK_FROM", rolled_back_from)
+                .output()
+                .expect("run");
+        assert_eq!(
+            stdout(&out),
+            "ONEFILE_FIRST_RUN unset\nONEFILE_PREVIOUS_VERSION unset\n\
+             ONEFILE_HEALTH_FILE unset\nONEFILE_ROLLED_BACK_FROM unset\n",
+            "{}",
+            stderr(&out)
+        );
+    }
 }
+
+/// A 1.1 that prints whether it got its first run, enters itself at the
+/// barrier (`$BARRIER.<pid>`), and waits (at most 30 s) until `$BARRIER`
+/// exists: all of them are on probation at once.
+const WAITS_AT_BARRIER: &str = "#!/bin/sh\necho \"first run: ${ONEFILE_FIRST_RUN:-no}\"\n\
+    touch \"$BARRIER.$$\"\ni=0\n\
+    while [ ! -e \"$BARRIER\" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n";
 
 #[test]
 fn of_8_concurrent_first_launches_exactly_one_sees_its_first_run() {
-    let p = publish_11(&[], None);
+    let p = publish_11(&["--healthy-after", "1h"], Some(WAITS_AT_BARRIER));
     install_11(&p);
+    let barrier = p.s.path("barrier");
     let children: Vec<_> = (0..8)
         .map(|_| {
             p.s.command(&p.exe)
-                .args(["env", "ONEFILE_FIRST_RUN"])
+                .env("BARRIER", &barrier)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn")
         })
         .collect();
+    let arrived = || {
+        fs::read_dir(p.s.path(""))
+            .expect("list")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("barrier."))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrived() < 8 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(arrived(), 8, "all 8 on probation at once");
+    fs::write(&barrier, b"").expect("open the barrier");
     let outs: Vec<Output> = children
         .into_iter()
         .map(|c| c.wait_with_output().expect("wait"))
         .collect();
     let first = outs
         .iter()
-        .filter(|o| stdout(o) == "ONEFILE_FIRST_RUN=1\n")
+        .filter(|o| stdout(o) == "first run: 1\n")
         .count();
-    assert_eq!(first, 1);
+    assert_eq!(
+        first,
+        1,
+        "{:?}",
+        outs.iter().map(stdout).collect::<Vec<_>>()
+    );
     assert!(!previous(&p).exists());
     assert!(records(&p).is_empty(), "{:?}", records(&p));
 }
@@ -413,4 +461,195 @@ fn a_build_without_update_settings_keeps_no_previous_build() {
     assert_eq!(fs::read(&p.exe).expect("read"), v11);
     assert!(!previous(&p).exists(), "{}", stderr(&out));
     assert!(records(&p).is_empty(), "{:?}", records(&p));
+}
+
+/// A 1.1 that is healthy: `version` prints it; otherwise it creates
+/// `$STARTED` and runs for 30 s.
+const RUNS_LONG: &str = "#!/bin/sh\n[ \"$1\" = version ] && { echo 1.1; exit 0; }\n\
+    touch \"$STARTED\"\nsleep 30\n";
+
+#[test]
+fn killing_a_healthy_builds_launcher_while_its_app_runs_is_no_failed_start() {
+    let p = publish_11(&[], Some(RUNS_LONG));
+    install_11(&p);
+    let started = p.s.path("started");
+    for _ in 0..4 {
+        let _ = fs::remove_file(&started);
+        let mut child =
+            p.s.command(&p.exe)
+                .env("STARTED", &started)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !started.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(started.exists(), "the app started");
+        // The launcher notes the start right after the spawn.
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().expect("kill the launcher");
+        child.wait().expect("wait");
+    }
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.1\n", "{}", stderr(&out));
+    assert!(
+        update_traces(&out).contains(
+            &"1 start(s) of 1.1 ended unobserved (launcher killed after the app started): not counted."
+                .to_owned()
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        update_traces(&out).contains(
+            &"1.1 is on probation: 0 failed start(s) so far, healthy after 5000 ms.".to_owned()
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!rolled_back(&out), "{}", stderr(&out));
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+    assert!(!p.s.cache().join(NAME).join(".rolled-back").exists());
+}
+
+#[test]
+fn an_update_while_on_probation_keeps_the_last_healthy_build_to_roll_back_to() {
+    let p = publish_11(&[], Some(SEGFAULTS));
+    install_11(&p);
+    let (v12, toml12) = pack_version(&p.s, p.server.port, "1.2", &[], |app| {
+        write_file(&app.join("bin/probe"), SEGFAULTS.as_bytes(), true);
+    });
+    p.server
+        .route(&format!("/1.2/{NAME}.bin"), Route::file(v12.clone()));
+    // 1.2 is announced to every earlier version.
+    p.server
+        .route("/1.1/update.toml", Route::file(toml12.clone()));
+    p.server.route("/1.0/update.toml", Route::file(toml12));
+    let_time_pass(&p.s.cache());
+    // 1.1 fails its first start, and its updater installs 1.2.
+    let out = p.run(&["version"]);
+    assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    assert_updated(&out);
+    assert_eq!(fs::read(&p.exe).expect("read"), v12);
+    assert_eq!(
+        fs::read(previous(&p)).expect("a previous build"),
+        p.v10,
+        "the unproven 1.1 never replaces the healthy 1.0 as the previous build"
+    );
+    for _ in 0..3 {
+        let out = p.run(&["version"]);
+        assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    }
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v10, "rolled back to 1.0");
+    let_time_pass(&p.s.cache());
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.starts_with("Not installing 1.2: rolled back from it")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(records(&p).is_empty(), "{:?}", records(&p));
+}
+
+/// A 1.1 that reads a line, prints it, and dies of SIGSEGV.
+const READS_THEN_SEGFAULTS: &str =
+    "#!/bin/sh\nread line\necho \"1.1 read: $line\"\nkill -SEGV $$\n";
+
+#[test]
+fn a_rollback_decided_at_the_apps_exit_does_not_run_the_command_again() {
+    use std::io::Write;
+    let p = publish_11(&["--rollback-after", "1"], Some(READS_THEN_SEGFAULTS));
+    install_11(&p);
+    let mut child =
+        p.s.command(&p.exe)
+            .arg("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"first\nsecond\n").expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    assert!(rolled_back(&out), "{}", stderr(&out));
+    assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1.1 read: first\n");
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v10);
+}
+
+#[test]
+fn a_rollback_decided_before_the_app_ran_runs_the_restored_build_at_once() {
+    // The entry's interpreter is missing: the launcher cannot execute it.
+    let p = publish_11(&[], Some("#!/nonexistent/sh\n"));
+    install_11(&p);
+    for start in 1..=2 {
+        let out = p.run(&["version"]);
+        assert!(!out.status.success(), "{}", stderr(&out));
+        assert!(
+            update_traces(&out)
+                .iter()
+                .any(|t| t.starts_with(&format!("Failed start {start} of 1.1 (cannot start"))),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = p.run(&["env", "ONEFILE_ROLLED_BACK_FROM"]);
+    assert!(rolled_back(&out), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ONEFILE_ROLLED_BACK_FROM=1.1\n");
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v10);
+    // Only that launch: the next is told nothing.
+    let out = p.run(&["env", "ONEFILE_ROLLED_BACK_FROM"]);
+    assert_eq!(stdout(&out), "ONEFILE_ROLLED_BACK_FROM unset\n");
+}
+
+#[test]
+fn what_killed_launches_and_vanished_builds_leave_is_removed() {
+    let p = publish_11(&[], None);
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    let folder = p.s.cache().join(NAME);
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("wait");
+        pid
+    };
+    let live = std::process::id();
+    let abandoned = folder.join(".probation-1-2");
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(31 * 24 * 3600);
+    for name in [".probation-1-2", ".probation-1-2.lock", ".probation-3-4"] {
+        fs::write(folder.join(name), b"").expect("write");
+    }
+    for name in [".probation-1-2", ".probation-1-2.lock"] {
+        let file = fs::File::options()
+            .write(true)
+            .open(folder.join(name))
+            .expect("open");
+        file.set_modified(month_ago).expect("age it");
+    }
+    let dead_health = format!(".health-{dead}-00000000000000ab");
+    let live_health = format!(".health-{live}-00000000000000cd");
+    fs::write(folder.join(&dead_health), b"").expect("write");
+    fs::write(folder.join(&live_health), b"").expect("write");
+    let out =
+        p.s.command(&p.exe)
+            .arg("version")
+            .env("AUTO_UPDATE_DISABLE", "1")
+            .output()
+            .expect("run");
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    assert!(!abandoned.exists(), "{}", stderr(&out));
+    assert!(!folder.join(".probation-1-2.lock").exists());
+    assert!(!folder.join(&dead_health).exists());
+    // A record in use recently, and the health file of a live launcher,
+    // stay.
+    assert!(folder.join(".probation-3-4").exists());
+    assert!(folder.join(&live_health).exists());
 }

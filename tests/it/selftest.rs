@@ -51,7 +51,9 @@ fn expect_held_back(p: &Published) {
     assert_eq!(stdout(&out), "1.0\n");
     let traces = update_traces(&out);
     assert!(
-        traces.iter().any(|t| t.contains("not downloaded again")),
+        traces.iter().any(|t| t.contains(
+            "failed its self-test or failed verification on every mirror; not downloaded again"
+        )),
         "{traces:#?}"
     );
     assert_eq!(downloads(p), before, "downloaded again: {traces:#?}");
@@ -153,7 +155,7 @@ fn a_build_the_system_cannot_execute_is_refused() {
 }
 
 #[test]
-fn a_build_for_another_architecture_is_refused_before_its_self_test() {
+fn a_build_whose_header_names_another_architecture_is_refused_by_the_platform_check() {
     let p = publish(&[]);
     // Its header says aarch64 (x86_64 on an aarch64 machine): the platform
     // check refuses it before anything runs it.
@@ -182,6 +184,43 @@ fn a_build_for_another_architecture_is_refused_before_its_self_test() {
 
 #[test]
 #[cfg(target_arch = "x86_64")]
+fn a_build_for_a_cpu_this_one_is_not_is_refused_by_its_self_test() {
+    // The header says x86_64, so every check before the self-test lets it
+    // through, but its first instruction is one this CPU does not have
+    // (ud2 stands for an instruction of a newer CPU): SIGILL.
+    let p = publish(&[]);
+    let mut build = p.v11.clone();
+    let entry = entry_offset(&build);
+    build[entry..entry + 2].copy_from_slice(&[0x0f, 0x0b]);
+    announce_body(&p, build);
+    let failed = expect_refused(&p);
+    assert!(failed.contains("SIGILL"), "{failed}");
+    expect_held_back(&p);
+}
+
+#[test]
+fn a_build_whose_program_loader_is_missing_here_is_refused_by_its_self_test() {
+    // A build linked for another C library (glibc against musl): its
+    // program loader (PT_INTERP) does not exist here; the kernel says
+    // ENOENT, the build's fault.
+    let p = publish(&[]);
+    let mut build = p.v11.clone();
+    let stub_len = crate::update::payload_offset(&build);
+    let interp = find(&build[..stub_len], b"/lib64/ld-linux-x86-64.so.2\0")
+        .or_else(|| find(&build[..stub_len], b"/lib/ld-linux-aarch64.so.1\0"))
+        .expect("the test stub is linked dynamically: its program loader");
+    build[interp + 1..interp + 6].copy_from_slice(b"nolib");
+    announce_body(&p, build);
+    let failed = expect_refused(&p);
+    assert!(
+        failed.contains("cannot execute it: No such file"),
+        "{failed}"
+    );
+    expect_held_back(&p);
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
 fn a_build_whose_stub_crashes_is_refused() {
     let p = publish(&[]);
     // Its first instruction writes to address 0: SIGSEGV at once.
@@ -196,30 +235,62 @@ fn a_build_whose_stub_crashes_is_refused() {
 }
 
 #[test]
-fn a_build_that_answers_another_version_is_refused() {
-    // The manifest announces 1.1, the file is 1.2 (newer, so every other
-    // check lets it through): its answer names 1.2.
-    let p = publish(&[]);
-    let (v12, _) = crate::update::pack_version(&p.s, p.server.port, "1.2", &[], |_| {});
-    announce_body(&p, v12);
-    let failed = expect_refused(&p);
-    assert!(
-        failed.contains(&format!("ok {NAME} 1.2' instead of 'onefile-self-test ")),
-        "{failed}"
-    );
-    assert!(failed.contains(&format!("ok {NAME} 1.1';")), "{failed}");
+fn a_build_whose_version_is_spelled_otherwise_than_announced_installs() {
+    // The manifest announces 1.1; the file says 1.1.0 or v1.1, the same
+    // version (verification compares versions by their order): its answer
+    // names its own version, and that passes.
+    for spelling in ["1.1.0", "v1.1"] {
+        let p = publish(&[]);
+        let (build, _) = crate::update::pack_version(&p.s, p.server.port, spelling, &[], |_| {});
+        announce_body(&p, build.clone());
+        let out = p.run(&["version"]);
+        assert_eq!(stdout(&out), "1.0\n");
+        let traces = update_traces(&out);
+        assert!(
+            traces.iter().any(|t| t == PASSED),
+            "{spelling}: {traces:#?}"
+        );
+        assert_updated(&out);
+        assert_eq!(fs::read(&p.exe).expect("read"), build, "{spelling}");
+    }
 }
+
+/// Packs 1.1 for `p` with the stub `stub_bytes` (written to a file of its
+/// own); returns the packed build.
+fn pack_11_with_stub(p: &Published, stub_bytes: &[u8]) -> Vec<u8> {
+    let stub_file = p.s.path("edited-stub");
+    write_file(&stub_file, stub_bytes, true);
+    let out = p.s.path("edited.bin");
+    let packed = tools([
+        "pack".as_ref(),
+        p.s.path("app-1.1").as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--stub".as_ref(),
+        stub_file.as_os_str(),
+        "--entry".as_ref(),
+        "bin/probe".as_ref(),
+        "--name".as_ref(),
+        NAME.as_ref(),
+        "--version".as_ref(),
+        "1.1".as_ref(),
+    ]);
+    assert!(packed.status.success(), "{}", stderr(&packed));
+    fs::read(&out).expect("read")
+}
+
+const SELF_TEST_MARKER: &[u8] = b"ONEFILE-SELF-TEST\0";
 
 #[test]
 fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
     let p = publish(&[]);
-    // An older stub has no self-test marker: run in that mode it would run
-    // its app, so the updater does not run it, and says so.
-    let mut build = p.v11.clone();
-    let stub_len = crate::update::payload_offset(&build);
-    if let Some(at) = find(&build[..stub_len], b"ONEFILE-SELF-TEST\0") {
-        build[at..at + 7].copy_from_slice(b"OLDFILE");
-    }
+    // An older stub has no self-test marker (and pack records none in the
+    // metadata): run in that mode it would run its app, so the updater
+    // does not run it, and says so.
+    let mut stub = fs::read(stub()).expect("read the stub");
+    let at = find(&stub, SELF_TEST_MARKER).expect("the self-test marker");
+    stub[at..at + 7].copy_from_slice(b"OLDFILE");
+    let build = pack_11_with_stub(&p, &stub);
     announce_body(&p, build.clone());
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n");
@@ -234,6 +305,31 @@ fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
     assert!(!traces.iter().any(|t| t == PASSED), "{traces:#?}");
     assert_eq!(fs::read(&p.exe).expect("read"), build);
     assert_eq!(p.version_now(), "1.1");
+}
+
+#[test]
+fn a_build_whose_metadata_promises_a_self_test_is_tested_though_its_stub_lost_the_marker() {
+    let p = publish(&[]);
+    // A stub cut short before its markers, with the two markers appended
+    // (so that pack takes it and records the self-test in the metadata);
+    // then the self-test marker is erased from the packed build: its stub
+    // no longer shows it, but its metadata says it has the mode, so the
+    // self-test runs, and the truncated stub fails it.
+    let stub = fs::read(stub()).expect("read the stub");
+    let marker_at = |marker: &[u8]| find(&stub, marker).expect("a marker");
+    let format_at = marker_at(b"ONEFILE-STUB\0");
+    let self_test_at = marker_at(SELF_TEST_MARKER);
+    let cut = format_at.min(self_test_at) / 2;
+    let mut edited = stub[..cut].to_vec();
+    edited.extend_from_slice(&stub[format_at..format_at + 15]);
+    edited.extend_from_slice(&stub[self_test_at..self_test_at + SELF_TEST_MARKER.len() + 2]);
+    let mut build = pack_11_with_stub(&p, &edited);
+    let appended = find(&build, SELF_TEST_MARKER).expect("the appended marker");
+    assert!(appended >= cut, "the stub's own marker survived the cut");
+    build[appended..appended + 7].copy_from_slice(b"OLDFILE");
+    announce_body(&p, build);
+    expect_refused(&p);
+    expect_held_back(&p);
 }
 
 /// The processes running a file in `dir` (by `/proc/<pid>/exe`).
@@ -429,4 +525,167 @@ fn a_token_in_the_environment_asks_for_the_self_test_instead_of_the_app() {
         stdout(&out),
         format!("onefile-self-test {TOKEN} ok {NAME} 1.0\n")
     );
+}
+
+#[test]
+fn the_self_test_reads_the_file_executed_even_once_its_name_is_gone() {
+    // The build runs from a file that has no name any more (removed after
+    // it was opened): it must still read itself, the file executed, not
+    // whatever its former path leads to.
+    let p = publish(&[]);
+    let copy = p.s.path("gone.bin");
+    write_file(&copy, &p.v11, true);
+    let held = fs::File::open(&copy).expect("open");
+    fs::remove_file(&copy).expect("remove");
+    use std::os::fd::AsRawFd;
+    let by_fd = format!("/proc/{}/fd/{}", std::process::id(), held.as_raw_fd());
+    let out =
+        p.s.command(Path::new(&by_fd))
+            .env("ONEFILE_SELF_TEST", TOKEN)
+            .output()
+            .expect("run");
+    assert_eq!(
+        stdout(&out),
+        format!("onefile-self-test {TOKEN} ok {NAME} 1.1\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// The download of the user's folder, if there is one.
+fn download_in(p: &Published) -> Option<std::path::PathBuf> {
+    fs::read_dir(p.exe.parent().expect("folder"))
+        .expect("list")
+        .flatten()
+        .map(|e| e.path())
+        .find(|path| path.to_string_lossy().ends_with(".download"))
+}
+
+#[test]
+fn a_self_test_this_machine_keeps_from_running_keeps_the_download_for_the_next_launch() {
+    // Another process holds the download open for writing while it
+    // arrives (slowly): Linux refuses to execute it (ETXTBSY). Not the
+    // build's fault: nothing is installed, nothing held back, and the
+    // verified download is kept; the next launch self-tests and installs
+    // it without downloading it again.
+    let p = publish(&[]);
+    let body = p.v11.clone();
+    let chunk = body.len() / 20 + 1;
+    let route = crate::server::Route::Drip {
+        body: body.clone(),
+        chunk,
+        delay_ms: 100,
+    };
+    crate::update::announce_route(&p, &body, route);
+    let launcher =
+        p.s.command(&p.exe)
+            .arg("version")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let holder = loop {
+        if let Some(path) = download_in(&p)
+            && let Ok(file) = fs::OpenOptions::new().write(true).open(&path)
+        {
+            break file;
+        }
+        assert!(std::time::Instant::now() < deadline, "no download appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let out = launcher.wait_with_output().expect("wait");
+    drop(holder);
+    assert_eq!(stdout(&out), "1.0\n");
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.starts_with(
+                "The new build's self-test could not run now: cannot start it: Text file busy"
+            ) && t.ends_with("the verified download is kept for the next launch.")),
+        "{traces:#?}"
+    );
+    assert!(!traces.iter().any(|t| t.starts_with(FAILED)), "{traces:#?}");
+    p.assert_still_10();
+    assert!(p.has_download(), "the download was not kept");
+
+    let before = downloads(&p);
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    let traces = update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.starts_with("Using the build verified by an earlier launch")),
+        "{traces:#?}"
+    );
+    assert!(traces.iter().any(|t| t == PASSED), "{traces:#?}");
+    assert_updated(&out);
+    assert_eq!(downloads(&p), before, "downloaded again: {traces:#?}");
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
+    p.assert_clean(false);
+}
+
+/// Runs the user's 1.0 with at most `limit` open file descriptors.
+fn run_with_descriptors(p: &Published, limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = p.s.command(&p.exe);
+    cmd.arg("version");
+    // SAFETY: setrlimit is async-signal-safe, on memory of this frame.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limits = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limits) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run")
+}
+
+#[test]
+fn a_self_test_without_file_descriptors_keeps_the_download_and_holds_nothing_back() {
+    // Launches with ever more file descriptors allowed: one gets as far as
+    // the self-test and cannot make its pipes (EMFILE), which is not the
+    // build's fault; a later one installs the build kept then, without
+    // downloading it again, and none refuses or holds it back.
+    let p = publish(&[]);
+    p.announce_11();
+    let fetched = || {
+        p.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == format!("/1.1/{NAME}.bin"))
+            .count()
+    };
+    let mut downloads_when_kept = None;
+    for limit in 8..64 {
+        let out = run_with_descriptors(&p, limit);
+        let traces = update_traces(&out);
+        assert!(
+            !traces
+                .iter()
+                .any(|t| t.starts_with(FAILED) || t.contains("not downloaded again")),
+            "{limit}: {traces:#?}"
+        );
+        let kept = traces.iter().any(|t| {
+            t.starts_with("The new build's self-test could not run now")
+                && t.contains("Too many open files")
+        });
+        if kept && downloads_when_kept.is_none() {
+            downloads_when_kept = Some(fetched());
+        }
+        if traces.iter().any(|t| t == "Updated.") {
+            break;
+        }
+    }
+    let downloads_when_kept = downloads_when_kept.expect("no launch ran out at the self-test");
+    assert_eq!(fetched(), downloads_when_kept, "downloaded again");
+    assert_eq!(fs::read(&p.exe).expect("read"), p.v11);
 }

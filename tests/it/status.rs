@@ -90,7 +90,9 @@ fn status_files(p: &Published) -> Vec<String> {
 fn the_app_watches_a_whole_update() {
     let p = publish(&[]);
     announce_11_slowly(&p);
+    let started = Instant::now();
     let (out, seen) = watch(&p, &mut p.s.command(&p.exe));
+    let elapsed = started.elapsed();
     let names = states(&seen);
     assert_eq!(names.first(), Some(&"checking"), "{seen:#?}");
     assert_eq!(names.last(), Some(&"ready"), "{seen:#?}");
@@ -109,6 +111,14 @@ fn the_app_watches_a_whole_update() {
         })
         .collect();
     assert!(progress.len() >= 3, "{seen:#?}");
+    // About 20 pieces 100 ms apart: progress is rewritten at most every
+    // 250 ms, not on every piece.
+    let most = elapsed.as_millis() / 250 + 2;
+    assert!(
+        progress.len() as u128 <= most,
+        "{} progress records in {elapsed:?}: {progress:?}",
+        progress.len()
+    );
     assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
     assert!(progress.iter().all(|&done| done <= p.v11.len() as u64));
     let ready = seen.last().expect("ready");
@@ -189,14 +199,29 @@ fn a_bad_signature_is_a_failure_with_its_reason() {
 #[test]
 fn a_rolled_back_launch_tells_the_app_first() {
     let p = publish(&[]);
-    let mut launcher = p.s.command(&p.exe);
-    launcher.env("ONEFILE_ROLLED_BACK_FROM", "1.1 \"bad\"");
+    // The launcher that rolled back tags the marker with its process id,
+    // which `exec` keeps: as this shell does.
+    let mut launcher = p.s.command(Path::new("sh"));
+    launcher.args([
+        "-c",
+        "export ONEFILE_ROLLED_BACK_FROM=\"$$:1.1 \\\"bad\\\"\"; exec \"$0\" \"$@\"",
+        p.exe.to_str().expect("utf8"),
+    ]);
     let (_, seen) = watch(&p, &mut launcher);
     assert_eq!(state(&seen[0]), "rolled-back", "{seen:#?}");
     assert_eq!(seen[0]["from"], "1.1 \"bad\"");
     assert_eq!(seen[0]["to"], "1.0");
     assert_eq!(states(&seen).last(), Some(&"up-to-date"), "{seen:#?}");
     assert_sequence_rises(&seen);
+
+    // Inherited by a launch no rollback started (a process of another
+    // app's, say): no rollback to tell of.
+    for inherited in ["1.1", "1:1.1"] {
+        let mut launcher = p.s.command(&p.exe);
+        launcher.env("ONEFILE_ROLLED_BACK_FROM", inherited);
+        let (_, seen) = watch(&p, &mut launcher);
+        assert_eq!(state(&seen[0]), "checking", "{seen:#?}");
+    }
 }
 
 #[test]
@@ -446,12 +471,13 @@ fn restart_waits_for_a_download_under_way_and_tells_the_code_when_ready() {
     assert_eq!(state(ready), "ready", "{seen:#?}");
     assert_eq!(ready["restart_exit_code"], 75);
     assert_eq!(p.version_now(), "1.1");
-    // A launch that is itself a restart does not restart again: the code
-    // is not offered.
+    // A launch that is itself a restart (marked with its own pid, as a
+    // restarting launcher's exec leaves it) does not restart again: the
+    // code is not offered.
     write_file(&p.exe, &p.v10, true);
     let_time_pass(&p.s.cache());
-    let mut restarted = p.s.command(&p.exe);
-    restarted.env("ONEFILE_RESTARTED", "1");
+    let mut restarted = p.s.command(&probe());
+    restarted.arg("exec-marked").arg(&p.exe);
     let (_, seen) = watch(&p, &mut restarted);
     let ready = seen.last().expect("a state");
     assert_eq!(state(ready), "ready", "{seen:#?}");
@@ -525,4 +551,304 @@ fn the_restarted_app_asking_again_ends_the_launcher_with_that_code() {
     let (out, starts) = run_logging(&plain, &[RESTART], &[]);
     assert_eq!(out.status.code(), Some(75));
     assert_eq!(starts.len(), 1, "{starts:?}");
+}
+
+/// 1.0 and 1.1 of the test app with `bin/t.sh` (`script`, run by `/bin/sh`
+/// with the log's path as `$1`) as their entry, packed with `extra`.
+fn publish_script(extra: &[&str], script: &str) -> Published {
+    let mut args = vec!["--restart-exit-code", RESTART, "--entry", "bin/t.sh"];
+    args.extend_from_slice(extra);
+    publish_apps(&args, |app| {
+        let text = format!("#!/bin/sh\nversion=$(cat \"${{0%/*}}/version.txt\")\n{script}");
+        write_file(&app.join("bin/t.sh"), text.as_bytes(), true);
+    })
+}
+
+/// Starts `p`'s executable with the log as its argument; returns the
+/// launcher and the log's path once the app logged its first line.
+fn start_script(p: &Published) -> (std::process::Child, PathBuf) {
+    let log = p.s.path("script.log");
+    let _ = fs::remove_file(&log);
+    let child =
+        p.s.command(&p.exe)
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_to_string(&log).unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "the app did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, log)
+}
+
+fn lines_of(log: &Path) -> Vec<String> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines().map(str::to_owned).collect()
+}
+
+fn send(child: &std::process::Child, signal: libc::c_int) {
+    // SAFETY: kill() on the pid of our own unreaped child.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+}
+
+#[test]
+fn a_signal_the_app_survived_long_before_does_not_cancel_its_restart() {
+    // Reloads on HUP, then, well after it, asks for its restart.
+    let p = publish_script(
+        &[],
+        r#"trap 'echo got-hup >> "$1"' HUP
+echo "start $version restarted=${ONEFILE_RESTARTED:-unset}" >> "$1"
+[ -n "$ONEFILE_RESTARTED" ] && exit 0
+sleep 1; sleep 3; echo exiting-75 >> "$1"; exit 75
+"#,
+    );
+    let (child, log) = start_script(&p);
+    std::thread::sleep(Duration::from_millis(300));
+    send(&child, libc::SIGHUP);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        lines_of(&log),
+        [
+            "start 1.0 restarted=unset",
+            "got-hup",
+            "exiting-75",
+            "start 1.0 restarted=1"
+        ],
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_stop_signal_the_app_ends_on_means_no_restart_and_no_wait() {
+    let p = publish_script(
+        &[],
+        r#"trap 'echo got-term >> "$1"; exit 75' TERM
+echo "start $version restarted=${ONEFILE_RESTARTED:-unset}" >> "$1"
+sleep 20 & wait
+"#,
+    );
+    // The update check stalls: a wait for it would show.
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let (child, log) = start_script(&p);
+    let sent = Instant::now();
+    send(&child, libc::SIGTERM);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert_eq!(
+        lines_of(&log),
+        ["start 1.0 restarted=unset", "got-term"],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("ONEFILE: Asked to stop: the restart code 75 ends this launch."),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+#[test]
+fn a_restart_never_waits_for_a_stalled_check() {
+    let p = publish(&["--restart-exit-code", RESTART, "--update-exit-wait", "1"]);
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let codes = [RESTART, "0"];
+    let started = Instant::now();
+    let (out, starts) = run_logging(&p, &codes, &[]);
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        starts,
+        [
+            start_line(&p, "1.0", false, true, &codes),
+            start_line(&p, "1.0", true, true, &codes),
+        ],
+        "{}",
+        stderr(&out)
+    );
+    // Well before the server's 20 s read timeout.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert!(
+        stderr(&out).contains("No update downloading: waiting at most 1000 ms"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_stop_signal_during_the_restart_wait_ends_the_launcher_by_that_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let p = publish_script(
+        &[],
+        r#"echo "start $version restarted=${ONEFILE_RESTARTED:-unset}" >> "$1"
+exit 75
+"#,
+    );
+    // The check stalls: the launcher waits its 5 s for it, then restarts.
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let (child, log) = start_script(&p);
+    std::thread::sleep(Duration::from_secs(1));
+    send(&child, libc::SIGINT);
+    let out = child.wait_with_output().expect("wait");
+    // Not 75: its caller must not take it for the app asking to restart.
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{}", stderr(&out));
+    assert_eq!(lines_of(&log), ["start 1.0 restarted=unset"]);
+}
+
+#[test]
+fn a_packed_app_started_by_a_restarted_app_still_restarts() {
+    // The restarted app's children inherit ONEFILE_RESTARTED=1: a packed
+    // app among them is no restart, and restarts on its own code.
+    let p = publish(&["--restart-exit-code", RESTART]);
+    let codes = [RESTART, "0"];
+    let (out, starts) = run_logging(&p, &codes, &[("ONEFILE_RESTARTED", "1")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        starts,
+        [
+            start_line(&p, "1.0", false, true, &codes),
+            start_line(&p, "1.0", true, true, &codes),
+        ],
+        "{}",
+        stderr(&out)
+    );
+    // And it offers its code when an update is ready.
+    announce_11_slowly(&p);
+    let mut inherited = p.s.command(&p.exe);
+    inherited.env("ONEFILE_RESTARTED", "1");
+    let (_, seen) = watch(&p, &mut inherited);
+    let ready = seen.last().expect("a state");
+    assert_eq!(state(ready), "ready", "{seen:#?}");
+    assert_eq!(ready["restart_exit_code"], 75);
+}
+
+#[test]
+fn a_restart_is_no_rollback() {
+    let p = publish_script(
+        &["--update-exit-wait", "1"],
+        r#"if [ -n "$ONEFILE_RESTARTED" ]; then head -n 1 "$ONEFILE_UPDATE_STATUS" >> "$1"; exit 0; fi
+echo "start $version" >> "$1"
+exit 75
+"#,
+    );
+    // The check stalls: the first state stays.
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let log = p.s.path("script.log");
+    let out =
+        p.s.command(&p.exe)
+            .arg(&log)
+            .env("ONEFILE_ROLLED_BACK_FROM", "1.1")
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = lines_of(&log);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "start 1.0");
+    // What the restarted launch wrote first: never `rolled-back` (the
+    // restarted launch may already have found no check due).
+    let first: serde_json::Value = serde_json::from_str(&lines[1]).expect("JSON");
+    assert!(
+        ["checking", "not-due"].contains(&state(&first)),
+        "{first}: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_restart_that_cannot_start_is_one_error_line() {
+    // The app removes the executable before asking for its restart.
+    let p = publish_script(
+        &[],
+        r#"echo "start $version" >> "$1"
+rm -f "$ONEFILE_EXE"
+exit 75
+"#,
+    );
+    let log = p.s.path("script.log");
+    let mut cmd = p.s.command(&p.exe);
+    cmd.arg(&log).env_remove("AUTO_UPDATE_DEBUG");
+    let out = cmd.output().expect("run");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot start the app again after its restart request"),
+        "{err}"
+    );
+    assert_eq!(lines_of(&log), ["start 1.0"]);
+}
+
+#[test]
+fn stale_files_are_found_past_many_live_launchers() {
+    let p = publish(&[]);
+    p.run(&["version"]);
+    let folder = p.s.cache().join(NAME);
+    // More live launchers than one launch removes dead ones for, then one
+    // dead launcher's files.
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let name = format!(".status-{}-{i:08x}", 100_000 + i);
+        fs::write(folder.join(&name), "{}\n").expect("plant");
+        let lock = fs::File::create(folder.join(format!("{name}.lock"))).expect("plant");
+        lock.lock().expect("lock");
+        held.push(lock);
+    }
+    let dead = ".status-1-0000dead";
+    fs::write(folder.join(dead), "{}\n").expect("plant");
+    fs::write(folder.join(format!("{dead}.lock")), "").expect("plant");
+    let_time_pass(&p.s.cache());
+    let out = p.run(&["version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left = status_files(&p);
+    assert!(
+        !left.iter().any(|n| n.starts_with(dead)),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(left.len(), 400);
+}
+
+#[test]
+fn a_restart_code_an_app_cannot_exit_with_is_refused() {
+    // Unix passes on the low 8 bits only: 256 would arrive as 0.
+    let s = Scratch::new();
+    let app = s.probe_app("app", "1.0");
+    let out_path = s.path("app.bin");
+    for (flag, code) in [
+        ("--restart-exit-code", "256"),
+        ("--restart-exit-code", "-1"),
+        ("--unhealthy-exit-code", "300"),
+    ] {
+        let out = tools([
+            "pack".as_ref(),
+            app.as_os_str(),
+            "-o".as_ref(),
+            out_path.as_os_str(),
+            "--stub".as_ref(),
+            stub().as_os_str(),
+            "--entry".as_ref(),
+            "bin/probe".as_ref(),
+            "--name".as_ref(),
+            NAME.as_ref(),
+            "--update-url-spec".as_ref(),
+            "http://127.0.0.1:9/{VERSION}/update.toml".as_ref(),
+            "--allow-insecure-http".as_ref(),
+            std::ffi::OsStr::new(&format!("{flag}={code}")),
+        ]);
+        assert!(!out.status.success(), "{flag} {code} accepted");
+        assert!(
+            stderr(&out).contains(&format!("{flag} {code}: an exit code is from 1 to 255")),
+            "{}",
+            stderr(&out)
+        );
+    }
 }

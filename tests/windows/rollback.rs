@@ -79,3 +79,54 @@ fn a_healthy_1_1_lets_the_kept_1_0_go() {
     );
     assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
 }
+
+#[test]
+fn an_app_that_exits_with_minus_1_is_healthy_not_crashed() {
+    let p = publish(&["1.0", "1.1"], &[]);
+    p.announce("1.0", "1.1");
+    let out = p.run(&["version", "1"]);
+    assert!(
+        support::update_traces(&out).iter().any(|t| t == "Updated."),
+        "{}",
+        support::stderr(&out)
+    );
+    // `exit(-1)`: an ordinary failure, as on Linux (where it is 255).
+    let out = p.run(&["exit", "-1"]);
+    assert!(
+        support::update_traces(&out).contains(
+            &"1.1 is healthy (it exited with code -1); the previous build (1.0) is removed."
+                .to_owned()
+        ),
+        "{}",
+        support::stderr(&out)
+    );
+    assert_eq!(p.installed(), p.bytes("1.1"));
+    assert_eq!(p.folder(), ["app.exe"], "files left beside the executable");
+}
+
+#[test]
+fn the_rollback_marker_is_obeyed_only_from_the_parent_launcher() {
+    let p = publish(&["1.0"], &[]);
+    // The launcher that rolled back runs the restored one as its child and
+    // names its own pid: this test process, here.
+    let ours = format!("{}:1.1", std::process::id());
+    for (marker, seen) in [
+        (ours.as_str(), "ONEFILE_ROLLED_BACK_FROM=1.1\n"),
+        ("1.1", "ONEFILE_ROLLED_BACK_FROM unset\n"),
+        ("1:1.1", "ONEFILE_ROLLED_BACK_FROM unset\n"),
+    ] {
+        let out =
+            p.s.command(&p.exe)
+                .args(["env", "ONEFILE_ROLLED_BACK_FROM"])
+                .env("AUTO_UPDATE_DISABLE", "1")
+                .env("ONEFILE_ROLLED_BACK_FROM", marker)
+                .output()
+                .expect("run");
+        assert_eq!(
+            support::stdout(&out),
+            seen,
+            "{marker}: {}",
+            support::stderr(&out)
+        );
+    }
+}

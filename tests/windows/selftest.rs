@@ -72,3 +72,45 @@ fn a_build_whose_stub_cannot_run_is_refused() {
     assert_eq!(p.installed(), p.bytes("1.0"));
     p.assert_later_start_runs("1.0");
 }
+
+/// The file offset of the PE image `pe`'s entry point.
+fn entry_offset(pe: &[u8]) -> usize {
+    let u16_at = |at: usize| u16::from_le_bytes(pe[at..at + 2].try_into().expect("2 bytes"));
+    let u32_at = |at: usize| u32::from_le_bytes(pe[at..at + 4].try_into().expect("4 bytes"));
+    let optional = optional_header(pe);
+    let (sections, optional_len) = (u16_at(optional - 18), u16_at(optional - 4));
+    let entry = u32_at(optional + 16);
+    let table = optional + optional_len as usize;
+    for i in 0..sections as usize {
+        let section = table + i * 40;
+        let (size, address) = (u32_at(section + 8), u32_at(section + 12));
+        let raw = u32_at(section + 20);
+        if (address..address + size).contains(&entry) {
+            return (entry - address + raw) as usize;
+        }
+    }
+    panic!("no section holds the entry point {entry:#x}");
+}
+
+#[test]
+fn a_build_that_never_answers_is_stopped_and_refused() {
+    // 1.0 waits long enough for the self-test's 10 s; 1.1's first
+    // instruction jumps to itself.
+    let p = publish(&["1.0", "1.1"], &["--update-exit-wait", "60"]);
+    let mut build = p.bytes("1.1").to_vec();
+    let entry = entry_offset(&build);
+    build[entry..entry + 2].copy_from_slice(&[0xeb, 0xfe]);
+    announce_bytes(&p, build);
+    let out = p.run(&["version"]);
+    assert_eq!(support::stdout(&out), "1.0\n", "{}", support::stderr(&out));
+    let traces = support::update_traces(&out);
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.starts_with(FAILED) && t.contains("did not answer within 10 s")),
+        "{}",
+        support::stderr(&out)
+    );
+    assert_eq!(p.installed(), p.bytes("1.0"));
+    p.assert_later_start_runs("1.0");
+}

@@ -115,7 +115,11 @@ fn restart_to_update_starts_the_new_build_once() {
         starts.iter().all(|start| start.ends_with(&arguments)),
         "{text}"
     );
-    // Asked again by the restarted app: the launcher exits with the code.
+    // A packed app started by a restarted app inherits
+    // ONEFILE_RESTARTED=1: it is no restart (the marker names no parent
+    // launcher), so it restarts on its own code, once; asked again by the
+    // restarted app, the launcher exits with the code.
+    fs::remove_file(&log).expect("remove the log");
     let out =
         p.s.command(&p.exe)
             .args(["log-exit", log.to_str().expect("utf8"), "75"])
@@ -123,4 +127,36 @@ fn restart_to_update_starts_the_new_build_once() {
             .output()
             .expect("run");
     assert_eq!(out.status.code(), Some(75), "{}", support::stderr(&out));
+    let text = fs::read_to_string(&log).expect("the app's log");
+    let starts: Vec<&str> = text.lines().collect();
+    assert_eq!(starts.len(), 2, "{text}");
+    assert!(starts[0].contains(" restarted=unset "), "{text}");
+    assert!(starts[1].contains(" restarted=1 "), "{text}");
+}
+
+#[test]
+fn a_restart_never_runs_beside_a_busy_updater() {
+    // The check stalls past the exit wait: restarting now would leave that
+    // updater, holding the update lock, in the waiting parent. The
+    // launcher exits with the code instead.
+    let p = publish(
+        &["1.0", "1.1"],
+        &["--restart-exit-code", "75", "--update-exit-wait", "1"],
+    );
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let log = p.s.path("starts.log");
+    let out =
+        p.s.command(&p.exe)
+            .args(["log-exit", log.to_str().expect("utf8"), "75", "0"])
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(75), "{}", support::stderr(&out));
+    let text = fs::read_to_string(&log).expect("the app's log");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let traces = support::launch_traces(&out);
+    assert!(
+        traces.iter().any(|t| t
+            == "The updater is still busy: exiting with the restart code rather than restarting beside it."),
+        "{traces:#?}"
+    );
 }

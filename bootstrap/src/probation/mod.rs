@@ -45,7 +45,7 @@ use crate::run::{self, AppExit};
 use crate::sys::{self, Dir, FileId};
 use crate::trace::{UPDATE, info};
 use crate::update::RunningBuild;
-use record::Record;
+use record::{Pending, Record};
 
 /// Set for the app on the first launch of a newly installed build.
 const FIRST_RUN: &str = "ONEFILE_FIRST_RUN";
@@ -53,8 +53,12 @@ const FIRST_RUN: &str = "ONEFILE_FIRST_RUN";
 const PREVIOUS_VERSION: &str = "ONEFILE_PREVIOUS_VERSION";
 /// A path the app may create to say it is healthy.
 const HEALTH_FILE: &str = "ONEFILE_HEALTH_FILE";
-/// The version a rollback left, for the restored executable and its app.
-const ROLLED_BACK_FROM: &str = "ONEFILE_ROLLED_BACK_FROM";
+/// The version a rollback left, for the restored executable's app. The
+/// launcher that rolled back sets it to `<its pid>:<version>` for the
+/// restored launcher (the same process on Unix, which `exec`s; its child on
+/// Windows): any other value, inherited by a process the app started, is
+/// ignored and never passed on.
+pub const ROLLED_BACK_FROM: &str = "ONEFILE_ROLLED_BACK_FROM";
 
 /// How often a launch on probation looks for the health file.
 const HEALTH_POLL: Duration = Duration::from_millis(200);
@@ -73,12 +77,19 @@ pub fn previous_name(exe_name: &str) -> String {
 #[derive(Debug)]
 pub struct Candidate {
     written: Option<(Dir, String)>,
+    /// The running build's own record, when it is itself on probation and
+    /// the last healthy build is kept: that one stays the previous build,
+    /// and this record goes once the new build is in.
+    unproven: Option<(Dir, String, String)>,
 }
 
 /// Step 1: writes the probation record of the verified download `new`
 /// (its whole file's CRC-32 `crc32`), which replaces `build`.
 pub fn begin(build: &RunningBuild, new: &PackedFile, crc32: u32) -> Candidate {
-    let none = Candidate { written: None };
+    let none = Candidate {
+        written: None,
+        unproven: None,
+    };
     let (Some((folder, _)), Ok(id)) = (&build.cache_folder, sys::file_id(&new.file)) else {
         return none;
     };
@@ -91,20 +102,39 @@ pub fn begin(build: &RunningBuild, new: &PackedFile, crc32: u32) -> Candidate {
         return none;
     }
     let (name, _) = record::names(&id);
-    let record = Record {
+    let mut record = Record {
         payload_crc32: new.trailer.payload_crc32,
         size: new.len,
         crc32,
         version: version.clone(),
         previous_version: build.version.clone(),
+        previous_payload_crc32: build.packed.trailer.payload_crc32,
+        previous_size: build.packed.len,
         first_run_claimed: false,
         failures: 0,
         last_failure: String::new(),
         pending: Vec::new(),
     };
+    let unproven = unproven_with_previous(build, folder);
+    if let Some((_, _, running)) = &unproven {
+        record.previous_version = running.previous_version.clone();
+        record.previous_payload_crc32 = running.previous_payload_crc32;
+        record.previous_size = running.previous_size;
+        info!(
+            target: UPDATE,
+            "{} is itself on probation: {} stays the previous build.",
+            build.version,
+            record.previous_version
+        );
+    }
+    let unproven = unproven.map(|(dir, name, _)| {
+        let lock = record::names_lock(&name);
+        (dir, name, lock)
+    });
     match folder.try_clone() {
         Ok(dir) if record::store(&dir, &name, &record).is_ok() => Candidate {
             written: Some((dir, name)),
+            unproven,
         },
         _ => {
             info!(target: UPDATE, "Cannot write the probation record; {version} is installed without.");
@@ -113,17 +143,45 @@ pub fn begin(build: &RunningBuild, new: &PackedFile, crc32: u32) -> Candidate {
     }
 }
 
+/// The running build's probation record, if it is on probation and the
+/// build kept before it (`.previous`) is still there.
+fn unproven_with_previous(build: &RunningBuild, folder: &Dir) -> Option<(Dir, String, Record)> {
+    let own = sys::file_id(&build.packed.file).ok()?;
+    let (name, _) = record::names(&own);
+    let running = record::load(folder, &name)?;
+    if running.payload_crc32 != build.packed.trailer.payload_crc32
+        || running.size != build.packed.len
+    {
+        return None;
+    }
+    let exe = sys::long_path(&build.exe);
+    let exe_dir = Dir::open(payload_tools::persist::parent_dir(&exe)).ok()?;
+    exe_dir.stat(&previous_name(&file_name(&exe))).ok()??;
+    Some((folder.try_clone().ok()?, name, running))
+}
+
 impl Candidate {
+    /// Whether the build the install replaces is kept as the previous
+    /// build: not when it is itself unproven and a healthy one is kept.
+    pub fn keeps_replaced(&self) -> bool {
+        self.unproven.is_none()
+    }
+
     /// The build was installed: its record stays. Without one, nothing
     /// can roll back, and the previous build kept beside it goes.
     pub fn installed(mut self, build: &RunningBuild) {
         let exe = sys::long_path(&build.exe);
         let previous = previous_name(&file_name(&exe));
-        if self.written.take().is_some() {
+        if let Some((dir, name, lock)) = self.unproven.take() {
+            let _ = dir.remove_file(&name);
+            let _ = dir.remove_file(&lock);
+        }
+        if let Some((dir, name)) = self.written.take() {
+            let kept = record::load(&dir, &name).map(|r| r.previous_version);
             info!(
                 target: UPDATE,
                 "On probation until it starts well; '{previous}' keeps {} for a rollback.",
-                build.version
+                kept.as_deref().unwrap_or(&build.version)
             );
         } else if let Ok(dir) = Dir::open(payload_tools::persist::parent_dir(&exe)) {
             let _ = dir.remove_file(&previous);
@@ -218,8 +276,11 @@ pub fn watch(
     cache: &Cache,
     cmd: &mut Command,
 ) -> Result<Option<Watch>, LaunchError> {
-    for name in [FIRST_RUN, PREVIOUS_VERSION, HEALTH_FILE] {
+    for name in [FIRST_RUN, PREVIOUS_VERSION, HEALTH_FILE, ROLLED_BACK_FROM] {
         cmd.env_remove(name);
+    }
+    if let Some(from) = crate::launch::rolled_back_from() {
+        cmd.env(ROLLED_BACK_FROM, from);
     }
     let Some(probe) = Probe::find(exe, packed, cache) else {
         return Ok(None);
@@ -228,16 +289,29 @@ pub fn watch(
         return Ok(None);
     };
     let settings = &probe.settings;
-    let gone = record.pending.len();
-    record.pending.retain(|pid| sys::process_alive(*pid));
-    let gone = gone - record.pending.len();
-    if gone > 0 {
-        record.failures = record.failures.saturating_add(gone as u32);
-        record.last_failure = "a start that never reported: its launcher was killed".into();
-        info!(target: UPDATE, "{gone} start(s) of {} never reported: failed.", record.version);
+    let (alive, gone): (Vec<Pending>, Vec<Pending>) =
+        (record.pending.iter()).partition(|pending| sys::process_alive(pending.pid));
+    record.pending = alive;
+    let unstarted = gone.iter().filter(|pending| !pending.started).count();
+    if unstarted > 0 {
+        record.failures = record.failures.saturating_add(unstarted as u32);
+        record.last_failure = "a launcher that never started the app".into();
+        info!(
+            target: UPDATE,
+            "{unstarted} start(s) of {} never reached the app: failed.",
+            record.version
+        );
+    }
+    if gone.len() > unstarted {
+        info!(
+            target: UPDATE,
+            "{} start(s) of {} ended unobserved (launcher killed after the app started): not counted.",
+            gone.len() - unstarted,
+            record.version
+        );
     }
     if settings.rollback_after > 0 && record.failures >= settings.rollback_after {
-        return match probe.roll_back(lock, record) {
+        return match probe.roll_back(lock, record, true) {
             Some(failed) => Err(failed),
             None => Ok(None),
         };
@@ -250,7 +324,10 @@ pub fn watch(
     }
     let pid = std::process::id();
     if record.pending.len() < record::MAX_PENDING {
-        record.pending.push(pid);
+        record.pending.push(Pending {
+            pid,
+            started: false,
+        });
     }
     let _ = record::store(&probe.dir, &probe.record, &record);
     drop(lock);
@@ -276,11 +353,28 @@ pub fn watch(
 /// start, if the build is on probation. Returns unless it rolled back.
 pub fn start_failed(exe: &Path, packed: &PackedFile, cache: &Cache, err: &LaunchError) {
     if let Some(probe) = Probe::find(exe, packed, cache)
-        && let Err(e) = probe.conclude(Outcome::Failed(record::storable(&format!(
-            "cannot start: {err}"
-        ))))
+        && let Err(e) = probe.conclude(
+            Outcome::Failed(record::storable(&format!("cannot start: {err}"))),
+            false,
+        )
     {
         info!(target: UPDATE, "{e}");
+    }
+}
+
+/// The app of the launch `watch` (if on probation) was spawned: from now
+/// on, a kill of this launcher is no failed start.
+pub fn started(watch: Option<&Watch>) {
+    let Some(watch) = watch else {
+        return;
+    };
+    let probe = &watch.probe;
+    if let Ok(Some((_lock, mut record))) = probe.lock_record(false) {
+        let pid = std::process::id();
+        for pending in record.pending.iter_mut().filter(|p| p.pid == pid) {
+            pending.started = true;
+        }
+        let _ = record::store(&probe.dir, &probe.record, &record);
     }
 }
 
@@ -307,7 +401,7 @@ impl Watch {
             }
             AppExit::Code(code) => Outcome::Healthy(format!("it exited with code {code}")),
         };
-        self.probe.conclude(outcome)
+        self.probe.conclude(outcome, true)
     }
 
     /// Healthy after `healthy_after_ms` of running, or once the health file
@@ -335,7 +429,7 @@ impl Watch {
                             false => format!("it ran {} ms", after.as_millis()),
                         };
                         // A healthy outcome never rolls back.
-                        let _ = probe.conclude(Outcome::Healthy(why));
+                        let _ = probe.conclude(Outcome::Healthy(why), true);
                         return;
                     }
                     std::thread::sleep(left.min(HEALTH_POLL));
@@ -404,8 +498,10 @@ impl Probe {
         }
     }
 
-    /// Decides this launch's outcome, once per process.
-    fn conclude(&self, outcome: Outcome) -> Result<(), LaunchError> {
+    /// Decides this launch's outcome, once per process. `app_ran`: a
+    /// rollback restores the previous build without running it again (the
+    /// app had this launch's stdio and arguments).
+    fn conclude(&self, outcome: Outcome, app_ran: bool) -> Result<(), LaunchError> {
         let mut concluded = CONCLUDED.lock().unwrap_or_else(|p| p.into_inner());
         if *concluded {
             return Ok(());
@@ -415,7 +511,7 @@ impl Probe {
             return Ok(());
         };
         let pid = std::process::id();
-        record.pending.retain(|p| *p != pid);
+        record.pending.retain(|p| p.pid != pid);
         let limit = self.settings.rollback_after;
         match outcome {
             Outcome::Healthy(why) => {
@@ -425,7 +521,7 @@ impl Probe {
                 if self.name_holds_own()
                     && let Some((exe_dir, exe_name)) = self.exe_dir()
                 {
-                    let _ = exe_dir.remove_file(&previous_name(&exe_name));
+                    remove_previous_of(&exe_dir, &self.exe, &exe_name, &record);
                 }
                 info!(
                     target: UPDATE,
@@ -450,7 +546,7 @@ impl Probe {
                     record.version
                 );
                 if limit > 0 && record.failures >= limit {
-                    return self.roll_back(lock, record).map_or(Ok(()), Err);
+                    return self.roll_back(lock, record, !app_ran).map_or(Ok(()), Err);
                 }
                 let _ = record::store(&self.dir, &self.record, &record);
                 Ok(())
@@ -459,10 +555,10 @@ impl Probe {
     }
 
     /// Renames the previous build back over the executable, remembers the
-    /// bad one, and runs the restored executable; returns an error only if
-    /// that could not run. If there is nothing to roll back to, the build
-    /// stays, its probation ends, and `None` says to go on.
-    fn roll_back(&self, lock: File, record: Record) -> Option<LaunchError> {
+    /// bad one, and (`run`) runs the restored executable; returns an error
+    /// only if that could not run. If there is nothing to roll back to, or
+    /// the restored build is not to run now, `None` says to go on.
+    fn roll_back(&self, lock: File, record: Record, run: bool) -> Option<LaunchError> {
         let restored = self.restore_previous(&record);
         // Decided: the launches waiting for the lock may go on (the
         // restored executable may run for long).
@@ -490,6 +586,13 @@ impl Probe {
             record.failures,
             record.last_failure
         );
+        if !run {
+            eprintln!(
+                "{}: {} failed to start {} times; {restored} was restored and runs from the next launch",
+                self.app, record.version, record.failures
+            );
+            return None;
+        }
         Some(self.run_restored(Some(&record.version)))
     }
 
@@ -523,6 +626,9 @@ impl Probe {
         let id = sys::file_id(&opened.file).map_err(|e| Refusal::Cannot(e.to_string()))?;
         if !id.same_file(&kept) || opened.metadata.name != self.app {
             return Err(cannot("the previous build is not one of this app"));
+        }
+        if !record.is_previous(&opened) {
+            return Err(cannot("the previous build is not the one replaced"));
         }
         sys::check_replaceable(&opened.file, &id).map_err(Refusal::Cannot)?;
         // Remembered first: should the process end right after the rename,
@@ -560,9 +666,13 @@ impl Probe {
             .unwrap_or_else(|| self.exe.clone().into_os_string());
         let mut cmd = Command::new(&self.exe);
         cmd.args(args);
-        if let Some(version) = rolled_back_from {
-            cmd.env(ROLLED_BACK_FROM, version);
-        }
+        match rolled_back_from {
+            Some(version) => cmd.env(
+                ROLLED_BACK_FROM,
+                format!("{}:{version}", std::process::id()),
+            ),
+            None => cmd.env_remove(ROLLED_BACK_FROM),
+        };
         set_argv0(&mut cmd, argv0);
         let source = run::exec(cmd, &[]);
         LaunchError::CannotExecute {
@@ -606,6 +716,53 @@ impl Probe {
                 .flatten()
                 .is_some_and(|now| now.same_file(&self.own))
         })
+    }
+}
+
+/// Removes `.previous` beside the executable `exe` if it is the build
+/// `record` replaced: an install by another instance meanwhile put the
+/// healthy build there, and that one stays.
+fn remove_previous_of(exe_dir: &Dir, exe: &Path, exe_name: &str, record: &Record) {
+    let previous = previous_name(exe_name);
+    let path = payload_tools::persist::parent_dir(exe).join(&previous);
+    let Ok(Some(opened)) = PackedFile::open(&path) else {
+        return;
+    };
+    let same = (sys::file_id(&opened.file).ok())
+        .zip(exe_dir.stat(&previous).ok().flatten())
+        .is_some_and(|(opened, now)| opened.same_file(&now));
+    if same && record.is_previous(&opened) {
+        let _ = exe_dir.remove_file(&previous);
+    }
+}
+
+/// A record no launch has touched for this long is abandoned (its
+/// executable deleted, replaced by hand, or never started again): removing
+/// it only ends a probation, it never rolls back.
+const ABANDONED_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Removes from the app's cache folder `dir` (at `path`) what probation
+/// leaves behind when a process is killed or a build vanishes: health
+/// files of launchers that are gone, and records (with their locks and
+/// temporaries) untouched for [`ABANDONED_AFTER`]. Sees at most `listing`.
+pub fn remove_abandoned(dir: &Dir, path: &Path, listing: &[String]) {
+    for name in listing {
+        let abandoned = if let Some(rest) = name.strip_prefix(".health-") {
+            let pid = rest.split('-').next().and_then(|pid| pid.parse().ok());
+            pid.is_some_and(|pid| !sys::process_alive(pid))
+        } else if name.starts_with(".probation-") {
+            std::fs::symlink_metadata(path.join(name))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > ABANDONED_AFTER)
+        } else {
+            false
+        };
+        if abandoned {
+            info!(target: UPDATE, "Removed '{name}', left by probation.");
+            let _ = dir.remove_file(name);
+        }
     }
 }
 

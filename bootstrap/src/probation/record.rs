@@ -20,7 +20,7 @@ pub const MAX_PENDING: usize = 64;
 /// Longest version or failure text stored.
 const MAX_TEXT_LEN: usize = 128;
 
-const MAGIC: &str = "onefile probation 1";
+const MAGIC: &str = "onefile probation 2";
 const BAD_MAGIC: &str = "onefile rolled back 1";
 const END: &str = "end";
 pub const BAD_NAME: &str = ".rolled-back";
@@ -37,12 +37,26 @@ pub struct Record {
     pub crc32: u32,
     pub version: String,
     pub previous_version: String,
+    /// The replaced build as its trailer and size said (0, 0: unknown): a
+    /// rollback restores only that build.
+    pub previous_payload_crc32: u32,
+    pub previous_size: u64,
     pub first_run_claimed: bool,
     /// Failed starts in a row, and how the last one failed.
     pub failures: u32,
     pub last_failure: String,
     /// Launchers that started the build and have not reported yet.
-    pub pending: Vec<u32>,
+    pub pending: Vec<Pending>,
+}
+
+/// A launch of the build on probation that has not reported yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub pid: u32,
+    /// Whether it started the app: a launcher gone before that never
+    /// reported a start it could not make; one gone after it was killed
+    /// with its app, which says nothing against the build.
+    pub started: bool,
 }
 
 /// The build a rollback left.
@@ -56,8 +70,13 @@ pub struct Bad {
 /// The names of the record of the executable `id`, and of its lock.
 pub fn names(id: &FileId) -> (String, String) {
     let name = format!(".probation-{}-{}", id.dev, id.ino);
-    let lock = format!("{name}.lock");
+    let lock = names_lock(&name);
     (name, lock)
+}
+
+/// The lock's name of the record `name`.
+pub fn names_lock(name: &str) -> String {
+    format!("{name}.lock")
 }
 
 /// Whether `text` may be stored: bounded, one line.
@@ -76,14 +95,20 @@ pub fn storable(text: &str) -> String {
 
 impl Record {
     fn to_text(&self) -> String {
-        let pending: Vec<String> = self.pending.iter().map(u32::to_string).collect();
+        let pending: Vec<String> = self
+            .pending
+            .iter()
+            .map(|p| format!("{}:{}", p.pid, u8::from(p.started)))
+            .collect();
         format!(
-            "{MAGIC}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{END}\n",
+            "{MAGIC}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{END}\n",
             self.payload_crc32,
             self.size,
             self.crc32,
             self.version,
             self.previous_version,
+            self.previous_payload_crc32,
+            self.previous_size,
             u8::from(self.first_run_claimed),
             self.failures,
             self.last_failure,
@@ -104,6 +129,8 @@ impl Record {
             crc32: next()?.parse().ok()?,
             version: text(next()?)?,
             previous_version: text(next()?)?,
+            previous_payload_crc32: next()?.parse().ok()?,
+            previous_size: next()?.parse().ok()?,
             first_run_claimed: match next()? {
                 "0" => false,
                 "1" => true,
@@ -113,13 +140,36 @@ impl Record {
             last_failure: text(next()?)?,
             pending: {
                 let line = next()?;
-                let pids: Option<Vec<u32>> =
-                    line.split_whitespace().map(|p| p.parse().ok()).collect();
+                let pids: Option<Vec<Pending>> =
+                    line.split_whitespace().map(Pending::parse).collect();
                 let pids = pids?;
                 (pids.len() <= MAX_PENDING).then_some(pids)?
             },
         };
         (next()? == END && next() == Some("")).then_some(record)
+    }
+}
+
+impl Record {
+    /// Whether `packed` is the build this one replaced.
+    pub fn is_previous(&self, packed: &payload_tools::PackedFile) -> bool {
+        packed.trailer.payload_crc32 == self.previous_payload_crc32
+            && packed.len == self.previous_size
+    }
+}
+
+impl Pending {
+    fn parse(text: &str) -> Option<Pending> {
+        let (pid, started) = text.split_once(':')?;
+        let started = match started {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        Some(Pending {
+            pid: pid.parse().ok()?,
+            started,
+        })
     }
 }
 
@@ -200,10 +250,21 @@ mod tests {
             crc32: 7,
             version: "1.1".into(),
             previous_version: "1.0".into(),
+            previous_payload_crc32: 9,
+            previous_size: 10,
             first_run_claimed: true,
             failures: 2,
             last_failure: "killed by signal 11".into(),
-            pending: vec![1, 4_000_000],
+            pending: vec![
+                Pending {
+                    pid: 1,
+                    started: false,
+                },
+                Pending {
+                    pid: 4_000_000,
+                    started: true,
+                },
+            ],
         };
         let text = record.to_text();
         assert_eq!(Record::parse(&text), Some(record.clone()));
@@ -230,14 +291,16 @@ mod tests {
 
     #[test]
     fn hostile_records_are_refused() {
-        let too_many = vec!["1"; MAX_PENDING + 1].join(" ");
+        let too_many = vec!["1:0"; MAX_PENDING + 1].join(" ");
         let long = "x".repeat(MAX_TEXT_LEN + 1);
         for text in [
-            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n0\n\n{too_many}\n{END}\n"),
-            format!("{MAGIC}\n1\n2\n3\n{long}\n1.0\n0\n0\n\n\n{END}\n"),
-            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n2\n0\n\n\n{END}\n"),
-            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n-1\n\n\n{END}\n"),
-            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n0\n\nx\n{END}\n"),
+            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n0\n0\n0\n\n{too_many}\n{END}\n"),
+            format!("{MAGIC}\n1\n2\n3\n{long}\n1.0\n0\n0\n0\n0\n\n\n{END}\n"),
+            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n0\n2\n0\n\n\n{END}\n"),
+            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n0\n0\n-1\n\n\n{END}\n"),
+            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n0\n0\n0\n\nx\n{END}\n"),
+            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n0\n0\n0\n\n7\n{END}\n"),
+            format!("{MAGIC}\n1\n2\n3\n1.1\n1.0\n0\n0\n0\n0\n\n7:2\n{END}\n"),
         ] {
             assert_eq!(Record::parse(&text), None, "{text}");
         }

@@ -103,6 +103,19 @@ impl RunningApp {
         forward::stop_requested()
     }
 
+    /// Whether INT, TERM, HUP or QUIT reached the launcher shortly before
+    /// the app exited (see `forward::STOP_WINDOW`): the app ended because
+    /// of it, and a restart code then asks for nothing.
+    pub fn stopped_at_exit(&self) -> bool {
+        forward::stopped_at_exit()
+    }
+
+    /// The app exited asking for a restart: INT, TERM, HUP and QUIT now end
+    /// the launcher by that signal, not with the app's code.
+    pub fn restarting(&self) {
+        forward::restarting();
+    }
+
     /// Waits until the app has exited, leaving it a zombie.
     fn wait_unreaped(&self) -> io::Result<AppExit> {
         loop {

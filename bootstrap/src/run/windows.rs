@@ -104,6 +104,14 @@ impl RunningApp {
         false
     }
 
+    /// Like [`RunningApp::stop_requested`]: never.
+    pub fn stopped_at_exit(&self) -> bool {
+        false
+    }
+
+    /// Console events never end the launcher: nothing changes.
+    pub fn restarting(&self) {}
+
     /// Waits for the app, then releases the job (also if the wait
     /// failed: the launcher exits next either way).
     pub fn wait(&mut self) -> io::Result<AppExit> {

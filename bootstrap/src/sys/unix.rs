@@ -119,15 +119,17 @@ pub fn replace_executable(
 
 /// A command that executes the file held open as `file` (named `name` in
 /// `dir`), not whatever the name leads to by then: Linux executes the
-/// descriptor itself (`execveat` with `AT_EMPTY_PATH`), which also never
-/// hands a file the kernel cannot execute to `/bin/sh`, as `execvp` would.
-/// It is made executable, by us alone (the install gives it the
-/// executable's mode), and killed when the thread that starts it ends,
-/// which the launcher ending does too: a self-test that hangs must not
-/// outlive it. It gets this process's environment plus `var` (std's
-/// `Command::env` would not reach an exec of our own). `file` must stay
-/// open until the command is spawned.
-/// `Unsupported` elsewhere, or on a kernel without `execveat`.
+/// descriptor itself (`execveat` with `AT_EMPTY_PATH`; on a kernel without
+/// it, or a sandbox that refuses it, `/proc/self/fd/N`, the same open
+/// file), which also never hands a file the kernel cannot execute to
+/// `/bin/sh`, as `execvp` would. It is made executable by us alone when its
+/// owner cannot already execute it (the install gives it the executable's
+/// mode). It is killed when the thread that starts it ends, which the
+/// launcher ending does too: a self-test that hangs must not outlive it.
+/// It gets this process's environment plus `var` (std's `Command::env`
+/// would not reach an exec of our own). `file` must stay open until the
+/// command is spawned. `Unsupported` elsewhere, and where the file cannot
+/// be made executable (a file system such as FAT refuses the mode).
 pub fn command_for_held_file(
     _dir: &Dir,
     _name: &str,
@@ -137,18 +139,34 @@ pub fn command_for_held_file(
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         use std::os::unix::process::CommandExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+        let unsupported = |e: io::Error| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("cannot make it executable: {e}"),
+            )
+        };
+        let meta = file.metadata()?;
+        if meta.mode() & libc::S_IXUSR == 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o700))
+                .map_err(unsupported)?;
+        }
         let fd = file.as_raw_fd();
         let envp = Environment::ours_with(var)?;
+        let by_proc = format!("/proc/self/fd/{fd}");
+        // Whether the fallback leads to this very file, checked before the
+        // fork (the child may not allocate).
+        let proc_works = std::fs::metadata(&by_proc)
+            .is_ok_and(|seen| seen.dev() == meta.dev() && seen.ino() == meta.ino());
+        let by_proc = std::ffi::CString::new(by_proc)?;
         // Named for messages only: the closure below executes `fd`.
         let mut cmd = Command::new(format!("/proc/self/fd/{fd}"));
         // SAFETY: getpid has no preconditions and cannot fail.
         let parent = unsafe { libc::getpid() };
         // SAFETY: the closure runs in the forked child before exec and only
-        // calls async-signal-safe functions (prctl, getppid, execveat)
-        // on memory it does not allocate.
+        // calls async-signal-safe functions (prctl, getppid, execveat,
+        // execve) on memory it does not allocate.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -169,7 +187,12 @@ pub fn command_for_held_file(
                     libc::AT_EMPTY_PATH,
                 );
                 // Only a failed exec returns.
-                Err(io::Error::last_os_error())
+                let failed = io::Error::last_os_error();
+                if proc_works && matches!(failed.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+                    libc::execve(by_proc.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                    return Err(io::Error::last_os_error());
+                }
+                Err(failed)
             });
         }
         Ok(cmd)
@@ -181,6 +204,38 @@ pub fn command_for_held_file(
             io::ErrorKind::Unsupported,
             "no way to execute an open file here",
         ))
+    }
+}
+
+/// Whose fault it is that a self-test could not be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnFailure {
+    /// The build's: the system cannot execute it (another format or
+    /// architecture, a missing interpreter...).
+    Build,
+    /// This machine's, for now: no process, memory or descriptor to be
+    /// had, or the file is still open for writing somewhere.
+    Later,
+    /// This machine cannot run a self-test at all (no way to execute a
+    /// held file: no `execveat`, no `/proc`, a sandbox that forbids it).
+    Unsupported,
+}
+
+/// Sorts the error of a self-test's start ([`SpawnFailure`]); what is not
+/// known to be this machine's is the build's.
+pub fn spawn_failure(e: &io::Error) -> SpawnFailure {
+    match e.raw_os_error() {
+        Some(
+            libc::EAGAIN
+            | libc::EMFILE
+            | libc::ENFILE
+            | libc::ENOMEM
+            | libc::ETXTBSY
+            | libc::EINTR
+            | libc::ESRCH,
+        ) => SpawnFailure::Later,
+        Some(libc::ENOSYS | libc::EPERM) => SpawnFailure::Unsupported,
+        _ => SpawnFailure::Build,
     }
 }
 
@@ -235,6 +290,11 @@ impl Environment {
     fn as_ptr(&self) -> *const *const libc::c_char {
         self.pointers.as_ptr()
     }
+}
+
+/// Runs `spawn`: Unix shows no error dialogs.
+pub fn without_error_dialogs<T>(spawn: impl FnOnce() -> T) -> T {
+    spawn()
 }
 
 /// Nothing to hold on Unix: the child ends with the thread that started
@@ -447,6 +507,12 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
+}
+
+/// The process id a launcher that restarted this one put in its marker
+/// (`restart`): our own, as `exec` keeps it.
+pub fn restarter_pid() -> Option<u32> {
+    Some(std::process::id())
 }
 
 /// Lowers the priority of the calling thread (Linux, where each thread has

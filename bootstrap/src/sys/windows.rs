@@ -122,10 +122,14 @@ pub fn replace_executable(
         return Err(e);
     }
     if let Some(keep) = keep {
-        // Should either step fail (an old instance still runs the older
-        // copy), the aside copy is a leftover a later start removes, and
-        // there is no previous build to roll back to.
-        let _ = dir.remove_file(keep);
+        // An old instance may still run the build at `keep`: Windows cannot
+        // delete a running image, but can rename it, to an aside name that
+        // a later start removes. Should a step fail, the aside copy of the
+        // replaced build is such a leftover, and there is no previous build
+        // to roll back to.
+        if let Ok(kept) = open_for_rename(&dir.path().join(keep)) {
+            let _ = rename_aside(&kept, &folder, exe);
+        }
         let _ = rename_handle(&old, &folder, keep);
     }
     Ok(true)
@@ -148,6 +152,65 @@ pub fn command_for_held_file(
     let mut cmd = Command::new(dir.path().join(name));
     cmd.creation_flags(CREATE_NO_WINDOW).env(var.0, var.1);
     Ok(cmd)
+}
+
+/// Whose fault it is that a self-test could not be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnFailure {
+    /// The build's: Windows cannot execute it (another format or
+    /// architecture, a missing DLL...).
+    Build,
+    /// This machine's, for now: no memory or handles to be had, or the
+    /// file is still open by someone who shares it with no executing.
+    Later,
+    /// This machine cannot run a self-test at all.
+    Unsupported,
+}
+
+/// Sorts the error of a self-test's start ([`SpawnFailure`]); what is not
+/// known to be this machine's is the build's.
+pub fn spawn_failure(e: &io::Error) -> SpawnFailure {
+    use windows_sys::Win32::Foundation::{
+        ERROR_NO_SYSTEM_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, ERROR_OUTOFMEMORY,
+        ERROR_SHARING_VIOLATION, ERROR_TOO_MANY_OPEN_FILES,
+    };
+    match e.raw_os_error().map(|code| code as u32) {
+        Some(
+            ERROR_NOT_ENOUGH_MEMORY
+            | ERROR_OUTOFMEMORY
+            | ERROR_NO_SYSTEM_RESOURCES
+            | ERROR_TOO_MANY_OPEN_FILES
+            | ERROR_SHARING_VIOLATION,
+        ) => SpawnFailure::Later,
+        _ if e.kind() == io::ErrorKind::Unsupported => SpawnFailure::Unsupported,
+        _ => SpawnFailure::Build,
+    }
+}
+
+/// Runs `spawn` (the self-test's start) with Windows' error dialogs off,
+/// which the child inherits: a build the loader cannot start (a DLL or an
+/// entry point missing on this Windows) then fails at once with the
+/// loader's status as its exit code, and one that crashes just ends,
+/// instead of showing the user a system message box about an update they
+/// never asked for and hanging until it is answered. The mode is
+/// restored after.
+pub fn without_error_dialogs<T>(spawn: impl FnOnce() -> T) -> T {
+    use windows_sys::Win32::System::Diagnostics::Debug::{
+        GetErrorMode, SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SEM_NOOPENFILEERRORBOX,
+        SetErrorMode,
+    };
+    // SAFETY: both only read or set this process's error mode flags.
+    let before = unsafe { GetErrorMode() };
+    // SAFETY: as above.
+    unsafe {
+        SetErrorMode(
+            before | SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX,
+        )
+    };
+    let spawned = spawn();
+    // SAFETY: as above.
+    unsafe { SetErrorMode(before) };
+    spawned
 }
 
 /// Makes `child` (a self-test) end when this process ends, however it
@@ -262,9 +325,14 @@ fn clear_read_only(dir: &Path) {
 /// the read-only flag, from the executable to its replacement (its access
 /// rules come from the folder, as the download was created there). The
 /// other attributes (hidden, compressed, archive...) are the file's own.
+/// Nothing is written when the flag already matches, the usual case.
 pub fn copy_permissions(from: &File, to: &File) -> io::Result<()> {
     let mut permissions = to.metadata()?.permissions();
-    permissions.set_readonly(from.metadata()?.permissions().readonly());
+    let readonly = from.metadata()?.permissions().readonly();
+    if permissions.readonly() == readonly {
+        return Ok(());
+    }
+    permissions.set_readonly(readonly);
     to.set_permissions(permissions)
 }
 
@@ -546,10 +614,12 @@ pub fn is_crash_signal(_signal: i32) -> bool {
 /// Whether an exit code is an exception's NTSTATUS (access violation
 /// 0xC0000005, stack buffer overrun 0xC0000409, illegal instruction
 /// 0xC000001D, division by zero 0xC0000094, breakpoint 0x80000003...):
-/// a crash. Ctrl-C's 0xC000013A is a request to stop, not a crash.
+/// a crash. Only severity error with facility 0 (0xC000xxxx): `exit(-1)`
+/// and other negative codes an app returns to report an ordinary failure
+/// are not crashes. Ctrl-C's 0xC000013A is a request to stop.
 pub fn is_crash_code(code: i32) -> bool {
     let status = code as u32;
-    (status & 0xC000_0000 == 0xC000_0000 && status != 0xC000_013A) || status == 0x8000_0003
+    (status & 0xFFFF_0000 == 0xC000_0000 && status != 0xC000_013A) || status == 0x8000_0003
 }
 
 /// Writes all of `buf`, the next bytes of a file written in order, at
@@ -576,6 +646,38 @@ pub fn append_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()>
 /// the download does all of the writing.
 pub fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
+/// The process id a launcher that restarted this one put in its marker
+/// (`restart`): our parent's, which runs us as its child and waits. `None`
+/// if it cannot be found.
+pub fn restarter_pid() -> Option<u32> {
+    use std::os::windows::io::{FromRawHandle, OwnedHandle};
+    use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
+        TH32CS_SNAPPROCESS,
+    };
+    let own = std::process::id();
+    // SAFETY: a snapshot handle, checked, owned (and so closed) at once;
+    // the entry is zeroed with its size set, as Process32*W require.
+    unsafe {
+        let raw = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+        if raw == INVALID_HANDLE_VALUE || raw.is_null() {
+            return None;
+        }
+        let snapshot = OwnedHandle::from_raw_handle(raw);
+        let mut entry: PROCESSENTRY32W = std::mem::zeroed();
+        entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+        let mut more = Process32FirstW(snapshot.as_raw_handle(), &mut entry) != 0;
+        while more {
+            if entry.th32ProcessID == own {
+                return Some(entry.th32ParentProcessID);
+            }
+            more = Process32NextW(snapshot.as_raw_handle(), &mut entry) != 0;
+        }
+        None
+    }
+}
+
 /// Lowers the priority of the calling thread (each Windows thread has its
 /// own), so that helpers use only the CPU the download leaves idle.
 pub fn lower_thread_priority() {
@@ -584,48 +686,6 @@ pub fn lower_thread_priority() {
     // result is ignored.
     unsafe {
         SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_LOWEST);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn aside_names_are_recognised_exactly() {
-        for ours in [".app.exe.old", ".app.exe.0.old", ".app.exe.123456789.old"] {
-            assert!(is_aside_of(ours, "app.exe"), "{ours}");
-        }
-        for other in [
-            "app.exe",
-            ".app.exe..old",
-            ".app.exe.1x.old",
-            ".app.exe.1.old.txt",
-            ".other.exe.1.old",
-            ".app.exe.1.2.download",
-        ] {
-            assert!(!is_aside_of(other, "app.exe"), "{other}");
-        }
-    }
-
-    #[test]
-    fn identities_tell_files_apart_and_free_space_is_known()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = std::env::temp_dir();
-        let (a, b) = (
-            dir.join(format!("onefile-id-a-{}", std::process::id())),
-            dir.join(format!("onefile-id-b-{}", std::process::id())),
-        );
-        let (file_a, file_b) = (File::create(&a)?, File::create(&b)?);
-        let (id_a, id_b) = (file_id(&file_a)?, file_id(&file_b)?);
-        assert!(!id_a.same_file(&id_b), "{id_a:?} {id_b:?}");
-        let found = path_id(&a)?.ok_or("the file just created is not found")?;
-        assert!(id_a.same_file(&found));
-        assert_eq!(path_id(&dir.join("onefile-id-none"))?, None);
-        assert!(free_space(&file_a).is_some_and(|free| free > 0));
-        drop((file_a, file_b));
-        let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
-        Ok(())
     }
 }
 
@@ -753,4 +813,75 @@ fn environment_block(env: &[(&str, &std::ffi::OsStr)]) -> Vec<u16> {
     }
     block.push(0);
     block
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aside_names_are_recognised_exactly() {
+        for ours in [".app.exe.old", ".app.exe.0.old", ".app.exe.123456789.old"] {
+            assert!(is_aside_of(ours, "app.exe"), "{ours}");
+        }
+        for other in [
+            "app.exe",
+            ".app.exe..old",
+            ".app.exe.1x.old",
+            ".app.exe.1.old.txt",
+            ".other.exe.1.old",
+            ".app.exe.1.2.download",
+        ] {
+            assert!(!is_aside_of(other, "app.exe"), "{other}");
+        }
+    }
+
+    #[test]
+    fn only_exceptions_are_crashes() {
+        for crash in [
+            0xC000_0005_u32,
+            0xC000_001D,
+            0xC000_0094,
+            0xC000_00FD,
+            0xC000_0374,
+            0xC000_0409,
+            0x8000_0003,
+        ] {
+            assert!(is_crash_code(crash as i32), "{crash:#X}");
+        }
+        for ordinary in [
+            0_i32,
+            1,
+            127,
+            -1,
+            -2,
+            -100,
+            0xBFFF_FFFF_u32 as i32,
+            0xC000_013A_u32 as i32,
+            0xC001_0001_u32 as i32,
+            0xE06D_7363_u32 as i32,
+        ] {
+            assert!(!is_crash_code(ordinary), "{ordinary}");
+        }
+    }
+
+    #[test]
+    fn identities_tell_files_apart_and_free_space_is_known()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir();
+        let (a, b) = (
+            dir.join(format!("onefile-id-a-{}", std::process::id())),
+            dir.join(format!("onefile-id-b-{}", std::process::id())),
+        );
+        let (file_a, file_b) = (File::create(&a)?, File::create(&b)?);
+        let (id_a, id_b) = (file_id(&file_a)?, file_id(&file_b)?);
+        assert!(!id_a.same_file(&id_b), "{id_a:?} {id_b:?}");
+        let found = path_id(&a)?.ok_or("the file just created is not found")?;
+        assert!(id_a.same_file(&found));
+        assert_eq!(path_id(&dir.join("onefile-id-none"))?, None);
+        assert!(free_space(&file_a).is_some_and(|free| free > 0));
+        drop((file_a, file_b));
+        let _ = (std::fs::remove_file(a), std::fs::remove_file(b));
+        Ok(())
+    }
 }

@@ -82,6 +82,11 @@ pub enum UpdateError {
     )]
     SelfTest { reason: String, wait: u64 },
 
+    #[error(
+        "The new build's self-test could not run now: {reason}; the verified download is kept for the next launch."
+    )]
+    SelfTestPostponed { reason: String },
+
     #[error("Another instance is updating; skipping.")]
     Busy,
 

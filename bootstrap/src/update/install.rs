@@ -149,8 +149,15 @@ impl Target {
     /// Renames the download `name` (open as `file`, verified and synced)
     /// over the executable, with the executable's permissions, if the
     /// executable is still the file this instance runs (`own`) and ours.
-    /// `Ok(false)`: it is not, and nothing was changed.
-    pub fn replace(&self, name: &str, file: &File, own: &File) -> Result<bool, UpdateError> {
+    /// `Ok(false)`: it is not, and nothing was changed. `keep_replaced`:
+    /// the build replaced stays as the previous build.
+    pub fn replace(
+        &self,
+        name: &str,
+        file: &File,
+        own: &File,
+        keep_replaced: bool,
+    ) -> Result<bool, UpdateError> {
         let io = |e| UpdateError::Replace {
             exe: self.exe.clone(),
             source: e,
@@ -162,7 +169,7 @@ impl Target {
         // The build replaced stays beside the new one while that is on
         // probation (`probation`): a rollback is then a rename.
         let previous = crate::probation::previous_name(&self.exe_name);
-        sys::replace_executable(&self.dir, name, file, &self.exe_name, &now, Some(&previous))
-            .map_err(io)
+        let keep = keep_replaced.then_some(previous.as_str());
+        sys::replace_executable(&self.dir, name, file, &self.exe_name, &now, keep).map_err(io)
     }
 }

@@ -228,7 +228,7 @@ fn tell_the_app(build: &RunningBuild, outcome: Result<Outcome, UpdateError>) {
         },
         Ok(Outcome::HeldBack { version }) => {
             reason = format!(
-                "build {} failed verification lately; it is not downloaded again for now",
+                "build {} failed verification or its self-test lately; it is not downloaded again for now",
                 version.as_deref().unwrap_or("announced")
             );
             Report::Failed { reason: &reason }
@@ -277,7 +277,11 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
     }
     let release_key = check::release_key(&release);
     if let Some(wait) = check::held_back(build, release_key) {
-        trace_held_back(&release, wait);
+        info!(
+            target: UPDATE,
+            "Build {:08x} failed its self-test or failed verification on every mirror; not downloaded again for {wait} s.",
+            release.crc32
+        );
         check::settled(build, &answer, &manifest);
         return Ok(Outcome::HeldBack {
             version: release.version.clone(),
@@ -311,8 +315,10 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
     let resumable = state.record().map(|info| info.file);
     target.remove_leftovers(resumable.as_deref());
 
-    let (fetched, new) =
-        fetch_from_mirrors(&download, &agent, &release, release_key, policy, build)?;
+    let (fetched, new) = match self_test::kept(&download, &release, build) {
+        Some(kept) => kept,
+        None => fetch_from_mirrors(&download, &agent, &release, release_key, policy, build)?,
+    };
     let path = target.path_of(&fetched.name);
     info!(target: UPDATE, "Downloaded to '{}'.", path.display());
     // Reported ready only once it has passed.
@@ -351,7 +357,7 @@ fn install_after_exit(
     state.clear();
     let download_id = sys::file_id(file).ok();
     let probation = probation::begin(build, new, crc32);
-    let replaced = target.replace(name, file, &build.packed.file);
+    let replaced = target.replace(name, file, &build.packed.file, probation.keeps_replaced());
     let download = Download {
         target,
         state: &state,

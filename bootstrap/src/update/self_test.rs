@@ -1,9 +1,10 @@
 //! The new build must start before it is installed: the updater runs the
 //! verified download in the stub's self-test mode (`crate::self_test`).
 //!
-//! 1. Only a stub that says it has the mode (its self-test marker,
-//!    `payload_tools::stub`) is run: an older stub would run its app
-//!    instead. A build without it is installed as before, traced.
+//! 1. Only a build that says its stub has the mode is run (its stub's
+//!    self-test marker, `payload_tools::stub`, or its metadata's
+//!    `self_test`, which `pack` writes): an older stub would run its app
+//!    instead. A build without either is installed as before, traced.
 //! 2. The download's writable handles are closed (Linux refuses to execute
 //!    a file open for writing; Windows, to share it), and it is opened
 //!    again, read-only, through the held folder; it must be the very file
@@ -17,8 +18,8 @@
 //!    by its checked path and with no console window on Windows;
 //!    `sys::end_with_us`).
 //! 4. It passes if it exits 0 and its first line is exactly
-//!    `onefile-self-test <token> ok <name> <version>`, with our app's name
-//!    and the announced version. Anything else (cannot execute, a signal, a
+//!    `onefile-self-test <token> ok <name> <version>`, with the name and
+//!    version in the build's own (verified) metadata. Anything else (cannot execute, a signal, a
 //!    time-out, another line) refuses the build: the download is removed,
 //!    and the release is held back as one that failed verification, so
 //!    that it is not downloaded again at every launch.
@@ -35,7 +36,8 @@ use payload_tools::stub::{SELF_TEST_VERSION, self_test_version_in_file};
 use payload_tools::text::Escaped;
 
 use super::download::{Download, Fetched};
-use super::{RunningBuild, UpdateError, check};
+use super::state::ResumeInfo;
+use super::{RunningBuild, UpdateError, check, verify};
 use crate::sys;
 use crate::trace::{UPDATE, info};
 
@@ -51,9 +53,10 @@ const MAX_OUTPUT: usize = 4096;
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs the verified download `fetched` (open as `new`) in its self-test
-/// mode. Returns its name and the build, now held read-only. On failure
-/// the download is discarded, and, when the build is to blame, the
-/// release `release_key` is held back.
+/// mode. Returns its name and the build, now held read-only. When the
+/// build fails, the download is discarded and the release `release_key`
+/// is held back; when this machine kept the self-test from running for
+/// now, the download is kept for the next launch ([`kept`]).
 pub fn check(
     download: &Download<'_>,
     fetched: Fetched,
@@ -63,26 +66,97 @@ pub fn check(
     release_key: u32,
 ) -> Result<(String, PackedFile), UpdateError> {
     let name = fetched.name.clone();
-    let result = run(download, fetched, new, release, build);
-    if result.is_err() {
-        download.discard(&name);
-    }
+    let ino = sys::file_id(&fetched.file).map(|id| id.ino);
+    let result = run(download, fetched, new);
     match result {
         Ok(new) => Ok((name, new)),
         Err(Failure::Refused(reason)) => {
+            download.discard(&name);
             let wait = check::release_failed(build, release_key);
             Err(UpdateError::SelfTest { reason, wait })
         }
-        Err(Failure::Local(e)) => Err(e),
+        Err(Failure::Later(reason)) => {
+            let record = ino.map(|ino| ResumeInfo {
+                url: release.url.clone(),
+                crc32: release.crc32,
+                size: release.size.unwrap_or(0),
+                file: name.clone(),
+                ino,
+                validator: KEPT.into(),
+            });
+            if record.is_err() || record.and_then(|r| download.state.write(&r)).is_err() {
+                download.discard(&name);
+            }
+            Err(UpdateError::SelfTestPostponed { reason })
+        }
+        Err(Failure::Local(e)) => {
+            download.discard(&name);
+            Err(e)
+        }
+    }
+}
+
+/// The resume record's validator for a complete, verified download kept
+/// because its self-test could not run ([`kept`]). A server's validator
+/// that happened to read the same only costs a verification that fails.
+const KEPT: &str = "verified, awaiting its self-test";
+
+/// The download of `release` an earlier launch verified but could not
+/// self-test (this machine's fault), verified again: so that it is not
+/// downloaded again. `None` (and it is forgotten) if there is none, or it
+/// is not that build any more.
+pub fn kept(
+    download: &Download<'_>,
+    release: &Release,
+    build: &RunningBuild,
+) -> Option<(Fetched, PackedFile)> {
+    let info = download
+        .state
+        .record()
+        .filter(|info| info.validator == KEPT)?;
+    let opened = (info.crc32 == release.crc32
+        && info.size == release.size.unwrap_or(0)
+        && download.target.is_ours(&info.file))
+    .then(|| download.target.dir().open_private(&info.file, false).ok())
+    .flatten()
+    .filter(|file| sys::file_id(file).is_ok_and(|id| id.ino == info.ino))
+    .and_then(|file| Some((file.metadata().ok()?.len(), file)));
+    let Some((len, file)) = opened else {
+        download.forget();
+        return None;
+    };
+    let fetched = Fetched {
+        name: info.file,
+        file,
+        len,
+        crc32: None,
+        url: release.url.clone(),
+    };
+    match verify::check(&fetched, release, build, None, None) {
+        Ok(new) => {
+            info!(target: UPDATE, "Using the build verified by an earlier launch, which could not self-test it.");
+            Some((fetched, new))
+        }
+        Err(e) => {
+            info!(target: UPDATE, "The build kept by an earlier launch is not the one announced ({e}); discarded.");
+            download.forget();
+            None
+        }
     }
 }
 
 /// Why the self-test did not pass.
 enum Failure {
-    /// The build failed it: it is refused and held back.
+    /// The build failed it (it cannot be executed here, a signal, a
+    /// time-out, another answer): it is refused and held back.
     Refused(String),
-    /// This machine kept it from running (a file that cannot be reopened,
-    /// no process to be had): nothing is held against the build.
+    /// This machine kept it from running for now (no process, memory or
+    /// file descriptor to be had, the file still open for writing): the
+    /// verified download is kept for the next launch, nothing held against
+    /// the build.
+    Later(String),
+    /// The download cannot be run as verified (it cannot be reopened, or
+    /// is another file now): discarded, nothing held against the build.
     Local(UpdateError),
 }
 
@@ -93,51 +167,63 @@ impl From<String> for Failure {
 }
 
 /// Steps 1 to 4.
-fn run(
-    download: &Download<'_>,
-    fetched: Fetched,
-    new: PackedFile,
-    release: &Release,
-    build: &RunningBuild,
-) -> Result<PackedFile, Failure> {
+fn run(download: &Download<'_>, fetched: Fetched, new: PackedFile) -> Result<PackedFile, Failure> {
     let path = download.target.path_of(&fetched.name);
     let version = self_test_version_in_file(&new.file, new.trailer.payload_offset, &path)
         .map_err(|e| Failure::Local(UpdateError::Format(e)))?;
     let name = fetched.name.clone();
     let new = reopen_read_only(download, fetched, new)?;
-    if version != Some(SELF_TEST_VERSION) {
+    // Its metadata (under its CRC-32 and signature) says so too: a stub
+    // cut short before its marker is still tested, and fails.
+    let promised = new.metadata.self_test;
+    if version != Some(SELF_TEST_VERSION) && promised != Some(SELF_TEST_VERSION) {
         info!(
             target: UPDATE,
             "The new build's stub has no self-test{}; installing it without one.",
-            version.map_or(String::new(), |v| format!(" this updater knows (version {v})"))
+            version
+                .or(promised)
+                .map_or(String::new(), |v| format!(" this updater knows (version {v})"))
         );
         return Ok(new);
     }
+    let untestable = |e: std::io::Error| {
+        info!(target: UPDATE, "Cannot run the new build's self-test here ({e}); installing it without one.");
+    };
     let token = token();
     let var = (crate::self_test::VAR, token.as_str());
     let mut cmd = match sys::command_for_held_file(download.target.dir(), &name, &new.file, var) {
         Ok(cmd) => cmd,
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-            info!(target: UPDATE, "Cannot run the new build's self-test here ({e}); installing it without one.");
+            untestable(e);
             return Ok(new);
         }
-        Err(e) => return Err(Failure::Local(UpdateError::io("make executable", path)(e))),
+        Err(e) => return Err(Failure::Local(UpdateError::io("run", path)(e))),
     };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = match spawn(&mut cmd) {
+    let child = match sys::without_error_dialogs(|| spawn(&mut cmd)) {
         Ok(child) => child,
-        // No way to execute a held file on this system (`execveat` is
-        // missing): not the build's fault.
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-            info!(target: UPDATE, "Cannot run the new build's self-test here ({e}); installing it without one.");
-            return Ok(new);
+        Err(e) => {
+            return match sys::spawn_failure(&e) {
+                sys::SpawnFailure::Build => {
+                    Err(Failure::Refused(format!("cannot execute it: {e}")))
+                }
+                sys::SpawnFailure::Later => Err(Failure::Later(format!("cannot start it: {e}"))),
+                sys::SpawnFailure::Unsupported => {
+                    untestable(e);
+                    Ok(new)
+                }
+            };
         }
-        Err(e) => return Err(Failure::Refused(format!("cannot execute it: {e}"))),
     };
-    let announced = release.version.as_deref().unwrap_or(&new.metadata.version);
-    let expected = format!("onefile-self-test {token} ok {} {announced}", build.name);
+    // The file's own name and version, which verification already compared
+    // with what the manifest announces (by version order, not by spelling):
+    // the self-test proves that this stub reads its own build.
+    let expected = format!(
+        "onefile-self-test {token} ok {} {}",
+        new.metadata.name, new.metadata.version
+    );
     judge(wait_for_answer(child)?, &expected)?;
     info!(target: UPDATE, "The new build passed its self-test.");
     Ok(new)
@@ -166,11 +252,15 @@ fn reopen_read_only(
     } = new;
     drop(writable);
     drop(fetched.file);
-    let file = download
-        .target
-        .dir()
-        .open_read(&fetched.name)
-        .map_err(local("open again"))?;
+    // Windows refuses the read-only handle while someone writes the file
+    // (a sharing violation), as Linux refuses to execute it (ETXTBSY).
+    let file = match download.target.dir().open_read(&fetched.name) {
+        Ok(file) => file,
+        Err(e) if sys::spawn_failure(&e) == sys::SpawnFailure::Later => {
+            return Err(Failure::Later(format!("cannot open it again: {e}")));
+        }
+        Err(e) => return Err(local("open again")(e)),
+    };
     let reopened = sys::file_id(&file).map_err(local("read"))?;
     if !reopened.same_file(&verified) {
         let replaced = std::io::Error::other("it is no longer the file that was verified");
@@ -232,7 +322,7 @@ struct Answer {
 
 /// Waits at most [`TIME_LIMIT`] for `child` to exit (then kills it), and
 /// collects at most [`MAX_OUTPUT`] bytes of each of its outputs.
-fn wait_for_answer(mut child: Child) -> Result<Answer, String> {
+fn wait_for_answer(mut child: Child) -> Result<Answer, Failure> {
     // Held until the child is done: should this process end first, the
     // child ends with it.
     let _tied = sys::end_with_us(&child);
@@ -248,15 +338,15 @@ fn wait_for_answer(mut child: Child) -> Result<Answer, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
+                return Err(Failure::Refused(format!(
                     "it did not answer within {} s; stopped",
                     TIME_LIMIT.as_secs()
-                ));
+                )));
             }
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("cannot wait for it: {e}"));
+                return Err(Failure::Later(format!("cannot wait for it: {e}")));
             }
         }
     };

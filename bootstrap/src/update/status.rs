@@ -7,7 +7,7 @@
 //!   `.status-<pid>-<nonce>.lock`, created exclusively and locked for as
 //!   long as the launcher lives, then the status file `.status-<pid>-<nonce>`
 //!   with the first state (`checking`, or `rolled-back` when the launcher
-//!   that rolled back started this one).
+//!   says the launcher that rolled back started this one).
 //! - [`report`] (the sidecar): each state is one line of JSON written into
 //!   a new private file `.status-….new`, created exclusively, never through
 //!   a link, then renamed over the status file: a reader sees the old line
@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,10 +34,6 @@ use crate::trace::info;
 
 /// The variable that names the status file to the app.
 pub const VARIABLE: &str = "ONEFILE_UPDATE_STATUS";
-
-/// Set by the launcher that rolled back to the build it restored (see
-/// `rollback`): this launch starts by telling the app.
-const ROLLED_BACK_FROM: &str = "ONEFILE_ROLLED_BACK_FROM";
 
 /// Progress is rewritten at most this often.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -50,8 +47,8 @@ const RENAME_PAUSE: Duration = Duration::from_millis(10);
 /// characters: the file stays small whatever a server sends.
 const MAX_STRING_CHARS: usize = 300;
 
-/// Stale files of dead launchers removed per launch, and folder entries
-/// looked at to find them.
+/// Launches whose stale files are removed per launch, and folder entries
+/// looked at to find them (live launches are passed over, uncounted).
 const MAX_STALE_REMOVED: usize = 16;
 const MAX_ENTRIES_SCANNED: usize = 4096;
 
@@ -119,18 +116,31 @@ struct Writer {
 
 static CURRENT: Mutex<Option<Writer>> = Mutex::new(None);
 
+/// The last state reported is `downloading` or `ready` (whether or not
+/// this launch has a status file): an install may follow.
+static INSTALL_COMING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the updater last reported a build downloading or ready: then an
+/// install may follow the app's exit, and a restart waits for it.
+pub fn install_coming() -> bool {
+    INSTALL_COMING.load(Ordering::SeqCst)
+}
+
 fn current() -> MutexGuard<'static, Option<Writer>> {
     CURRENT.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Creates this launch's status file in the app's cache `folder` (held
-/// open, and its path) and names it to the app in `cmd`. Without a folder,
+/// open, and its path) and names it to the app in `cmd`. The first state
+/// is `rolled-back` from `rolled_back_from` to `version` when the launcher
+/// that rolled back started this one, else `checking`. Without a folder,
 /// or if the file cannot be made, the app gets no variable: updates go on
 /// all the same.
 pub fn open(
     cmd: &mut Command,
     folder: std::io::Result<(sys::Dir, PathBuf)>,
     version: &str,
+    rolled_back_from: Option<&str>,
 ) -> Option<StatusFile> {
     let (dir, folder) = folder.ok()?;
     let nonce = std::time::SystemTime::now()
@@ -161,8 +171,7 @@ pub fn open(
         last_progress: None,
         _alive: alive,
     };
-    let rolled_back_from = std::env::var(ROLLED_BACK_FROM).ok();
-    let first = match &rolled_back_from {
+    let first = match rolled_back_from {
         Some(from) if !from.is_empty() => Report::RolledBack { from, to: version },
         _ => Report::Checking,
     };
@@ -179,6 +188,10 @@ pub fn open(
 /// Tells the app `report`, if this launch has a status file. Progress is
 /// skipped when the last was written less than [`PROGRESS_EVERY`] ago.
 pub fn report(report: Report<'_>) {
+    INSTALL_COMING.store(
+        matches!(report, Report::Downloading { .. } | Report::Ready { .. }),
+        Ordering::SeqCst,
+    );
     let mut current = current();
     let Some(writer) = current.as_mut() else {
         return;
@@ -220,7 +233,11 @@ pub fn remove_stale() {
     let Ok(listing) = std::fs::read_dir(&folder) else {
         return;
     };
-    let mut launches: Vec<String> = Vec::new();
+    // Every launch's files are looked at once; only the launches whose
+    // files are removed count against the bound, so live launchers listed
+    // first never shield dead ones.
+    let mut seen: Vec<String> = Vec::new();
+    let mut removed = 0;
     for item in listing.take(MAX_ENTRIES_SCANNED).flatten() {
         let file_name = item.file_name();
         let Some(name) = file_name.to_str().filter(|n| n.starts_with(".status-")) else {
@@ -230,24 +247,24 @@ pub fn remove_stale() {
             .strip_suffix(".lock")
             .or_else(|| name.strip_suffix(".new"))
             .unwrap_or(name);
-        if launch != own && !launches.iter().any(|l| l == launch) {
-            launches.push(launch.to_owned());
+        if launch == own || seen.iter().any(|l| l == launch) {
+            continue;
         }
-        if launches.len() == MAX_STALE_REMOVED {
-            break;
-        }
-    }
-    for launch in launches {
+        seen.push(launch.to_owned());
         let lock_name = format!("{launch}.lock");
         // Held: its launcher is alive. A lost lock is made again, free.
         let Ok(Some(lock)) = sys::try_lock_file(&dir, &lock_name) else {
             continue;
         };
-        let _ = dir.remove_file(&launch);
+        let _ = dir.remove_file(launch);
         let _ = dir.remove_file(&format!("{launch}.new"));
         let _ = dir.remove_file(&lock_name);
         drop(lock);
         info!("Removed the status file of a launcher that is gone: '{launch}'.");
+        removed += 1;
+        if removed == MAX_STALE_REMOVED {
+            break;
+        }
     }
 }
 

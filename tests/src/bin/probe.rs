@@ -44,6 +44,9 @@
 //!   `ONEFILE_UPDATE_STATUS` is set, the working directory, then argv),
 //!   and exits with CODE, or
 //!   with CODE_IF_RESTARTED when `ONEFILE_RESTARTED` is set
+//! - `exec-marked PROGRAM [ARGS]` (Unix): replaces itself with PROGRAM,
+//!   with `ONEFILE_RESTARTED` set to its own process id, as a launcher
+//!   that restarts does
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -268,6 +271,16 @@ fn main() {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .expect("spawn sleep");
+        }
+        #[cfg(unix)]
+        "exec-marked" => {
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new(&rest[0])
+                .args(&rest[1..])
+                .env("ONEFILE_RESTARTED", std::process::id().to_string())
+                .exec();
+            eprintln!("probe: cannot exec {}: {err}", rest[0]);
+            std::process::exit(2);
         }
         "watch-status" => watch_status(&rest[0], rest[1].parse().expect("seconds")),
         "hold-status" => {

@@ -21,9 +21,15 @@
 //!   TERM, HUP and QUIT end the launcher at once, the way the app ended:
 //!   they end the wait for the update sidecar. One of them that reached
 //!   the launcher while the app ran ([`stop_requested`]) means there is no
-//!   wait at all.
+//!   wait at all; one that reached it less than [`STOP_WINDOW`] before the
+//!   app exited ([`stopped_at_exit`]) also means no restart (an app that
+//!   survived an earlier one, say a HUP to reload, still restarts). While
+//!   the launcher waits to restart the app ([`restarting`]), they end it by
+//!   the signal itself: the app's restart code would tell its caller the
+//!   app asked for a restart.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::super::AppExit;
 
@@ -47,6 +53,7 @@ const TAG_PID: u64 = 1 << 32;
 const TAG_GROUP: u64 = 2 << 32;
 const TAG_EXITED: u64 = 3 << 32;
 const TAG_KILLED: u64 = 4 << 32;
+const TAG_RESTARTING: u64 = 5 << 32;
 const TAG_MASK: u64 = 0xff << 32;
 
 /// Handlers running right now, on any thread.
@@ -54,6 +61,15 @@ static IN_HANDLER: AtomicU32 = AtomicU32::new(0);
 
 /// One of `ENDING` reached the launcher while the app ran.
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// When the last of `ENDING` reached the launcher, and when the app
+/// exited: `CLOCK_MONOTONIC` in nanoseconds (0: not yet).
+static LAST_STOP_NS: AtomicU64 = AtomicU64::new(0);
+static EXITED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// A signal to stop counts against a restart only if the app exited this
+/// soon after it: the app was ending because of it.
+pub const STOP_WINDOW: Duration = Duration::from_secs(1);
 
 /// Whether the app should lead a process group of its own (see the module
 /// documentation): no controlling terminal, on a system with a
@@ -128,6 +144,7 @@ pub fn app_exited(exit: AppExit) {
         AppExit::Code(code) => TAG_EXITED | u64::from(code as u32),
         AppExit::Signal(sig) => TAG_KILLED | u64::from(sig as u32),
     };
+    EXITED_NS.store(monotonic_ns(), Ordering::SeqCst);
     STATE.store(word, Ordering::SeqCst);
     // A handler that read the pid before the store may still be about to
     // send to it: the app is a zombie until the caller reaps it, so that
@@ -143,6 +160,35 @@ pub fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
 }
 
+/// Whether INT, TERM, HUP or QUIT reached the launcher at most
+/// [`STOP_WINDOW`] before the app exited.
+pub fn stopped_at_exit() -> bool {
+    let stop = LAST_STOP_NS.load(Ordering::SeqCst);
+    let exited = EXITED_NS.load(Ordering::SeqCst);
+    stop != 0 && exited.saturating_sub(stop) <= STOP_WINDOW.as_nanos() as u64
+}
+
+/// From now on INT, TERM, HUP and QUIT end the launcher by that signal
+/// (the app has exited, asking for a restart).
+pub fn restarting() {
+    STATE.store(TAG_RESTARTING, Ordering::SeqCst);
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, never 0; async-signal-safe.
+fn monotonic_ns() -> u64 {
+    // SAFETY: clock_gettime fills a zeroed timespec we own; it is
+    // async-signal-safe.
+    let now = unsafe {
+        let mut now: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+        now
+    };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+        .max(1)
+}
+
 /// `si_code` of signals the kernel sends itself, as the terminal does for
 /// Ctrl-C to the whole foreground process group.
 const SI_KERNEL: libc::c_int = 0x80;
@@ -154,6 +200,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut li
     let value = state as u32;
     if ENDING.contains(&sig) {
         STOP_REQUESTED.store(true, Ordering::SeqCst);
+        LAST_STOP_NS.store(monotonic_ns(), Ordering::SeqCst);
     }
     match state & TAG_MASK {
         TAG_PID => {
@@ -180,6 +227,14 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut li
                     libc::kill(value as libc::pid_t, sig);
                 }
             }
+        }
+        TAG_RESTARTING if ENDING.contains(&sig) => {
+            if crate::trace::on() {
+                let line = b"ONEFILE: A signal ended the wait to restart the app.\n";
+                // SAFETY: write() of a static buffer is async-signal-safe.
+                unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+            }
+            end_like(AppExit::Signal(sig));
         }
         TAG_EXITED | TAG_KILLED if ENDING.contains(&sig) => {
             if crate::trace::on() {

@@ -314,14 +314,18 @@ impl Dir {
     /// Opens the regular file `name` inside for reading only, never through
     /// a link, sharing reading and renaming but not writing: while the
     /// handle is held no one can change the file (the updater's self-test
-    /// runs it, and its install renames it).
+    /// runs it, and its install renames it). The handle may also change the
+    /// file's attributes: the install gives it the executable's read-only
+    /// flag through it (`sys::copy_permissions`). Attributes are no part of
+    /// sharing, so no one else gains a way to write the bytes.
     pub fn open_read(&self, name: &str) -> io::Result<File> {
         use std::os::windows::fs::OpenOptionsExt;
         use windows_sys::Win32::Storage::FileSystem::{
-            FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ,
+            FILE_FLAG_OPEN_REPARSE_POINT, FILE_GENERIC_READ, FILE_SHARE_DELETE, FILE_SHARE_READ,
+            FILE_WRITE_ATTRIBUTES,
         };
         let file = std::fs::OpenOptions::new()
-            .read(true)
+            .access_mode(FILE_GENERIC_READ | FILE_WRITE_ATTRIBUTES)
             .share_mode(FILE_SHARE_READ | FILE_SHARE_DELETE)
             .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
             .open(self.path.join(name))?;

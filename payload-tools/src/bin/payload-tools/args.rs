@@ -171,16 +171,16 @@ pub struct PackArgs {
     /// [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub healthy_after: Option<String>,
-    /// An exit code that counts as a failed start of a build on probation,
-    /// like a crash does; give it again for more.
+    /// An exit code (1 to 255) that counts as a failed start of a build on
+    /// probation, like a crash does; give it again for more.
     #[arg(long, value_name = "CODE")]
     pub unhealthy_exit_code: Vec<i32>,
     /// Failed starts in a row after which a newly installed build is rolled
     /// back to the one before it; 0 never rolls back [default: 3].
     #[arg(long, value_name = "K")]
     pub rollback_after: Option<u32>,
-    /// The exit code by which the app asks to be restarted on the updated
-    /// build (or the same one if no update is ready).
+    /// The exit code (1 to 255) by which the app asks to be restarted on
+    /// the updated build (or the same one if no update is ready).
     #[arg(long, value_name = "CODE")]
     pub restart_exit_code: Option<i32>,
     /// Install only updates signed by this minisign public key (NAME.pub);

@@ -301,19 +301,15 @@ fn recovery_settings(args: &PackArgs) -> Result<Recovery, Failure> {
             format!("give at most {MAX_UNHEALTHY_EXIT_CODES} --unhealthy-exit-code").into(),
         );
     }
-    if let Some(zero) = codes.iter().find(|&&c| c == 0) {
-        return Err(format!("--unhealthy-exit-code {zero}: exit code 0 is a success").into());
+    for &code in codes {
+        check_exit_code("--unhealthy-exit-code", code)?;
     }
     let rollback_after = args.rollback_after.unwrap_or(DEFAULT_ROLLBACK_AFTER);
     if rollback_after > MAX_ROLLBACK_AFTER {
         return Err(format!("--rollback-after is at most {MAX_ROLLBACK_AFTER}").into());
     }
     if let Some(code) = args.restart_exit_code {
-        if code == 0 {
-            return Err("--restart-exit-code 0: exit code 0 is a success"
-                .to_owned()
-                .into());
-        }
+        check_exit_code("--restart-exit-code", code)?;
         if codes.contains(&code) {
             return Err(
                 format!("--restart-exit-code {code} is also an --unhealthy-exit-code").into(),
@@ -330,6 +326,19 @@ fn recovery_settings(args: &PackArgs) -> Result<Recovery, Failure> {
             || args.rollback_after.is_some()
             || args.restart_exit_code.is_some(),
     })
+}
+
+/// An exit code a build names must be one an app can exit with everywhere:
+/// Unix passes on only the low 8 bits (256 arrives as 0, -1 as 255), and 0
+/// is a success.
+fn check_exit_code(flag: &str, code: i32) -> Result<(), String> {
+    match code {
+        0 => Err(format!("{flag} 0: exit code 0 is a success")),
+        1..=255 => Ok(()),
+        _ => Err(format!(
+            "{flag} {code}: an exit code is from 1 to 255 (Unix passes on only the low 8 bits)"
+        )),
+    }
 }
 
 fn check_update_flags(args: &PackArgs) -> Result<(), Failure> {
@@ -842,5 +851,24 @@ fn warn_if_unsigned(metadata: &payload_tools::Metadata, signed: bool) {
             "payload-tools: warning: '{}' trusts public keys but this update.toml carries no signature: its users will refuse it; add --key",
             metadata.name
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_exit_code;
+
+    #[test]
+    fn exit_codes_a_build_names_are_from_1_to_255() {
+        for code in [1, 75, 255] {
+            assert_eq!(check_exit_code("--restart-exit-code", code), Ok(()));
+        }
+        for code in [0, -1, 256, 300, i32::MIN, i32::MAX] {
+            let err = check_exit_code("--restart-exit-code", code).expect_err("refused");
+            assert!(
+                err.starts_with(&format!("--restart-exit-code {code}: ")),
+                "{err}"
+            );
+        }
     }
 }
