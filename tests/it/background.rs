@@ -653,3 +653,32 @@ fn update_now_while_another_updater_is_at_work_is_busy() {
     assert_eq!(now.status.code(), Some(104), "{}", stderr(&now));
     assert!(stderr(&now).contains(&format!("{NAME}: error: ")));
 }
+
+#[test]
+fn with_traces_on_the_launcher_hands_off_as_soon_and_the_updater_traces_to_its_file() {
+    let p = publish(&[]);
+    p.server.route("/1.0/update.toml", Route::Stall);
+    let started = Instant::now();
+    let out = p.s.run_leaving_background(&p.exe, ["version"]);
+    let exited = started.elapsed();
+    assert_eq!(stdout(&out), "1.0\n");
+    assert!(exited < PROMPT, "the launcher exited after {exited:?}");
+    let traces = update_traces(&out);
+    let pid = background_updater(&out).expect("a background updater");
+    let file = p.s.cache().join(NAME).join("background-updater.log");
+    assert_eq!(
+        traces.last().map(String::as_str),
+        Some(format!("Its traces go to '{}'.", file.display()).as_str()),
+        "{traces:#?}"
+    );
+    // SAFETY: a signal to the process this test's launch started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_for_end(pid, Duration::from_secs(10));
+    let text = fs::read_to_string(&file).expect("its trace file");
+    assert!(
+        text.starts_with(&format!("AUTO UPDATE: Background updater {pid} started.\n")),
+        "{text}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&file).expect("stat").mode() & 0o777, 0o600);
+}
