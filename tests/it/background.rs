@@ -671,6 +671,11 @@ fn with_traces_on_the_launcher_hands_off_as_soon_and_the_updater_traces_to_its_f
         Some(format!("Its traces go to '{}'.", file.display()).as_str()),
         "{traces:#?}"
     );
+    let started = Instant::now();
+    while fs::read_to_string(&file).is_ok_and(|t| t.is_empty()) || !file.exists() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no trace file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // SAFETY: a signal to the process this test's launch started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     wait_for_end(pid, Duration::from_secs(10));

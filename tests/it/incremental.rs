@@ -360,7 +360,8 @@ fn an_interrupted_incremental_update_resumes() {
             },
         ])
     });
-    let first = s.run(&exe, ["version"]);
+    // The app lives until the updater is done: none of it handed off.
+    let first = run_until_ready(&s, &exe);
     let traces = update_traces(&first);
     assert_traced(&traces, "Incremental update failed");
     assert_traced(&traces, "kept for resuming");

@@ -448,7 +448,10 @@ fn a_download_cut_short_resumes_over_https() {
         },
     )
     .expect("nginx again");
-    let out = run(&s, &exe, Some(&ca.pem()), &["version"]);
+    // The app lives until the update is done: the resume is the launcher's.
+    let seen = s.path("status-seen");
+    let seen = seen.to_str().expect("utf8");
+    let out = run(&s, &exe, Some(&ca.pem()), &["watch-status", seen, "60"]);
     let traces = update_traces(&out);
     let resumed_at = traces
         .iter()
