@@ -80,10 +80,12 @@ impl Scratch {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.command(exe)
-            .args(args)
-            .output()
-            .expect("run packed executable")
+        with_background_traces(
+            self.command(exe)
+                .args(args)
+                .output()
+                .expect("run packed executable"),
+        )
     }
 
     /// A command for a packed executable with this scratch's cache and
@@ -177,4 +179,47 @@ pub fn skip(reason: &str) {
             let _ = file.write_all(line.as_bytes());
         }
     }
+}
+
+/// Waits for the background updater the launch of `out` started (if it
+/// started one: the app exited while the update still waited on the
+/// network, which Wine's pace makes common) and appends its traces, from
+/// its trace file, to `out`'s stderr: the launch's traces then tell the
+/// whole update, as they did when the launcher finished it itself.
+pub fn with_background_traces(mut out: Output) -> Output {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, PROCESS_SYNCHRONIZE, WaitForSingleObject,
+    };
+    let traces = update_traces(&out);
+    let Some(pid) = traces.iter().find_map(|t| {
+        t.strip_prefix("Started background updater ")?
+            .strip_suffix('.')?
+            .parse::<u32>()
+            .ok()
+    }) else {
+        return out;
+    };
+    // SAFETY: a process handle of our own, closed below.
+    let process = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+    if !process.is_null() {
+        // SAFETY: a valid handle; the wait is bounded.
+        unsafe {
+            WaitForSingleObject(process, 180_000);
+            CloseHandle(process);
+        }
+    }
+    let file = traces.iter().find_map(|t| {
+        t.strip_prefix("Its traces go to '")?
+            .strip_suffix("'.")
+            .map(PathBuf::from)
+    });
+    let text = file
+        .and_then(|file| fs::read_to_string(file).ok())
+        .unwrap_or_default();
+    let start = format!("AUTO UPDATE: Background updater {pid} started.");
+    if let Some(at) = text.rfind(&start) {
+        out.stderr.extend_from_slice(&text.as_bytes()[at..]);
+    }
+    out
 }
