@@ -471,7 +471,7 @@ pub fn frame_bytes(exe: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-// --- Checks: the schedule of update checks (helper "check") ---
+// --- Checks: the schedule of update checks ---
 
 /// Makes every app's next update check due in the cache root `cache`, as
 /// once the interval or the backoff has passed: each schedule record
@@ -533,7 +533,7 @@ pub fn signed_manifest(body: &str, app: &str, spec: &str, key: &Path) -> String 
     with_signatures(&body, vec![signature])
 }
 
-// ---- The background updater (issue 14, background) ----
+// ---- The background updater ----
 
 /// The pid of the background updater the launch of `out` started, from its
 /// trace.
