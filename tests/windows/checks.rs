@@ -23,7 +23,10 @@ fn between_checks_no_request_and_a_due_check_replaces_the_record() {
     let asked = |p: &crate::update::Published| p.manifest_requests("1.0");
     let out = p.run(&["version"]);
     assert_eq!(support::stdout(&out), "1.0\n", "{}", support::stderr(&out));
-    assert_eq!(asked(&p), 1);
+    // Twice when the launcher handed a slow answer to the background
+    // updater, which checks again.
+    let after_first = asked(&p);
+    assert!((1..=2).contains(&after_first), "{}", support::stderr(&out));
     let first = record(&p.s.cache());
     let (checked, due): (u64, u64) = (first[2].parse().expect("n"), first[3].parse().expect("n"));
     assert_eq!(due - checked, 3600, "{first:#?}");
@@ -31,7 +34,7 @@ fn between_checks_no_request_and_a_due_check_replaces_the_record() {
     p.announce("1.0", "1.1");
     let out = p.run(&["version"]);
     assert_eq!(support::stdout(&out), "1.0\n");
-    assert_eq!(asked(&p), 1, "no request within the hour");
+    assert_eq!(asked(&p), after_first, "no request within the hour");
     assert!(
         support::update_traces(&out)
             .iter()
@@ -47,7 +50,7 @@ fn between_checks_no_request_and_a_due_check_replaces_the_record() {
     let path = p.s.cache().join("probeapp").join(".update-check");
     fs::write(&path, due_now.join("\n") + "\n").expect("rewrite the record");
     let out = p.run(&["version"]);
-    assert_eq!(asked(&p), 2, "{}", support::stderr(&out));
+    assert!(asked(&p) > after_first, "{}", support::stderr(&out));
     assert!(
         support::update_traces(&out).iter().any(|t| t == "Updated."),
         "{}",

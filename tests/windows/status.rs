@@ -35,7 +35,11 @@ fn the_status_file_reaches_ready_and_is_gone_after_the_exit() {
         .iter()
         .map(|r| r["state"].as_str().expect("a state"))
         .collect();
-    assert_eq!(states.first(), Some(&"checking"), "{text}");
+    // `checking` may be over before the app first looks.
+    assert!(
+        matches!(states.first(), Some(&"checking" | &"downloading")),
+        "{text}"
+    );
     assert!(states.contains(&"downloading"), "{text}");
     assert_eq!(states.last(), Some(&"ready"), "{text}");
     assert_eq!(seen.last().expect("ready")["version"], "1.1");

@@ -123,10 +123,25 @@ impl RunningApp {
     }
 }
 
+///
+/// By `TerminateProcess` of the launcher itself, not `ExitProcess`: the
+/// update thread may still be inside a system library (a socket, the
+/// certificate store) when the launcher hands the update off, and
+/// `ExitProcess` runs every library's detach code under the loader lock,
+/// which a thread it has just ended may hold: the launcher then never
+/// exits. Nothing is lost: the launcher's standard handles are unbuffered
+/// or already released, and files close with the process.
 pub fn exit_like(exit: AppExit) -> ! {
-    match exit {
-        AppExit::Code(code) | AppExit::Signal(code) => std::process::exit(code),
+    use std::io::Write;
+    use windows_sys::Win32::System::Threading::TerminateProcess;
+    let (AppExit::Code(code) | AppExit::Signal(code)) = exit;
+    let _ = std::io::stdout().flush();
+    // SAFETY: the pseudo-handle of this process; the call ends it.
+    unsafe {
+        TerminateProcess(GetCurrentProcess(), code as u32);
     }
+    // Only if Windows refused to end us.
+    std::process::exit(code)
 }
 
 /// A job object that kills what is in it when its handle closes. The
