@@ -247,7 +247,7 @@ const SET_FOR_THE_APP: [&str; 6] = [
 pub fn rolled_back_from() -> Option<String> {
     let value = std::env::var(probation::ROLLED_BACK_FROM).ok()?;
     let (pid, version) = value.split_once(':')?;
-    let ours = pid.parse::<u32>().ok() == sys::restarter_pid();
+    let ours = restart::is_for_this_launch(pid);
     let bounded = !version.is_empty() && version.len() <= 128 && !version.contains(['\n', '\r']);
     (ours && bounded).then(|| version.to_owned())
 }

@@ -65,9 +65,17 @@ pub fn restarted() -> bool {
     let Some(value) = std::env::var_os(MARKER) else {
         return false;
     };
-    value
-        .to_str()
-        .and_then(|v| v.parse::<u32>().ok())
+    value.to_str().is_some_and(is_for_this_launch)
+}
+
+/// Whether a marker's process id (`ONEFILE_RESTARTED`, the pid part of
+/// `ONEFILE_ROLLED_BACK_FROM`) names the launcher that set it for this
+/// one: ourselves on Unix (`exec` keeps the pid), our parent on Windows
+/// (it runs us as its child). A marker inherited by a process an app
+/// started names someone else.
+pub fn is_for_this_launch(pid: &str) -> bool {
+    pid.parse::<u32>()
+        .ok()
         .is_some_and(|pid| Some(pid) == sys::restarter_pid())
 }
 
