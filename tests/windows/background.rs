@@ -94,3 +94,94 @@ fn the_background_updater_holds_no_handle_of_the_launcher() {
         "end of file after {eof:?}: {traces}"
     );
 }
+
+#[test]
+fn the_launcher_ends_wherever_its_update_thread_is_when_the_app_exits() {
+    // The app exits while the update thread is inside a system call: a
+    // request the host never answers, a download that stopped midway, one
+    // that drips. Whatever the thread is in, the launcher ends, passing on
+    // the app's exit. (A launcher ending by `ExitProcess` could wait for
+    // ever on the loader lock a thread inside a system library held.)
+    // Each round has its own copy and cache, so that no backoff, schedule
+    // or running updater of an earlier round leaves the thread idle.
+    use crate::server::Route;
+    use std::process::Stdio;
+    let p = publish(&["1.0", "1.1"], &[]);
+    let build = p.bytes("1.1").to_vec();
+    let half = build.len() / 2;
+    for round in 0..9 {
+        let (exe, cache) = (
+            p.s.path(&format!("round-{round}/app.exe")),
+            p.s.path(&format!("round-{round}/cache")),
+        );
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        std::fs::write(&exe, p.bytes("1.0")).expect("copy");
+        match round % 3 {
+            0 => p.server.route("/1.0/update.toml", Route::Stall),
+            1 => {
+                p.announce("1.0", "1.1");
+                p.serve(
+                    "1.1",
+                    Route::StallAfter {
+                        body: build.clone(),
+                        send: half,
+                    },
+                );
+            }
+            _ => {
+                p.announce("1.0", "1.1");
+                p.serve(
+                    "1.1",
+                    Route::Drip {
+                        body: build.clone(),
+                        chunk: build.len() / 20 + 1,
+                        delay_ms: 100,
+                    },
+                );
+            }
+        }
+        // The app ends at a different moment of the thread's work each time.
+        let lives = format!("{}", [0.0, 0.05, 0.3][round / 3]);
+        let mut child =
+            p.s.command(&exe)
+                .env("ONEFILE_CACHE_DIR", &cache)
+                .args(["version", &lives])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+        let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("round {round}: the launcher still runs after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (stdout, traces) = (
+            stdout.join().expect("stdout"),
+            stderr.join().expect("stderr"),
+        );
+        assert!(status.success(), "round {round}: {status:?}: {traces}");
+        // The thread was inside a network call when the app exited.
+        assert!(
+            traces.contains("Started background updater "),
+            "round {round}: {traces}"
+        );
+        assert_eq!(stdout, "1.0\n", "round {round}: {traces}");
+    }
+}
