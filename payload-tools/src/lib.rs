@@ -26,11 +26,15 @@
 //!   that fetch only what changed;
 //! - [`stub`]: the marker that tells a onefile stub from other programs;
 //! - [`text`]: text from files and servers, escaped for printing;
+//! - [`accesslog`]: one line of a static host's access log, for
+//!   `payload-tools stats`;
 //! - [`frames`], [`tree`], [`paths`], [`persist`]: the pieces those use.
 //!
 //! The stub depends on this crate with default features off, which leaves
 //! out everything only the `payload-tools` command needs.
 
+#[cfg(feature = "cli")]
+pub mod accesslog;
 pub mod delta;
 pub mod dictionary;
 pub mod digest;

@@ -77,10 +77,14 @@ pub enum Command {
     /// update.toml its installs fetch, signed with --key (docs/publishing.md).
     Publish(Box<crate::publish::PublishArgs>),
     /// Change the share of installs offered a site's latest release, halt or
-    /// resume it; re-signs every manifest.
+    /// resume it, or halt it when the access logs show too many rollbacks;
+    /// re-signs every manifest.
     Rollout(crate::publish::RolloutArgs),
     /// Re-sign every manifest of a site with a new sequence and expiry (a daily CI job).
     Refresh(crate::publish::RefreshArgs),
+    /// What the static host's access logs say, per day: checks by version,
+    /// bytes served, updates, rollbacks, refusals and failures reported.
+    Stats(crate::stats::StatsArgs),
     /// Sign a packed executable: writes EXE.minisig (checkable with `minisign -V`).
     Sign {
         /// The packed executable.

@@ -8,6 +8,7 @@ mod diagnose;
 mod progress;
 mod publish;
 mod signing;
+mod stats;
 
 use std::process::ExitCode;
 
@@ -93,7 +94,12 @@ fn main() -> ExitCode {
         Command::Keygen { output } => commands::keygen(&output),
         Command::Sign { exe, key, output } => commands::sign(&exe, &key, output.as_deref()),
         Command::Publish(args) => publish::publish(*args),
-        Command::Rollout(args) => publish::rollout(args),
+        Command::Rollout(args) => match publish::rollout(args) {
+            Ok(publish::RolloutOutcome::HaltedNow) => return ExitCode::from(HALTED_NOW),
+            Ok(publish::RolloutOutcome::Done) => Ok(()),
+            Err(failure) => Err(failure),
+        },
+        Command::Stats(args) => stats::stats(args),
         Command::Refresh(args) => publish::refresh(args),
     };
     match result {
@@ -107,6 +113,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The exit status of `rollout --halt-if-rollbacks` when it halted the
+/// latest release (0: healthy or nothing to do; 1: an error).
+const HALTED_NOW: u8 = 2;
 
 #[cfg(unix)]
 const NOT_PRIVATE_HINT: &str = "anyone who can write a folder can swap files in it: keep keys in a folder only you can write (mkdir -m 700 ~/keys)";

@@ -8,6 +8,10 @@
 //!   caught at any moment only names builds that are there;
 //! - `rollout --site DIR --percent P | --halt | --resume`: changes the
 //!   latest release's share in place and rewrites every manifest;
+//! - `rollout --site DIR --halt-if-rollbacks P --log LOG...`: counts the
+//!   latest release's installs and rollbacks in the access logs
+//!   (`crate::stats`) and halts it, as `--halt` does, when rollbacks
+//!   exceed P% of installs; the exit status says which (docs/publishing.md);
 //! - `refresh --site DIR --key KEY`: rewrites every manifest with a new
 //!   sequence and expiry, nothing else.
 //!
@@ -76,7 +80,7 @@ pub struct PublishArgs {
 
 /// `payload-tools rollout`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("change").required(true).args(["percent", "halt", "resume", "critical", "not_critical"])))]
+#[command(group(clap::ArgGroup::new("change").required(true).args(["percent", "halt", "resume", "critical", "not_critical", "halt_if_rollbacks"])))]
 pub struct RolloutArgs {
     /// The site folder.
     #[arg(long, value_name = "DIR")]
@@ -96,6 +100,14 @@ pub struct RolloutArgs {
     /// Offer the latest release to its share only (clears --critical).
     #[arg(long)]
     pub not_critical: bool,
+    /// Halt the latest release if its rollbacks in the --log files exceed
+    /// this share of its installs there. Exit status: 0 not halted (or
+    /// already halted), 2 halted now, 1 an error.
+    #[arg(long, value_name = "PERCENT", requires = "logs")]
+    pub halt_if_rollbacks: Option<String>,
+    /// Access logs (nginx `combined`, plain or .gz) for --halt-if-rollbacks.
+    #[arg(long = "log", value_name = "LOG", num_args = 1.., requires = "halt_if_rollbacks")]
+    pub logs: Vec<PathBuf>,
     /// Sign the manifests with this minisign secret key (repeatable).
     #[arg(long = "key", value_name = "NAME.key")]
     pub keys: Vec<PathBuf>,
@@ -326,7 +338,16 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn rollout(args: RolloutArgs) -> Result<(), Failure> {
+/// What `rollout` did, for its exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutOutcome {
+    /// The change asked for, or, with `--halt-if-rollbacks`, nothing to do.
+    Done,
+    /// `--halt-if-rollbacks` halted the latest release.
+    HaltedNow,
+}
+
+pub fn rollout(args: RolloutArgs) -> Result<RolloutOutcome, Failure> {
     let mut keys = load_keys(&args.keys)?;
     let expires_in = args.expires_in.as_deref().map(parse_expiry).transpose()?;
     let percent = args
@@ -334,12 +355,29 @@ pub fn rollout(args: RolloutArgs) -> Result<(), Failure> {
         .as_deref()
         .map(|text| parse_percent(text, "--percent"))
         .transpose()?;
+    let halt_threshold = args
+        .halt_if_rollbacks
+        .as_deref()
+        .map(|text| parse_percent(text, "--halt-if-rollbacks"))
+        .transpose()?;
     let site = Site::open(&args.site)?;
     let _lock = site.lock()?;
     let stale = surveyed(&site)?;
     let mut state = load_existing(&site)?;
+    let halt_now = match halt_threshold {
+        Some(threshold) => {
+            if !rollbacks_exceed(&state, threshold, &args.logs)? {
+                return Ok(RolloutOutcome::Done);
+            }
+            true
+        }
+        None => false,
+    };
     let latest = state.releases.last_mut().ok_or(SiteError::Empty)?;
-    let change = if let Some(percent) = percent {
+    let change = if halt_now {
+        latest.halted = true;
+        "halted".to_owned()
+    } else if let Some(percent) = percent {
         latest.percent = percent;
         format!("offered to {percent}%")
     } else if args.halt {
@@ -382,7 +420,43 @@ pub fn rollout(args: RolloutArgs) -> Result<(), Failure> {
             "payload-tools: note: {version} stays halted: `payload-tools rollout --resume` offers it again"
         );
     }
-    Ok(())
+    Ok(if halt_now {
+        RolloutOutcome::HaltedNow
+    } else {
+        RolloutOutcome::Done
+    })
+}
+
+/// Whether the latest release of `state` is to be halted now: its
+/// rollbacks in `logs` exceed `threshold`% of its installs there (any
+/// rollback when no install is seen), it is not halted already, and a
+/// stable release is there to fall back to. Says what it saw in one line
+/// on standard output either way.
+fn rollbacks_exceed(state: &SiteState, threshold: f64, logs: &[PathBuf]) -> Result<bool, Failure> {
+    let latest = state.latest().ok_or(SiteError::Empty)?;
+    let tally = crate::stats::Tally::read(logs, Some(&state.app), None)?;
+    let (installs, rollbacks) = tally.installs_and_rollbacks(&latest.version);
+    // Counts of log lines: far below 2^52, exact as f64.
+    let exceeds = rollbacks > 0 && rollbacks as f64 * 100.0 > threshold * installs as f64;
+    let share = if installs == 0 {
+        String::new()
+    } else {
+        format!(" ({:.1}%)", rollbacks as f64 * 100.0 / installs as f64)
+    };
+    let seen = format!(
+        "{} {}: {rollbacks} rollback(s) of {installs} install(s){share} in {} log line(s)",
+        state.app, latest.version, tally.lines
+    );
+    let verdict = match (exceeds, latest.halted, state.stable_index()) {
+        (false, _, _) => format!("within {threshold}%: not halted"),
+        (true, true, _) => format!("above {threshold}%: already halted"),
+        (true, false, None) => format!(
+            "above {threshold}%, but there is no earlier release at 100% to fall back to: not halted (publish a fixed build)"
+        ),
+        (true, false, Some(_)) => format!("above {threshold}%: halting it"),
+    };
+    println!("{seen}, {verdict}");
+    Ok(exceeds && !latest.halted && state.stable_index().is_some())
 }
 
 pub fn refresh(args: RefreshArgs) -> Result<(), Failure> {
