@@ -31,6 +31,7 @@ mod rollback;
 mod security;
 mod selftest;
 mod server;
+mod stats;
 mod status;
 mod support;
 mod tls;

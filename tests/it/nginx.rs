@@ -6,7 +6,9 @@
 //! Tests may add directives (redirects, rate limits) and restart it on the
 //! same port; the access log records each request's path, status, bytes
 //! sent and `Range` header ([`Nginx::requests`]), and its `User-Agent`
-//! ([`Nginx::user_agents`]).
+//! ([`Nginx::user_agents`]); a second log ([`Nginx::combined`]) has the
+//! same requests in nginx's default `combined` format, as hosts keep it
+//! (what `payload-tools stats` reads).
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -52,6 +54,8 @@ pub struct Nginx {
     child: Child,
     pub port: u16,
     pub log: PathBuf,
+    /// The access log in nginx's `combined` format.
+    pub combined: PathBuf,
     scheme: &'static str,
 }
 
@@ -91,6 +95,7 @@ impl Nginx {
         };
         fs::create_dir_all(work.join("logs")).expect("nginx work folder");
         let log = work.join("logs/access.log");
+        let combined = work.join("logs/combined.log");
         let error_log = work.join("logs/error.log");
         let (listen, tls) = match &config.tls {
             Some(tls) => (
@@ -110,7 +115,7 @@ impl Nginx {
                 "daemon off; master_process off; pid {work}/nginx.pid; error_log {error_log};\n\
                  events {{ worker_connections 64; }}\n\
                  http {{ log_format onefile '\"$request\" $status $body_bytes_sent \"$http_range\" \"$http_user_agent\"';\n\
-                   access_log {log} onefile; client_body_temp_path {work}/tmp;\n\
+                   access_log {log} onefile; access_log {combined} combined; client_body_temp_path {work}/tmp;\n\
                    proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp; uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;\n\
                    {http}\n\
                    server {{ listen {listen}; {tls} root {root};\n\
@@ -119,6 +124,7 @@ impl Nginx {
                 work = work.display(),
                 error_log = error_log.display(),
                 log = log.display(),
+                combined = combined.display(),
                 root = root.display(),
                 http = config.http,
                 server = config.server,
@@ -150,6 +156,7 @@ impl Nginx {
             child,
             port,
             log,
+            combined,
             scheme: if config.tls.is_some() {
                 "https"
             } else {

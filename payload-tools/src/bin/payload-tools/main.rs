@@ -115,8 +115,9 @@ fn main() -> ExitCode {
 }
 
 /// The exit status of `rollout --halt-if-rollbacks` when it halted the
-/// latest release (0: healthy or nothing to do; 1: an error).
-const HALTED_NOW: u8 = 2;
+/// latest release (0: healthy or nothing to do; 1: an error; 2: a usage
+/// error, from clap).
+const HALTED_NOW: u8 = 3;
 
 #[cfg(unix)]
 const NOT_PRIVATE_HINT: &str = "anyone who can write a folder can swap files in it: keep keys in a folder only you can write (mkdir -m 700 ~/keys)";

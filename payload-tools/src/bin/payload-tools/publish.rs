@@ -102,11 +102,11 @@ pub struct RolloutArgs {
     pub not_critical: bool,
     /// Halt the latest release if its rollbacks in the --log files exceed
     /// this share of its installs there. Exit status: 0 not halted (or
-    /// already halted), 2 halted now, 1 an error.
+    /// already halted), 3 halted now, 1 an error.
     #[arg(long, value_name = "PERCENT", requires = "logs")]
     pub halt_if_rollbacks: Option<String>,
     /// Access logs (nginx `combined`, plain or .gz) for --halt-if-rollbacks.
-    #[arg(long = "log", value_name = "LOG", num_args = 1.., requires = "halt_if_rollbacks")]
+    #[arg(long = "log", value_name = "LOG", num_args = 1..)]
     pub logs: Vec<PathBuf>,
     /// Sign the manifests with this minisign secret key (repeatable).
     #[arg(long = "key", value_name = "NAME.key")]
@@ -360,6 +360,14 @@ pub fn rollout(args: RolloutArgs) -> Result<RolloutOutcome, Failure> {
         .as_deref()
         .map(|text| parse_percent(text, "--halt-if-rollbacks"))
         .transpose()?;
+    if halt_threshold.is_none() && !args.logs.is_empty() {
+        return Err(Failure {
+            message: "--log is read only by --halt-if-rollbacks".into(),
+            hint: Some(
+                "payload-tools rollout --site DIR --halt-if-rollbacks 2 --log LOG...".into(),
+            ),
+        });
+    }
     let site = Site::open(&args.site)?;
     let _lock = site.lock()?;
     let stale = surveyed(&site)?;
