@@ -118,6 +118,7 @@ demo: needs-demo build
 
 bench: needs-bench build
 	@python3 bench/run.py
+	@STATS_LOG_MIB=256 python3 bench/stats.py
 
 # The Windows executables under Wine: the release stub's size, warm start
 # and update against baselines run under Wine too (docs/benchmarks.md).
