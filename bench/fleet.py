@@ -24,6 +24,22 @@ publisher would, and nginx serves it as a static host would. Phases:
   7. nothing changed: launch every install (all current, each with the
      validators of the manifest it has)
 
+Then, with builds packed with `--report-url` (the reports go to the same
+nginx, which answers 404 and logs them in its `combined` log):
+
+  8. publish 1.2 (a good build) with `--rollout 10`: 5% to 15% move
+  9. nothing changed; `rollout --halt-if-rollbacks 2` must not halt 1.2
+ 10. `rollout --percent 100`: all on 1.2
+ 11. publish 1.3, which crashes at start, with `--rollout 10`: 5% to 15%
+     move to it
+ 12. each install on 1.3 is launched until the launcher rolls it back to
+     1.2 (`--rollback-after`, 3 failed starts)
+ 13. nothing changed: none may take 1.3 again
+ then `stats --json` over the `combined` log must report exactly the
+ updates (from -> to) and rollbacks the run made, and the checks by version
+ that the run's own log shows; `rollout --halt-if-rollbacks 2` must halt
+ 1.3 (exit status 3) and the manifest say so.
+
 After each phase every install's version is read with `payload-tools
 inspect` (which changes nothing), and nginx's access log gives the
 requests, their status, the bytes sent (headers and body) and the
@@ -89,6 +105,13 @@ class OverBudget(Exception):
 
 NOT_RUN = []
 PHASES = []
+# What the run did, as the `updated` and `rolled-back` reports must say.
+EXPECTED_UPDATES = collections.Counter()
+EXPECTED_ROLLBACKS = collections.Counter()
+# What `stats` and `--halt-if-rollbacks` said, for fleet.json.
+STATS = {}
+# The launcher's default: failed starts of a new build before it is rolled back.
+ROLLBACK_AFTER = 3
 
 
 def fail(message):
@@ -130,11 +153,15 @@ class Nginx:
 
     FORMAT = ('\'"$request" $status $body_bytes_sent "$http_range" $bytes_sent $request_length '
               '"$http_user_agent" "$http_if_none_match" "$http_if_modified_since"\'')
+    # The same requests in nginx's default `combined` format, for
+    # `payload-tools stats` (docs/publishing.md).
+    COMBINED = "combined.log"
     LINE = re.compile(r'^"(\S+) (\S+)[^"]*" (\d+) (\d+) "([^"]*)" (\d+) (\d+) "([^"]*)" "([^"]*)" "([^"]*)"$')
 
     def __init__(self, root, work, port):
         self.port = port
         self.log = os.path.join(work, "logs", "access.log")
+        self.combined = os.path.join(work, "logs", self.COMBINED)
         os.makedirs(os.path.join(work, "logs"))
         os.makedirs(os.path.join(work, "tmp"))
         temp = " ".join(f"{kind}_temp_path {work}/tmp;" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -143,7 +170,7 @@ class Nginx:
             f.write(f"daemon off; master_process off; pid {work}/nginx.pid; error_log {work}/logs/error.log;\n"
                     f"events {{ worker_connections 256; }}\n"
                     f"http {{ log_format fleet {self.FORMAT};\n"
-                    f"  access_log {self.log} fleet; sendfile on; {temp}\n"
+                    f"  access_log {self.log} fleet; access_log {self.combined} combined; sendfile on; {temp}\n"
                     f"  server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n")
         self.proc = subprocess.Popen([NGINX, "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
@@ -170,9 +197,9 @@ class Nginx:
         """Marks the log's end: `requests()` returns what follows."""
         self.mark = os.path.getsize(self.log) if os.path.exists(self.log) else 0
 
-    def requests(self):
+    def requests(self, everything=False):
         with open(self.log, "rb") as f:
-            f.seek(self.mark)
+            f.seek(0 if everything else self.mark)
             text = f.read().decode(errors="replace")
         out = []
         for line in text.splitlines():
@@ -224,10 +251,11 @@ class Site:
 
 # --- the app and its installs -----------------------------------------------
 
-def pack(version, spec, public_key, previous, out):
+def pack(version, spec, public_key, previous, out, report_url=None, crash=False):
     """A small sample app: a script that prints its version and a 256 KiB
     library that does not change between versions (so an incremental update
-    fetches only the script's frame)."""
+    fetches only the script's frame); with `crash`, the script kills itself
+    with SIGSEGV at once instead (a build that crashes at start)."""
     app = os.path.join(WORK, "app")
     os.makedirs(os.path.join(app, "lib"), exist_ok=True)
     with open(os.path.join(app, "lib", "data.bin"), "wb") as f:
@@ -235,7 +263,10 @@ def pack(version, spec, public_key, previous, out):
         f.write(rng.randbytes(128 << 10) + b"onefile fleet " * ((128 << 10) // 14))
     run = os.path.join(app, "run.sh")
     with open(run, "w") as f:
-        f.write(f'#!/bin/sh\necho "{APP} {version}"\n')
+        if crash:
+            f.write("#!/bin/sh\nkill -SEGV $$\n")
+        else:
+            f.write(f'#!/bin/sh\necho "{APP} {version}"\n')
     os.chmod(run, 0o755)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     args = ["pack", app, "--entry", "run.sh", "--name", APP, "--version", version,
@@ -243,6 +274,8 @@ def pack(version, spec, public_key, previous, out):
             "--update-exit-wait", str(EXIT_WAIT_S), "-o", out]
     if previous:
         args += ["--previous", previous]
+    if report_url:
+        args += ["--report-url", report_url]
     tool(*args)
 
 
@@ -324,6 +357,7 @@ def run_phase(name, nginx, before):
     checks = [r for r in requests if r["path"].endswith("/update.toml")]
     builds = [r for r in requests if not r["path"].endswith("/update.toml")]
     moved = sum(1 for i in range(INSTALLS) if after[i] != before[i])
+    EXPECTED_UPDATES.update((before[i], after[i]) for i in range(INSTALLS) if after[i] != before[i])
     phase = {
         "phase": name,
         "seconds": elapsed,
@@ -391,10 +425,17 @@ def main():
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     spec = f"{base_url}/update.toml"
-    builds = {v: os.path.join(WORK, "builds", v, EXE) for v in ("1.0", "1.1")}
-    pack("1.0", spec, public_key, None, builds["1.0"])
-    pack("1.1", spec, public_key, builds["1.0"], builds["1.1"])
-    sizes = {v: os.path.getsize(b) for v, b in builds.items()}
+    builds = {v: os.path.join(WORK, "builds", v, EXE) for v in ("1.0", "1.1", "1.2", "1.3")}
+    reports = "--report-url" in tool("pack", "--help").stdout
+    report_url = f"{base_url}/report" if reports else None
+    if not reports:
+        not_run("payload-tools pack has no --report-url: builds send no reports (phases 8-13 not run)")
+    pack("1.0", spec, public_key, None, builds["1.0"], report_url)
+    pack("1.1", spec, public_key, builds["1.0"], builds["1.1"], report_url)
+    if reports:
+        pack("1.2", spec, public_key, builds["1.1"], builds["1.2"], report_url)
+        pack("1.3", spec, public_key, builds["1.2"], builds["1.3"], report_url, crash=True)
+    sizes = {v: os.path.getsize(b) for v, b in builds.items() if os.path.exists(b)}
     print(f"builds: 1.0 {sizes['1.0']:,} B, 1.1 {sizes['1.1']:,} B; update URL spec {spec}", flush=True)
 
     site = Site(os.path.join(WORK, "site"), base_url, key)
@@ -409,7 +450,9 @@ def main():
         os.chmod(os.path.join(install_dir(i), EXE), 0o755)
     nginx = Nginx(site.root, os.path.join(WORK, "nginx"), port)
     try:
-        staged(site, nginx, builds)
+        after = staged(site, nginx, builds)
+        if reports:
+            with_reports(site, nginx, builds, after)
     except OverBudget:
         pass
     finally:
@@ -466,6 +509,115 @@ def staged(site, nginx, builds):
     expect_steady("nothing changed (all on 1.1)", PHASES[-1])
     if on(after, "1.1") != set(range(INSTALLS)):
         fail(f"{PHASES[-1]['phase']}: versions {PHASES[-1]['versions']} (all 1.1 expected)")
+    return after
+
+
+def with_reports(site, nginx, builds, after):
+    """Phases 8-13: a good release and a crashing one, both at 10%, the
+    reports their installs send, and what `stats` and `rollout
+    --halt-if-rollbacks` make of them."""
+    if not (site.has_publish and site.has_rollout):
+        not_run("phases 8-13 need `publish` and `rollout`")
+        return
+    site.publish(builds["1.2"], "1.2", rollout=ROLLOUT_PERCENT)
+    after = run_phase(f"8. 1.2 (a good build) published with --rollout {ROLLOUT_PERCENT}", nginx, after)
+    good = on(after, "1.2")
+    if not MOVE_LOW <= len(good) <= MOVE_HIGH:
+        fail(f"1.2 at {ROLLOUT_PERCENT}%: {len(good)} of {INSTALLS} moved (expected {MOVE_LOW} to {MOVE_HIGH})")
+    after = run_phase("9. nothing changed", nginx, after)
+    halt_if_rollbacks(site, nginx, "1.2", halts=False)
+
+    site.rollout("--percent", "100")
+    after = run_phase("10. rollout --percent 100 (1.2 to everyone)", nginx, after)
+    if on(after, "1.2") != set(range(INSTALLS)):
+        fail(f"{PHASES[-1]['phase']}: versions {PHASES[-1]['versions']} (all 1.2 expected)")
+
+    site.publish(builds["1.3"], "1.3", rollout=ROLLOUT_PERCENT)
+    after = run_phase(f"11. 1.3 (crashes at start) published with --rollout {ROLLOUT_PERCENT}", nginx, after)
+    bad = on(after, "1.3")
+    if not MOVE_LOW <= len(bad) <= MOVE_HIGH:
+        fail(f"1.3 at {ROLLOUT_PERCENT}%: {len(bad)} of {INSTALLS} moved (expected {MOVE_LOW} to {MOVE_HIGH})")
+
+    print(f"\n12. the {len(bad)} installs on 1.3 launched until rolled back", flush=True)
+    start = time.perf_counter()
+    launches = collections.Counter()
+    for i in sorted(bad):
+        while version_of(i) == "1.3" and launches[i] < ROLLBACK_AFTER + 2:
+            launches[i] += 1
+            _, rc, _, _ = launch(i, f"12-{launches[i]}")
+            if rc == 0:
+                fail(f"install {i}: a launch of 1.3 (which crashes at start) exited 0")
+    stuck = [i for i in bad if version_of(i) != "1.2"]
+    if stuck:
+        fail(f"{len(stuck)} installs not rolled back to 1.2 after {ROLLBACK_AFTER + 2} launches, e.g. install {stuck[0]} "
+             f"({version_of(stuck[0])}, traces: {install_dir(stuck[0])}/12-*.log)")
+    EXPECTED_ROLLBACKS[("1.3", "crash")] += len(bad) - len(stuck)
+    print(f"  {time.perf_counter() - start:.1f} s; launches per install until rolled back: "
+          f"{dict(sorted(collections.Counter(launches.values()).items()))}", flush=True)
+    after = versions()
+    after = run_phase("13. nothing changed (1.3 is known bad where it crashed)", nginx, after)
+    if on(after, "1.3"):
+        fail(f"{len(on(after, '1.3'))} installs took 1.3 again after its rollback")
+
+    check_stats(nginx)
+    halt_if_rollbacks(site, nginx, "1.3", halts=True)
+
+
+def check_stats(nginx):
+    """`stats --json` over the run's `combined` log against what the run
+    did and what its own log shows."""
+    print("\nstats --json over the combined log", flush=True)
+    proc = tool("stats", "--json", "--app", APP, nginx.combined, check=False)
+    if proc.returncode != 0:
+        fail(f"stats failed ({proc.returncode}): {proc.stderr.strip()}")
+        return
+    data = json.loads(proc.stdout)
+    updates = collections.Counter()
+    rollbacks = collections.Counter()
+    checks = collections.Counter()
+    for day in data["days"]:
+        updates.update({(u["from"], u["to"]): u["count"] for u in day["updated"]})
+        rollbacks.update({(r["version"], r["reason"]): r["count"] for r in day["rolled_back"]})
+        checks.update(day["checks"])
+    own = collections.Counter()
+    for r in nginx.requests(everything=True):
+        m = re.match(rf"onefile/\S+ {APP}/(\S+) \(", r["agent"])
+        if m and r["method"] == "GET" and r["path"].endswith(".toml"):
+            own[m.group(1)] += 1
+    print(f"  updated {dict(sorted(updates.items()))}\n  rolled back {dict(sorted(rollbacks.items()))}\n"
+          f"  checks {dict(sorted(checks.items()))}; skipped {data['skipped']}; latest {data['latest']}", flush=True)
+    STATS.update(updates={f"{a} -> {b}": n for (a, b), n in sorted(updates.items())},
+                 rollbacks={f"{a} ({b})": n for (a, b), n in sorted(rollbacks.items())},
+                 checks=dict(sorted(checks.items())))
+    if updates != EXPECTED_UPDATES:
+        fail(f"stats: updates {dict(updates)}, the run made {dict(EXPECTED_UPDATES)}")
+    if rollbacks != EXPECTED_ROLLBACKS:
+        fail(f"stats: rollbacks {dict(rollbacks)}, the run made {dict(EXPECTED_ROLLBACKS)}")
+    if checks != own:
+        fail(f"stats: checks by version {dict(checks)}, the run's own log shows {dict(own)}")
+    if data["skipped"]:
+        fail(f"stats skipped lines of nginx's own log: {data['skipped']}")
+    if data["latest"] is None or data["latest"]["version"] != "1.3":
+        fail(f"stats: latest release {data['latest']}, 1.3 expected")
+
+
+def halt_if_rollbacks(site, nginx, version, halts):
+    """`rollout --halt-if-rollbacks 2`: exit 3 and a halted manifest when
+    `halts`, else exit 0 and the manifest as it was."""
+    manifest = os.path.join(site.root, "update.toml")
+    with open(manifest) as f:
+        before = f.read()
+    proc = tool("rollout", "--site", site.root, "--halt-if-rollbacks", "2", "--log", nginx.combined,
+                "--key", site.key, check=False)
+    print(f"  rollout --halt-if-rollbacks 2 ({version}): exit {proc.returncode}: {proc.stdout.strip()}", flush=True)
+    with open(manifest) as f:
+        after = f.read()
+    STATS.setdefault("halt", []).append({"version": version, "exit": proc.returncode, "said": proc.stdout.strip()})
+    if halts:
+        if proc.returncode != 3 or "halted = true" not in after:
+            fail(f"--halt-if-rollbacks 2 did not halt {version} (exit {proc.returncode}): {proc.stderr.strip()}")
+    elif proc.returncode != 0 or after != before:
+        fail(f"--halt-if-rollbacks 2 changed the site for {version} (exit {proc.returncode}): {proc.stderr.strip()}")
 
 
 def report(sizes, total):
@@ -490,7 +642,7 @@ def report(sizes, total):
         agents.update(p["agents"])
     print("User-Agents seen on checks: " + "; ".join(f"{a!r} x{n}" for a, n in agents.most_common(4)))
     with open(os.path.join(WORK, "fleet.json"), "w") as f:
-        json.dump({"installs": INSTALLS, "sizes": sizes, "phases": PHASES, "seconds": total}, f, indent=1)
+        json.dump({"installs": INSTALLS, "sizes": sizes, "phases": PHASES, "stats": STATS, "seconds": total}, f, indent=1)
     print(f"\ntotal {total:.0f} s")
     for message in NOT_RUN:
         print(f"NOT RUN: {message}")
