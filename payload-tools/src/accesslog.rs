@@ -441,4 +441,25 @@ mod tests {
             assert_eq!(Day::parse_iso(bad), None, "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Any bytes, and a real line with any bytes spliced in anywhere:
+        /// a record or an error, never a panic; a record's fields lie
+        /// inside the line.
+        #[test]
+        fn no_line_panics(
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            at in 0..CHECK.len(),
+            cut in 0..CHECK.len(),
+        ) {
+            let _ = Record::parse(&noise);
+            let mut spliced = CHECK.as_bytes()[..at].to_vec();
+            spliced.extend_from_slice(&noise);
+            spliced.extend_from_slice(&CHECK.as_bytes()[at.max(cut)..]);
+            if let Ok(r) = Record::parse(&spliced) {
+                proptest::prop_assert!(r.path.len() < spliced.len());
+            }
+            let _ = query_pairs(std::str::from_utf8(&noise).unwrap_or("")).count();
+        }
+    }
 }
