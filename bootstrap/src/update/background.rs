@@ -230,6 +230,7 @@ pub fn serve(
             FORCED.store(true, Ordering::Relaxed);
             info!(target: UPDATE, "Updating now, as {VAR}=now asks.");
             let outcome = super::check_and_update(&build, &exited());
+            super::report::after(&build, &outcome, false);
             finish(&name, version, outcome.map(Report::from))
         }
         Request::Check => {
@@ -462,6 +463,11 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
     if finished {
         return;
     }
+    if super::report::in_flight() {
+        // A report is never worth a process of its own.
+        info!(target: UPDATE, "A report is still in flight; dropped.");
+        return;
+    }
     info!(
         target: UPDATE,
         "Still busy {} ms after the app exited; handing the rest to a background process.",
@@ -541,7 +547,7 @@ fn update_in_background(build: &RunningBuild) -> ! {
         std::process::exit(0);
     };
     let started = Instant::now();
-    loop {
+    let outcome = loop {
         match super::check_and_update(build, &exited()) {
             // The launcher that started us still holds the updater's lock
             // for a moment; another updater may hold it for longer.
@@ -550,14 +556,15 @@ fn update_in_background(build: &RunningBuild) -> ! {
             }
             Err(e) => {
                 info!(target: UPDATE, "{e}");
-                break;
+                break Err(e);
             }
             Ok(outcome) => {
                 info!(target: UPDATE, "Background updater done: {outcome:?}.");
-                break;
+                break Ok(outcome);
             }
         }
-    }
+    };
+    super::report::after(build, &outcome, false);
     sys::block_installs();
     std::process::exit(0)
 }
