@@ -21,7 +21,9 @@
 //!    build (`sys::replace_executable`); the bad build is remembered
 //!    (`.rolled-back`: the updater does not install it again while it is
 //!    announced, [`refuses`]); the restored executable runs this launch,
-//!    with `ONEFILE_ROLLED_BACK_FROM`.
+//!    with `ONEFILE_ROLLED_BACK_FROM`. The rollback's report is left
+//!    pending for the next updater run (`update::report`), which claims it
+//!    ([`claim_rollback_report`]).
 //!
 //! A record changes only under its lock file, and is replaced whole, so
 //! concurrent launches count each start once and only one rolls back.

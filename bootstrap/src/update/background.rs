@@ -10,7 +10,8 @@
 //!   nothing for [`SHORT_WAIT`] is not waited for (traces on or off);
 //!   local steps (verify, self-test, install) finish. Then, if the sidecar is still
 //!   busy, the launcher starts the background updater (which resumes a
-//!   download from its resume record) and exits with the app's status.
+//!   download from its resume record) and exits with the app's status;
+//!   unless all that is left is a report, which is dropped.
 //! - The background updater (`ONEFILE_UPDATE=background`, set by the
 //!   launcher only, with the executable's path and identity): the same
 //!   executable, without the app, stdio or terminal, at a low priority. It

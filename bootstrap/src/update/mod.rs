@@ -35,6 +35,10 @@
 //!    executable if it still is the file this instance runs
 //!    ([`install`], `sys::replace_executable`).
 //!
+//! 8. At the end of the run, when the publisher turned reports on, send
+//!    one bounded report of what it came to (updated, refused, failed),
+//!    and a rollback's report left pending ([`report`]).
+//!
 //! Any failure is traced and leaves the executable untouched. Each step
 //! is told to the app through its status file ([`status`]).
 
