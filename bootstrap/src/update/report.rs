@@ -141,18 +141,17 @@ pub fn after(build: &RunningBuild, outcome: &Result<Outcome, UpdateError>, exiti
     {
         send(build, Event::RolledBack(reason), &from, Some(&to));
     }
-    let offered = LEARNED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .and_then(|l| l.offered.clone());
+    let (had_manifest, offered) = match &*LEARNED.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(learned) => (true, learned.offered.clone()),
+        None => (false, None),
+    };
     let event = match outcome {
         Ok(Outcome::Updated { version }) => {
             send(build, Event::Updated, &build.version, version.as_deref());
             return;
         }
         Ok(_) => return,
-        Err(e) => match event_of(e, offered.is_some()) {
+        Err(e) => match event_of(e, had_manifest) {
             Some(event) => event,
             None => return,
         },
