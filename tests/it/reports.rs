@@ -388,6 +388,28 @@ fn failed_downloads_send_network_and_verify_once() {
 }
 
 #[test]
+fn a_build_that_fails_its_self_test_sends_refused_self_test_once() {
+    let host = Server::start();
+    let p = publish_reporting(&host, &[]);
+    // Linux/x86_64 by its header, but a relocatable object (`e_type` 1),
+    // which the kernel refuses to execute: its self-test fails.
+    let mut build = p.v11.clone();
+    build[16..18].copy_from_slice(&1u16.to_le_bytes());
+    crate::update::announce_body(&p, build);
+    let out = launch(&p);
+    assert_eq!(
+        report_paths(&host),
+        [report("1.0", Some("1.1"), "refused", Some("self-test"))],
+        "{}",
+        stderr(&out)
+    );
+    // Held back: not tried again, so not reported again.
+    launch(&p);
+    assert_eq!(report_paths(&host).len(), 1, "{:?}", report_paths(&host));
+    p.assert_still_10();
+}
+
+#[test]
 fn update_check_sends_no_report_and_update_now_does() {
     let host = Server::start();
     let p = publish_reporting(&host, &[]);
