@@ -251,11 +251,14 @@ class Site:
 
 # --- the app and its installs -----------------------------------------------
 
-def pack(version, spec, public_key, previous, out, report_url=None, crash=False):
+def pack(version, spec, public_key, previous, out, report_url=None, crash=False, linger=False):
     """A small sample app: a script that prints its version and a 256 KiB
     library that does not change between versions (so an incremental update
     fetches only the script's frame); with `crash`, the script kills itself
-    with SIGSEGV at once instead (a build that crashes at start)."""
+    with SIGSEGV at once instead (a build that crashes at start); with
+    `linger`, it runs for 0.2 s before it exits, as a real app would: the
+    report of a rollback to it is sent by an updater whose app still runs
+    (docs/updates.md, "Reports")."""
     app = os.path.join(WORK, "app")
     os.makedirs(os.path.join(app, "lib"), exist_ok=True)
     with open(os.path.join(app, "lib", "data.bin"), "wb") as f:
@@ -265,6 +268,8 @@ def pack(version, spec, public_key, previous, out, report_url=None, crash=False)
     with open(run, "w") as f:
         if crash:
             f.write("#!/bin/sh\nkill -SEGV $$\n")
+        elif linger:
+            f.write(f'#!/bin/sh\nsleep 0.2\necho "{APP} {version}"\n')
         else:
             f.write(f'#!/bin/sh\necho "{APP} {version}"\n')
     os.chmod(run, 0o755)
@@ -433,7 +438,7 @@ def main():
     pack("1.0", spec, public_key, None, builds["1.0"], report_url)
     pack("1.1", spec, public_key, builds["1.0"], builds["1.1"], report_url)
     if reports:
-        pack("1.2", spec, public_key, builds["1.1"], builds["1.2"], report_url)
+        pack("1.2", spec, public_key, builds["1.1"], builds["1.2"], report_url, linger=True)
         pack("1.3", spec, public_key, builds["1.2"], builds["1.3"], report_url, crash=True)
     sizes = {v: os.path.getsize(b) for v, b in builds.items() if os.path.exists(b)}
     print(f"builds: 1.0 {sizes['1.0']:,} B, 1.1 {sizes['1.1']:,} B; update URL spec {spec}", flush=True)
