@@ -360,7 +360,10 @@ def run_phase(name, nginx, before):
         fail(f"{name}: {len(wrong)} launches ran another version than installed, "
              f"e.g. install {wrong[0][0]} printed {wrong[0][1]!r}, {before[wrong[0][0]]} expected")
     checks = [r for r in requests if r["path"].endswith("/update.toml")]
-    builds = [r for r in requests if not r["path"].endswith("/update.toml")]
+    # Reports go to the same host (phases 8-13's builds, and a report sent
+    # late by a launch of the phase before): counted apart from builds.
+    reports = [r for r in requests if r["path"].startswith("/report?")]
+    builds = [r for r in requests if not r["path"].endswith("/update.toml") and r not in reports]
     moved = sum(1 for i in range(INSTALLS) if after[i] != before[i])
     EXPECTED_UPDATES.update((before[i], after[i]) for i in range(INSTALLS) if after[i] != before[i])
     phase = {
@@ -378,6 +381,8 @@ def run_phase(name, nginx, before):
         "build_ranged": sum(1 for r in builds if r["range"]),
         "build_sent": sum(r["sent"] for r in builds),
         "build_body": sum(r["body"] for r in builds),
+        "reports": dict(sorted(collections.Counter(
+            re.search(r"event=([a-z-]+)", r["path"]).group(1) for r in reports).items())),
         "agents": dict(collections.Counter(r["agent"] for r in checks).most_common(4)),
         "moved": moved,
         "versions": dict(sorted(collections.Counter(after.values()).items())),
@@ -388,6 +393,7 @@ def run_phase(name, nginx, before):
           f"{phase['check_conditional']} conditional, {phase['check_sent'] / per:.0f} B sent per check "
           f"({phase['check_body'] / per:.0f} B of body, {phase['check_request'] / per:.0f} B asked); "
           f"build: {phase['build_requests']} requests ({phase['build_ranged']} ranged), {phase['build_sent']:,} B; "
+          f"reports {phase['reports'] or 0}; "
           f"moved {moved}; versions {phase['versions']}", flush=True)
     return after
 
@@ -627,15 +633,16 @@ def halt_if_rollbacks(site, nginx, version, halts):
 
 def report(sizes, total):
     print("\n| phase | time | checks (status) | conditional | sent per check | body per check | asked per check | "
-          "build requests (ranged) | build bytes sent | moved | versions after |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "build requests (ranged) | build bytes sent | reports | moved | versions after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p in PHASES:
         per = p["checks"] or 1
         status = ", ".join(f"{n}x {s}" for s, n in p["check_status"].items())
         versions = ", ".join(f"{v}: {n}" for v, n in p["versions"].items())
         print(f"| {p['phase']} | {p['seconds']:.1f} s | {p['checks']} ({status}) | {p['check_conditional']} | "
               f"{p['check_sent'] / per:.0f} B | {p['check_body'] / per:.0f} B | {p['check_request'] / per:.0f} B | "
-              f"{p['build_requests']} ({p['build_ranged']}) | {p['build_sent']:,} B | {p['moved']} | {versions} |")
+              f"{p['build_requests']} ({p['build_ranged']}) | {p['build_sent']:,} B | "
+              f"{', '.join(f'{n}x {e}' for e, n in p['reports'].items()) or 0} | {p['moved']} | {versions} |")
     updated = [p for p in PHASES if p["moved"]]
     if updated:
         moved = sum(p["moved"] for p in updated)
