@@ -1,6 +1,7 @@
 //! `payload-tools stats` and `rollout --halt-if-rollbacks` over access logs:
-//! the `combined` log nginx wrote while real installs checked and updated
-//! (counted against nginx's own second log of the same requests), plus
+//! the `combined` log nginx wrote while a real install checked, updated and
+//! reported its update (counted against nginx's own second log of the same
+//! requests), plus
 //! hand-written report and hostile lines; `--since`, `--app`, gzip input,
 //! logs that cannot be read; and a signed site halted above the threshold
 //! and left alone below it, with the exit statuses CI relies on.
@@ -125,8 +126,11 @@ impl Site {
 #[test]
 fn stats_counts_what_real_installs_asked_nginx_for_and_the_reports_exactly() {
     let site = Site::new();
-    site.publish(&site.build("1.0", &[]), &[]);
-    site.publish(&site.build("1.1", &[]), &[]);
+    // Reports go to the same nginx, which answers 404 and logs them.
+    let report_url = format!("http://127.0.0.1:{}/report", site.port);
+    let reporting = ["--report-url", report_url.as_str()];
+    site.publish(&site.build("1.0", &reporting), &[]);
+    site.publish(&site.build("1.1", &reporting), &[]);
     let config = Config {
         port: Some(site.port),
         ..Config::default()
@@ -138,7 +142,14 @@ fn stats_counts_what_real_installs_asked_nginx_for_and_the_reports_exactly() {
     let exe = site.s.path("user/probeapp.bin");
     let bytes = fs::read(site.dir.join(format!("1.0/{APP}.bin"))).expect("build");
     write_file(&exe, &bytes, true);
-    assert_updated(&site.s.run(&exe, ["version"]));
+    // The process that installs reports `updated` before it exits.
+    let out = site
+        .s
+        .command(&exe)
+        .env("ONEFILE_UPDATE", "now")
+        .output()
+        .expect("run");
+    assert_updated(&out);
     // Checks from 1.1 now, the second one answered 304 by its ETag.
     for _ in 0..2 {
         let out = site.s.run(&exe, ["version"]);
@@ -158,6 +169,9 @@ fn stats_counts_what_real_installs_asked_nginx_for_and_the_reports_exactly() {
         let mut numbers = fields[2].split_whitespace();
         let status: u16 = numbers.next().and_then(|n| n.parse().ok()).expect("status");
         let sent: u64 = numbers.next().and_then(|n| n.parse().ok()).expect("sent");
+        if path.starts_with("/report?") {
+            continue;
+        }
         let version = fields[5]
             .strip_prefix("onefile/")
             .and_then(|rest| rest.split(' ').nth(1))
@@ -235,6 +249,11 @@ fn stats_counts_what_real_installs_asked_nginx_for_and_the_reports_exactly() {
     let t = day(&json, &today);
     assert_eq!(t["checks"], serde_json::json!(want_checks), "{json:#}");
     assert_eq!(t["not_modified"], not_modified);
+    assert_eq!(
+        t["updated"],
+        serde_json::json!([{ "from": "1.0", "to": "1.1", "count": 1 }]),
+        "the real installation's report"
+    );
     assert_eq!(t["bytes"]["manifests"], manifest_bytes);
     assert_eq!(t["bytes"]["builds"], build_bytes);
     assert_eq!(t["bytes"]["ranges"], range_bytes);
@@ -271,7 +290,7 @@ fn stats_counts_what_real_installs_asked_nginx_for_and_the_reports_exactly() {
     let json = stats_json(&[&log, "--app", APP]);
     assert_eq!(day(&json, "2026-01-01")["checks"], serde_json::json!({}));
     assert_eq!(json["latest"]["version"], "1.1");
-    assert_eq!(json["latest"]["installs"], 3);
+    assert_eq!(json["latest"]["installs"], 4);
     assert_eq!(json["latest"]["rollbacks"], 1);
     assert_eq!(json["latest"]["day"], today.as_str());
     assert_eq!(json["latest"]["checks"], want_checks["1.1"]);
@@ -288,6 +307,7 @@ fn stats_counts_what_real_installs_asked_nginx_for_and_the_reports_exactly() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("updated       1.0 -> 1.1: 3"), "{text}");
+    assert!(text.contains("updated       1.0 -> 1.1: 1"), "{text}");
     assert!(text.contains("rolled back   1.1 (crash): 1"), "{text}");
     let all: u64 = want_checks.values().sum();
     assert!(
