@@ -15,6 +15,7 @@
 //!   memory stays bounded whatever the logs hold;
 //! - then one table per day, or the same as JSON (`"format": 1`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -165,11 +166,11 @@ pub struct Tally {
 
 /// What a report says (values bounded and plain, or it is not one).
 struct Report<'a> {
-    app: &'a str,
-    event: &'a str,
-    from: &'a str,
-    to: &'a str,
-    reason: &'a str,
+    app: Cow<'a, str>,
+    event: Cow<'a, str>,
+    from: Cow<'a, str>,
+    to: Cow<'a, str>,
+    reason: Cow<'a, str>,
 }
 
 impl Tally {
@@ -232,19 +233,19 @@ impl Tally {
             return;
         };
         let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
-        let counted = match report.event {
+        let counted = match &*report.event {
             "updated" => tally
                 .updated
-                .add(pair(report.from, report.to), &mut self.budget),
+                .add(pair(&report.from, &report.to), &mut self.budget),
             "rolled-back" => tally
                 .rolled_back
-                .add(pair(report.from, report.reason), &mut self.budget),
+                .add(pair(&report.from, &report.reason), &mut self.budget),
             "refused" => tally
                 .refused
-                .add(pair(report.from, report.reason), &mut self.budget),
+                .add(pair(&report.from, &report.reason), &mut self.budget),
             "failed" => tally
                 .failed
-                .add(pair(report.from, report.reason), &mut self.budget),
+                .add(pair(&report.from, &report.reason), &mut self.budget),
             _ => {
                 *self.skipped.entry("unknown_event").or_default() += 1;
                 true
@@ -513,24 +514,20 @@ fn day_of<'a>(
 /// The report a query carries: `app` and a known-shape `event`, every value
 /// plain and short. `None` for any other query.
 fn report_of(query: &str) -> Option<Report<'_>> {
-    if query.is_empty() || query.contains('%') {
-        // Names, versions and the event words are all unreserved
-        // characters, which reports send as they are.
+    if query.is_empty() {
         return None;
     }
     let mut report = Report {
-        app: "",
-        event: "",
-        from: "",
-        to: "",
-        reason: "",
+        app: Cow::Borrowed(""),
+        event: Cow::Borrowed(""),
+        from: Cow::Borrowed(""),
+        to: Cow::Borrowed(""),
+        reason: Cow::Borrowed(""),
     };
+    // Values arrive percent-encoded (a version's `+` as `%2B`): they are
+    // checked once decoded.
     for (name, value) in accesslog::query_pairs(query) {
-        let (std::borrow::Cow::Borrowed(name), std::borrow::Cow::Borrowed(value)) = (name, value)
-        else {
-            return None;
-        };
-        let slot = match name {
+        let slot = match &*name {
             "app" => &mut report.app,
             "event" => &mut report.event,
             "from" => &mut report.from,
@@ -538,7 +535,7 @@ fn report_of(query: &str) -> Option<Report<'_>> {
             "reason" => &mut report.reason,
             _ => continue,
         };
-        if !plain(value) {
+        if !plain(&value) {
             return None;
         }
         *slot = value;
@@ -684,12 +681,14 @@ mod tests {
     fn reports_are_plain_queries_with_app_and_event() {
         let r = report_of("app=demo&from=1.0&to=1.1&event=updated").expect("report");
         assert_eq!(
-            (r.app, r.from, r.to, r.event),
+            (&*r.app, &*r.from, &*r.to, &*r.event),
             ("demo", "1.0", "1.1", "updated")
         );
         assert!(report_of("from=1.0&event=updated").is_none());
         assert!(report_of("app=demo&from=1.0").is_none());
         assert!(report_of("app=de%20mo&event=updated").is_none());
+        let r = report_of("app=demo&from=1.0%2Bb7&to=1.1&event=updated").expect("report");
+        assert_eq!((&*r.from, &*r.to), ("1.0+b7", "1.1"));
         assert!(report_of(&format!("app=demo&event=failed&reason={}", "x".repeat(65))).is_none());
     }
 
