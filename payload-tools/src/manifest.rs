@@ -96,6 +96,11 @@ pub struct UpdateManifest {
     /// A newer release offered to a share of installs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// Where installs report what became of an update, in place of the URL
+    /// their build was packed with (docs/updates.md, "Reports"); empty:
+    /// no reports. Used only from a manifest the install trusts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 /// A release offered to a share of installs; the others are offered the
@@ -370,6 +375,7 @@ impl UpdateManifest {
             sequence: None,
             expires: None,
             rollout: None,
+            report: None,
         }
     }
 
@@ -466,6 +472,36 @@ pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
         return Err(format!(
             "plain http:// to '{host}' would be refused at every launch: use https://, or pass --allow-insecure-http"
         ));
+    }
+    Ok(())
+}
+
+/// The longest report URL (`pack --report-url`, a manifest's `report`): the
+/// query the updater appends stays well within what hosts accept.
+pub const MAX_REPORT_URL_LEN: usize = 2048;
+
+/// Checks a report URL: what [`check_url`] accepts, at most
+/// [`MAX_REPORT_URL_LEN`] bytes, without user info (`user@`, which would
+/// be sent to the host with every report) or a fragment (the query is
+/// appended). The same check at pack time and in the updater.
+pub fn check_report_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    if url.len() > MAX_REPORT_URL_LEN {
+        return Err(format!(
+            "it is longer than {MAX_REPORT_URL_LEN} bytes ({})",
+            url.len()
+        ));
+    }
+    if url.chars().any(|c| c.is_ascii_control() || c == ' ') {
+        return Err("it holds a space or a control character".into());
+    }
+    check_url(url, allow_insecure_http)?;
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("it has user info (user@host): reports carry no credentials".into());
+    }
+    if url.contains('#') {
+        return Err("it has a fragment (#...): the report's query is appended to it".into());
     }
     Ok(())
 }
@@ -713,6 +749,26 @@ mod tests {
             ("https:///u.toml", "no host"),
         ] {
             let err = check(bad, false).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn report_urls_are_bounded_and_carry_no_credentials() {
+        let check = |url: &str| check_report_url(url, false);
+        assert_eq!(check("https://example.org/report"), Ok(()));
+        assert_eq!(check("https://example.org/r?channel=beta"), Ok(()));
+        assert_eq!(check("http://127.0.0.1:9/r"), Ok(()));
+        let long = format!("https://example.org/{}", "a".repeat(MAX_REPORT_URL_LEN));
+        for (bad, says) in [
+            (long.as_str(), "longer than"),
+            ("https://user:pw@example.org/r", "user info"),
+            ("https://example.org/r#x", "fragment"),
+            ("https://example.org/a b", "space"),
+            ("http://example.org/r", "--allow-insecure-http"),
+            ("ftp://example.org/r", "'ftp://'"),
+        ] {
+            let err = check(bad).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");
         }
     }

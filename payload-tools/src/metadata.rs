@@ -260,6 +260,12 @@ pub struct UpdateSettings {
     /// build (docs/updates.md, "Restart to update").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_exit_code: Option<i32>,
+    /// Where the updater reports what became of an update (docs/updates.md,
+    /// "Reports"): checked like the update URL, at most
+    /// [`crate::manifest::MAX_REPORT_URL_LEN`] bytes. None: no reports,
+    /// unless a trusted `update.toml` names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_url: Option<String>,
 }
 
 /// Default of [`UpdateSettings::healthy_after_ms`].

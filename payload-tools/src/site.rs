@@ -130,6 +130,10 @@ pub struct SiteState {
     /// The sequence of the manifests last written.
     #[serde(default)]
     pub last_sequence: u64,
+    /// Where installs report what became of an update, written into every
+    /// manifest as `report` (`publish --report-url`, `--no-report-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_url: Option<String>,
     /// Every release, oldest first.
     #[serde(default, rename = "release")]
     pub releases: Vec<SiteRelease>,
@@ -362,6 +366,7 @@ impl SiteState {
         }
         manifest.sequence = Some(sequence);
         manifest.expires = expires.map(datetime_from_unix);
+        manifest.report = self.report_url.clone();
         Ok(manifest)
     }
 
@@ -982,6 +987,7 @@ mod tests {
             allow_insecure_http: false,
             signing_keys: vec![],
             last_sequence: 0,
+            report_url: None,
             releases,
         }
     }

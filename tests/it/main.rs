@@ -28,6 +28,7 @@ mod pack;
 mod prewarm;
 mod publish;
 mod ratio;
+mod reports;
 mod rollback;
 mod security;
 mod selftest;

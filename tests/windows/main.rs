@@ -20,6 +20,7 @@ mod gui;
 mod incremental;
 mod prewarm;
 mod process;
+mod reports;
 mod rollback;
 mod selftest;
 // The Linux suite's server, faults and all; not every fault is used here.

@@ -21,7 +21,9 @@
 //!    build (`sys::replace_executable`); the bad build is remembered
 //!    (`.rolled-back`: the updater does not install it again while it is
 //!    announced, [`refuses`]); the restored executable runs this launch,
-//!    with `ONEFILE_ROLLED_BACK_FROM`.
+//!    with `ONEFILE_ROLLED_BACK_FROM`. The rollback's report is left
+//!    pending for the next updater run (`update::report`), which claims it
+//!    ([`claim_rollback_report`]).
 //!
 //! A record changes only under its lock file, and is replaced whole, so
 //! concurrent launches count each start once and only one rolls back.
@@ -45,6 +47,7 @@ use crate::run::{self, AppExit};
 use crate::sys::{self, Dir, FileId};
 use crate::trace::{UPDATE, info};
 use crate::update::RunningBuild;
+use crate::update::report::Reason;
 use record::{Pending, Record};
 
 /// Set for the app on the first launch of a newly installed build.
@@ -349,6 +352,26 @@ pub fn watch(
     Ok(Some(watch))
 }
 
+/// The pending rollback report of the app's cache folder `dir`, claimed by
+/// this process alone: the bad version, the restored one, and the reason.
+pub fn claim_rollback_report(dir: &Dir) -> Option<(String, String, Reason)> {
+    let (from, to, word) = record::claim_report(dir)?;
+    Some((from, to, Reason::of_rollback(&word)?))
+}
+
+/// The report's class of how the last failed start ended, from the text
+/// this module stored for it ([`Watch::app_exited`], [`start_failed`],
+/// [`watch`]).
+fn rollback_reason(last_failure: &str) -> Reason {
+    if last_failure.starts_with("killed by signal") || last_failure.starts_with("exception") {
+        Reason::Crash
+    } else if last_failure.starts_with("exit code") {
+        Reason::ExitCode
+    } else {
+        Reason::Start
+    }
+}
+
 /// Step 4 for a launch that could not unpack or execute its build: a failed
 /// start, if the build is on probation. Returns unless it rolled back.
 pub fn start_failed(exe: &Path, packed: &PackedFile, cache: &Cache, err: &LaunchError) {
@@ -586,6 +609,13 @@ impl Probe {
             record.failures,
             record.last_failure
         );
+        let reason = rollback_reason(&record.last_failure);
+        match record::store_report(&self.dir, &record.version, &restored, reason.as_str()) {
+            Ok(()) => {
+                info!(target: UPDATE, "The rollback's report is left for the next update check.")
+            }
+            Err(e) => info!(target: UPDATE, "Cannot leave the rollback's report: {e}."),
+        }
         if !run {
             eprintln!(
                 "{}: {} failed to start {} times; {restored} was restored and runs from the next launch",

@@ -10,7 +10,8 @@
 //!   nothing for [`SHORT_WAIT`] is not waited for (traces on or off);
 //!   local steps (verify, self-test, install) finish. Then, if the sidecar is still
 //!   busy, the launcher starts the background updater (which resumes a
-//!   download from its resume record) and exits with the app's status.
+//!   download from its resume record) and exits with the app's status;
+//!   unless all that is left is a report, which is dropped.
 //! - The background updater (`ONEFILE_UPDATE=background`, set by the
 //!   launcher only, with the executable's path and identity): the same
 //!   executable, without the app, stdio or terminal, at a low priority. It
@@ -230,6 +231,7 @@ pub fn serve(
             FORCED.store(true, Ordering::Relaxed);
             info!(target: UPDATE, "Updating now, as {VAR}=now asks.");
             let outcome = super::check_and_update(&build, &exited());
+            super::report::after(&build, &outcome, false);
             finish(&name, version, outcome.map(Report::from))
         }
         Request::Check => {
@@ -462,6 +464,11 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
     if finished {
         return;
     }
+    if super::report::in_flight() {
+        // A report is never worth a process of its own.
+        info!(target: UPDATE, "A report is still in flight; dropped.");
+        return;
+    }
     info!(
         target: UPDATE,
         "Still busy {} ms after the app exited; handing the rest to a background process.",
@@ -541,7 +548,7 @@ fn update_in_background(build: &RunningBuild) -> ! {
         std::process::exit(0);
     };
     let started = Instant::now();
-    loop {
+    let outcome = loop {
         match super::check_and_update(build, &exited()) {
             // The launcher that started us still holds the updater's lock
             // for a moment; another updater may hold it for longer.
@@ -550,14 +557,15 @@ fn update_in_background(build: &RunningBuild) -> ! {
             }
             Err(e) => {
                 info!(target: UPDATE, "{e}");
-                break;
+                break Err(e);
             }
             Ok(outcome) => {
                 info!(target: UPDATE, "Background updater done: {outcome:?}.");
-                break;
+                break Ok(outcome);
             }
         }
-    }
+    };
+    super::report::after(build, &outcome, false);
     sys::block_installs();
     std::process::exit(0)
 }

@@ -36,7 +36,12 @@ pub enum UpdateError {
     Manifest { url: String, reason: String },
 
     #[error("Not using the update info from '{url}': {reason}.")]
-    Untrusted { url: String, reason: String },
+    Untrusted {
+        url: String,
+        reason: String,
+        /// Which kind of refusal, for a report.
+        class: super::report::Reason,
+    },
 
     #[error("Download of '{url}' failed: {reason}.")]
     Download { url: String, reason: String },

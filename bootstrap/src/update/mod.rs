@@ -35,6 +35,10 @@
 //!    executable if it still is the file this instance runs
 //!    ([`install`], `sys::replace_executable`).
 //!
+//! 8. At the end of the run, when the publisher turned reports on, send
+//!    one bounded report of what it came to (updated, refused, failed),
+//!    and a rollback's report left pending ([`report`]).
+//!
 //! Any failure is traced and leaves the executable untouched. Each step
 //! is told to the app through its status file ([`status`]).
 
@@ -48,6 +52,7 @@ mod install;
 mod install_record;
 mod minisig;
 mod prewarm;
+pub mod report;
 mod schedule;
 mod self_test;
 mod state;
@@ -121,6 +126,10 @@ impl AppState {
         self.changed.notify_all();
     }
 
+    fn has_exited(&self) -> bool {
+        *self.exited.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Blocks until the app has exited, tracing whether it had to wait.
     fn wait_for_exit(&self) {
         let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
@@ -152,7 +161,8 @@ pub fn start(build: RunningBuild) -> Sidecar {
             if let Err(e) = &outcome {
                 info!(target: UPDATE, "{e}");
             }
-            tell_the_app(&build, outcome);
+            tell_the_app(&build, &outcome);
+            report::after(&build, &outcome, thread_app.has_exited());
         });
     if let Err(e) = spawned {
         info!(target: UPDATE, "Cannot start the update thread: {e}.");
@@ -217,10 +227,10 @@ pub enum Outcome {
 /// Tells the app how this run ended. An installed update says nothing
 /// more: `ready` was told before the install, which waits for the app's
 /// exit.
-fn tell_the_app(build: &RunningBuild, outcome: Result<Outcome, UpdateError>) {
+fn tell_the_app(build: &RunningBuild, outcome: &Result<Outcome, UpdateError>) {
     use status::Report;
     let reason;
-    status::report(match &outcome {
+    status::report(match outcome {
         Ok(Outcome::Updated { .. }) => return,
         Ok(Outcome::NotDue) => Report::NotDue,
         Ok(Outcome::UpToDate) => Report::UpToDate {
@@ -254,6 +264,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
             check::Checked::Manifest(found) => *found,
         };
     let release = trust::choose(build, &manifest);
+    report::trusted(&manifest, release.version.as_deref());
 
     let own = &build.packed.file;
     let own_id = sys::file_id(own).map_err(UpdateError::io("read", &build.exe))?;

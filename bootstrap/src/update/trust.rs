@@ -34,6 +34,7 @@ use payload_tools::manifest::{
 use super::check::Answer;
 use super::install_record::{self, MAX_AHEAD_S, Refusal};
 use super::minisig::{FileHasher, PublicKey, Signature};
+use super::report::Reason;
 use super::{RunningBuild, UpdateError};
 use crate::trace::{UPDATE, info};
 
@@ -43,14 +44,18 @@ const MAX_LIFETIME_S: i64 = 367 * 86_400;
 
 /// The manifest the host served, if this install may use it.
 pub fn accept(build: &RunningBuild, answer: &Answer) -> Result<UpdateManifest, UpdateError> {
-    let refuse = |reason: String| UpdateError::Untrusted {
-        url: answer.url.clone(),
-        reason,
+    let refuse_as = |class: Reason| {
+        move |reason: String| UpdateError::Untrusted {
+            url: answer.url.clone(),
+            reason,
+            class,
+        }
     };
+    let refuse = refuse_as(Reason::Identity);
     let keys = &build.settings.public_keys;
     let keyed = !keys.is_empty();
     let signed_comment = if keyed {
-        Some(check_signature(keys, &answer.text).map_err(refuse)?)
+        Some(check_signature(keys, &answer.text).map_err(refuse_as(Reason::Signature))?)
     } else {
         None
     };
@@ -95,11 +100,11 @@ pub fn accept(build: &RunningBuild, answer: &Answer) -> Result<UpdateManifest, U
             "it is published for other update URLs (another channel), not '{spec}'"
         )));
     }
-    let expires_at = manifest.expires_at().map_err(refuse)?;
+    let expires_at = manifest.expires_at().map_err(refuse_as(Reason::Expired))?;
     if let (Some(comment), Some(sequence)) = (&signed_comment, manifest.sequence) {
         let expected = manifest_trusted_comment(&build.name, sequence, expires_at);
         if *comment != expected {
-            return Err(refuse(format!(
+            return Err(refuse_as(Reason::Signature)(format!(
                 "its signature says '{comment}', but its body is '{expected}'"
             )));
         }
@@ -109,12 +114,12 @@ pub fn accept(build: &RunningBuild, answer: &Answer) -> Result<UpdateManifest, U
         let at = manifest.expires.as_ref().map(ToString::to_string);
         let at = at.unwrap_or_default();
         if expires <= now {
-            return Err(refuse(format!(
+            return Err(refuse_as(Reason::Expired)(format!(
                 "it expired at {at}; the publisher has not refreshed it"
             )));
         }
         if expires - now > MAX_LIFETIME_S {
-            return Err(refuse(format!(
+            return Err(refuse_as(Reason::Expired)(format!(
                 "it expires at {at}, too far ahead (more than {} days)",
                 MAX_LIFETIME_S / 86_400
             )));
@@ -123,18 +128,18 @@ pub fn accept(build: &RunningBuild, answer: &Answer) -> Result<UpdateManifest, U
     if let Some(sequence) = manifest.sequence
         && i64::try_from(sequence).map_or(true, |s| s > now.saturating_add(MAX_AHEAD_S))
     {
-        return Err(refuse(format!(
+        return Err(refuse_as(Reason::Replay)(format!(
             "its sequence {sequence} is from the future (a sequence is the time of signing; more than {} days ahead of this machine's clock)",
             MAX_AHEAD_S / 86_400
         )));
     }
     match install_record::admit_sequence(build, manifest.sequence, now)? {
         Ok(()) => Ok(manifest),
-        Err(Refusal::Lower(highest)) => Err(refuse(format!(
+        Err(Refusal::Lower(highest)) => Err(refuse_as(Reason::Replay)(format!(
             "its sequence {} is lower than {highest}, already seen (an old copy)",
             manifest.sequence.unwrap_or_default()
         ))),
-        Err(Refusal::Missing(highest)) => Err(refuse(format!(
+        Err(Refusal::Missing(highest)) => Err(refuse_as(Reason::Replay)(format!(
             "it names no sequence, but this install has seen {highest} (an old copy)"
         ))),
     }

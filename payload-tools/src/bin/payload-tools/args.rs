@@ -211,6 +211,11 @@ pub struct PackArgs {
     /// Largest update download accepted when update.toml gives no size, in bytes [default: 4 GiB].
     #[arg(long, value_name = "BYTES")]
     pub max_download_size: Option<u64>,
+    /// Report each update, rollback, refusal and failure with one GET of this URL (app, versions,
+    /// event, reason; nothing else); a signed update.toml's `report` takes its place [default: no
+    /// reports].
+    #[arg(long, value_name = "URL")]
+    pub report_url: Option<String>,
 }
 
 /// `--argv0`.
@@ -291,6 +296,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub allow_insecure_http: bool,
     pub max_download_size: Option<u64>,
+    pub report_url: Option<String>,
 }
 
 impl ConfigFile {
@@ -358,6 +364,7 @@ impl PackArgs {
         self.allow_downgrade |= config.allow_downgrade;
         self.allow_insecure_http |= config.allow_insecure_http;
         self.max_download_size = self.max_download_size.or(config.max_download_size);
+        self.report_url = self.report_url.or(config.report_url);
         self
     }
 }

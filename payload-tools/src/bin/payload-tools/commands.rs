@@ -114,6 +114,17 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         manifest::check_url(url, args.allow_insecure_http)
             .map_err(|e| format!("--download-url '{url}' cannot work: {e}"))?;
     }
+    if let Some(url) = &args.report_url {
+        if args.update_url_spec.is_empty() {
+            return Err("--report-url needs --update-url-spec".to_owned().into());
+        }
+        manifest::check_report_url(url, args.allow_insecure_http).map_err(|e| {
+            format!(
+                "--report-url '{}' cannot work: {e}",
+                Escaped(&url.chars().take(100).collect::<String>())
+            )
+        })?;
+    }
     let exit_wait_ms = match args.update_exit_wait {
         Some(secs) if !(0.0..=3600.0).contains(&secs) => {
             return Err(
@@ -153,6 +164,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         unhealthy_exit_codes: recovery.unhealthy_exit_codes.clone(),
         rollback_after: recovery.rollback_after,
         restart_exit_code: recovery.restart_exit_code,
+        report_url: args.report_url.clone(),
     });
     if update.is_none() && recovery.given {
         return Err(Failure {
@@ -407,6 +419,7 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
                 "unhealthy_exit_codes": u.unhealthy_exit_codes,
                 "rollback_after": u.rollback_after,
                 "restart_exit_code": u.restart_exit_code,
+                "report_url": u.report_url,
             })),
         });
         println!("{value:#}");
@@ -461,6 +474,9 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             }
             if let Some(code) = u.restart_exit_code {
                 println!("restart code    {code}");
+            }
+            if let Some(url) = &u.report_url {
+                println!("reports to      {}", Escaped(url));
             }
         }
         None => println!("updates         off"),

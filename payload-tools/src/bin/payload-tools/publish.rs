@@ -24,6 +24,7 @@ use payload_tools::duration::parse_duration;
 use payload_tools::manifest::{self, DEFAULT_LIFETIME_S, datetime_from_unix, trusted_comment};
 use payload_tools::metadata::UpdateSettings;
 use payload_tools::site::{self, STATE_FORMAT, Site, SiteError, SiteRelease, SiteState};
+use payload_tools::text::Escaped;
 use payload_tools::version::is_newer;
 
 use crate::Failure;
@@ -72,6 +73,15 @@ pub struct PublishArgs {
     /// --key given: they stop updating for good.
     #[arg(long)]
     pub drop_key: bool,
+    /// Have installs report updates, rollbacks, refusals and failures to this URL (written into
+    /// every manifest as `report`, remembered by the site; overrides the URL builds were packed
+    /// with) [default: the site's, if any].
+    #[arg(long, value_name = "URL", conflicts_with = "no_report_url")]
+    pub report_url: Option<String>,
+    /// Forget the site's report URL: manifests name none (builds report to the URL they were
+    /// packed with, if any).
+    #[arg(long)]
+    pub no_report_url: bool,
 }
 
 /// `payload-tools rollout`.
@@ -216,7 +226,20 @@ pub fn publish(args: PublishArgs) -> Result<(), Failure> {
         signing_keys: vec![],
         last_sequence: 0,
         releases: vec![],
+        report_url: None,
     });
+    if let Some(url) = &args.report_url {
+        manifest::check_report_url(url, update.allow_insecure_http).map_err(|e| {
+            format!(
+                "--report-url '{}' cannot work: {e}",
+                Escaped(&url.chars().take(100).collect::<String>())
+            )
+        })?;
+        state.report_url = Some(url.clone());
+    }
+    if args.no_report_url {
+        state.report_url = None;
+    }
     state.base_url = base_url;
     state.mirrors = mirrors;
     state.url_specs = url_specs.clone();
