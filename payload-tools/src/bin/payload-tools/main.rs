@@ -9,6 +9,7 @@ mod progress;
 mod publish;
 mod signing;
 mod stats;
+mod stubs;
 
 use std::process::ExitCode;
 
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
         },
         Command::Stats(args) => stats::stats(args),
         Command::Refresh(args) => publish::refresh(args),
+        Command::Stubs => stubs::list(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
