@@ -602,10 +602,19 @@ impl Probe {
             record.last_failure
         );
         let reason = rollback_reason(&record.last_failure);
-        match report::leave_rollback(&self.dir, &self.folder, &record.version, &restored, reason) {
-            Ok(()) => {
+        let left = report::leave_rollback(
+            &self.dir,
+            &self.folder,
+            &self.settings,
+            &record.version,
+            &restored,
+            reason,
+        );
+        match left {
+            Ok(true) => {
                 info!(target: UPDATE, "The rollback's report is left for the next update check.")
             }
+            Ok(false) => {}
             Err(e) => info!(target: UPDATE, "Cannot leave the rollback's report: {e}."),
         }
         if !run {

@@ -5,7 +5,8 @@
 //! trusted `update.toml` names a `report` URL.
 //!
 //! 1. Where: the `report` of the manifest this run trusted ([`trusted`];
-//!    empty turns reports off), else the build's `report_url`; checked
+//!    empty turns reports off; remembered in the cache folder for the
+//!    runs that fetch none), else the build's `report_url`; checked
 //!    like at pack time (`manifest::check_report_url`) and by the
 //!    transport policy.
 //! 2. What: `app`, `from`, `to` (when known), `event` and, for all events
@@ -28,6 +29,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use payload_tools::manifest::{UpdateManifest, check_report_url};
+use payload_tools::metadata::UpdateSettings;
 
 use super::{Outcome, RunningBuild, UpdateError, background, http};
 use crate::sys::Dir;
@@ -145,13 +147,47 @@ static SENT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 /// back, [`hand_back`]) owns the file.
 static IN_FLIGHT: Mutex<Option<String>> = Mutex::new(None);
 
+/// Where the `report` of the last manifest trusted is remembered (absent:
+/// it named none), for the runs that fetch no manifest (not due, 304) and
+/// for a launcher that rolls back.
+const REMEMBERED: &str = ".reports-to";
+const REMEMBERED_MAGIC: &str = "onefile reports to 1";
+
 /// Notes the manifest this run trusted and the version it offers this
-/// install: its `report` takes the place of the build's.
-pub fn trusted(manifest: &UpdateManifest, offered: Option<&str>) {
+/// install: its `report` takes the place of the build's, in this run and,
+/// remembered, in the next ones.
+pub fn trusted(build: &RunningBuild, manifest: &UpdateManifest, offered: Option<&str>) {
     *LEARNED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Learned {
         report: manifest.report.clone(),
         offered: offered.map(str::to_owned),
     });
+    let Some((dir, _)) = &build.cache_folder else {
+        return;
+    };
+    if remembered(dir) == manifest.report {
+        return;
+    }
+    let kept = match &manifest.report {
+        Some(url) if !url.contains(['\n', '\r']) => {
+            let text = format!("{REMEMBERED_MAGIC}\n{url}\nend\n");
+            pending::write_whole(dir, REMEMBERED, &text)
+        }
+        _ => dir.remove_file(REMEMBERED),
+    };
+    if let Err(e) = kept {
+        info!(target: UPDATE, "Cannot remember the update info's report URL: {e}.");
+    }
+}
+
+/// The `report` of the last manifest trusted, as remembered in `dir`.
+fn remembered(dir: &Dir) -> Option<String> {
+    let text = pending::read_bounded(dir, REMEMBERED)?;
+    let mut lines = text.split('\n');
+    if lines.next()? != REMEMBERED_MAGIC {
+        return None;
+    }
+    let url = lines.next()?;
+    (lines.next()? == "end" && lines.next() == Some("")).then(|| url.to_owned())
 }
 
 /// At the launcher's end: puts the report in flight (if any) back among
@@ -271,25 +307,39 @@ fn event_of(error: &UpdateError, had_manifest: bool) -> Option<Event> {
     })
 }
 
-/// The URL reports go to, if any: the trusted manifest's, else the build's.
+/// The URL reports go to, if any: the trusted manifest's (this run's, else
+/// the one remembered), else the build's.
 fn report_url(build: &RunningBuild) -> Option<String> {
-    let from_manifest = LEARNED
+    let learned = LEARNED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .and_then(|l| l.report.clone());
-    let url = from_manifest.or_else(|| build.settings.report_url.clone())?;
+        .map(|l| l.report.clone());
+    let from_manifest = match learned {
+        Some(report) => report,
+        None => build
+            .cache_folder
+            .as_ref()
+            .and_then(|(dir, _)| remembered(dir)),
+    };
+    resolve(from_manifest, &build.settings)
+}
+
+/// The URL of a manifest's `report` (if it names one), else of the
+/// build's `settings`, if it may be used.
+fn resolve(from_manifest: Option<String>, settings: &UpdateSettings) -> Option<String> {
+    let url = from_manifest.or_else(|| settings.report_url.clone())?;
     if url.is_empty() {
         info!(target: UPDATE, "Reports are turned off by the update info.");
         return None;
     }
-    usable(build, url)
+    usable(settings, url)
 }
 
 /// `url` if it may be used: checked as at pack time (a pending report's
 /// too: the file is ours, but read like any other).
-fn usable(build: &RunningBuild, url: String) -> Option<String> {
-    if let Err(e) = check_report_url(&url, build.settings.allow_insecure_http) {
+fn usable(settings: &UpdateSettings, url: String) -> Option<String> {
+    if let Err(e) = check_report_url(&url, settings.allow_insecure_http) {
         info!(target: UPDATE, "Not reporting: the report URL cannot be used: {e}.");
         return None;
     }
@@ -310,7 +360,7 @@ fn send(build: &RunningBuild, dir: &Dir, claimed: &str, report: &Report) {
 /// One `GET` of `report`, traced.
 fn send_now(build: &RunningBuild, report: &Report) {
     let base = match report.url.clone() {
-        Some(url) => usable(build, url),
+        Some(url) => usable(&build.settings, url),
         None => report_url(build),
     };
     let Some(base) = base else {
@@ -341,22 +391,26 @@ fn send_now(build: &RunningBuild, report: &Report) {
 }
 
 /// Leaves the report of a rollback from `from` to `to` for `reason`
-/// pending in `dir` (the folder at `path`), its URL resolved by the
-/// process that sends it.
+/// pending in `dir` (the folder at `path`), to the URL the last trusted
+/// manifest named, else the build's (`settings`): none, no report.
 pub fn leave_rollback(
     dir: &Dir,
     path: &std::path::Path,
+    settings: &UpdateSettings,
     from: &str,
     to: &str,
     reason: Reason,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
+    let Some(url) = resolve(remembered(dir), settings) else {
+        return Ok(false);
+    };
     let report = Report {
-        url: None,
+        url: Some(url),
         event: Event::RolledBack(reason),
         from: from.to_owned(),
         to: Some(to.to_owned()),
     };
-    pending::leave(dir, path, &report).map(drop)
+    pending::leave(dir, path, &report).map(|_| true)
 }
 
 /// `base` with the report's query appended.

@@ -102,17 +102,32 @@ pub fn leave(dir: &Dir, path: &Path, report: &Report) -> std::io::Result<String>
         let _ = dir.remove_file(old);
     }
     let name = format!("{PREFIX}{}-{}", now(), unique());
+    write_whole(dir, &name, &report.to_text()).map(|()| name)
+}
+
+/// Writes `text` as the file `name` of `dir`, whole: a temporary sibling
+/// (`<name>.<pid>.tmp`, created exclusively), synced, then renamed.
+pub fn write_whole(dir: &Dir, name: &str, text: &str) -> std::io::Result<()> {
     let temporary = format!("{name}.{}{TEMPORARY}", std::process::id());
     let written = dir.create_new(&temporary).and_then(|mut file| {
-        file.write_all(report.to_text().as_bytes())?;
+        file.write_all(text.as_bytes())?;
         file.sync_data()?;
         drop(file);
-        dir.rename(&temporary, &name)
+        dir.rename(&temporary, name)
     });
     if written.is_err() {
         let _ = dir.remove_file(&temporary);
     }
-    written.map(|()| name)
+    written
+}
+
+/// The private file `name` of `dir` (no link, no other name), at most
+/// [`MAX_LEN`] of it.
+pub fn read_bounded(dir: &Dir, name: &str) -> Option<String> {
+    let file = dir.open_private(name, false).ok()?;
+    let mut text = String::new();
+    file.take(MAX_LEN).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Claims the pending report `name` for this process alone: its claimed
@@ -121,11 +136,7 @@ pub fn leave(dir: &Dir, path: &Path, report: &Report) -> std::io::Result<String>
 pub fn claim(dir: &Dir, name: &str) -> Option<(String, Report)> {
     let claimed = format!("{name}.{}{CLAIMED}", std::process::id());
     dir.rename(name, &claimed).ok()?;
-    let report = dir.open_private(&claimed, false).ok().and_then(|file| {
-        let mut text = String::new();
-        file.take(MAX_LEN).read_to_string(&mut text).ok()?;
-        Report::parse(&text)
-    });
+    let report = read_bounded(dir, &claimed).and_then(|text| Report::parse(&text));
     match report {
         Some(report) => Some((claimed, report)),
         None => {
