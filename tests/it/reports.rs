@@ -108,10 +108,11 @@ fn no_report_is_sent_without_a_report_url() {
     assert!(
         !update_traces(&out)
             .iter()
-            .any(|t| t.starts_with("Reported ")),
+            .any(|t| t.starts_with("Reported ") || t.starts_with("Could not report ")),
         "{}",
         stderr(&out)
     );
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
     // Only manifests and builds were asked for.
     for request in p.server.requests() {
         assert!(
@@ -601,14 +602,26 @@ const SEGFAULTS: &str = "#!/bin/sh\nkill -SEGV $$\n";
 /// 1.0 and a crashing 1.1 published, reporting to `host`; 1.1 installed
 /// over the user's 1.0 (its `updated` report sent).
 fn install_crashing_11(host: &Server) -> Published {
+    let url = host.url("/report");
+    install_crashing_11_with(host, &["--report-url", url.as_str()], None)
+}
+
+/// Like [`install_crashing_11`], packed with `extra`, the manifests naming
+/// `manifest_report` as their `report`.
+fn install_crashing_11_with(
+    host: &Server,
+    extra: &[&str],
+    manifest_report: Option<&str>,
+) -> Published {
     let s = Scratch::new();
     let server = Server::start();
-    let url = host.url("/report");
-    let extra = ["--report-url", url.as_str()];
-    let (v10, toml10) = pack_version(&s, server.port, "1.0", &extra, |_| {});
-    let (v11, toml11) = pack_version(&s, server.port, "1.1", &extra, |app| {
+    let (v10, toml10) = pack_version(&s, server.port, "1.0", extra, |_| {});
+    let (v11, mut toml11) = pack_version(&s, server.port, "1.1", extra, |app| {
         write_file(&app.join("bin/probe"), SEGFAULTS.as_bytes(), true);
     });
+    if let Some(report) = manifest_report {
+        toml11 = [format!("report = \"{report}\"\n").into_bytes(), toml11].concat();
+    }
     server.route(&format!("/1.0/{NAME}.bin"), Route::file(v10.clone()));
     server.route(&format!("/1.1/{NAME}.bin"), Route::file(v11.clone()));
     server.route("/1.0/update.toml", Route::file(toml11.clone()));
@@ -625,10 +638,12 @@ fn install_crashing_11(host: &Server) -> Published {
         toml11,
     };
     update_now(&p);
-    assert_eq!(
-        report_paths(host),
-        [report("1.0", Some("1.1"), "updated", None)]
-    );
+    if manifest_report != Some("") {
+        assert_eq!(
+            report_paths(host),
+            [report("1.0", Some("1.1"), "updated", None)]
+        );
+    }
     p
 }
 
@@ -887,4 +902,62 @@ fn a_report_in_flight_when_the_launcher_ends_is_put_back_and_sent_by_the_backgro
     assert_eq!(pending_reports(&p), Vec::<String>::new());
     launch(&p);
     assert_eq!(report_paths(&host).len(), 2);
+}
+
+#[test]
+fn a_rollback_is_reported_to_the_manifests_url_on_runs_that_fetch_no_manifest() {
+    let host = Server::start();
+    let url = host.url("/report");
+    // No URL packed: the manifest's alone; no check due after the install.
+    let p = install_crashing_11_with(&host, &["--update-check-interval", "1h"], Some(&url));
+    for _ in 0..3 {
+        let out = p.run(&["version"]);
+        assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    }
+    let mut all = String::new();
+    // The restored 1.0's first launch checks (its app exits at once); the
+    // next ones have no check due.
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    for _ in 0..2 {
+        let out = launch(&p);
+        assert_eq!(stdout(&out), "1.0\n");
+        all.push_str(&stderr(&out));
+    }
+    assert_eq!(
+        rollbacks(&host)
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect::<Vec<_>>(),
+        [report("1.1", Some("1.0"), "rolled-back", Some("crash"))],
+        "{all}"
+    );
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
+}
+
+#[test]
+fn a_manifest_that_turned_reports_off_keeps_them_off_on_runs_that_fetch_no_manifest() {
+    let host = Server::start();
+    let url = host.url("/report");
+    let extra = [
+        "--report-url",
+        url.as_str(),
+        "--update-check-interval",
+        "1h",
+    ];
+    let p = install_crashing_11_with(&host, &extra, Some(""));
+    for _ in 0..3 {
+        let out = p.run(&["version"]);
+        assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    }
+    // The restored 1.0's first launch checks (its app exits at once); the
+    // next ones have no check due.
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    for _ in 0..2 {
+        let out = launch(&p);
+        assert_eq!(stdout(&out), "1.0\n");
+    }
+    assert_eq!(report_paths(&host), Vec::<String>::new());
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
 }
