@@ -505,6 +505,17 @@ fn refused_manifests_each_send_their_reason_once() {
     // ... then 1999: a replay.
     let replayed = offering_11(&p, Some(&a), 1999, now() + day, None);
     refuse(signed(&replayed, Some(&a)), "replay");
+    // A signed manifest missing a field is refused by the check it serves.
+    let no_sequence = UpdateManifest {
+        sequence: None,
+        ..offering_11(&p, Some(&a), 3000, now() + day, None)
+    };
+    refuse(signed(&no_sequence, Some(&a)), "replay");
+    let no_expiry = UpdateManifest {
+        expires: None,
+        ..offering_11(&p, Some(&a), 3000, now() + day, None)
+    };
+    refuse(signed(&no_expiry, Some(&a)), "expired");
 }
 
 #[test]
