@@ -26,6 +26,7 @@
 pub mod pending;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use payload_tools::manifest::{UpdateManifest, check_report_url};
@@ -147,6 +148,10 @@ static SENT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 /// back, [`hand_back`]) owns the file.
 static IN_FLIGHT: Mutex<Option<String>> = Mutex::new(None);
 
+/// Set by the exiting launcher ([`hand_back`]): this process claims no
+/// more reports, since it ends before it could send them.
+static ENDING: AtomicBool = AtomicBool::new(false);
+
 /// Where the `report` of the last manifest trusted is remembered (absent:
 /// it named none), for the runs that fetch no manifest (not due, 304) and
 /// for a launcher that rolls back.
@@ -194,7 +199,11 @@ fn remembered(dir: &Dir) -> Option<String> {
 /// the pending ones of `folder`, for the background updater (or, when the
 /// launcher was asked to stop, the next run).
 pub fn hand_back(folder: &Dir) {
-    let claimed = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let claimed = {
+        let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        ENDING.store(true, Ordering::Relaxed);
+        in_flight.take()
+    };
     if let Some(claimed) = claimed
         && pending::unclaim(folder, &claimed)
     {
@@ -214,6 +223,9 @@ pub fn send_pending(build: &RunningBuild) {
         return;
     };
     for name in pending::list(dir, path) {
+        if ENDING.load(Ordering::Relaxed) {
+            return;
+        }
         if let Some((claimed, report)) = pending::claim(dir, &name) {
             send(build, dir, &claimed, &report);
         }
@@ -279,7 +291,7 @@ fn conclude(build: &RunningBuild, event: Event, to: Option<String>, exiting: boo
             return;
         }
     };
-    if exiting {
+    if exiting || ENDING.load(Ordering::Relaxed) {
         info!(target: UPDATE, "The report of '{}' is left for the background updater.", event.name());
     } else if let Some((claimed, report)) = pending::claim(dir, &left) {
         send(build, dir, &claimed, &report);
@@ -349,7 +361,15 @@ fn usable(settings: &UpdateSettings, url: String) -> Option<String> {
 /// Sends the report claimed as `claimed` in `dir`, then removes it,
 /// answered or not, unless the exiting launcher handed it back meanwhile.
 fn send(build: &RunningBuild, dir: &Dir, claimed: &str, report: &Report) {
-    *IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some(claimed.to_owned());
+    {
+        let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        if ENDING.load(Ordering::Relaxed) {
+            // Claimed as the launcher ended: back, unsent.
+            pending::unclaim(dir, claimed);
+            return;
+        }
+        *in_flight = Some(claimed.to_owned());
+    }
     send_now(build, report);
     let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
     if in_flight.take().is_some() {
