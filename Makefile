@@ -16,6 +16,12 @@
 #   make test-windows  the library's tests and end-to-end tests of the Windows
 #                      executables, under Wine
 #   make bench-windows the Windows benchmarks, under Wine (docs/benchmarks.md)
+#   make wheel   the payload-tools command with the release stubs of
+#                make stub and make windows, as a Python wheel
+#                (target/wheel/dist; maturin from PyPI, in a venv there)
+#   make test-install  the wheel pip-installed into a fresh venv, and
+#                cargo install --path payload-tools, each used with nothing
+#                else on PATH: stubs, pack without --stub, run (Windows under Wine)
 #   make deps    install what those need from the distribution's packages
 #                (as root; FOR="demo test" for only some), saying what and why
 #
@@ -25,7 +31,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build stub test lint demo bench fleet bench-peers soak fuzz clean deps windows test-windows lint-windows bench-windows
+.PHONY: all build stub test lint demo bench fleet bench-peers soak fuzz clean deps windows test-windows lint-windows bench-windows wheel test-install
 
 FOR ?= build demo test lint bench
 
@@ -38,8 +44,10 @@ deps:
 needs-%:
 	@bash scripts/install-deps.sh $*
 
+# The release payload-tools carries the release stub (build.rs embeds what
+# ONEFILE_EMBED_STUBS names), so that a copy of it alone still packs.
 build: needs-build stub
-	$(CARGO) build --release --locked -p payload-tools
+	ONEFILE_EMBED_STUBS=$(CURDIR)/target/release $(CARGO) build --release --locked -p payload-tools
 
 # The stub ships inside every packed file, so its std is built from source
 # for size (-Zbuild-std with optimize_for_size, and a panic aborts at once,
@@ -112,6 +120,14 @@ lint-windows:
 
 test-windows:
 	CARGO=$(CARGO) bash scripts/test-windows.sh
+
+# The wheel reuses the release stubs of make stub and make windows (built
+# once each) and compiles only payload-tools again (scripts/wheel.sh).
+wheel: needs-wheel stub windows
+	bash scripts/wheel.sh
+
+test-install: needs-install wheel
+	CARGO=$(CARGO) bash scripts/test-install.sh
 
 demo: needs-demo build
 	@bash demo/demo.sh

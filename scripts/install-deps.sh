@@ -13,7 +13,7 @@
 # `make demo`, `make test`, `make lint` and `make bench` check; only
 # `make deps` (FOR=... to choose) and CI (.ci/run) install. Nothing is ever
 # installed without being named first. Commands: build demo test lint bench
-# fleet.
+# fleet wheel install.
 set -euo pipefail
 
 install=0
@@ -45,6 +45,8 @@ prerequisites=(
   "openssl|command -v openssl|openssl|test|optional|makes the CA and certificates of the HTTPS tests"
   "strace|command -v strace|strace|test|optional|counts the launcher's system calls"
   "minisign|command -v minisign|minisign|test|optional|proves our keys and signatures work with stock minisign"
+  "python3|command -v python3|python3|wheel install|required|runs maturin (from PyPI, in a venv under target/) and installs the wheel"
+  "python3-venv|python3 -c 'import ensurepip, venv'|python3-venv|wheel install|required|the venvs maturin and the installed wheel live in"
   "rustfmt, clippy|cargo fmt --version && cargo clippy --version|rustup|lint|required|make lint runs them (rustup component add rustfmt clippy)"
 )
 

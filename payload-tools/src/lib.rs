@@ -25,6 +25,8 @@
 //! - [`digest`]: the hash naming the stub and each frame, for updates
 //!   that fetch only what changed;
 //! - [`stub`]: the marker that tells a onefile stub from other programs;
+//! - [`stub_check`]: what a stub's bytes say (format, self-test, target),
+//!   shared with the build script that embeds stubs into `payload-tools`;
 //! - [`text`]: text from files and servers, escaped for printing;
 //! - [`frames`], [`tree`], [`paths`], [`persist`]: the pieces those use.
 //!
@@ -52,6 +54,7 @@ pub mod rangeio;
 #[cfg(feature = "cli")]
 pub mod site;
 pub mod stub;
+pub mod stub_check;
 pub mod sys;
 pub mod text;
 pub mod trailer;

@@ -42,7 +42,11 @@ pub const DEFAULT_LEVEL: i32 = 9;
 pub struct PackOptions {
     pub input: PathBuf,
     pub output: PathBuf,
+    /// The stub's file; with `stub_bytes`, only the name errors give it.
     pub stub: PathBuf,
+    /// The stub itself, when it comes from no file: one embedded in the
+    /// `payload-tools` command. The packed file is then mode 0755.
+    pub stub_bytes: Option<Vec<u8>>,
     /// Entry path inside a directory input; `None` picks the file named
     /// like the app at the top of the tree.
     pub entry: Option<String>,
@@ -143,25 +147,17 @@ pub fn pack(opts: &PackOptions, progress: &mut dyn Progress) -> Result<PackRepor
     let tree = InputTree::scan(&opts.input)?;
     let entry = choose_entry(opts, &tree)?;
 
-    if PackedFile::open(&opts.stub)?.is_some() {
-        return Err(Error::Input {
-            path: opts.stub.clone(),
-            reason:
-                "this stub already carries a payload; pass the bare 'bootstrap' binary with --stub"
-                    .into(),
-        });
-    }
-    let mut stub_bytes =
-        std::fs::read(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
-    let stub_meta =
-        std::fs::metadata(&opts.stub).map_err(Error::io("cannot read stub", &opts.stub))?;
+    let (mut stub_bytes, stub_mode) = match &opts.stub_bytes {
+        Some(bytes) => (bytes.clone(), 0o755),
+        None => read_stub(&opts.stub)?,
+    };
 
     set_stub_subsystem(opts, &tree, &entry, &mut stub_bytes)?;
     let dictionary = choose_dictionary(opts, &tree)?;
 
     // The output's final mode is known before it exists: it has that mode
     // from its creation on.
-    let mode = sys::mode_of(&stub_meta) | 0o111;
+    let mode = stub_mode | 0o111;
     let mut tmp = TempSibling::create(&opts.output, mode)?;
     let tmp_path = tmp.path().to_owned();
     let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.file()));
@@ -353,6 +349,21 @@ fn refuse_output_inside_input(opts: &PackOptions) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The bare stub in the file at `path`, and its mode.
+fn read_stub(path: &Path) -> Result<(Vec<u8>, u32)> {
+    if PackedFile::open(path)?.is_some() {
+        return Err(Error::Input {
+            path: path.to_owned(),
+            reason:
+                "this stub already carries a payload; pass the bare 'bootstrap' binary with --stub"
+                    .into(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(Error::io("cannot read stub", path))?;
+    let meta = std::fs::metadata(path).map_err(Error::io("cannot read stub", path))?;
+    Ok((bytes, sys::mode_of(&meta)))
 }
 
 /// The output replaces the file at its name: never the program being

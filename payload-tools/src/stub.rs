@@ -7,7 +7,10 @@
 //!   little-endian `u16` (docs/format.md, "The stub").
 //! - [`find_in_bytes`] / [`find_in_file`] search a stub for it.
 //! - [`platform_of_header`]: the OS and architecture a stub runs on, from
-//!   its first bytes.
+//!   its first bytes (in `stub_check`, with the check of a whole stub).
+//! - [`examine`]: whether some bytes are a whole stub of this format, with
+//!   the self-test mode, for a given target (`payload-tools stubs` and
+//!   `pack` ask it of the stubs embedded in `payload-tools`).
 //! - A stub that has the self-test mode (`ONEFILE_SELF_TEST`, docs/updates.md
 //!   "Self-test before install") also holds [`SELF_TEST_MARKER`]:
 //!   `ONEFILE-SELF-TEST\0` and the version of that protocol; an updater runs a
@@ -22,6 +25,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::rangeio::read_exact_at;
+use crate::stub_check::find_prefixed;
 use crate::trailer::FORMAT_VERSION;
 
 const PREFIX: &[u8; 13] = b"ONEFILE-STUB\0";
@@ -91,15 +95,6 @@ fn unmasked<const N: usize>(masked: &[u8; N]) -> [u8; N] {
     masked.map(|b| b ^ mask)
 }
 
-/// The version after the first `prefix` in `bytes`, if any.
-fn find_prefixed(bytes: &[u8], prefix: &[u8]) -> Option<u16> {
-    let len = prefix.len() + 2;
-    bytes
-        .windows(len)
-        .find(|w| &w[..prefix.len()] == prefix)
-        .map(|w| u16::from_le_bytes([w[prefix.len()], w[prefix.len() + 1]]))
-}
-
 /// The format version named by the first marker in `bytes`, if any.
 pub fn find_in_bytes(bytes: &[u8]) -> Option<u16> {
     find_prefixed(bytes, &unmasked(&MASKED_PREFIX))
@@ -142,53 +137,24 @@ fn find_prefixed_in_file(file: &File, len: u64, path: &Path, prefix: &[u8]) -> R
     Ok(None)
 }
 
-/// The `{OS}` and `{ARCH}` the stub at the start of `header` (a build's
-/// first bytes) runs on: ELF is Linux, PE is Windows, the architecture
-/// from the header; every offset is checked before it is read. `pack`,
-/// `publish` and the stub's updater (a build for another platform is
-/// never installed) all ask it.
-pub fn platform_of_header(header: &[u8]) -> Result<(&'static str, &'static str), String> {
-    let u16_at = |at: usize, big: bool| -> Option<u16> {
-        let bytes = [*header.get(at)?, *header.get(at + 1)?];
-        Some(if big {
-            u16::from_be_bytes(bytes)
-        } else {
-            u16::from_le_bytes(bytes)
-        })
+/// Checks that `bytes` are a onefile stub of this crate's format, with the
+/// self-test mode of [`SELF_TEST_VERSION`], for `target` (see
+/// [`crate::stub_check::examine`]).
+pub fn examine(bytes: &[u8], target: &str) -> std::result::Result<(), String> {
+    let stub_prefix = unmasked(&MASKED_PREFIX);
+    let self_test_prefix = unmasked(&MASKED_SELF_TEST_PREFIX);
+    let markers = crate::stub_check::Markers {
+        stub_prefix: &stub_prefix,
+        format_version: FORMAT_VERSION,
+        self_test_prefix: &self_test_prefix,
+        self_test_version: SELF_TEST_VERSION,
     };
-    if header.starts_with(b"\x7fELF") {
-        let big = header.get(5) == Some(&2);
-        let machine = u16_at(18, big).ok_or_else(|| "its ELF header is cut short".to_owned())?;
-        let arch = match machine {
-            0x3e => "x86_64",
-            0xb7 => "aarch64",
-            0x03 => "x86",
-            0x28 => "arm",
-            0xf3 => "riscv64",
-            other => return Err(format!("ELF machine {other:#x}")),
-        };
-        return Ok(("linux", arch));
-    }
-    if header.starts_with(b"MZ") {
-        let at = header
-            .get(0x3c..0x40)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(|| "its MS-DOS header is cut short".to_owned())?;
-        if header.get(at..at.saturating_add(4)) != Some(b"PE\0\0") {
-            return Err("no PE signature where its header says".to_owned());
-        }
-        let machine =
-            u16_at(at + 4, false).ok_or_else(|| "its COFF header is cut short".to_owned())?;
-        let arch = match machine {
-            0x8664 => "x86_64",
-            0xaa64 => "aarch64",
-            0x014c => "x86",
-            other => return Err(format!("PE machine {other:#x}")),
-        };
-        return Ok(("windows", arch));
-    }
-    Err("it is neither ELF nor PE".to_owned())
+    crate::stub_check::examine(bytes, target, &markers)
 }
+
+/// The `{OS}` and `{ARCH}` a stub runs on, from its first bytes (kept in
+/// `stub_check`, which the build script shares).
+pub use crate::stub_check::platform_of_header;
 
 #[cfg(test)]
 mod tests {
@@ -244,5 +210,52 @@ mod tests {
             assert_eq!(before, Some(None), "marker at {at}");
         }
         Ok(())
+    }
+
+    /// An ELF x86_64 header, both markers, and filler: what `examine`
+    /// takes for a Linux stub.
+    fn linux_stub() -> Vec<u8> {
+        let mut bytes = vec![0u8; 4096];
+        bytes[..4].copy_from_slice(b"\x7fELF");
+        bytes[5] = 1; // little-endian
+        bytes[18..20].copy_from_slice(&0x3eu16.to_le_bytes());
+        bytes[1000..1000 + MARKER_LEN].copy_from_slice(&MARKER);
+        bytes[2000..2000 + SELF_TEST_MARKER_LEN].copy_from_slice(&SELF_TEST_MARKER);
+        bytes
+    }
+
+    #[test]
+    fn examine_takes_a_whole_stub_for_its_target() {
+        assert_eq!(examine(&linux_stub(), "x86_64-unknown-linux-gnu"), Ok(()));
+    }
+
+    #[test]
+    fn examine_refuses_a_damaged_or_misnamed_stub() {
+        let linux = "x86_64-unknown-linux-gnu";
+        let mut no_marker = linux_stub();
+        no_marker[1000] ^= 1;
+        let mut other_format = linux_stub();
+        other_format[1000 + MARKER_LEN - 2] ^= 0x40;
+        let mut no_self_test = linux_stub();
+        no_self_test[2000] ^= 1;
+        let mut cut_header = linux_stub();
+        cut_header[0] = b'#';
+        for (bytes, target, says) in [
+            (no_marker, linux, "lacks the stub marker"),
+            (other_format, linux, "packed-file format"),
+            (no_self_test, linux, "self-test"),
+            (cut_header, linux, "neither ELF nor PE"),
+            (
+                linux_stub(),
+                "x86_64-pc-windows-gnu",
+                "runs on linux x86_64",
+            ),
+        ] {
+            let verdict = examine(&bytes, target);
+            assert!(
+                verdict.as_ref().is_err_and(|e| e.contains(says)),
+                "{says}: {verdict:?}"
+            );
+        }
     }
 }

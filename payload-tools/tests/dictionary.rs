@@ -51,6 +51,7 @@ fn options(input: &Path, output: &Path, stub: &Path, threads: u32) -> PackOption
         input: input.into(),
         output: output.into(),
         stub: stub.into(),
+        stub_bytes: None,
         entry: Some("bin/app".into()),
         name: "dict".into(),
         version: "1".into(),

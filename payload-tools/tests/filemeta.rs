@@ -71,6 +71,7 @@ fn pack_app(input: &Path, output: &Path) -> PackReport {
             input: input.into(),
             output: output.into(),
             stub,
+            stub_bytes: None,
             entry: Some("bin/app".into()),
             name: "meta".into(),
             version: "1".into(),

@@ -20,6 +20,7 @@ mod harden_trace;
 mod harden_update;
 mod hostile;
 mod incremental;
+mod install;
 mod launch;
 mod mirrors;
 mod nginx;

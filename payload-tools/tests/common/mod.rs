@@ -28,6 +28,7 @@ pub fn pack_sample(dir: &Path, data_len: usize) -> (PathBuf, PackReport) {
             input: app,
             output: output.clone(),
             stub,
+            stub_bytes: None,
             entry: Some("bin/app".into()),
             name: "t".into(),
             version: "1".into(),

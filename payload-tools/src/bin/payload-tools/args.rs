@@ -81,6 +81,9 @@ pub enum Command {
     Rollout(crate::publish::RolloutArgs),
     /// Re-sign every manifest of a site with a new sequence and expiry (a daily CI job).
     Refresh(crate::publish::RefreshArgs),
+    /// List the stubs this payload-tools packs with: target, version, size
+    /// and hash of each it carries, and the development stub used instead.
+    Stubs,
     /// Sign a packed executable: writes EXE.minisig (checkable with `minisign -V`).
     Sign {
         /// The packed executable.
@@ -101,9 +104,16 @@ pub struct PackArgs {
     /// The packed executable to write.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// The launcher stub [default: the 'bootstrap' binary next to payload-tools].
+    /// The launcher stub [default: a 'bootstrap' binary next to
+    /// payload-tools for its own target, else the stub it carries for
+    /// --target: see 'payload-tools stubs'].
     #[arg(long)]
     pub stub: Option<PathBuf>,
+    /// The platform the packed file runs on: x86_64-unknown-linux-gnu, or
+    /// x86_64-pc-windows-gnu (also named x86_64-pc-windows-msvc or windows)
+    /// [default: the one payload-tools runs on].
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
     /// Program to run, relative to the folder, e.g. bin/myapp [default: the file named like --name].
     #[arg(long)]
     pub entry: Option<String>,
@@ -260,6 +270,7 @@ pub struct ConfigFile {
     pub input: Option<PathBuf>,
     pub output: Option<PathBuf>,
     pub stub: Option<PathBuf>,
+    pub target: Option<String>,
     pub entry: Option<String>,
     pub name: Option<String>,
     pub version: Option<String>,
@@ -321,6 +332,7 @@ impl PackArgs {
         self.input = self.input.or(config.input);
         self.output = self.output.or(config.output);
         self.stub = self.stub.or(config.stub);
+        self.target = self.target.or(config.target);
         self.entry = self.entry.or(config.entry);
         self.name = self.name.or(config.name);
         self.app_version = self.app_version.or(config.version);

@@ -49,11 +49,7 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
         message: "no output given".into(),
         hint: Some("add -o <OUTPUT>, the packed executable to write".into()),
     })?;
-    let stub = match args.stub {
-        Some(s) => s,
-        None => default_stub()?,
-    };
-    check_stub(&stub)?;
+    let stub = crate::stubs::for_pack(args.stub, args.target.as_deref())?;
     let name = match args.name {
         Some(n) => n,
         None => output
@@ -195,7 +191,8 @@ pub fn pack(args: PackArgs) -> Result<(), Failure> {
     let opts = PackOptions {
         input,
         output: output.clone(),
-        stub,
+        stub: stub.path,
+        stub_bytes: stub.bytes,
         entry: args.entry,
         name,
         version,
@@ -377,51 +374,6 @@ fn check_update_flags(args: &PackArgs) -> Result<(), Failure> {
         });
     }
     Ok(())
-}
-
-/// The stub shipped next to this command.
-fn default_stub() -> Result<PathBuf, Failure> {
-    let me =
-        std::env::current_exe().map_err(|e| format!("cannot locate payload-tools itself: {e}"))?;
-    let stub = parent_dir(&me).join(format!("bootstrap{}", std::env::consts::EXE_SUFFIX));
-    if !stub.is_file() {
-        return Err(Failure {
-            message: format!("no stub at '{}'", stub.display()),
-            hint: Some("build it with 'make build', or pass --stub PATH".into()),
-        });
-    }
-    Ok(stub)
-}
-
-/// A stub must carry the stub marker of our format version: any other
-/// program would be packed without complaint and run instead of the app.
-fn check_stub(path: &Path) -> Result<(), Failure> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read stub '{}': {e}", path.display()))?;
-    let len = file
-        .metadata()
-        .map_err(|e| format!("cannot read stub '{}': {e}", path.display()))?
-        .len();
-    match stub::find_in_file(&file, len, path)? {
-        Some(FORMAT_VERSION) => Ok(()),
-        Some(other) => Err(Failure {
-            message: format!(
-                "'{}' is a stub for packed-file format {other}; this payload-tools writes format {FORMAT_VERSION}",
-                path.display()
-            ),
-            hint: Some("use the bootstrap built together with this payload-tools".into()),
-        }),
-        None => Err(Failure {
-            message: format!(
-                "'{}' is not a onefile stub (it lacks the stub marker)",
-                path.display()
-            ),
-            hint: Some(
-                "pass the 'bootstrap' binary built with this payload-tools, or leave --stub out"
-                    .into(),
-            ),
-        }),
-    }
 }
 
 fn open_packed(exe: &Path) -> Result<PackedFile, Failure> {

@@ -8,6 +8,7 @@ mod diagnose;
 mod progress;
 mod publish;
 mod signing;
+mod stubs;
 
 use std::process::ExitCode;
 
@@ -95,6 +96,7 @@ fn main() -> ExitCode {
         Command::Publish(args) => publish::publish(*args),
         Command::Rollout(args) => publish::rollout(args),
         Command::Refresh(args) => publish::refresh(args),
+        Command::Stubs => stubs::list(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
