@@ -108,10 +108,11 @@ fn no_report_is_sent_without_a_report_url() {
     assert!(
         !update_traces(&out)
             .iter()
-            .any(|t| t.starts_with("Reported ")),
+            .any(|t| t.starts_with("Reported ") || t.starts_with("Could not report ")),
         "{}",
         stderr(&out)
     );
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
     // Only manifests and builds were asked for.
     for request in p.server.requests() {
         assert!(
@@ -134,24 +135,180 @@ fn a_stalled_report_host_delays_neither_the_app_nor_the_launchers_exit() {
     let took = started.elapsed();
     assert_eq!(stdout(&out), "1.0\n");
     assert_updated(&out);
-    let traces = update_traces(&out);
-    assert!(
-        traces
-            .iter()
-            .any(|t| t == "A report is still in flight; dropped."),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(
-        background_updater(&out),
-        None,
-        "a report is never handed off"
-    );
     // The app runs 1 s; a launcher that waited for the report's 2 s
     // timeout would take 3 s or more.
     assert!(took < Duration::from_millis(2_800), "{took:?}");
-    // Sent once (unless the launcher ended before it left), never retried.
-    assert!(reports(&host).len() <= 1, "{:?}", reports(&host));
+    let out = with_background_traces(out);
+    // Sent once, by one process, never retried.
+    assert_eq!(
+        report_paths(&host),
+        [report("1.0", Some("1.1"), "updated", None)],
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
+    launch(&p);
+    assert_eq!(report_paths(&host).len(), 1, "{:?}", report_paths(&host));
+}
+
+/// The report files left in the app's cache folder (pending, claimed or
+/// half written).
+fn pending_reports(p: &Published) -> Vec<String> {
+    let folder = p.s.cache().join(NAME);
+    let mut names: Vec<String> = fs::read_dir(&folder)
+        .expect("cache folder")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".report-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Leaves a pending `updated` report (1.0 to 1.1, to `url`) in the app's
+/// cache folder, as a launcher that ended before sending it does.
+fn leave_pending_updated(p: &Published, url: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let folder = p.s.cache().join(NAME);
+    let created = now();
+    let path = folder.join(format!(".report-{created}-1-0000abcd"));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create");
+    let text = format!("onefile report 1\n{url}\nupdated\n\n1.0\n1.1\nend\n");
+    std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+}
+
+#[test]
+fn an_update_a_short_app_finishes_in_the_foreground_is_reported_once_by_the_background_updater() {
+    let host = Server::start();
+    // A far host: it answers long after the launcher's 25 ms.
+    host.route(
+        &report("1.0", Some("1.1"), "updated", None),
+        Route::Late {
+            status: 204,
+            delay_ms: 200,
+        },
+    );
+    let p = publish_reporting(&host, &[]);
+    p.announce_11();
+    let out = p.s.run_leaving_background(&p.exe, ["version"]);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert_updated(&out);
+    let out = with_background_traces(out);
+    assert_eq!(
+        report_paths(&host),
+        [report("1.0", Some("1.1"), "updated", None)],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t == "The report of 'updated' is left for the background updater."),
+        "{}",
+        stderr(&out)
+    );
+    let traced = format!(
+        "Reported 'updated' (1.0 -> 1.1) to 127.0.0.1:{}.",
+        host.port
+    );
+    let background = stderr(&out);
+    let background = background
+        .split("Background updater ")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(background.contains(&traced), "{}", stderr(&out));
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
+    // 1.1 runs, and has nothing more to say.
+    let out = launch(&p);
+    assert_eq!(stdout(&out), "1.1\n");
+    assert_eq!(report_paths(&host).len(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn a_report_host_that_is_down_gets_one_attempt_and_no_retry() {
+    let host = Server::start();
+    host.route(&report("1.0", Some("1.1"), "updated", None), Route::Hangup);
+    let p = publish_reporting(&host, &[]);
+    p.announce_11();
+    let out = update_now(&p);
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t.starts_with("Could not report 'updated' (1.0 -> 1.1)")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(report_paths(&host).len(), 1);
+    assert_eq!(pending_reports(&p), Vec::<String>::new(), "dropped");
+    for _ in 0..2 {
+        let_time_pass(&p.s.cache());
+        launch(&p);
+    }
+    assert_eq!(report_paths(&host).len(), 1, "not retried");
+}
+
+#[test]
+fn of_8_concurrent_launches_one_sends_a_pending_report() {
+    let host = Server::start();
+    let p = publish_reporting(&host, &[]);
+    launch(&p);
+    assert!(reports(&host).is_empty());
+    leave_pending_updated(&p, &host.url("/report"));
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            p.s.command(&p.exe)
+                .args(["version", "1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| with_background_traces(c.wait_with_output().expect("wait")))
+        .collect();
+    let all: String = outs.iter().map(stderr).collect();
+    assert_eq!(
+        report_paths(&host),
+        [report("1.0", Some("1.1"), "updated", None)],
+        "{all}"
+    );
+    assert_eq!(pending_reports(&p), Vec::<String>::new(), "{all}");
+}
+
+#[test]
+fn a_claimer_killed_mid_report_leaves_no_file_for_long_and_its_report_is_not_sent_again() {
+    let host = Server::start();
+    host.route(&report("1.0", Some("1.1"), "updated", None), Route::Stall);
+    let p = publish_reporting(&host, &[]);
+    p.announce_11();
+    let mut now =
+        p.s.command(&p.exe)
+            .env("ONEFILE_UPDATE", "now")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+    let started = Instant::now();
+    while reports(&host).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no report");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    now.kill().expect("SIGKILL");
+    now.wait().expect("wait");
+    let left = pending_reports(&p);
+    assert!(left.len() == 1 && left[0].ends_with(".claimed"), "{left:?}");
+    // The next run cleans what the killed claimer left: it had its one
+    // attempt.
+    launch(&p);
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
+    assert_eq!(report_paths(&host).len(), 1);
 }
 
 /// A minisign key pair; the public key written where `pack` reads it.
@@ -348,6 +505,17 @@ fn refused_manifests_each_send_their_reason_once() {
     // ... then 1999: a replay.
     let replayed = offering_11(&p, Some(&a), 1999, now() + day, None);
     refuse(signed(&replayed, Some(&a)), "replay");
+    // A signed manifest missing a field is refused by the check it serves.
+    let no_sequence = UpdateManifest {
+        sequence: None,
+        ..offering_11(&p, Some(&a), 3000, now() + day, None)
+    };
+    refuse(signed(&no_sequence, Some(&a)), "replay");
+    let no_expiry = UpdateManifest {
+        expires: None,
+        ..offering_11(&p, Some(&a), 3000, now() + day, None)
+    };
+    refuse(signed(&no_expiry, Some(&a)), "expired");
 }
 
 #[test]
@@ -445,14 +613,26 @@ const SEGFAULTS: &str = "#!/bin/sh\nkill -SEGV $$\n";
 /// 1.0 and a crashing 1.1 published, reporting to `host`; 1.1 installed
 /// over the user's 1.0 (its `updated` report sent).
 fn install_crashing_11(host: &Server) -> Published {
+    let url = host.url("/report");
+    install_crashing_11_with(host, &["--report-url", url.as_str()], None)
+}
+
+/// Like [`install_crashing_11`], packed with `extra`, the manifests naming
+/// `manifest_report` as their `report`.
+fn install_crashing_11_with(
+    host: &Server,
+    extra: &[&str],
+    manifest_report: Option<&str>,
+) -> Published {
     let s = Scratch::new();
     let server = Server::start();
-    let url = host.url("/report");
-    let extra = ["--report-url", url.as_str()];
-    let (v10, toml10) = pack_version(&s, server.port, "1.0", &extra, |_| {});
-    let (v11, toml11) = pack_version(&s, server.port, "1.1", &extra, |app| {
+    let (v10, toml10) = pack_version(&s, server.port, "1.0", extra, |_| {});
+    let (v11, mut toml11) = pack_version(&s, server.port, "1.1", extra, |app| {
         write_file(&app.join("bin/probe"), SEGFAULTS.as_bytes(), true);
     });
+    if let Some(report) = manifest_report {
+        toml11 = [format!("report = \"{report}\"\n").into_bytes(), toml11].concat();
+    }
     server.route(&format!("/1.0/{NAME}.bin"), Route::file(v10.clone()));
     server.route(&format!("/1.1/{NAME}.bin"), Route::file(v11.clone()));
     server.route("/1.0/update.toml", Route::file(toml11.clone()));
@@ -469,10 +649,12 @@ fn install_crashing_11(host: &Server) -> Published {
         toml11,
     };
     update_now(&p);
-    assert_eq!(
-        report_paths(host),
-        [report("1.0", Some("1.1"), "updated", None)]
-    );
+    if manifest_report != Some("") {
+        assert_eq!(
+            report_paths(host),
+            [report("1.0", Some("1.1"), "updated", None)]
+        );
+    }
     p
 }
 
@@ -643,4 +825,150 @@ fn publish_writes_the_sites_report_url_into_every_manifest_and_can_forget_it() {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf8")
+}
+
+#[test]
+fn a_report_follows_no_redirect() {
+    let host = Server::start();
+    host.route(
+        &report("1.0", Some("1.1"), "updated", None),
+        Route::Redirect(host.url("/elsewhere")),
+    );
+    let p = publish_reporting(&host, &[]);
+    p.announce_11();
+    let out = update_now(&p);
+    let paths: Vec<String> = host.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [report("1.0", Some("1.1"), "updated", None)],
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn update_now_answers_before_its_report_is_sent() {
+    use std::io::Read;
+    let host = Server::start();
+    host.route(&report("1.0", Some("1.1"), "updated", None), Route::Stall);
+    let p = publish_reporting(&host, &[]);
+    p.announce_11();
+    let mut child =
+        p.s.command(&p.exe)
+            .env("ONEFILE_UPDATE", "now")
+            .env_remove("AUTO_UPDATE_DEBUG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    let mut answer = String::new();
+    let mut stdout_pipe = child.stdout.take().expect("stdout");
+    stdout_pipe.read_to_string(&mut answer).expect("read");
+    let mut errors = String::new();
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    stderr_pipe.read_to_string(&mut errors).expect("read");
+    // Both pipes ended while the process still waits for the stalled
+    // report host (2 s): a moment later it still runs. (A process that
+    // answered at its exit is gone by then.)
+    std::thread::sleep(Duration::from_millis(300));
+    let running = child.try_wait().expect("try_wait").is_none();
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        answer,
+        format!("{NAME}: updated from 1.0 to 1.1\n"),
+        "{errors}"
+    );
+    assert!(running, "the answer came only at the exit");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(report_paths(&host).len(), 1);
+}
+
+#[test]
+fn a_report_in_flight_when_the_launcher_ends_is_put_back_and_sent_by_the_background_updater() {
+    let host = Server::start();
+    let p = publish_reporting(&host, &[]);
+    launch(&p);
+    // The first attempt meets a host that does not answer before the app
+    // (1 s) has exited; the next one is answered.
+    host.route(
+        &report("1.0", Some("1.1"), "updated", None),
+        Route::Sequence(vec![Route::Stall, Route::Status(204)]),
+    );
+    leave_pending_updated(&p, &host.url("/report"));
+    let out = launch(&p);
+    assert_eq!(stdout(&out), "1.0\n");
+    assert_eq!(report_paths(&host).len(), 2, "{}", stderr(&out));
+    assert!(
+        update_traces(&out)
+            .iter()
+            .any(|t| t == "The report in flight is put back, unsent."),
+        "{}",
+        stderr(&out)
+    );
+    let traced = format!(
+        "Reported 'updated' (1.0 -> 1.1) to 127.0.0.1:{}.",
+        host.port
+    );
+    assert!(update_traces(&out).contains(&traced), "{}", stderr(&out));
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
+    launch(&p);
+    assert_eq!(report_paths(&host).len(), 2);
+}
+
+#[test]
+fn a_rollback_is_reported_to_the_manifests_url_on_runs_that_fetch_no_manifest() {
+    let host = Server::start();
+    let url = host.url("/report");
+    // No URL packed: the manifest's alone; no check due after the install.
+    let p = install_crashing_11_with(&host, &["--update-check-interval", "1h"], Some(&url));
+    for _ in 0..3 {
+        let out = p.run(&["version"]);
+        assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    }
+    let mut all = String::new();
+    // The restored 1.0's first launch checks (its app exits at once); the
+    // next ones have no check due.
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    for _ in 0..2 {
+        let out = launch(&p);
+        assert_eq!(stdout(&out), "1.0\n");
+        all.push_str(&stderr(&out));
+    }
+    assert_eq!(
+        rollbacks(&host)
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect::<Vec<_>>(),
+        [report("1.1", Some("1.0"), "rolled-back", Some("crash"))],
+        "{all}"
+    );
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
+}
+
+#[test]
+fn a_manifest_that_turned_reports_off_keeps_them_off_on_runs_that_fetch_no_manifest() {
+    let host = Server::start();
+    let url = host.url("/report");
+    let extra = [
+        "--report-url",
+        url.as_str(),
+        "--update-check-interval",
+        "1h",
+    ];
+    let p = install_crashing_11_with(&host, &extra, Some(""));
+    for _ in 0..3 {
+        let out = p.run(&["version"]);
+        assert_eq!(out.status.signal(), Some(11), "{}", stderr(&out));
+    }
+    // The restored 1.0's first launch checks (its app exits at once); the
+    // next ones have no check due.
+    let out = p.run(&["version"]);
+    assert_eq!(stdout(&out), "1.0\n", "{}", stderr(&out));
+    for _ in 0..2 {
+        let out = launch(&p);
+        assert_eq!(stdout(&out), "1.0\n");
+    }
+    assert_eq!(report_paths(&host), Vec::<String>::new());
+    assert_eq!(pending_reports(&p), Vec::<String>::new());
 }

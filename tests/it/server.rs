@@ -71,6 +71,9 @@ pub enum Route {
     /// Reads the request and closes the connection without an answer: a
     /// network failure that, unlike a stall, shows at once.
     Hangup,
+    /// This status with an empty body, answered `delay_ms` after the
+    /// request came: a far host.
+    Late { status: u16, delay_ms: u64 },
 }
 
 /// How a [`Route::Lying`] server answers a bounded range.
@@ -414,6 +417,10 @@ fn answer(
         ),
         Some(Route::Sequence(_)) => respond(stream, 500, &[], b""),
         Some(Route::Hangup) => Ok(()),
+        Some(Route::Late { status, delay_ms }) => {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            respond(stream, status, &[], b"")
+        }
     }
 }
 

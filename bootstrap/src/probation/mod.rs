@@ -22,8 +22,7 @@
 //!    (`.rolled-back`: the updater does not install it again while it is
 //!    announced, [`refuses`]); the restored executable runs this launch,
 //!    with `ONEFILE_ROLLED_BACK_FROM`. The rollback's report is left
-//!    pending for the next updater run (`update::report`), which claims it
-//!    ([`claim_rollback_report`]).
+//!    pending for the next updater run (`update::report`), which claims it.
 //!
 //! A record changes only under its lock file, and is replaced whole, so
 //! concurrent launches count each start once and only one rolls back.
@@ -47,7 +46,7 @@ use crate::run::{self, AppExit};
 use crate::sys::{self, Dir, FileId};
 use crate::trace::{UPDATE, info};
 use crate::update::RunningBuild;
-use crate::update::report::Reason;
+use crate::update::report::{self, Reason};
 use record::{Pending, Record};
 
 /// Set for the app on the first launch of a newly installed build.
@@ -352,13 +351,6 @@ pub fn watch(
     Ok(Some(watch))
 }
 
-/// The pending rollback report of the app's cache folder `dir`, claimed by
-/// this process alone: the bad version, the restored one, and the reason.
-pub fn claim_rollback_report(dir: &Dir) -> Option<(String, String, Reason)> {
-    let (from, to, word) = record::claim_report(dir)?;
-    Some((from, to, Reason::of_rollback(&word)?))
-}
-
 /// The report's class of how the last failed start ended, from the text
 /// this module stored for it ([`Watch::app_exited`], [`start_failed`],
 /// [`watch`]).
@@ -610,10 +602,19 @@ impl Probe {
             record.last_failure
         );
         let reason = rollback_reason(&record.last_failure);
-        match record::store_report(&self.dir, &record.version, &restored, reason.as_str()) {
-            Ok(()) => {
+        let left = report::leave_rollback(
+            &self.dir,
+            &self.folder,
+            &self.settings,
+            &record.version,
+            &restored,
+            reason,
+        );
+        match left {
+            Ok(true) => {
                 info!(target: UPDATE, "The rollback's report is left for the next update check.")
             }
+            Ok(false) => {}
             Err(e) => info!(target: UPDATE, "Cannot leave the rollback's report: {e}."),
         }
         if !run {

@@ -7,9 +7,8 @@
 //!   probation ([`Record`]); `.probation-<device>-<inode>.lock` serialises
 //!   its changes.
 //! - `.rolled-back`: the build this app last rolled back from ([`Bad`]).
-//! - `.rollback-report`: a rollback not reported yet (the bad version, the
-//!   restored one, the reason's word); claimed by renaming it to a name of
-//!   the claiming process's own, so that one process alone sends it.
+//!
+//! (A rollback's report is a pending report of `update::report`.)
 
 use std::io::{Read, Write};
 
@@ -27,8 +26,6 @@ const MAGIC: &str = "onefile probation 2";
 const BAD_MAGIC: &str = "onefile rolled back 1";
 const END: &str = "end";
 pub const BAD_NAME: &str = ".rolled-back";
-const REPORT_MAGIC: &str = "onefile rollback report 1";
-const REPORT_NAME: &str = ".rollback-report";
 
 /// A build on probation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,45 +213,6 @@ pub fn load_bad(dir: &Dir) -> Option<Bad> {
 
 pub fn store_bad(dir: &Dir, bad: &Bad) -> std::io::Result<()> {
     write(dir, BAD_NAME, &bad.to_text())
-}
-
-/// Leaves the report of a rollback from `from` to `to` for `reason` (a
-/// word of the report contract) pending.
-pub fn store_report(dir: &Dir, from: &str, to: &str, reason: &str) -> std::io::Result<()> {
-    let text = format!(
-        "{REPORT_MAGIC}\n{}\n{}\n{}\n{END}\n",
-        storable(from),
-        storable(to),
-        storable(reason)
-    );
-    write(dir, REPORT_NAME, &text)
-}
-
-/// Takes the pending rollback report, if there is one and no other process
-/// took it first: renamed to a name of this process's own (one rename
-/// wins), read, removed. Returns the bad version, the restored one and
-/// the reason's word.
-pub fn claim_report(dir: &Dir) -> Option<(String, String, String)> {
-    use std::hash::{BuildHasher, RandomState};
-    dir.stat(REPORT_NAME).ok()??;
-    let random = RandomState::new().hash_one(std::process::id()) as u32;
-    let claimed = format!("{REPORT_NAME}.{}.{random:08x}.claimed", std::process::id());
-    dir.rename(REPORT_NAME, &claimed).ok()?;
-    let text = read(dir, &claimed);
-    let _ = dir.remove_file(&claimed);
-    let text = text?;
-    let mut lines = text.split('\n');
-    let mut next = || {
-        lines
-            .next()
-            .filter(|line| is_storable(line))
-            .map(str::to_owned)
-    };
-    if next()? != REPORT_MAGIC {
-        return None;
-    }
-    let claim = (next()?, next()?, next()?);
-    (next()? == END && next().as_deref() == Some("")).then_some(claim)
 }
 
 /// A private file of ours (`Dir::open_private`: no link, no other name),

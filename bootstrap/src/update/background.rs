@@ -9,17 +9,17 @@
 //!   step (the manifest, the build's end, the download) that has received
 //!   nothing for [`SHORT_WAIT`] is not waited for (traces on or off);
 //!   local steps (verify, self-test, install) finish. Then, if the sidecar is still
-//!   busy, the launcher starts the background updater (which resumes a
-//!   download from its resume record) and exits with the app's status;
-//!   unless all that is left is a report, which is dropped.
+//!   busy or reports are pending (`update::report`: the one in flight is
+//!   put back), the launcher starts the background updater (which resumes
+//!   a download from its resume record) and exits with the app's status.
 //! - The background updater (`ONEFILE_UPDATE=background`, set by the
 //!   launcher only, with the executable's path and identity): the same
 //!   executable, without the app, stdio or terminal, at a low priority. It
 //!   works on that path only while it holds that very file (a launcher
-//!   whose executable was replaced, or that was asked to stop, hands
-//!   nothing off). It takes the background lock of the app's cache folder
-//!   (one at a time; a launch starts none while one runs), runs
-//!   the updater with all its rules (schedule, backoff, trust, mirrors,
+//!   whose executable was replaced hands off only pending reports, which
+//!   are the app's; one asked to stop hands nothing off). It takes the background lock of the app's cache folder
+//!   (one at a time; a launch starts none while one runs), sends the
+//!   pending reports, runs the updater with all its rules (schedule, backoff, trust, mirrors,
 //!   resume, verify, install), and ends within [`BACKGROUND_LIMIT`]
 //!   (then a failed check, backed off from), never between the two
 //!   renames of an install. With traces on they go to [`TRACE_FILE`].
@@ -221,9 +221,10 @@ pub fn serve(
             // whatever its name became (a kept previous build) is not ours.
             info!(
                 target: UPDATE,
-                "Background updater: '{}' is no longer the executable handed off; nothing to do.",
+                "Background updater: '{}' is no longer the executable handed off; sending what reports are pending, and nothing else.",
                 build.exe.display()
             );
+            super::report::send_pending(&build);
             std::process::exit(0);
         }
         Request::Background => run_in_background(&build),
@@ -231,13 +232,21 @@ pub fn serve(
             FORCED.store(true, Ordering::Relaxed);
             info!(target: UPDATE, "Updating now, as {VAR}=now asks.");
             let outcome = super::check_and_update(&build, &exited());
+            let shown = outcome.as_ref().map(|o| Report::from(o.clone()));
+            let code = print_result(&name, version, shown.as_ref().map_err(|e| *e));
+            // The answer is out, and its reader sees the end: the report
+            // delays nobody.
+            if let Err(e) = sys::release_stdio(crate::trace::on()) {
+                info!(target: UPDATE, "Cannot release stdio: {e}.");
+            }
             super::report::after(&build, &outcome, false);
-            finish(&name, version, outcome.map(Report::from))
+            std::process::exit(code.into())
         }
         Request::Check => {
             FORCED.store(true, Ordering::Relaxed);
             info!(target: UPDATE, "Checking now, as {VAR}=check asks.");
-            finish(&name, version, check_only(&build))
+            let checked = check_only(&build);
+            std::process::exit(print_result(&name, version, checked.as_ref()).into())
         }
     }
 }
@@ -288,8 +297,8 @@ impl From<Outcome> for Report {
     }
 }
 
-/// Prints the one line of a request's result and exits with its code.
-fn finish(name: &str, version: &str, report: Result<Report, UpdateError>) -> ! {
+/// Prints the one line of a request's result; returns its exit code.
+fn print_result(name: &str, version: &str, report: Result<&Report, &UpdateError>) -> u8 {
     let shown = |v: &Option<String>| {
         v.as_deref()
             .map_or_else(|| "a new build".to_owned(), |v| Escaped(v).to_string())
@@ -297,7 +306,7 @@ fn finish(name: &str, version: &str, report: Result<Report, UpdateError>) -> ! {
     let version = Escaped(version);
     let code = match report {
         Ok(Report::Updated(new)) => {
-            println!("{name}: updated from {version} to {}", shown(&new));
+            println!("{name}: updated from {version} to {}", shown(new));
             code::DONE
         }
         Ok(Report::UpToDate) => {
@@ -305,19 +314,21 @@ fn finish(name: &str, version: &str, report: Result<Report, UpdateError>) -> ! {
             code::DONE
         }
         Ok(Report::Available(new)) => {
-            println!("{name}: {} is available (running {version})", shown(&new));
+            println!("{name}: {} is available (running {version})", shown(new));
             code::AVAILABLE
         }
         Ok(Report::HeldBack(new, why)) => {
-            eprintln!("{name}: error: {} {why}", shown(&new));
+            eprintln!("{name}: error: {} {why}", shown(new));
             code::REFUSED
         }
         Err(e) => {
             eprintln!("{name}: error: {}", Escaped(&e.to_string()));
-            class(&e)
+            class(e)
         }
     };
-    std::process::exit(code.into())
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    code
 }
 
 /// The exit code of a failed request.
@@ -382,6 +393,8 @@ pub struct Handoff {
     folder: Option<sys::Dir>,
     /// Where the background updater's traces go.
     trace_file: Option<PathBuf>,
+    /// The app's cache folder's path, where pending reports are listed.
+    folder_path: Option<PathBuf>,
 }
 
 impl Handoff {
@@ -400,6 +413,14 @@ impl Handoff {
                 .cache_folder
                 .as_ref()
                 .map(|(_, path)| path.join(TRACE_FILE)),
+            folder_path: build.cache_folder.as_ref().map(|(_, path)| path.clone()),
+        }
+    }
+
+    fn reports_pending(&self) -> bool {
+        match (&self.folder, &self.folder_path) {
+            (Some(folder), Some(path)) => super::report::any_pending(folder, path),
+            _ => false,
         }
     }
 }
@@ -434,6 +455,9 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
         // service manager) means the update work too: nothing may escape
         // the signal into a session of its own.
         sys::block_installs();
+        if let Some(folder) = &sidecar.handoff.folder {
+            super::report::hand_back(folder);
+        }
         info!(target: UPDATE, "Asked to stop; the update is left for the next launch.");
         return;
     }
@@ -461,20 +485,23 @@ pub fn after_app_exit(sidecar: Sidecar, exit_wait_ms: u64, stop_requested: bool)
     };
     // Never exit between the two renames of an install (Windows).
     sys::block_installs();
+    let handoff = &sidecar.handoff;
     if finished {
-        return;
+        if !handoff.reports_pending() {
+            return;
+        }
+        info!(target: UPDATE, "Reports are pending; handing them to a background process.");
+    } else {
+        if let Some(folder) = &handoff.folder {
+            super::report::hand_back(folder);
+        }
+        info!(
+            target: UPDATE,
+            "Still busy {} ms after the app exited; handing the rest to a background process.",
+            exited.elapsed().min(exit_wait).as_millis()
+        );
     }
-    if super::report::in_flight() {
-        // A report is never worth a process of its own.
-        info!(target: UPDATE, "A report is still in flight; dropped.");
-        return;
-    }
-    info!(
-        target: UPDATE,
-        "Still busy {} ms after the app exited; handing the rest to a background process.",
-        exited.elapsed().min(exit_wait).as_millis()
-    );
-    hand_off(&sidecar.handoff);
+    hand_off(handoff);
 }
 
 /// Starts the background updater, unless one runs already.
@@ -487,7 +514,8 @@ fn hand_off(handoff: &Handoff) {
     // build is not ours to update, and ours now has another name.
     let still_ours =
         sys::path_id(&handoff.exe).is_ok_and(|now| now.is_some_and(|now| now.same_file(id)));
-    if !still_ours {
+    // Its reports are the app's, whichever build sends them.
+    if !still_ours && !handoff.reports_pending() {
         info!(
             target: UPDATE,
             "'{}' is no longer this build; no background updater.",
@@ -547,6 +575,7 @@ fn update_in_background(build: &RunningBuild) -> ! {
         info!(target: UPDATE, "Another background updater runs; ending.");
         std::process::exit(0);
     };
+    super::report::send_pending(build);
     let started = Instant::now();
     let outcome = loop {
         match super::check_and_update(build, &exited()) {

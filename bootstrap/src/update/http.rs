@@ -116,25 +116,8 @@ pub fn get(
     let mut current = url.to_owned();
     let mut was_https = false;
     for _ in 0..=MAX_REDIRECTS {
-        let uri: Uri = current.parse().map_err(|_| UpdateError::Transport {
-            url: current.clone(),
-            reason: "not a valid URL".into(),
-        })?;
-        check_hop(was_https, &uri, &current, policy)?;
+        let (response, uri) = get_once(agent, &current, was_https, policy, headers, timeout)?;
         was_https = uri.scheme_str() == Some("https");
-        let mut request = agent.get(&current);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request
-            .config()
-            .timeout_global(timeout)
-            .build()
-            .call()
-            .map_err(|e| UpdateError::Transport {
-                url: current.clone(),
-                reason: e.to_string(),
-            })?;
         let status = response.status().as_u16();
         let location = response
             .headers()
@@ -152,6 +135,37 @@ pub fn get(
         url: url.to_owned(),
         reason: format!("more than {MAX_REDIRECTS} redirects"),
     })
+}
+
+/// One `GET` of `url` (arrived at from an https URL when `was_https`), a
+/// redirect answered as it is: for a report, whose answer is never read.
+pub fn get_once(
+    agent: &Agent,
+    url: &str,
+    was_https: bool,
+    policy: Policy,
+    headers: &[(&str, &str)],
+    timeout: Option<Duration>,
+) -> Result<(Response<ureq::Body>, Uri), UpdateError> {
+    let uri: Uri = url.parse().map_err(|_| UpdateError::Transport {
+        url: url.to_owned(),
+        reason: "not a valid URL".into(),
+    })?;
+    check_hop(was_https, &uri, url, policy)?;
+    let mut request = agent.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .config()
+        .timeout_global(timeout)
+        .build()
+        .call()
+        .map_err(|e| UpdateError::Transport {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    Ok((response, uri))
 }
 
 /// Whether the updater may request `uri`, arriving from an https URL when

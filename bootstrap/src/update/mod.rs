@@ -264,7 +264,7 @@ fn check_and_update(build: &RunningBuild, app: &AppState) -> Result<Outcome, Upd
             check::Checked::Manifest(found) => *found,
         };
     let release = trust::choose(build, &manifest);
-    report::trusted(&manifest, release.version.as_deref());
+    report::trusted(build, &manifest, release.version.as_deref());
 
     let own = &build.packed.file;
     let own_id = sys::file_id(own).map_err(UpdateError::io("read", &build.exe))?;

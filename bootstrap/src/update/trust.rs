@@ -73,14 +73,18 @@ pub fn accept(build: &RunningBuild, answer: &Answer) -> Result<UpdateManifest, U
         None if keyed => return Err(refuse("it names no app".into())),
         _ => {}
     }
-    if keyed
-        && (manifest.sequence.is_none()
-            || manifest.expires.is_none()
-            || manifest.os.is_none()
-            || manifest.arch.is_none()
-            || manifest.specs.is_empty())
-    {
-        return Err(refuse(
+    // Reported as the check each missing field serves.
+    let missing = if manifest.sequence.is_none() {
+        Some(Reason::Replay)
+    } else if manifest.expires.is_none() {
+        Some(Reason::Expired)
+    } else if manifest.os.is_none() || manifest.arch.is_none() || manifest.specs.is_empty() {
+        Some(Reason::Identity)
+    } else {
+        None
+    };
+    if keyed && let Some(class) = missing {
+        return Err(refuse_as(class)(
             "it names no sequence, expiry, os, arch or specs, which signed update info must".into(),
         ));
     }
