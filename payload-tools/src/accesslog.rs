@@ -230,6 +230,10 @@ fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3)?;
+            // from_str_radix alone would take `%+A`.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -418,7 +422,7 @@ mod tests {
 
     #[test]
     fn queries_decode_or_drop() {
-        let pairs: Vec<_> = query_pairs("a=%31%2e0&b=%zz&c&&d=%ff&e=x%20y").collect();
+        let pairs: Vec<_> = query_pairs("a=%31%2e0&b=%zz&c&&d=%ff&e=x%20y&f=%+A&g=%-1").collect();
         assert_eq!(
             pairs,
             [("a", "1.0"), ("c", ""), ("e", "x y")].map(|(k, v)| (Cow::from(k), Cow::from(v)))

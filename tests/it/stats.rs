@@ -27,14 +27,19 @@ fn agent(app: &str, version: &str) -> String {
     format!("onefile/0.1.0 {app}/{version} (linux; x86_64)")
 }
 
-/// A report request as the contract shapes it.
+/// A report request as the contract shapes it: a GET by the updater of
+/// the app the query names, at version `sender`.
 fn report(day: &str, query: &str, sender: &str) -> String {
+    let app = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("app="))
+        .expect("a report names its app");
     line(
         day,
         &format!("GET /report?{query} HTTP/1.1"),
         404,
         153,
-        &agent(APP, sender),
+        &agent(app, sender),
     )
 }
 
@@ -178,6 +183,8 @@ fn stats_counts_what_real_installs_asked_nginx_for_and_the_reports_exactly() {
             .and_then(|app| app.strip_prefix(&format!("{APP}/")))
             .expect("an updater's request");
         if path.ends_with(".toml") {
+            // The contract: a check is a manifest answered 200 or 304.
+            assert!(matches!(status, 200 | 304), "{l}");
             *want_checks.entry(version.to_owned()).or_default() += 1;
             not_modified += u64::from(status == 304);
             manifest_bytes += sent;
@@ -383,6 +390,7 @@ fn stats_reads_gzip_logs_and_refuses_what_it_cannot_read_in_one_line() {
         (bin("payload-tools"), "is not a text access log"),
         (damaged_path, "cannot read"),
         (s.path(""), "is not a file"),
+        (fifo(&s), "is not a file"),
     ] {
         let out = stats(&[path.to_str().expect("utf8")]);
         assert_eq!(out.status.code(), Some(1), "{path:?}");
@@ -460,7 +468,15 @@ fn halt_if_rollbacks_halts_a_signed_release_above_the_threshold_and_not_below() 
     );
     assert_eq!(site.manifest("1.0"), before);
 
-    // 3 of 100 without the key of the signed site: an error, nothing written.
+    // Without the key of the signed site: an error up front, healthy or
+    // not, nothing written.
+    let out = halt(&two, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no --key is given"),
+        "{}",
+        stderr(&out)
+    );
     let out = halt(&three, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -507,13 +523,14 @@ fn halt_if_rollbacks_on_a_first_release_says_it_cannot_and_does_not_fail() {
         "24/Nov/2026",
         "app=probeapp&from=1.0&to=0.9&event=rolled-back&reason=start",
         "0.9",
-    );
+    )
+    .repeat(3);
     let log = site.write_log("a.log", &text);
     let before = site.manifest("1.0");
     let out = site.tool("rollout", &["--halt-if-rollbacks", "2", "--log", &log]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("1 rollback(s) of 0 install(s) in 1 log line(s), above 2%, but there is no earlier release at 100% to fall back to: not halted"),
+        stdout(&out).contains("3 rollback(s) of 0 install(s) in 3 log line(s), above 2%, but there is no earlier release at 100% to fall back to: not halted"),
         "{}",
         stdout(&out)
     );
@@ -551,4 +568,206 @@ fn assert_verifies(text: &str, public: &str) {
         false,
     )
     .expect("the manifest's signature verifies");
+}
+
+/// A FIFO with no writer: opening it for reading would block for good.
+fn fifo(s: &Scratch) -> PathBuf {
+    let path = s.path("fifo.log");
+    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(made.success());
+    path
+}
+
+#[test]
+fn stats_counts_reports_by_the_contract_and_checks_that_were_answered() {
+    let s = Scratch::new();
+    let (d1, d2) = ("24/Nov/2026", "25/Nov/2026");
+    let query = |version: &str| {
+        format!("/report?app=probeapp&from={version}&to=1.0&event=rolled-back&reason=crash")
+    };
+    let mut text = String::new();
+    // Checks answered 200 and 304, by 1.9 and 1.10.
+    text += &line(
+        d1,
+        "GET /u/update.toml HTTP/1.1",
+        200,
+        600,
+        &agent(APP, "1.9"),
+    );
+    text += &line(
+        d1,
+        "GET /u/update.toml HTTP/1.1",
+        304,
+        0,
+        &agent(APP, "1.10"),
+    );
+    // A broken site's answers are no checks, and no manifest bytes.
+    text += &line(
+        d1,
+        "GET /u/update.toml HTTP/1.1",
+        404,
+        153,
+        &agent(APP, "1.9"),
+    );
+    text += &line(
+        d1,
+        "GET /u/update.toml HTTP/1.1",
+        500,
+        177,
+        &agent(APP, "1.9"),
+    );
+    text += &line(d1, "GET /u/app.bin HTTP/1.1", 416, 0, &agent(APP, "1.9"));
+    // Not reports: curl, a browser's POST, an updater's HEAD, another
+    // app's updater. The curl one names 99.0, which is not the latest.
+    for (method, sender) in [
+        ("GET", "curl/8.5.0".to_owned()),
+        ("POST", "Mozilla/5.0".to_owned()),
+        ("HEAD", agent(APP, "1.0")),
+        ("GET", agent("other", "1.0")),
+    ] {
+        text += &line(
+            d1,
+            &format!("{method} {} HTTP/1.1", query("99.0")),
+            404,
+            153,
+            &sender,
+        );
+    }
+    // A report by the contract.
+    text += &report(
+        d1,
+        "app=probeapp&from=1.10&to=1.9&event=rolled-back&reason=crash",
+        "1.9",
+    );
+    text += &report(d1, "app=probeapp&from=1.9&to=1.10&event=updated", "1.10");
+    text += &report(d1, "app=probeapp&from=1.10&to=1.9&event=updated", "1.9");
+    // A HEAD alone on a later day makes no day.
+    text += &line(
+        d2,
+        "HEAD /u/update.toml HTTP/1.1",
+        200,
+        0,
+        &agent(APP, "1.9"),
+    );
+    let log = s.path("access.log");
+    fs::write(&log, &text).expect("write");
+    let log = log.to_str().expect("utf8");
+
+    let json = stats_json(&[log]);
+    assert_eq!(json["days"].as_array().map(Vec::len), Some(1), "{json:#}");
+    let d = day(&json, "2026-11-24");
+    assert_eq!(d["checks"], serde_json::json!({ "1.10": 1, "1.9": 1 }));
+    assert_eq!(d["not_modified"], 1);
+    assert_eq!(d["bytes"]["manifests"], 600);
+    assert_eq!(
+        d["manifest_errors"],
+        serde_json::json!({ "404": 1, "500": 1 })
+    );
+    assert_eq!(d["build_errors"], serde_json::json!({ "416": 1 }));
+    assert_eq!(
+        d["rolled_back"],
+        serde_json::json!([{ "version": "1.10", "reason": "crash", "count": 1 }])
+    );
+    // Lists in version order: 1.9 before 1.10.
+    assert_eq!(
+        d["updated"],
+        serde_json::json!([
+            { "from": "1.9", "to": "1.10", "count": 1 },
+            { "from": "1.10", "to": "1.9", "count": 1 },
+        ])
+    );
+    assert_eq!(json["ignored_reports"], 4);
+    assert_eq!(json["other_clients"], 2);
+    assert_eq!(json["latest"]["version"], "1.10");
+    assert_eq!(json["latest"]["rollbacks"], 1);
+
+    let out = stats(&[log]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("checks        2 (1.9: 1, 1.10: 1), 50.0% answered 304"),
+        "{text}"
+    );
+    assert!(text.contains("manifest errors 404: 1, 500: 1"), "{text}");
+    assert!(
+        text.contains("2 from other clients, 4 report(s) ignored"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("99.0") && !text.contains("2026-11-25"),
+        "{text}"
+    );
+}
+
+#[test]
+fn halt_if_rollbacks_counts_exactly_past_spoofed_versions_and_only_updaters_reports() {
+    let site = Site::new();
+    site.publish(&site.build("1.0", &[]), &[]);
+    site.publish(&site.build("1.1", &[]), &["--rollout", "10"]);
+    let day = "24/Nov/2026";
+    let halt = |text: &str| {
+        let log = site.write_log("halt.log", text);
+        site.tool("rollout", &["--halt-if-rollbacks", "2", "--log", &log])
+    };
+    let rolled_back = "app=probeapp&from=1.1&to=1.0&event=rolled-back&reason=crash";
+
+    // One rolled-back report by curl, an updater's HEAD, and two by the
+    // updater with no install seen: below the minimum of 3, not halted.
+    let mut text = line(
+        day,
+        &format!("GET /r?{rolled_back} HTTP/1.1"),
+        404,
+        153,
+        "curl/8.5.0",
+    );
+    text += &line(
+        day,
+        &format!("HEAD /r?{rolled_back} HTTP/1.1"),
+        404,
+        0,
+        &agent(APP, "1.0"),
+    );
+    text += &report(day, rolled_back, "1.0").repeat(2);
+    let out = halt(&text);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().last(),
+        Some(
+            "probeapp 1.1: 2 rollback(s) of 0 install(s) in 4 log line(s), 2 report(s) ignored (not a GET by its updater), above 2%, but fewer than 3 rollbacks: not halted"
+        )
+    );
+    assert!(!site.manifest("1.0").contains("halted"));
+
+    // 20,000 checks of the real manifest by spoofed versions (past the
+    // cap of versions), then 100 installs and 50 rollbacks: counted
+    // exactly, halted, exit 3.
+    let mut text = String::new();
+    for n in 0..20_000 {
+        text += &line(
+            day,
+            "GET /1.1/update.toml HTTP/1.1",
+            200,
+            600,
+            &agent(APP, &format!("0.{n}")),
+        );
+    }
+    text += &report(day, "app=probeapp&from=1.0&to=1.1&event=updated", "1.1").repeat(100);
+    text += &report(day, rolled_back, "1.0").repeat(50);
+    let out = halt(&text);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "50 rollback(s) of 100 install(s) (50.0%) in 20150 log line(s), above 2%: halting it"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert!(site.manifest("1.0").contains("halted = true"));
+
+    // stats over the same log says loudly that its maps overflowed.
+    let log = site.write_log("halt.log", &text);
+    let out = stats(&[&log]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("WARNING: the logs hold more distinct keys than counted"));
+    assert!(stderr(&out).contains("warning: the logs hold more distinct keys than counted"));
 }

@@ -395,6 +395,16 @@ pub fn rollout(args: RolloutArgs) -> Result<RolloutOutcome, Failure> {
     let _lock = site.lock()?;
     let stale = surveyed(&site)?;
     let mut state = load_existing(&site)?;
+    if halt_threshold.is_some() && !state.signing_keys.is_empty() && keys.is_empty() {
+        // Found out now, not the day a halt is needed.
+        return Err(Failure {
+            message: format!(
+                "the site's manifests are signed (key {}), and no --key is given: a halt could not be written",
+                state.signing_keys.join(", ")
+            ),
+            hint: Some("pass --key with the site's secret key".into()),
+        });
+    }
     let halt_now = match halt_threshold {
         Some(threshold) => {
             if !rollbacks_exceed(&state, threshold, &args.logs)? {
@@ -458,27 +468,44 @@ pub fn rollout(args: RolloutArgs) -> Result<RolloutOutcome, Failure> {
     })
 }
 
+/// Fewest rollbacks that halt a release, whatever its installs: reports
+/// carry no identity, so a few forged ones must not halt a fresh release.
+pub const MIN_ROLLBACKS_TO_HALT: u64 = 3;
+
 /// Whether the latest release of `state` is to be halted now: its
-/// rollbacks in `logs` exceed `threshold`% of its installs there (any
-/// rollback when no install is seen), it is not halted already, and a
-/// stable release is there to fall back to. Says what it saw in one line
-/// on standard output either way.
+/// rollbacks in `logs` are at least [`MIN_ROLLBACKS_TO_HALT`] and exceed
+/// `threshold`% of its installs there, it is not halted already, and a
+/// stable release is there to fall back to. Counts by the contract in two
+/// plain counters (`stats::HaltCount`), never capped. Says what it saw in
+/// one line on standard output either way.
 fn rollbacks_exceed(state: &SiteState, threshold: f64, logs: &[PathBuf]) -> Result<bool, Failure> {
     let latest = state.latest().ok_or(SiteError::Empty)?;
-    let tally = crate::stats::Tally::read(logs, Some(&state.app), None)?;
-    let (installs, rollbacks) = tally.installs_and_rollbacks(&latest.version);
+    let count = crate::stats::HaltCount::read(logs, &state.app, &latest.version)?;
+    let (installs, rollbacks) = (count.installs, count.rollbacks);
     // Counts of log lines: far below 2^52, exact as f64.
-    let exceeds = rollbacks > 0 && rollbacks as f64 * 100.0 > threshold * installs as f64;
+    let above = rollbacks as f64 * 100.0 > threshold * installs as f64;
+    let exceeds = above && rollbacks >= MIN_ROLLBACKS_TO_HALT;
     let share = if installs == 0 {
         String::new()
     } else {
         format!(" ({:.1}%)", rollbacks as f64 * 100.0 / installs as f64)
     };
+    let ignored = if count.ignored == 0 {
+        String::new()
+    } else {
+        format!(
+            ", {} report(s) ignored (not a GET by its updater)",
+            count.ignored
+        )
+    };
     let seen = format!(
-        "{} {}: {rollbacks} rollback(s) of {installs} install(s){share} in {} log line(s)",
-        state.app, latest.version, tally.lines
+        "{} {}: {rollbacks} rollback(s) of {installs} install(s){share} in {} log line(s){ignored}",
+        state.app, latest.version, count.lines
     );
     let verdict = match (exceeds, latest.halted, state.stable_index()) {
+        (false, _, _) if above && rollbacks > 0 => format!(
+            "above {threshold}%, but fewer than {MIN_ROLLBACKS_TO_HALT} rollbacks: not halted"
+        ),
         (false, _, _) => format!("within {threshold}%: not halted"),
         (true, true, _) => format!("above {threshold}%: already halted"),
         (true, false, None) => format!(

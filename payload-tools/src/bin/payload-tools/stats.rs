@@ -1,5 +1,5 @@
 //! `payload-tools stats LOG...`: what a static host's access logs say about
-//! a fleet (docs/publishing.md), and the tally `rollout
+//! a fleet (docs/publishing.md), and the exact count `rollout
 //! --halt-if-rollbacks` decides on:
 //!
 //! - each log is read as a stream, one line at a time (a gzip file, found
@@ -7,30 +7,42 @@
 //!   `accesslog::MAX_LINE` skipped without being held;
 //! - each line becomes a record (`payload_tools::accesslog`) or a skip,
 //!   counted by reason;
-//! - each record is a report (a query with `app` and `event`), a check (a
-//!   `*.toml` fetched by an onefile updater) or a build fetch (another
-//!   request by one), added to its day's counters;
-//! - the counters are small maps whose number of keys is capped as a whole
-//!   ([`MAX_KEYS`]); what comes after the cap is counted as overflow, so
+//! - each record is a report (a `GET` by an onefile updater of the app the
+//!   query names, the query carrying `app` and `event`: the contract), a
+//!   check (a `*.toml` fetched by an onefile updater, answered 200 or 304)
+//!   or a build fetch (another `GET` by one, answered 200 or 206); other
+//!   statuses are counted apart as errors, report-shaped queries that break
+//!   the contract as ignored, added to its day's counters;
+//! - the counters are small maps whose number of keys is capped, checks
+//!   (whose versions any client can choose) apart from reports and days;
+//!   what comes after a cap is counted as overflow and said loudly, so
 //!   memory stays bounded whatever the logs hold;
-//! - then one table per day, or the same as JSON (`"format": 1`).
+//! - then one table per day, or the same as JSON (`"format": 1`), written
+//!   as it is serialized;
+//! - [`HaltCount`]: the latest release's installs and rollbacks in two
+//!   plain counters, never capped, for the halt.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use payload_tools::accesslog::{self, Agent, Day, MAX_AGENT_FIELD, MAX_LINE, Record};
 use payload_tools::text::Escaped;
 use payload_tools::version::compare_versions;
-use serde_json::json;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::Failure;
 
-/// Most distinct keys (days, versions, pairs, reasons) kept in all.
-pub const MAX_KEYS: usize = 100_000;
+/// Most distinct versions named by checks' User-Agents, over all days.
+pub const MAX_CHECK_KEYS: usize = 10_000;
+/// Most distinct (version, version or reason) keys of reports, over all days.
+pub const MAX_REPORT_KEYS: usize = 10_000;
+/// Most distinct days (over 27 years).
+pub const MAX_DAYS: usize = 10_000;
 
 /// The JSON output's format: a change that breaks a reader bumps it.
 const FORMAT: u32 = 1;
@@ -64,15 +76,17 @@ pub fn stats(args: StatsArgs) -> Result<(), Failure> {
         })
         .transpose()?;
     let tally = Tally::read(&args.logs, args.app.as_deref(), since)?;
-    let mut out = io::stdout().lock();
+    let mut out = BufWriter::new(io::stdout().lock());
     let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &tally.to_json())
+        serde_json::to_writer_pretty(&mut out, &Json(&tally))
             .map_err(io::Error::other)
             .and_then(|()| writeln!(out))
     } else {
         tally.write_tables(&mut out)
     };
-    written.map_err(|e| format!("cannot write the report: {e}"))?;
+    written
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write the report: {e}"))?;
     if tally.skipped_total() > 0 {
         eprintln!(
             "payload-tools: note: skipped {} line(s) that are no `combined` log line: {}",
@@ -80,10 +94,16 @@ pub fn stats(args: StatsArgs) -> Result<(), Failure> {
             tally.skipped_summary()
         );
     }
+    if tally.overflow.any() {
+        eprintln!(
+            "payload-tools: warning: {}: those events are in no count above",
+            tally.overflow
+        );
+    }
     Ok(())
 }
 
-/// A count per key, its keys drawn from the budget every map shares.
+/// A count per key, its keys drawn from a budget shared with other maps.
 #[derive(Debug)]
 pub struct Counter<K> {
     pub map: BTreeMap<K, u64>,
@@ -128,15 +148,46 @@ impl Counter<String> {
             None => self.add(key.to_owned(), budget),
         }
     }
+
+    /// The entries in the project's version order.
+    fn by_version(&self) -> Vec<(&String, &u64)> {
+        let mut entries: Vec<_> = self.map.iter().collect();
+        entries.sort_by(|(a, _), (b, _)| version_order(a, b));
+        entries
+    }
+}
+
+impl Counter<(String, String)> {
+    /// The entries by their first version, then their second (a version or
+    /// a reason), in the project's version order.
+    fn by_version(&self) -> Vec<(&(String, String), &u64)> {
+        let mut entries: Vec<_> = self.map.iter().collect();
+        entries.sort_by(|((a1, a2), _), ((b1, b2), _)| {
+            version_order(a1, b1).then_with(|| version_order(a2, b2))
+        });
+        entries
+    }
+}
+
+/// The project's version order; versions it takes as equal (`1.1`,
+/// `1.1.0`) by their text, so that the order is total.
+fn version_order(a: &str, b: &str) -> Ordering {
+    compare_versions(a, b).then_with(|| a.cmp(b))
 }
 
 /// One day's counters.
 #[derive(Debug, Default)]
 pub struct DayTally {
-    /// Manifest fetches by the version in the User-Agent.
+    /// Manifest fetches answered 200 or 304, by the version in the
+    /// User-Agent.
     pub checks: Counter<String>,
     /// Manifest fetches answered 304.
     pub not_modified: u64,
+    /// Manifest fetches by onefile updaters answered otherwise, by status.
+    pub manifest_errors: BTreeMap<u16, u64>,
+    /// Build fetches by onefile updaters answered neither 200 nor 206, by
+    /// status.
+    pub build_errors: BTreeMap<u16, u64>,
     pub manifest_bytes: u64,
     pub build_bytes: u64,
     pub range_bytes: u64,
@@ -150,6 +201,38 @@ pub struct DayTally {
     pub failed: Counter<(String, String)>,
 }
 
+/// Events counted in no map, by the cap that was reached.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Overflow {
+    pub checks: u64,
+    pub reports: u64,
+    pub days: u64,
+}
+
+impl Overflow {
+    fn any(&self) -> bool {
+        self.checks + self.reports + self.days > 0
+    }
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the logs hold more distinct keys than counted: {} check(s) beyond the {MAX_CHECK_KEYS}-version cap, {} report(s) beyond the {MAX_REPORT_KEYS}-key cap, {} event(s) beyond the {MAX_DAYS}-day cap",
+            self.checks, self.reports, self.days
+        )
+    }
+}
+
+/// What is left of each cap.
+#[derive(Debug)]
+struct Budget {
+    checks: usize,
+    reports: usize,
+    days: usize,
+}
+
 /// Everything counted from the logs.
 #[derive(Debug)]
 pub struct Tally {
@@ -157,20 +240,50 @@ pub struct Tally {
     pub lines: u64,
     /// Lines skipped, by why.
     skipped: BTreeMap<&'static str, u64>,
-    /// Requests not by an onefile updater (browsers, crawlers).
+    /// Requests not by an onefile updater (browsers, crawlers, curl).
     other_clients: u64,
-    /// Events counted in no map: their key came after the budget was spent.
-    overflow: u64,
-    budget: usize,
+    /// Report-shaped queries that are no report by the contract: not a
+    /// `GET`, not by an onefile updater, or by one of another app.
+    ignored_reports: u64,
+    overflow: Overflow,
+    budget: Budget,
 }
 
 /// What a report says (values bounded and plain, or it is not one).
-struct Report<'a> {
-    app: Cow<'a, str>,
-    event: Cow<'a, str>,
-    from: Cow<'a, str>,
-    to: Cow<'a, str>,
-    reason: Cow<'a, str>,
+pub struct Report<'a> {
+    pub app: Cow<'a, str>,
+    pub event: Cow<'a, str>,
+    pub from: Cow<'a, str>,
+    pub to: Cow<'a, str>,
+    pub reason: Cow<'a, str>,
+}
+
+/// What a record is, by the shared contract.
+enum Kind<'r, 'a> {
+    /// A report by an onefile updater of the app it names.
+    Report(Report<'r>),
+    /// A report-shaped query that breaks the contract (any sender can
+    /// write one): counted apart, never as a report.
+    IgnoredReport,
+    /// Another request by an onefile updater.
+    Fetch(Agent<'a>),
+    /// A request by anything else.
+    OtherClient,
+}
+
+/// Sorts `record` by the contract: a report is a `GET` with an onefile
+/// User-Agent whose app is the report's `app`. The versions counted come
+/// from the query, never from the User-Agent: a report left pending by a
+/// launcher is sent later by the new build, with its version.
+fn kind<'r, 'a>(record: &'r Record<'a>) -> Kind<'r, 'a> {
+    match (report_of(record.query), record.agent) {
+        (Some(report), Some(agent)) if record.method == "GET" && agent.app == report.app => {
+            Kind::Report(report)
+        }
+        (Some(_), _) => Kind::IgnoredReport,
+        (None, Some(agent)) => Kind::Fetch(agent),
+        (None, None) => Kind::OtherClient,
+    }
 }
 
 impl Tally {
@@ -180,8 +293,13 @@ impl Tally {
             lines: 0,
             skipped: BTreeMap::new(),
             other_clients: 0,
-            overflow: 0,
-            budget: MAX_KEYS,
+            ignored_reports: 0,
+            overflow: Overflow::default(),
+            budget: Budget {
+                checks: MAX_CHECK_KEYS,
+                reports: MAX_REPORT_KEYS,
+                days: MAX_DAYS,
+            },
         }
     }
 
@@ -212,20 +330,25 @@ impl Tally {
         if since.is_some_and(|since| record.day < since) {
             return;
         }
-        if let Some(report) = report_of(record.query) {
-            if app.is_none_or(|a| a == report.app) {
-                self.add_report(record.day, &report);
+        match kind(record) {
+            Kind::Report(report) => {
+                if app.is_none_or(|a| a == report.app) {
+                    self.add_report(record.day, &report);
+                }
             }
-            return;
+            Kind::IgnoredReport => {
+                self.ignored_reports += 1;
+                if record.agent.is_none() {
+                    self.other_clients += 1;
+                }
+            }
+            Kind::Fetch(agent) => {
+                if app.is_none_or(|a| a == agent.app) {
+                    self.add_fetch(record, &agent);
+                }
+            }
+            Kind::OtherClient => self.other_clients += 1,
         }
-        let Some(agent) = record.agent else {
-            self.other_clients += 1;
-            return;
-        };
-        if app.is_some_and(|a| a != agent.app) {
-            return;
-        }
-        self.add_fetch(record, &agent);
     }
 
     fn add_report(&mut self, day: Day, report: &Report<'_>) {
@@ -233,30 +356,31 @@ impl Tally {
             return;
         };
         let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        let budget = &mut self.budget.reports;
         let counted = match &*report.event {
-            "updated" => tally
-                .updated
-                .add(pair(&report.from, &report.to), &mut self.budget),
+            "updated" => tally.updated.add(pair(&report.from, &report.to), budget),
             "rolled-back" => tally
                 .rolled_back
-                .add(pair(&report.from, &report.reason), &mut self.budget),
+                .add(pair(&report.from, &report.reason), budget),
             "refused" => tally
                 .refused
-                .add(pair(&report.from, &report.reason), &mut self.budget),
-            "failed" => tally
-                .failed
-                .add(pair(&report.from, &report.reason), &mut self.budget),
+                .add(pair(&report.from, &report.reason), budget),
+            "failed" => tally.failed.add(pair(&report.from, &report.reason), budget),
             _ => {
                 *self.skipped.entry("unknown_event").or_default() += 1;
                 true
             }
         };
         if !counted {
-            self.overflow += 1;
+            self.overflow.reports += 1;
         }
     }
 
     fn add_fetch(&mut self, record: &Record<'_>, agent: &Agent<'_>) {
+        if record.method != "GET" {
+            // The updater only GETs; a HEAD (a person's curl -I) is no check.
+            return;
+        }
         let Some(tally) = day_of(
             &mut self.days,
             &mut self.budget,
@@ -265,22 +389,30 @@ impl Tally {
         ) else {
             return;
         };
-        if record.method != "GET" {
-            // The updater only GETs; a HEAD (a person's curl -I) is no check.
-            return;
-        }
+        // A status outside HTTP's range is one key, not up to 65,536.
+        let status = if (100..=599).contains(&record.status) {
+            record.status
+        } else {
+            0
+        };
         if record.is_manifest() {
+            if !matches!(record.status, 200 | 304) {
+                *tally.manifest_errors.entry(status).or_default() += 1;
+                return;
+            }
             tally.manifest_bytes += record.bytes;
             if record.status == 304 {
                 tally.not_modified += 1;
             }
-            if !tally.checks.add_str(agent.version, &mut self.budget) {
-                self.overflow += 1;
+            if !tally.checks.add_str(agent.version, &mut self.budget.checks) {
+                self.overflow.checks += 1;
             }
-        } else if record.status == 206 {
-            tally.range_bytes += record.bytes;
-        } else if record.status == 200 {
-            tally.build_bytes += record.bytes;
+        } else {
+            match record.status {
+                206 => tally.range_bytes += record.bytes,
+                200 => tally.build_bytes += record.bytes,
+                _ => *tally.build_errors.entry(status).or_default() += 1,
+            }
         }
     }
 
@@ -296,27 +428,14 @@ impl Tally {
             .join(", ")
     }
 
-    /// The highest version any check or report names, by the project's
-    /// version order.
+    /// The highest version, by the project's version order, that onefile
+    /// updaters checked with (answered 200 or 304). Reports are not
+    /// considered: any client can name any version in one.
     pub fn latest_version(&self) -> Option<&str> {
         let mut latest: Option<&str> = None;
         for day in self.days.values() {
-            let named = day
-                .checks
-                .map
-                .keys()
-                .map(String::as_str)
-                .chain(
-                    day.updated
-                        .map
-                        .keys()
-                        .flat_map(|(f, t)| [f, t].map(String::as_str)),
-                )
-                .chain(day.rolled_back.map.keys().map(|(v, _)| v.as_str()))
-                .chain(day.refused.map.keys().map(|(v, _)| v.as_str()))
-                .chain(day.failed.map.keys().map(|(v, _)| v.as_str()));
-            for version in named.filter(|v| !v.is_empty()) {
-                if latest.is_none_or(|l| compare_versions(version, l).is_gt()) {
+            for version in day.checks.map.keys().filter(|v| !v.is_empty()) {
+                if latest.is_none_or(|l| version_order(version, l).is_gt()) {
                     latest = Some(version);
                 }
             }
@@ -328,20 +447,14 @@ impl Tally {
     /// that day's checks.
     fn progress(&self, latest: &str) -> Option<(Day, u64, u64)> {
         let (day, tally) = self.days.iter().rev().find(|(_, t)| t.checks.total() > 0)?;
-        let on_latest = tally
-            .checks
-            .map
-            .iter()
-            .filter(|(v, _)| compare_versions(v, latest).is_eq())
-            .map(|(_, n)| n)
-            .sum();
+        let on_latest = tally.checks.map.get(latest).copied().unwrap_or(0);
         Some((*day, on_latest, tally.checks.total()))
     }
 
     /// Installs of `version` (`updated` reports to it) and its rollbacks
-    /// (`rolled-back` reports from it), over every day.
+    /// (`rolled-back` reports from it), over every day, the version string
+    /// matched exactly: what the stub reports is the manifest's text.
     pub fn installs_and_rollbacks(&self, version: &str) -> (u64, u64) {
-        let same = |v: &str| compare_versions(v, version).is_eq();
         let mut installs = 0;
         let mut rollbacks = 0;
         for day in self.days.values() {
@@ -349,72 +462,18 @@ impl Tally {
                 .updated
                 .map
                 .iter()
-                .filter(|((_, to), _)| same(to))
+                .filter(|((_, to), _)| to == version)
                 .map(|(_, n)| n)
                 .sum::<u64>();
             rollbacks += day
                 .rolled_back
                 .map
                 .iter()
-                .filter(|((from, _), _)| same(from))
+                .filter(|((from, _), _)| from == version)
                 .map(|(_, n)| n)
                 .sum::<u64>();
         }
         (installs, rollbacks)
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        let pairs = |c: &Counter<(String, String)>, first: &str, second: &str| {
-            c.map
-                .iter()
-                .map(|((a, b), n)| json!({ first: a, second: b, "count": n }))
-                .collect::<Vec<_>>()
-        };
-        let days: Vec<_> = self
-            .days
-            .iter()
-            .map(|(day, t)| {
-                json!({
-                    "day": day.to_string(),
-                    "checks": t.checks.map,
-                    "checks_total": t.checks.total(),
-                    "not_modified": t.not_modified,
-                    "bytes": {
-                        "manifests": t.manifest_bytes,
-                        "builds": t.build_bytes,
-                        "ranges": t.range_bytes,
-                    },
-                    "updated": pairs(&t.updated, "from", "to"),
-                    "rolled_back": pairs(&t.rolled_back, "version", "reason"),
-                    "refused": pairs(&t.refused, "version", "reason"),
-                    "failed": pairs(&t.failed, "version", "reason"),
-                })
-            })
-            .collect();
-        let latest = self.latest_version().map(|version| {
-            let (day, on_latest, checks) = match self.progress(version) {
-                Some((day, on, all)) => (Some(day.to_string()), on, all),
-                None => (None, 0, 0),
-            };
-            let (installs, rollbacks) = self.installs_and_rollbacks(version);
-            json!({
-                "version": version,
-                "day": day,
-                "checks": on_latest,
-                "checks_that_day": checks,
-                "installs": installs,
-                "rollbacks": rollbacks,
-            })
-        });
-        json!({
-            "format": FORMAT,
-            "lines": self.lines,
-            "skipped": self.skipped,
-            "other_clients": self.other_clients,
-            "overflow": self.overflow,
-            "latest": latest,
-            "days": days,
-        })
     }
 
     fn write_tables(&self, out: &mut impl Write) -> io::Result<()> {
@@ -423,7 +482,7 @@ impl Tally {
             let checks = t.checks.total();
             let versions = t
                 .checks
-                .map
+                .by_version()
                 .iter()
                 .map(|(v, n)| format!("{}: {n}", Escaped(v)))
                 .collect::<Vec<_>>()
@@ -439,7 +498,20 @@ impl Tally {
                 "  bytes         manifests {}, builds {}, ranges {}",
                 t.manifest_bytes, t.build_bytes, t.range_bytes
             )?;
-            for ((from, to), n) in &t.updated.map {
+            for (label, errors) in [
+                ("manifest errors", &t.manifest_errors),
+                ("build errors", &t.build_errors),
+            ] {
+                if !errors.is_empty() {
+                    let by_status = errors
+                        .iter()
+                        .map(|(status, n)| format!("{status}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    writeln!(out, "  {label:<13} {by_status}")?;
+                }
+            }
+            for ((from, to), n) in t.updated.by_version() {
                 writeln!(
                     out,
                     "  updated       {} -> {}: {n}",
@@ -452,7 +524,7 @@ impl Tally {
                 ("refused", &t.refused),
                 ("failed", &t.failed),
             ] {
-                for ((version, reason), n) in &counter.map {
+                for ((version, reason), n) in counter.by_version() {
                     writeln!(
                         out,
                         "  {label:<13} {} ({}): {n}",
@@ -480,33 +552,187 @@ impl Tally {
         }
         writeln!(
             out,
-            "{} line(s), {} skipped, {} from other clients{}",
+            "{} line(s), {} skipped, {} from other clients, {} report(s) ignored (not a GET by an onefile updater of that app)",
             self.lines,
             self.skipped_total(),
             self.other_clients,
-            if self.overflow > 0 {
-                format!(", {} beyond the {MAX_KEYS}-key cap", self.overflow)
-            } else {
-                String::new()
-            }
+            self.ignored_reports,
+        )?;
+        if self.overflow.any() {
+            writeln!(out, "WARNING: {}", self.overflow)?;
+        }
+        Ok(())
+    }
+}
+
+/// The tally as JSON, serialized straight to the writer: nothing but a
+/// sorted list of references per map is built on the side.
+struct Json<'a>(&'a Tally);
+
+impl Serialize for Json<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = self.0;
+        let latest = t.latest_version().map(|version| {
+            let (day, on_latest, checks) = match t.progress(version) {
+                Some((day, on, all)) => (Some(day.to_string()), on, all),
+                None => (None, 0, 0),
+            };
+            let (installs, rollbacks) = t.installs_and_rollbacks(version);
+            serde_json::json!({
+                "version": version,
+                "day": day,
+                "checks": on_latest,
+                "checks_that_day": checks,
+                "installs": installs,
+                "rollbacks": rollbacks,
+            })
+        });
+        let overflow = t.overflow;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("format", &FORMAT)?;
+        map.serialize_entry("lines", &t.lines)?;
+        map.serialize_entry("skipped", &t.skipped)?;
+        map.serialize_entry("other_clients", &t.other_clients)?;
+        map.serialize_entry("ignored_reports", &t.ignored_reports)?;
+        map.serialize_entry(
+            "overflow",
+            &(overflow.checks + overflow.reports + overflow.days),
+        )?;
+        map.serialize_entry(
+            "overflow_by_cap",
+            &serde_json::json!({
+                "checks": overflow.checks,
+                "reports": overflow.reports,
+                "days": overflow.days,
+            }),
+        )?;
+        map.serialize_entry("latest", &latest)?;
+        map.serialize_entry("days", &Days(&t.days))?;
+        map.end()
+    }
+}
+
+struct Days<'a>(&'a BTreeMap<Day, DayTally>);
+
+impl Serialize for Days<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(day, t)| DayJson(*day, t)))
+    }
+}
+
+struct DayJson<'a>(Day, &'a DayTally);
+
+impl Serialize for DayJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let DayJson(day, t) = self;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("day", &day.to_string())?;
+        map.serialize_entry("checks", &t.checks.map)?;
+        map.serialize_entry("checks_total", &t.checks.total())?;
+        map.serialize_entry("not_modified", &t.not_modified)?;
+        map.serialize_entry("manifest_errors", &t.manifest_errors)?;
+        map.serialize_entry("build_errors", &t.build_errors)?;
+        map.serialize_entry(
+            "bytes",
+            &serde_json::json!({
+                "manifests": t.manifest_bytes,
+                "builds": t.build_bytes,
+                "ranges": t.range_bytes,
+            }),
+        )?;
+        map.serialize_entry("updated", &Pairs(&t.updated, "from", "to"))?;
+        map.serialize_entry("rolled_back", &Pairs(&t.rolled_back, "version", "reason"))?;
+        map.serialize_entry("refused", &Pairs(&t.refused, "version", "reason"))?;
+        map.serialize_entry("failed", &Pairs(&t.failed, "version", "reason"))?;
+        map.end()
+    }
+}
+
+/// A pair counter as a list of `{first, second, count}`, in version order.
+struct Pairs<'a>(&'a Counter<(String, String)>, &'static str, &'static str);
+
+impl Serialize for Pairs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Pairs(counter, first, second) = *self;
+        s.collect_seq(
+            counter
+                .by_version()
+                .into_iter()
+                .map(|((a, b), n)| Pair(first, a, second, b, *n)),
         )
     }
 }
 
+struct Pair<'a>(&'static str, &'a str, &'static str, &'a str, u64);
+
+impl Serialize for Pair<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry(self.0, self.1)?;
+        map.serialize_entry(self.2, self.3)?;
+        map.serialize_entry("count", &self.4)?;
+        map.end()
+    }
+}
+
+/// The halt's count: one app's installs of one version (`updated` reports
+/// to it) and its rollbacks (`rolled-back` reports from it), by the
+/// contract, in two plain counters that no number of other keys can cap.
+#[derive(Debug, Default)]
+pub struct HaltCount {
+    pub lines: u64,
+    pub installs: u64,
+    pub rollbacks: u64,
+    /// Report-shaped queries of the app not counted (not a GET by its
+    /// updater).
+    pub ignored: u64,
+}
+
+impl HaltCount {
+    pub fn read(logs: &[PathBuf], app: &str, version: &str) -> Result<HaltCount, Failure> {
+        let mut count = HaltCount::default();
+        for log in logs {
+            let reader = open_log(log)?;
+            each_line(reader, |line| {
+                count.lines += 1;
+                if let Some(Ok(record)) = line.map(Record::parse) {
+                    count.add(&record, app, version);
+                }
+            })
+            .map_err(|e| format!("cannot read '{}': {e}", log.display()))?;
+        }
+        Ok(count)
+    }
+
+    fn add(&mut self, record: &Record<'_>, app: &str, version: &str) {
+        match kind(record) {
+            Kind::Report(report) if report.app == app => match &*report.event {
+                "updated" if report.to == version => self.installs += 1,
+                "rolled-back" if report.from == version => self.rollbacks += 1,
+                _ => {}
+            },
+            Kind::IgnoredReport if report_of(record.query).is_some_and(|r| r.app == app) => {
+                self.ignored += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The counters of `day`; `None` (counted as overflow) when it is new and
-/// the budget is spent.
+/// the day cap is reached.
 fn day_of<'a>(
     days: &'a mut BTreeMap<Day, DayTally>,
-    budget: &mut usize,
-    overflow: &mut u64,
+    budget: &mut Budget,
+    overflow: &mut Overflow,
     day: Day,
 ) -> Option<&'a mut DayTally> {
     if !days.contains_key(&day) {
-        if *budget == 0 {
-            *overflow += 1;
+        if budget.days == 0 {
+            overflow.days += 1;
             return None;
         }
-        *budget -= 1;
+        budget.days -= 1;
     }
     Some(days.entry(day).or_default())
 }
@@ -573,9 +799,16 @@ fn percent(part: u64, whole: u64) -> String {
 /// decoder. Refused when its first bytes hold a NUL: no text log does.
 fn open_log(path: &Path) -> Result<Box<dyn BufRead>, Failure> {
     let cannot = |e: io::Error| Failure::from(format!("cannot read '{}': {e}", path.display()));
+    let not_a_file = || Failure::from(format!("'{}' is not a file", path.display()));
+    // Opening a FIFO or a device can block for good: refuse them before
+    // opening (a swap in between is the caller's own folder), and again on
+    // what was opened.
+    if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+        return Err(not_a_file());
+    }
     let file = File::open(path).map_err(cannot)?;
     if !file.metadata().map_err(cannot)?.is_file() {
-        return Err(format!("'{}' is not a file", path.display()).into());
+        return Err(not_a_file());
     }
     let mut file = BufReader::with_capacity(256 * 1024, file);
     let gzip = file.fill_buf().map_err(cannot)?.starts_with(&[0x1f, 0x8b]);
@@ -693,20 +926,104 @@ mod tests {
     }
 
     #[test]
-    fn the_key_budget_bounds_the_maps() {
+    fn the_check_cap_bounds_the_maps_and_leaves_reports_and_the_halt_alone() {
         let mut tally = Tally::new();
-        tally.budget = 3;
+        tally.budget.checks = 2;
+        let mut halt = HaltCount::default();
+        let mut add = |line: String| {
+            tally.add_line(Some(line.as_bytes()), None, None);
+            let record = Record::parse(line.as_bytes()).expect("parses");
+            halt.add(&record, "demo", "1.1");
+        };
         for v in 0..10 {
-            let line = format!(
+            add(format!(
                 r#"127.0.0.1 - - [24/Nov/2026:14:20:11 +0000] "GET /u.toml HTTP/1.1" 200 1 "-" "onefile/0.1.0 demo/1.{v} (linux; x86_64)""#
+            ));
+        }
+        add(
+            r#"127.0.0.1 - - [24/Nov/2026:14:20:11 +0000] "GET /r?app=demo&from=1.1&to=1.0&event=rolled-back&reason=crash HTTP/1.1" 404 1 "-" "onefile/0.1.0 demo/1.0 (linux; x86_64)""#
+            .to_owned(),
+        );
+        // Two versions counted, eight beyond the cap; the report has its own.
+        let day = tally.days.values().next().expect("a day");
+        assert_eq!(day.checks.total(), 2);
+        assert_eq!(day.rolled_back.total(), 1);
+        assert_eq!(tally.overflow.checks, 8);
+        assert_eq!(tally.overflow.reports, 0);
+        assert_eq!((halt.installs, halt.rollbacks), (0, 1));
+    }
+
+    #[test]
+    fn only_a_get_by_the_apps_updater_is_a_report() {
+        let line = |request: &str, agent: &str| {
+            format!(
+                r#"203.0.113.7 - - [24/Nov/2026:10:00:00 +0000] "{request}" 404 153 "-" "{agent}""#
+            )
+        };
+        let query = "/r?app=demo&from=1.1&to=1.0&event=rolled-back&reason=crash";
+        let updater = "onefile/0.1.0 demo/1.0 (linux; x86_64)";
+        let cases = [
+            (line(&format!("GET {query} HTTP/1.1"), updater), 1),
+            (line(&format!("GET {query} HTTP/1.1"), "curl/8.5.0"), 0),
+            (line(&format!("HEAD {query} HTTP/1.1"), updater), 0),
+            (line(&format!("POST {query} HTTP/1.1"), updater), 0),
+            (
+                line(
+                    &format!("GET {query} HTTP/1.1"),
+                    "onefile/0.1.0 other/1.0 (linux; x86_64)",
+                ),
+                0,
+            ),
+        ];
+        for (text, counted) in cases {
+            let mut tally = Tally::new();
+            tally.add_line(Some(text.as_bytes()), None, None);
+            let mut halt = HaltCount::default();
+            halt.add(
+                &Record::parse(text.as_bytes()).expect("parses"),
+                "demo",
+                "1.1",
+            );
+            let rolled = tally
+                .days
+                .values()
+                .map(|d| d.rolled_back.total())
+                .sum::<u64>();
+            assert_eq!((rolled, halt.rollbacks), (counted, counted), "{text}");
+            assert_eq!(tally.ignored_reports, 1 - counted, "{text}");
+        }
+    }
+
+    #[test]
+    fn checks_are_200_and_304_and_versions_sort_as_versions() {
+        let mut tally = Tally::new();
+        for (method, status, version) in [
+            ("GET", 200, "1.9"),
+            ("GET", 304, "1.10"),
+            ("GET", 404, "9.0"),
+            ("GET", 500, "9.0"),
+            ("HEAD", 200, "9.0"),
+        ] {
+            let line = format!(
+                r#"127.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "{method} /u.toml HTTP/1.1" {status} 100 "-" "onefile/0.1.0 demo/{version} (linux; x86_64)""#
             );
             tally.add_line(Some(line.as_bytes()), None, None);
         }
-        // One key for the day, two versions, eight beyond the cap.
+        let day = tally.days.values().next().expect("one day");
+        assert_eq!(tally.days.len(), 1);
+        assert_eq!(day.checks.total(), 2);
+        assert_eq!(day.manifest_bytes, 200);
         assert_eq!(
-            tally.days.values().next().map(|d| d.checks.total()),
-            Some(2)
+            day.manifest_errors.iter().collect::<Vec<_>>(),
+            [(&404, &1), (&500, &1)]
         );
-        assert_eq!(tally.overflow, 8);
+        assert_eq!(tally.latest_version(), Some("1.10"));
+        let order: Vec<_> = day
+            .checks
+            .by_version()
+            .into_iter()
+            .map(|(v, _)| v.as_str())
+            .collect();
+        assert_eq!(order, ["1.9", "1.10"]);
     }
 }
