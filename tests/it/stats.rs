@@ -759,8 +759,33 @@ fn halt_if_rollbacks_counts_exactly_past_spoofed_versions_and_only_updaters_repo
     }
     text += &report(day, "app=probeapp&from=1.0&to=1.1&event=updated", "1.1").repeat(100);
     text += &report(day, rolled_back, "1.0").repeat(50);
-    let out = halt(&text);
+    // In a rotated log with garbage after its gzip member (as `gzip -dc`
+    // takes it, "trailing garbage ignored"): counted up to there, named on
+    // standard error, and the halt still decides.
+    let damaged = site.s.path("halt.log.1.gz");
+    let mut gz = Command::new("gzip")
+        .arg("-c")
+        .arg(site.write_log("plain.log", &text))
+        .output()
+        .expect("gzip")
+        .stdout;
+    gz.extend_from_slice(b"garbage\n");
+    fs::write(&damaged, gz).expect("write");
+    let out = site.tool(
+        "rollout",
+        &[
+            "--halt-if-rollbacks",
+            "2",
+            "--log",
+            damaged.to_str().expect("utf8"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("halt.log.1.gz' breaks off after"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stdout(&out).contains(
             "50 rollback(s) of 100 install(s) (50.0%) in 20150 log line(s), above 2%: halting it"

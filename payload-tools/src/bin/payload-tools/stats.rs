@@ -689,17 +689,28 @@ pub struct HaltCount {
 }
 
 impl HaltCount {
+    /// Counts `logs`. A log that cannot be opened is an error; one that
+    /// breaks off while read (a damaged or half-copied rotated `.gz`) is
+    /// counted up to there and named on standard error: one bad old
+    /// rotation must not keep a safety job from deciding for good.
     pub fn read(logs: &[PathBuf], app: &str, version: &str) -> Result<HaltCount, Failure> {
         let mut count = HaltCount::default();
         for log in logs {
             let reader = open_log(log)?;
-            each_line(reader, |line| {
+            let before = count.lines;
+            let read = each_line(reader, |line| {
                 count.lines += 1;
                 if let Some(Ok(record)) = line.map(Record::parse) {
                     count.add(&record, app, version);
                 }
-            })
-            .map_err(|e| format!("cannot read '{}': {e}", log.display()))?;
+            });
+            if let Err(e) = read {
+                eprintln!(
+                    "payload-tools: warning: '{}' breaks off after {} line(s) ({e}): counted what was read",
+                    log.display(),
+                    count.lines - before
+                );
+            }
         }
         Ok(count)
     }
