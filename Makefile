@@ -135,6 +135,10 @@ test-windows:
 
 # The wheel reuses the release stubs of make stub and make windows (built
 # once each) and compiles only payload-tools again (scripts/wheel.sh).
+# make build, make wheel and make test-install's cargo install each build
+# target/release/payload-tools with other stubs in it: the one left there
+# is the last one's (after test-install: cargo install's, with only the
+# host's stub), and the next of the others links it again.
 wheel: needs-wheel stub windows
 	bash scripts/wheel.sh
 

@@ -139,7 +139,7 @@ fn a_target_without_a_stub_is_one_error_naming_the_stubs_command() {
     let lone = lone_tools(&s);
     let list = Command::new(&lone).arg("stubs").output().expect("stubs");
     assert!(list.status.success(), "{}", stderr(&list));
-    let embedded: Vec<String> = listed(&list, "embedded (")
+    let embedded: Vec<String> = listed(&list, "embedded in payload-tools")
         .into_iter()
         .map(|(target, _, _)| target)
         .collect();
