@@ -121,8 +121,8 @@ fn run() -> Result<(), String> {
         // command itself says it too (stubs.rs), wherever it came from.
         println!("cargo::warning=no stub embedded for {target}: {why_none}; pack will need --stub");
     }
-    // Always set (empty when the own stub is in), so that the command's
-    // build does not depend on whether it was.
+    // Always set, empty when the own stub is in: stubs.rs reads it with
+    // env!, which needs it defined.
     println!("cargo::rustc-env=ONEFILE_NO_STUB_WHY={why_none}");
     println!("cargo::rerun-if-changed=src/trailer.rs");
     println!("cargo::rerun-if-changed=src/stub.rs");
