@@ -637,9 +637,12 @@ sleep 1; sleep 3; echo exiting-75 >> "$1"; exit 75
 fn a_stop_signal_the_app_ends_on_means_no_restart_and_no_wait() {
     let p = publish_script(
         &[],
+        // The sleep starts before the line the test waits for: a signal
+        // sent before it existed would leave it holding stderr 20 s.
         r#"trap 'echo got-term >> "$1"; exit 75' TERM
+sleep 20 &
 echo "start $version restarted=${ONEFILE_RESTARTED:-unset}" >> "$1"
-sleep 20 & wait
+wait
 "#,
     );
     // The update check stalls: a wait for it would show.
