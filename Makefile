@@ -45,9 +45,19 @@ needs-%:
 	@bash scripts/install-deps.sh $*
 
 # The release payload-tools carries the release stub (build.rs embeds what
-# ONEFILE_EMBED_STUBS names), so that a copy of it alone still packs.
+# ONEFILE_EMBED_STUBS names), so that a copy of it alone still packs. By
+# default that is target/embed, which holds only the stub of make stub,
+# copied when it changed: build.rs watches the folder, so a second make
+# build compiles nothing. ONEFILE_EMBED_STUBS=DIR embeds DIR's stubs
+# instead, ONEFILE_EMBED_STUBS= (empty) none.
 build: needs-build stub
-	ONEFILE_EMBED_STUBS=$(CURDIR)/target/release $(CARGO) build --release --locked -p payload-tools
+ifeq ($(origin ONEFILE_EMBED_STUBS),undefined)
+	@mkdir -p target/embed && \
+	cmp -s target/release/bootstrap target/embed/bootstrap || cp target/release/bootstrap target/embed/bootstrap
+	ONEFILE_EMBED_STUBS=$(CURDIR)/target/embed $(CARGO) build --release --locked -p payload-tools
+else
+	ONEFILE_EMBED_STUBS="$(ONEFILE_EMBED_STUBS)" $(CARGO) build --release --locked -p payload-tools
+endif
 
 # The stub ships inside every packed file, so its std is built from source
 # for size (-Zbuild-std with optimize_for_size, and a panic aborts at once,
@@ -56,7 +66,8 @@ build: needs-build stub
 # (scripts/windows-toolchain.sh --rust-only: no root, no Wine). It builds
 # into target/stub, so that no other build is invalidated, and is copied
 # where payload-tools looks for it (next to itself; the copy replaces
-# cargo's hard link rather than writing through it). Elsewhere,
+# cargo's hard link rather than writing through it, and is made only when
+# the stub changed, so that nothing watching it rebuilds). Elsewhere,
 # STUB_STD=rustup builds it with rustup's std, bigger. The tests keep
 # rustup's debug stub.
 LINUX_TARGET = x86_64-unknown-linux-gnu
@@ -71,8 +82,9 @@ else
 	CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$$ONEFILE_STD_REMAP -Zunstable-options -Cpanic=immediate-abort" \
 	"$$ONEFILE_WINDOWS_CARGO" build --release --locked --target $(LINUX_TARGET) \
 	  -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size --target-dir target/stub -p bootstrap
-	@mkdir -p target/release && rm -f target/release/bootstrap && \
-	cp target/stub/$(LINUX_TARGET)/release/bootstrap target/release/bootstrap
+	@mkdir -p target/release && \
+	cmp -s target/stub/$(LINUX_TARGET)/release/bootstrap target/release/bootstrap || \
+	{ rm -f target/release/bootstrap && cp target/stub/$(LINUX_TARGET)/release/bootstrap target/release/bootstrap; }
 endif
 	@size=$$(stat -c %s target/release/bootstrap) && \
 	if [ "$$size" -gt $(STUB_LIMIT) ]; then \
@@ -123,6 +135,10 @@ test-windows:
 
 # The wheel reuses the release stubs of make stub and make windows (built
 # once each) and compiles only payload-tools again (scripts/wheel.sh).
+# make build, make wheel and make test-install's cargo install each build
+# target/release/payload-tools with other stubs in it: the one left there
+# is the last one's (after test-install: cargo install's, with only the
+# host's stub), and the next of the others links it again.
 wheel: needs-wheel stub windows
 	bash scripts/wheel.sh
 

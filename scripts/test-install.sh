@@ -9,10 +9,13 @@
 #    without --stub runs; the same app packed for Windows with --target
 #    runs under Wine (skipped, and counted so, without the Windows
 #    toolchain: scripts/windows-toolchain.sh).
-# 3. cargo install --path payload-tools --root <temp>, as a newcomer types
-#    it (no setting: build.rs builds the host's stub), with the workspace's
+# 3. cargo install --path payload-tools --root <temp>, the command a newcomer
+#    types (no setting: build.rs builds the host's stub), with the workspace's
 #    target folder so that payload-tools' dependencies are not compiled
-#    again; then with only <temp>/bin on PATH: stubs, pack and run.
+#    again; then with only <temp>/bin on PATH: stubs, pack and run. Not
+#    tested: a fresh machine's CARGO_HOME, where the stub's nested build
+#    downloads crates (bootstrap's TLS stack) during the install; here
+#    they are in CI's cache already.
 #
 # Each check is counted; the last line is the summary, in the style of
 # scripts/counted.sh: "summary (install): N passed, N failed, N skipped".
@@ -116,6 +119,16 @@ stubs_of_wheel() {
 }
 check "payload-tools stubs lists the Linux and Windows stubs" stubs_of_wheel
 check "pack without --stub, and the packed app runs" pack_and_run "$venv_bin" wheel
+# Another tool's `bootstrap` in the same bin folder is ignored, not packed.
+other_bootstrap() {
+  printf '#!/bin/sh\necho other tool\n' >"$venv_bin/bootstrap" && chmod 755 "$venv_bin/bootstrap" &&
+    says "ignored, not a stub for it" only_on_path "$venv_bin" payload-tools stubs &&
+    pack_and_run "$venv_bin" beside-another-bootstrap
+  local status=$?
+  rm -f "$venv_bin/bootstrap"
+  return $status
+}
+check "a bootstrap of another tool next to it is ignored: the embedded stub packs" other_bootstrap
 
 if windows_env=$(bash scripts/windows-toolchain.sh 2>/dev/null); then
   eval "$windows_env"

@@ -1,9 +1,11 @@
 //! Where `pack` finds its stub: `--stub PATH`, else a `bootstrap` next to
-//! `payload-tools` for its own target, else the stub it carries for
-//! `--target`; a target with none is one error line naming
-//! `payload-tools stubs`, which lists them. The stubs a release build
+//! `payload-tools` that is a stub for its own target (any other file of
+//! that name is ignored), else the stub it carries for `--target`; a
+//! target with none is one error line naming `payload-tools stubs`, which
+//! lists them and says why a build has none. The stubs a release build
 //! embeds are tested on the wheel and on `cargo install`
-//! (scripts/test-install.sh); here, the development build's order.
+//! (scripts/test-install.sh), the embedded path's bytes by the unit tests
+//! of `stubs.rs`; here, the development build's order.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -92,18 +94,29 @@ fn pack_for_its_own_target_takes_the_bootstrap_next_to_payload_tools() {
 #[test]
 fn the_stub_flag_wins_and_must_run_on_the_target() {
     let s = Scratch::new();
+    // The development stub with 16 bytes after its end, which nothing
+    // reads: a stub of its own, told apart from the one next to
+    // payload-tools by its bytes.
     let mine = s.path("my-bootstrap");
-    fs::copy(stub(), &mine).expect("copy stub");
+    let mut bytes = fs::read(stub()).expect("read stub");
+    bytes.extend_from_slice(b"--stub was used.");
+    fs::write(&mine, &bytes).expect("write stub");
     let mine_text = mine.to_str().expect("UTF-8 path");
-    let exe = s.path("mine.bin");
-    let out = pack_with(
-        &bin("payload-tools"),
-        &s,
-        &exe,
-        &["--stub", mine_text, "--target", LINUX],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stub_part(&exe), fs::read(&mine).expect("read stub"));
+    for target in [&[][..], &["--target", LINUX][..]] {
+        let exe = s.path("mine.bin");
+        let mut args = vec!["--stub", mine_text];
+        args.extend_from_slice(target);
+        let out = pack_with(&bin("payload-tools"), &s, &exe, &args);
+        assert!(out.status.success(), "{target:?}: {}", stderr(&out));
+        assert_eq!(
+            stub_part(&exe),
+            bytes,
+            "{target:?}: the --stub file went in"
+        );
+        let run = s.run(&exe, ["print", "packed with --stub"]);
+        assert_eq!(stdout(&run), "packed with --stub\n", "{}", stderr(&run));
+        fs::remove_file(&exe).expect("rm");
+    }
 
     let exe = s.path("other.exe");
     let out = pack_with(
@@ -126,7 +139,7 @@ fn a_target_without_a_stub_is_one_error_naming_the_stubs_command() {
     let lone = lone_tools(&s);
     let list = Command::new(&lone).arg("stubs").output().expect("stubs");
     assert!(list.status.success(), "{}", stderr(&list));
-    let embedded: Vec<String> = listed(&list, "embedded (")
+    let embedded: Vec<String> = listed(&list, "embedded in payload-tools")
         .into_iter()
         .map(|(target, _, _)| target)
         .collect();
@@ -144,7 +157,24 @@ fn a_target_without_a_stub_is_one_error_naming_the_stubs_command() {
                 && error.contains("payload-tools stubs"),
             "{error}"
         );
+        // For its own target, why this build has none (here: a
+        // development build); for another, which install carries it.
+        if target == LINUX {
+            assert!(
+                error.contains(", because it is a development build"),
+                "{error}"
+            );
+        } else {
+            assert!(stderr(&out).contains("hint: the wheel"), "{}", stderr(&out));
+        }
         assert!(!exe.exists(), "nothing is written");
+    }
+    if embedded.is_empty() {
+        assert!(
+            stderr(&list).contains("no stubs embedded: this build could not build one because it is a development build"),
+            "{}",
+            stderr(&list)
+        );
     }
     let out = pack_with(
         &lone,
@@ -192,4 +222,66 @@ fn stubs_lists_the_development_stub_used_instead() {
         "{}",
         stdout(&lone)
     );
+}
+
+#[test]
+fn a_bootstrap_next_to_payload_tools_that_is_no_stub_is_ignored() {
+    let s = Scratch::new();
+    let lone = lone_tools(&s);
+    let other = lone.with_file_name("bootstrap");
+    // Another tool's command of the same name, in a shared bin folder.
+    fs::write(&other, "#!/bin/sh\necho other tool\n").expect("write");
+    let list = Command::new(&lone).arg("stubs").output().expect("stubs");
+    assert!(list.status.success(), "{}", stderr(&list));
+    let ignored = listed(&list, "ignored, not a stub for it (");
+    assert_eq!(
+        ignored,
+        vec![(LINUX.to_owned(), "-".to_owned(), "-".to_owned())],
+        "{}",
+        stdout(&list)
+    );
+    assert!(
+        stdout(&list).contains(&format!("lacks the stub marker)): {}", other.display())),
+        "{}",
+        stdout(&list)
+    );
+    assert!(
+        listed(&list, "development stub").is_empty(),
+        "{}",
+        stdout(&list)
+    );
+
+    let exe = s.path("hello.bin");
+    let out = pack_with(&lone, &s, &exe, &[]);
+    assert!(
+        stderr(&out).contains(&format!(
+            "payload-tools: note: ignoring '{}': it is not a onefile stub",
+            other.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let embedded = !listed(&list, "embedded in payload-tools").is_empty();
+    if embedded {
+        // A release build: its own stub goes in, never the other file.
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_ne!(stub_part(&exe), fs::read(&other).expect("read"));
+        let run = s.run(&exe, ["print", "the embedded stub"]);
+        assert_eq!(stdout(&run), "the embedded stub\n", "{}", stderr(&run));
+    } else {
+        let error = one_error(&out);
+        assert!(error.contains(&format!("no stub for {LINUX}")), "{error}");
+        assert!(
+            !stderr(&out).contains("leave --stub out"),
+            "no hint about a --stub never given: {}",
+            stderr(&out)
+        );
+        assert!(!exe.exists(), "nothing is written");
+    }
+
+    // A real stub there is used, as in a development build.
+    fs::copy(stub(), &other).expect("copy stub");
+    let out = pack_with(&lone, &s, &exe, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stub_part(&exe), fs::read(stub()).expect("read stub"));
 }

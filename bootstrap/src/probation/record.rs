@@ -10,7 +10,7 @@
 //!
 //! (A rollback's report is a pending report of `update::report`.)
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use crate::sys::{Dir, FileId};
 
@@ -228,16 +228,7 @@ fn write(dir: &Dir, name: &str, text: &str) -> std::io::Result<()> {
     use std::hash::{BuildHasher, RandomState};
     let random = RandomState::new().hash_one(std::process::id()) as u32;
     let temporary = format!("{name}.{}.{random:08x}.tmp", std::process::id());
-    let written = dir.create_new(&temporary).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.sync_data()?;
-        drop(file);
-        dir.rename(&temporary, name)
-    });
-    if written.is_err() {
-        let _ = dir.remove_file(&temporary);
-    }
-    written
+    dir.write_whole(&temporary, name, text)
 }
 
 #[cfg(test)]

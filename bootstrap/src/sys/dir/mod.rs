@@ -32,8 +32,28 @@ mod windows;
 #[cfg(windows)]
 pub use windows::*;
 
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
+
+impl Dir {
+    /// Writes `text` as the file `name`, whole: into `temporary`, created
+    /// exclusively (never through a link), synced, then renamed over
+    /// `name`. A failure removes the temporary and leaves `name` as it was;
+    /// a kill leaves at most the temporary, which its owner's sweep knows
+    /// by the name the caller chose.
+    pub fn write_whole(&self, temporary: &str, name: &str, text: &str) -> io::Result<()> {
+        let written = self.create_new(temporary).and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_data()?;
+            drop(file);
+            self.rename(temporary, name)
+        });
+        if written.is_err() {
+            let _ = self.remove_file(temporary);
+        }
+        written
+    }
+}
 
 /// Why a folder of the cache cannot be used.
 #[derive(Debug)]

@@ -13,7 +13,7 @@
 //! - Cleaned ([`list`]): claims and temporary files of processes that
 //!   are gone, and anything older than [`STALE`].
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -105,20 +105,11 @@ pub fn leave(dir: &Dir, path: &Path, report: &Report) -> std::io::Result<String>
     write_whole(dir, &name, &report.to_text()).map(|()| name)
 }
 
-/// Writes `text` as the file `name` of `dir`, whole: a temporary sibling
-/// (`<name>.<pid>.tmp`, created exclusively), synced, then renamed.
+/// Writes `text` as the file `name` of `dir`, whole (`<name>.<pid>.tmp`
+/// meanwhile, which [`list`] sweeps once its process is gone).
 pub fn write_whole(dir: &Dir, name: &str, text: &str) -> std::io::Result<()> {
     let temporary = format!("{name}.{}{TEMPORARY}", std::process::id());
-    let written = dir.create_new(&temporary).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.sync_data()?;
-        drop(file);
-        dir.rename(&temporary, name)
-    });
-    if written.is_err() {
-        let _ = dir.remove_file(&temporary);
-    }
-    written
+    dir.write_whole(&temporary, name, text)
 }
 
 /// The private file `name` of `dir` (no link, no other name), at most

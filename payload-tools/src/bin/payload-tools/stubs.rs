@@ -4,13 +4,17 @@
 //! `pack` takes the first of:
 //! 1. `--stub PATH` (checked against `--target` when both are given);
 //! 2. a `bootstrap` (`bootstrap.exe`) next to this command, when the
-//!    target is the one this command was built for: a development build,
-//!    whose freshly built stub the tests must use;
+//!    target is the one this command was built for and the file is a
+//!    stub for it (`stub::examine`): a development build, whose freshly
+//!    built stub the tests must use. Any other file of that name (an
+//!    installed command shares its bin folder with other tools) is
+//!    ignored, with a note;
 //! 3. the stub embedded for the target (`build.rs` puts them in: release
 //!    builds, the wheel, `cargo install`);
 //!
-//! and otherwise fails with one line naming `payload-tools stubs`. The
-//! target is `--target` (a triple, or another name of the same stub:
+//! and otherwise fails with one line naming `payload-tools stubs` (and,
+//! for its own target, why this build embeds none). The target is
+//! `--target` (a triple, or another name of the same stub:
 //! `stub_check::canonical_target`), by default the one this command was
 //! built for.
 
@@ -40,6 +44,14 @@ include!(concat!(env!("OUT_DIR"), "/embedded_stubs.rs"));
 /// The target this command was built for: the default of `--target`.
 const BUILT_FOR: &str = env!("ONEFILE_BUILT_FOR");
 
+/// Why this build embeds no stub for [`BUILT_FOR`], from `build.rs`;
+/// empty when it does.
+const NO_STUB_WHY: &str = env!("ONEFILE_NO_STUB_WHY");
+
+/// The largest file next to this command read as a stub: a debug stub is
+/// about 8 MB, a release one 2 MB.
+const MAX_STUB_FILE: u64 = 64 << 20;
+
 /// The stub `pack` uses: a file, or the bytes of an embedded one (with a
 /// name for messages).
 #[derive(Debug)]
@@ -52,12 +64,23 @@ pub struct Chosen {
 pub fn for_pack(flag: Option<PathBuf>, target: Option<&str>) -> Result<Chosen, Failure> {
     let me =
         std::env::current_exe().map_err(|e| format!("cannot locate payload-tools itself: {e}"))?;
-    let next_to_me = development_stub(&me);
-    match choose(flag, target, next_to_me, EMBEDDED)? {
-        Source::File(path) => {
+    let neighbour = next_to_me(&me);
+    if let (None, true, Neighbour::Ignored { path, why }) = (&flag, for_host(target), &neighbour) {
+        eprintln!(
+            "payload-tools: note: ignoring '{}': {why}; using the stub payload-tools carries",
+            path.display()
+        );
+    }
+    let usable = match neighbour {
+        Neighbour::Stub(path) => Some(path),
+        _ => None,
+    };
+    match choose(flag.clone(), target, usable, EMBEDDED)? {
+        Source::Flag(path) => {
             check_file(&path, target)?;
             Ok(Chosen { path, bytes: None })
         }
+        Source::NextToMe(path) => Ok(Chosen { path, bytes: None }),
         Source::Embedded(embedded) => {
             let bytes = unpack(embedded)?;
             Ok(Chosen {
@@ -74,13 +97,19 @@ pub fn for_pack(flag: Option<PathBuf>, target: Option<&str>) -> Result<Chosen, F
 /// Where a stub comes from.
 #[derive(Debug, PartialEq)]
 enum Source {
-    File(PathBuf),
+    Flag(PathBuf),
+    NextToMe(PathBuf),
     Embedded(&'static Embedded),
 }
 
+/// Whether `--target` asks for the target this command was built for.
+fn for_host(target: Option<&str>) -> bool {
+    target.is_none_or(|name| canonical_target(name) == canonical_target(BUILT_FOR))
+}
+
 /// The order of the module doc, with what this machine has as arguments:
-/// the `bootstrap` next to this command (if there is one) and the
-/// embedded stubs.
+/// the stub next to this command (if there is one, and it is one) and
+/// the embedded stubs.
 fn choose(
     flag: Option<PathBuf>,
     target: Option<&str>,
@@ -98,25 +127,33 @@ fn choose(
         None => canonical_target(BUILT_FOR),
     };
     if let Some(path) = flag {
-        return Ok(Source::File(path));
+        return Ok(Source::Flag(path));
     }
-    let for_host = target.is_none() || wanted == canonical_target(BUILT_FOR);
-    if let (true, Some(path)) = (for_host, next_to_me) {
-        return Ok(Source::File(path));
+    if let (true, Some(path)) = (for_host(target), next_to_me) {
+        return Ok(Source::NextToMe(path));
     }
     if let Some(found) = wanted.and_then(|w| embedded.iter().find(|e| e.target == w)) {
         return Ok(Source::Embedded(found));
     }
     let shown = wanted.unwrap_or(BUILT_FOR);
+    let own = for_host(target);
+    let why = if own && !NO_STUB_WHY.is_empty() {
+        format!(", because {NO_STUB_WHY}")
+    } else {
+        String::new()
+    };
     Err(Failure {
         message: format!(
-            "no stub for {shown}: this payload-tools carries {} (payload-tools stubs lists them)",
+            "no stub for {shown}: this payload-tools carries {}{why} (payload-tools stubs lists them)",
             carried(embedded)
         ),
-        hint: Some(
-            "install a release payload-tools (pip install, cargo install: README), or pass --stub PATH"
-                .into(),
-        ),
+        hint: Some(if own {
+            "install a release payload-tools (the wheel of make wheel, or cargo install --path payload-tools: README), or pass --stub PATH".into()
+        } else {
+            format!(
+                "the wheel of make wheel carries the stub for {shown}; or pass --stub PATH, a bootstrap built for it"
+            )
+        }),
     })
 }
 
@@ -136,10 +173,44 @@ fn carried(embedded: &[Embedded]) -> String {
     format!("stubs for {} only", targets.join(", "))
 }
 
-/// The `bootstrap` next to the command at `me`, if there is one.
-fn development_stub(me: &Path) -> Option<PathBuf> {
+/// The `bootstrap` next to this command, as found.
+#[derive(Debug)]
+enum Neighbour {
+    None,
+    /// A stub for the target this command was built for: used.
+    Stub(PathBuf),
+    /// Another file of that name: not used.
+    Ignored {
+        path: PathBuf,
+        why: String,
+    },
+}
+
+/// The `bootstrap` next to the command at `me`, examined: only a stub for
+/// this command's own target counts.
+fn next_to_me(me: &Path) -> Neighbour {
     let path = parent_dir(me).join(format!("bootstrap{}", std::env::consts::EXE_SUFFIX));
-    path.is_file().then_some(path)
+    if !path.is_file() {
+        return Neighbour::None;
+    }
+    match examine_file(&path) {
+        Ok(()) => Neighbour::Stub(path),
+        Err(why) => Neighbour::Ignored { path, why },
+    }
+}
+
+fn examine_file(path: &Path) -> Result<(), String> {
+    let Some(host) = canonical_target(BUILT_FOR) else {
+        return Err(format!("the project builds no stub for {BUILT_FOR}"));
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    if len > MAX_STUB_FILE {
+        return Err(format!("{len} bytes is too big for a stub"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    stub::examine(&bytes, host)
 }
 
 /// The embedded stub's bytes, checked again: a damaged copy of
@@ -220,45 +291,86 @@ fn check_file(path: &Path, target: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `payload-tools stubs`: one line per stub this command can use, on
-/// stdout; a note on stderr when it has none.
+/// `payload-tools stubs`: one line per stub this command has, on stdout:
+/// its target, the packed-file format it reads (from its marker), size,
+/// hash and where it comes from; on stderr, why this build embeds none
+/// for its own target. Fails when an embedded stub is damaged.
 pub fn list() -> Result<(), Failure> {
     let me =
         std::env::current_exe().map_err(|e| format!("cannot locate payload-tools itself: {e}"))?;
     let version = env!("CARGO_PKG_VERSION");
+    let host = canonical_target(BUILT_FOR).unwrap_or(BUILT_FOR);
     println!(
-        "{:<26} {:<9} {:>9}  {:<32}  source",
-        "target", "version", "bytes", "blake2b-128"
+        "{:<26} {:<6} {:>9}  {:<32}  source",
+        "target", "format", "bytes", "blake2b-128"
     );
+    let mut damaged = None;
     for embedded in EMBEDDED {
-        let (len, hash) = match unpack(embedded) {
-            Ok(bytes) => (bytes.len().to_string(), PartHash::of(&bytes).to_string()),
+        let (format, len, hash) = match unpack(embedded) {
+            Ok(bytes) => (
+                format_of(&bytes),
+                bytes.len().to_string(),
+                PartHash::of(&bytes).to_string(),
+            ),
             Err(failure) => {
-                eprintln!("payload-tools: warning: {}", failure.message);
-                ("-".to_owned(), "damaged".to_owned())
+                damaged.get_or_insert(failure);
+                ("-".to_owned(), "-".to_owned(), "damaged".to_owned())
             }
         };
         println!(
-            "{:<26} {version:<9} {len:>9}  {hash:<32}  embedded ({})",
+            "{:<26} {format:<6} {len:>9}  {hash:<32}  embedded in payload-tools {version} ({})",
             embedded.target, embedded.origin
         );
     }
-    if let Some(path) = development_stub(&me) {
-        let bytes = std::fs::read(&path)
-            .map_err(|e| format!("cannot read stub '{}': {e}", path.display()))?;
-        let target = canonical_target(BUILT_FOR).unwrap_or(BUILT_FOR);
-        println!(
-            "{target:<26} {version:<9} {:>9}  {:<32}  development stub, used instead: {}",
-            bytes.len(),
-            PartHash::of(&bytes).to_string(),
-            path.display()
-        );
-    } else if EMBEDDED.is_empty() {
+    let neighbour = next_to_me(&me);
+    match &neighbour {
+        Neighbour::Stub(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read stub '{}': {e}", path.display()))?;
+            println!(
+                "{host:<26} {:<6} {:>9}  {:<32}  development stub, used instead: {}",
+                format_of(&bytes),
+                bytes.len(),
+                PartHash::of(&bytes).to_string(),
+                path.display()
+            );
+        }
+        Neighbour::Ignored { path, why } => {
+            println!(
+                "{host:<26} {:<6} {:>9}  {:<32}  ignored, not a stub for it ({why}): {}",
+                "-",
+                "-",
+                "-",
+                path.display()
+            );
+        }
+        Neighbour::None => {}
+    }
+    let has_own = EMBEDDED.iter().any(|e| e.target == host);
+    if !has_own && !NO_STUB_WHY.is_empty() {
+        let what = if EMBEDDED.is_empty() {
+            "no stubs embedded".to_owned()
+        } else {
+            format!("no stub embedded for {host}")
+        };
+        let then = if matches!(neighbour, Neighbour::Stub(_)) {
+            "the development stub next to it is used"
+        } else {
+            "pack needs --stub PATH"
+        };
         eprintln!(
-            "payload-tools: no stubs embedded and no bootstrap next to payload-tools: pack needs --stub PATH"
+            "payload-tools: {what}: this build could not build one because {NO_STUB_WHY}; {then}"
         );
     }
-    Ok(())
+    match damaged {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}
+
+/// The packed-file format a stub reads, from its marker.
+fn format_of(bytes: &[u8]) -> String {
+    stub::find_in_bytes(bytes).map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
 #[cfg(test)]
@@ -311,7 +423,7 @@ mod tests {
         for target in [None, Some(LINUX), Some("windows")] {
             assert_eq!(
                 chosen(flag(), target, dev(), &BOTH),
-                Ok(Source::File(PathBuf::from("my-stub")))
+                Ok(Source::Flag(PathBuf::from("my-stub")))
             );
         }
     }
@@ -321,11 +433,11 @@ mod tests {
         let host = canonical_target(BUILT_FOR);
         assert_eq!(
             chosen(None, None, dev(), &BOTH),
-            Ok(Source::File(PathBuf::from("/opt/tools/bootstrap")))
+            Ok(Source::NextToMe(PathBuf::from("/opt/tools/bootstrap")))
         );
         for (target, index) in [(LINUX, 0), (WINDOWS, 1), ("x86_64-pc-windows-msvc", 1)] {
             let expected = if canonical_target(target) == host {
-                Source::File(PathBuf::from("/opt/tools/bootstrap"))
+                Source::NextToMe(PathBuf::from("/opt/tools/bootstrap"))
             } else {
                 Source::Embedded(&BOTH[index])
             };
@@ -378,6 +490,121 @@ mod tests {
                 .is_err_and(|m| m.contains("no stub is built for target 'aarch64-apple-darwin'")),
             "{unknown:?}"
         );
+    }
+
+    /// Bytes `stub::examine` takes for a Linux x86_64 stub: an ELF header
+    /// for x86_64, both markers, and `filler` (not a program that runs:
+    /// the path of the bytes is what is tested here; tests/it/install.rs
+    /// runs real stubs).
+    fn linux_stub_bytes(filler: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0u8; 64];
+        bytes[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        bytes[18..20].copy_from_slice(&0x3eu16.to_le_bytes());
+        bytes.extend_from_slice(&stub::MARKER);
+        bytes.extend_from_slice(filler);
+        bytes.extend_from_slice(&stub::SELF_TEST_MARKER);
+        bytes
+    }
+
+    /// An embedded stub of `bytes`, as `build.rs` writes one.
+    fn embedded_of(target: &'static str, bytes: &[u8]) -> &'static [Embedded] {
+        let compressed = zstd::bulk::compress(bytes, 19).expect("compress");
+        Box::leak(Box::new([Embedded {
+            target,
+            len: bytes.len(),
+            origin: "test",
+            compressed: Box::leak(compressed.into_boxed_slice()),
+        }]))
+    }
+
+    #[test]
+    fn an_embedded_stub_is_unpacked_checked_and_packed_as_it_is() {
+        let bytes = linux_stub_bytes(&[0x5a; 4096]);
+        let embedded = embedded_of(LINUX, &bytes);
+        let Ok(Source::Embedded(found)) = choose(None, Some(LINUX), None, embedded) else {
+            panic!("the embedded stub is chosen");
+        };
+        let unpacked = unpack(found).map_err(|f| f.message);
+        assert_eq!(unpacked.as_ref(), Ok(&bytes));
+
+        // What `pack` then does with the bytes: they are the packed file's
+        // first part, which is executable.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = dir.path().join("app");
+        std::fs::create_dir(&app).expect("mkdir");
+        std::fs::write(app.join("hello"), b"#!/bin/sh\necho hi\n").expect("write app");
+        let output = dir.path().join("hello.bin");
+        let opts = payload_tools::pack::PackOptions {
+            input: app,
+            output: output.clone(),
+            stub: PathBuf::from("<the stub for x86_64-unknown-linux-gnu in payload-tools>"),
+            stub_bytes: unpacked.ok(),
+            entry: Some("hello".into()),
+            name: "hello".into(),
+            version: "1.0".into(),
+            argv0: Default::default(),
+            level: 3,
+            threads: 1,
+            update: None,
+            windows_subsystem: Default::default(),
+            dictionary: Default::default(),
+        };
+        let report =
+            payload_tools::pack::pack(&opts, &mut payload_tools::pack::NoProgress).expect("pack");
+        let packed = std::fs::read(&output).expect("read packed");
+        assert_eq!(&packed[..bytes.len()], &bytes[..]);
+        assert_eq!(report.metadata.stub_hash, Some(PartHash::of(&bytes)));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&output)
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o755);
+        }
+    }
+
+    #[test]
+    fn an_embedded_stub_that_decodes_but_is_no_stub_for_its_target_is_refused() {
+        let mut no_self_test = linux_stub_bytes(b"");
+        no_self_test.truncate(64 + stub::MARKER_LEN);
+        let mut windows_header = linux_stub_bytes(b"");
+        windows_header[..2].copy_from_slice(b"MZ");
+        for (bytes, why) in [
+            (&no_self_test, "it lacks the self-test mode"),
+            (&windows_header, "its platform is unknown"),
+            (&b"just some bytes".to_vec(), "it lacks the stub marker"),
+        ] {
+            let embedded = embedded_of(LINUX, bytes);
+            let refused = unpack(&embedded[0]).map_err(|f| f.message);
+            assert!(
+                refused.as_ref().is_err_and(
+                    |m| m.contains("inside this payload-tools is damaged") && m.contains(why)
+                ),
+                "{why}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_own_stub_says_why_this_build_has_none() {
+        let own = chosen(None, None, None, &[]);
+        if NO_STUB_WHY.is_empty() {
+            return;
+        }
+        assert!(
+            own.as_ref()
+                .is_err_and(|m| m.contains(&format!("because {NO_STUB_WHY}"))
+                    && m.contains("payload-tools stubs")),
+            "{own:?}"
+        );
+        let windows = choose(None, Some(WINDOWS), None, &[]).map_err(|f| (f.message, f.hint));
+        let Err((message, Some(hint))) = windows else {
+            panic!("no Windows stub: {windows:?}");
+        };
+        assert!(!message.contains("because"), "{message}");
+        assert!(hint.contains("the wheel"), "{hint}");
     }
 
     #[test]
