@@ -82,12 +82,31 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 APP = "FleetApp"
 EXE = f"{APP}.bin"
 ROLLOUT_PERCENT = 10
-# What a 10% rollout of INSTALLS may move: 5% to 15%. With 200 installs a
-# share of 10% gives 20 on average (binomial, standard deviation 4.2); a run
-# falls outside 10..30 by chance alone with a probability of 1.3%, about 1
-# run in 77 (each run draws new install identities and a new salt).
-MOVE_LOW = math.ceil(INSTALLS * 0.05)
-MOVE_HIGH = math.floor(INSTALLS * 0.15)
+# What a 10% rollout of INSTALLS may move. Each run draws new install
+# identities and a new salt, so the count is binomial (200 installs: 20 on
+# average, standard deviation 4.2). The band leaves out at most 1 in 40,000
+# on each side by chance alone (200 installs: 5 to 39), so that the three
+# rollouts of a run fail by chance about once in 7,000 runs, while a share
+# that is wrong (none, everyone, or a quarter) still fails.
+CHANCE_EACH_SIDE = 2.5e-5
+
+
+def binomial_band(n, share, chance):
+    """The lowest and highest counts of n draws at `share` outside which
+    each side holds at most `chance` of the probability."""
+    mass = [math.comb(n, k) * share**k * (1 - share) ** (n - k) for k in range(n + 1)]
+    low, below = 0, 0.0
+    while low < n and below + mass[low] <= chance:
+        below += mass[low]
+        low += 1
+    high, above = n, 0.0
+    while high > 0 and above + mass[high] <= chance:
+        above += mass[high]
+        high -= 1
+    return low, high
+
+
+MOVE_LOW, MOVE_HIGH = binomial_band(INSTALLS, ROLLOUT_PERCENT / 100, CHANCE_EACH_SIDE)
 # A launch that takes longer has hung: the run fails rather than waits.
 LAUNCH_TIMEOUT_S = 60
 # The whole run's bound (a run takes well under a minute here): past it,
