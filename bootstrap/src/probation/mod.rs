@@ -331,7 +331,7 @@ pub fn watch(
             started: false,
         });
     }
-    let _ = record::store(&probe.dir, &probe.record, &record);
+    probe.store(&record);
     drop(lock);
     let health = {
         use std::hash::{BuildHasher, RandomState};
@@ -389,7 +389,7 @@ pub fn started(watch: Option<&Watch>) {
         for pending in record.pending.iter_mut().filter(|p| p.pid == pid) {
             pending.started = true;
         }
-        let _ = record::store(&probe.dir, &probe.record, &record);
+        probe.store(&record);
     }
 }
 
@@ -548,7 +548,7 @@ impl Probe {
             }
             Outcome::Stopped(why) => {
                 info!(target: UPDATE, "{} was {why}: neither healthy nor failed.", record.version);
-                let _ = record::store(&self.dir, &self.record, &record);
+                self.store(&record);
                 Ok(())
             }
             Outcome::Failed(why) => {
@@ -563,7 +563,7 @@ impl Probe {
                 if limit > 0 && record.failures >= limit {
                     return self.roll_back(lock, record, !app_ran).map_or(Ok(()), Err);
                 }
-                let _ = record::store(&self.dir, &self.record, &record);
+                self.store(&record);
                 Ok(())
             }
         }
@@ -710,6 +710,19 @@ impl Probe {
             path: self.exe.clone(),
             noexec_mount: false,
             source,
+        }
+    }
+
+    /// Replaces the record (under its lock). A record that cannot be
+    /// written loses what this launch adds to it (a start, a failure): said,
+    /// as it can only delay a rollback or count a start twice.
+    fn store(&self, record: &Record) {
+        if let Err(e) = record::store(&self.dir, &self.record, record) {
+            info!(
+                target: UPDATE,
+                "Cannot write the probation record of {} ({e}); this start is not counted.",
+                record.version
+            );
         }
     }
 

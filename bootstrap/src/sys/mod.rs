@@ -14,7 +14,7 @@ pub use windows::*;
 pub use payload_tools::sys::sync_filesystem;
 
 mod dir;
-pub use dir::{Dir, DirError, check_cache_root, open_private_dir};
+pub use dir::{Dir, DirError, REPLACE_PATIENCE, check_cache_root, open_private_dir};
 
 use std::fs::File;
 use std::io;

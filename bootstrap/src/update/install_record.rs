@@ -296,7 +296,7 @@ impl<'a> Held<'a> {
         let renamed = file
             .write_all(record.to_text().as_bytes())
             .and_then(|()| file.sync_all())
-            .and_then(|()| self.dir.rename(&name, RECORD))
+            .and_then(|()| self.dir.replace(&name, RECORD, sys::REPLACE_PATIENCE))
             .and_then(|()| self.dir.sync());
         if let Err(e) = renamed {
             let _ = self.dir.remove_file(&name);

@@ -360,7 +360,7 @@ pub fn save(build: &RunningBuild, old: Option<&Record>, record: &Record) {
     let written = folder.create_new(&temporary).and_then(|mut file| {
         file.write_all(text.as_bytes())?;
         drop(file);
-        folder.rename(&temporary, NAME)
+        folder.replace(&temporary, NAME, crate::sys::REPLACE_PATIENCE)
     });
     if written.is_err() {
         let _ = folder.remove_file(&temporary);

@@ -38,10 +38,10 @@ pub const VARIABLE: &str = "ONEFILE_UPDATE_STATUS";
 /// Progress is rewritten at most this often.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// A rename refused because a reader holds the file (Windows) is tried
-/// this many times, this far apart, before the state is skipped.
-const RENAME_TRIES: u32 = 5;
-const RENAME_PAUSE: Duration = Duration::from_millis(10);
+/// How long a state waits for the app to let go of the file it replaces
+/// (Windows refuses to rename over a file being read) before it is
+/// skipped: briefly, as progress comes again.
+const REPLACE_PATIENCE: Duration = Duration::from_millis(50);
 
 /// Strings (versions, a server's error text) are cut to this many
 /// characters: the file stays small whatever a server sends.
@@ -286,17 +286,12 @@ impl Writer {
             let _ = self.dir.remove_file(&new);
             return false;
         }
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.dir.rename(&new, &self.name) {
-                Ok(()) => return true,
-                Err(_) if tries < RENAME_TRIES => std::thread::sleep(RENAME_PAUSE),
-                Err(e) => {
-                    info!("Cannot replace the status file ({e}); state skipped.");
-                    let _ = self.dir.remove_file(&new);
-                    return false;
-                }
+        match self.dir.replace(&new, &self.name, REPLACE_PATIENCE) {
+            Ok(()) => true,
+            Err(e) => {
+                info!("Cannot replace the status file ({e}); state skipped.");
+                let _ = self.dir.remove_file(&new);
+                false
             }
         }
     }

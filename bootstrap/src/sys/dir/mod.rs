@@ -34,11 +34,17 @@ pub use windows::*;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a whole write waits for others that hold, for a moment, the
+/// file it replaces (Windows refuses to rename over an open file).
+pub const REPLACE_PATIENCE: Duration = Duration::from_secs(1);
 
 impl Dir {
     /// Writes `text` as the file `name`, whole: into `temporary`, created
     /// exclusively (never through a link), synced, then renamed over
-    /// `name`. A failure removes the temporary and leaves `name` as it was;
+    /// `name` ([`Dir::replace`], waiting up to [`REPLACE_PATIENCE`] for
+    /// readers that hold it). A failure removes the temporary and leaves `name` as it was;
     /// a kill leaves at most the temporary, which its owner's sweep knows
     /// by the name the caller chose.
     pub fn write_whole(&self, temporary: &str, name: &str, text: &str) -> io::Result<()> {
@@ -46,7 +52,7 @@ impl Dir {
             file.write_all(text.as_bytes())?;
             file.sync_data()?;
             drop(file);
-            self.rename(temporary, name)
+            self.replace(temporary, name, REPLACE_PATIENCE)
         });
         if written.is_err() {
             let _ = self.remove_file(temporary);
@@ -63,4 +69,35 @@ pub enum DirError {
     Io { path: PathBuf, source: io::Error },
     /// Another user could change it, or what it leads to.
     Unsafe { path: PathBuf, reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    /// Windows refuses to rename over a file someone has open, even one
+    /// shared for deletion, as a `stat` (an open handle there) or another
+    /// launcher's read holds it for a moment: a whole write waits for
+    /// them instead of losing what it writes.
+    #[test]
+    fn a_file_briefly_held_by_a_reader_is_still_replaced_whole()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let path = std::env::temp_dir().join(format!("onefile-replace-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path)?;
+        let dir = Dir::open(&path)?;
+        std::fs::write(path.join("record"), "old")?;
+        let reader = std::fs::File::open(path.join("record"))?;
+        let held = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            drop(reader);
+        });
+        let written = dir.write_whole("record.tmp", "record", "new");
+        held.join().map_err(|_| "the reader's thread panicked")?;
+        written?;
+        assert_eq!(std::fs::read_to_string(path.join("record"))?, "new");
+        assert!(!path.join("record.tmp").exists(), "the temporary is left");
+        drop(dir);
+        std::fs::remove_dir_all(&path)?;
+        Ok(())
+    }
 }

@@ -31,6 +31,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use super::DirError;
 use super::accounts::Accounts;
@@ -384,6 +385,12 @@ impl Dir {
         // SAFETY: both names are NUL-terminated and outlive the call; the
         // descriptor is ours and open.
         check(unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) })
+    }
+
+    /// Renames `from` over the file `to`: at once here, where an open file
+    /// can be replaced (`patience` is for Windows, where it cannot).
+    pub fn replace(&self, from: &str, to: &str, _patience: Duration) -> io::Result<()> {
+        self.rename(from, to)
     }
 
     /// Gives the file `from` inside a second name `to` inside (never
