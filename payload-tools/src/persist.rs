@@ -24,6 +24,11 @@ use crate::sys;
 /// someone else made at a random name: more than a few means mischief).
 const NAME_ATTEMPTS: usize = 16;
 
+/// How long a rename waits for others that hold the file it replaces
+/// (Windows refuses to rename over an open file: a web server serving
+/// `update.toml`, an app reading its config): a moment, then the error.
+const REPLACE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A temporary file next to the file it will become.
 #[derive(Debug)]
 pub struct TempSibling {
@@ -69,7 +74,8 @@ impl TempSibling {
     /// syncs the directory.
     pub fn persist(mut self, target: &Path) -> Result<()> {
         self.finish()?;
-        fs::rename(&self.path, target).map_err(Error::io("cannot rename into", target))?;
+        sys::rename_replacing(&self.path, target, REPLACE_PATIENCE)
+            .map_err(Error::io("cannot rename into", target))?;
         self.persisted = true;
         let dir = parent_dir(target);
         sys::sync_dir(dir).map_err(Error::io("cannot flush directory", dir))?;
@@ -254,6 +260,28 @@ mod tests {
         let a = a.to_string_lossy();
         assert!(a.starts_with(".app.bin.tmp-"), "{a}");
         assert!(!a.contains('/'));
+    }
+
+    /// Windows refuses to rename over a file anyone has open (a web server
+    /// serving `update.toml`): the write waits for the reader to let go.
+    #[test]
+    fn a_file_briefly_held_by_a_reader_is_still_replaced() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(Error::io("cannot create", "a temporary folder"))?;
+        let target = dir.path().join("update.toml");
+        write_atomically(&target, b"old", 0o644)?;
+        let reader = File::open(&target).map_err(Error::io("cannot open", &target))?;
+        let held = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            drop(reader);
+        });
+        let written = write_atomically(&target, b"new", 0o644);
+        let _ = held.join();
+        written?;
+        assert_eq!(
+            fs::read(&target).map_err(Error::io("cannot read", &target))?,
+            b"new"
+        );
+        Ok(())
     }
 
     #[cfg(unix)]

@@ -9,6 +9,13 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Renames `from` over the file `to`: at once here, where an open file can
+/// be replaced (`patience` is for Windows, where it cannot).
+pub fn rename_replacing(from: &Path, to: &Path, _patience: Duration) -> io::Result<()> {
+    std::fs::rename(from, to)
+}
 
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     file.read_at(buf, offset)

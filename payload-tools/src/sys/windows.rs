@@ -11,9 +11,11 @@ use std::os::windows::ffi::OsStrExt;
 use std::os::windows::fs::{FileExt, OpenOptionsExt};
 use std::os::windows::io::{AsRawHandle, FromRawHandle, RawHandle};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_INVALID_FUNCTION, GENERIC_READ, GENERIC_WRITE, INVALID_HANDLE_VALUE,
+    ERROR_ACCESS_DENIED, ERROR_INVALID_FUNCTION, ERROR_SHARING_VIOLATION, GENERIC_READ,
+    GENERIC_WRITE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, CREATE_NEW, CreateDirectoryW, CreateFileW, FILE_ADD_FILE,
@@ -154,6 +156,35 @@ pub fn open_not_following(
     }
     // SAFETY: a new handle that nothing else owns.
     Ok(unsafe { File::from_raw_handle(handle as RawHandle) })
+}
+
+/// Renames `from` over the file `to`. Windows refuses that while anyone
+/// has `to` open, even shared for deletion: another process reading it, or
+/// looking at it (a `stat` is an open handle here), or a web server serving
+/// it. Such a refusal is tried again, with pauses growing from 1 to 50 ms,
+/// until `patience` has passed; then its error is returned.
+pub fn rename_replacing(from: &Path, to: &Path, patience: Duration) -> io::Result<()> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let refused = match std::fs::rename(from, to) {
+            Err(e) if is_held(&e) => e,
+            done => return done,
+        };
+        let left = patience.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(refused);
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Whether `e` is Windows refusing a rename because the target is open.
+fn is_held(e: &io::Error) -> bool {
+    e.raw_os_error().is_some_and(|code| {
+        code == ERROR_ACCESS_DENIED as i32 || code == ERROR_SHARING_VIOLATION as i32
+    })
 }
 
 /// Windows has no umask.

@@ -30,11 +30,9 @@ use std::os::windows::ffi::OsStringExt;
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_PATH_NOT_FOUND, ERROR_SHARING_VIOLATION,
-};
+use windows_sys::Win32::Foundation::{ERROR_ALREADY_EXISTS, ERROR_PATH_NOT_FOUND};
 use windows_sys::Win32::Storage::FileSystem::{
     CREATE_NEW, CreateDirectoryW, FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT,
     OPEN_ALWAYS, OPEN_EXISTING,
@@ -226,13 +224,6 @@ fn open_regular(path: &Path, disposition: u32, access: Access) -> io::Result<Fil
     Ok(file)
 }
 
-/// Whether `e` is Windows refusing a rename because the target is open.
-fn is_held(e: &io::Error) -> bool {
-    e.raw_os_error().is_some_and(|code| {
-        code == ERROR_ACCESS_DENIED as i32 || code == ERROR_SHARING_VIOLATION as i32
-    })
-}
-
 impl Dir {
     /// Where the folder is (names inside are used by path).
     pub fn path(&self) -> &Path {
@@ -364,26 +355,10 @@ impl Dir {
         std::fs::rename(self.path.join(from), self.path.join(to))
     }
 
-    /// Renames `from` over the file `to`. Windows refuses that while anyone
-    /// has `to` open, even shared for deletion: another launcher reading
-    /// it, or looking at it (a `stat` is an open handle here). Such a
-    /// refusal is tried again, with pauses growing from 1 to 50 ms, until
-    /// `patience` has passed; then its error is returned.
+    /// Renames `from` over the file `to`, waiting up to `patience` for
+    /// those who hold `to` open (`payload_tools::sys::rename_replacing`).
     pub fn replace(&self, from: &str, to: &str, patience: Duration) -> io::Result<()> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let refused = match self.rename(from, to) {
-                Err(e) if is_held(&e) => e,
-                done => return done,
-            };
-            let left = patience.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return Err(refused);
-            }
-            std::thread::sleep(pause.min(left));
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        payload_tools::sys::rename_replacing(&self.path.join(from), &self.path.join(to), patience)
     }
 
     pub fn remove_file(&self, name: &str) -> io::Result<()> {
