@@ -159,6 +159,13 @@ fn inspect_verify_unpack_round_trip() {
     assert_eq!(info["version"], "4.2");
     assert_eq!(info["entry"], "bin/probe");
     assert_eq!(info["format_version"], 1);
+    assert_eq!(info["self_test"], 1, "the stub answers the self-test");
+    let shown = tools(["inspect".as_ref(), exe.as_os_str()]);
+    assert!(
+        stdout(&shown).contains("self-test       protocol 1: an updater runs it"),
+        "{}",
+        stdout(&shown)
+    );
     assert_eq!(
         info["payload_offset"].as_u64(),
         Some(fs::metadata(stub()).expect("stat").len())

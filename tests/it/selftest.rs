@@ -291,6 +291,14 @@ fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
     let at = find(&stub, SELF_TEST_MARKER).expect("the self-test marker");
     stub[at..at + 7].copy_from_slice(b"OLDFILE");
     let build = pack_11_with_stub(&p, &stub);
+    let packed = p.s.path("edited.bin");
+    assert!(inspect(&packed)["self_test"].is_null());
+    let shown = tools(["inspect".as_ref(), packed.as_os_str()]);
+    assert!(
+        stdout(&shown).contains("self-test       none: an updater installs this build untested"),
+        "{}",
+        stdout(&shown)
+    );
     announce_body(&p, build.clone());
     let out = p.run(&["version"]);
     assert_eq!(stdout(&out), "1.0\n");

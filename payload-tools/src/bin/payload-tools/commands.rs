@@ -406,6 +406,7 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             "frame_index": m.frames.iter().map(|f| [f.compressed_len, f.tar_len]).collect::<Vec<_>>(),
             "frame_hashes": m.frame_hashes.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "requires": m.requires,
+            "self_test": m.self_test,
             "update": m.update.as_ref().map(|u| serde_json::json!({
                 "url_spec": u.url_spec,
                 "exit_wait_ms": u.exit_wait_ms,
@@ -449,6 +450,12 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
         "unpacked        {} bytes in {} entries",
         m.unpacked_size, m.entry_count
     );
+    match m.self_test {
+        Some(version) => println!(
+            "self-test       protocol {version}: an updater runs it before installing this build"
+        ),
+        None => println!("self-test       none: an updater installs this build untested"),
+    }
     match &m.update {
         Some(u) => {
             println!(
