@@ -182,14 +182,7 @@ pub fn assert_updated(out: &Output) {
     );
 }
 
-/// The `AUTO UPDATE: ` traces, prefix removed.
-pub fn update_traces(out: &Output) -> Vec<String> {
-    stderr(out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("AUTO UPDATE: "))
-        .map(str::to_owned)
-        .collect()
-}
+pub use onefile_tests::{background_updater, update_traces};
 
 /// Writes a file. An executable is written by `cp` from a staging file:
 /// had this (multi-threaded) test process opened it for writing, a child
@@ -535,17 +528,6 @@ pub fn signed_manifest(body: &str, app: &str, spec: &str, key: &Path) -> String 
 
 // ---- The background updater ----
 
-/// The pid of the background updater the launch of `out` started, from its
-/// trace.
-pub fn background_updater(out: &Output) -> Option<u32> {
-    update_traces(out).iter().find_map(|t| {
-        t.strip_prefix("Started background updater ")?
-            .strip_suffix('.')?
-            .parse()
-            .ok()
-    })
-}
-
 /// Whether `pid` runs (a zombie counts as ended).
 pub fn process_runs(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -615,18 +597,7 @@ pub fn with_background_traces(mut out: Output) -> Output {
         return out;
     };
     wait_for_background_updater(&out, std::time::Duration::from_secs(180));
-    let file = update_traces(&out).iter().find_map(|t| {
-        t.strip_prefix("Its traces go to '")?
-            .strip_suffix("'.")
-            .map(std::path::PathBuf::from)
-    });
-    let text = file
-        .and_then(|file| fs::read_to_string(file).ok())
-        .unwrap_or_default();
-    let start = format!("AUTO UPDATE: Background updater {pid} started.");
-    if let Some(at) = text.rfind(&start) {
-        out.stderr.extend_from_slice(&text.as_bytes()[at..]);
-    }
+    onefile_tests::append_background_traces(&mut out, pid);
     out
 }
 

@@ -154,14 +154,7 @@ pub fn launch_traces(out: &Output) -> Vec<String> {
         .collect()
 }
 
-/// The `AUTO UPDATE: ` traces, prefix removed.
-pub fn update_traces(out: &Output) -> Vec<String> {
-    stderr(out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("AUTO UPDATE: "))
-        .map(str::to_owned)
-        .collect()
-}
+pub use onefile_tests::update_traces;
 
 /// Marks the calling test as skipped for `reason`, as `it/support.rs`
 /// does: said on stderr and recorded in `$ONEFILE_SKIP_LOG`, which
@@ -191,13 +184,7 @@ pub fn with_background_traces(mut out: Output) -> Output {
     use windows_sys::Win32::System::Threading::{
         OpenProcess, PROCESS_SYNCHRONIZE, WaitForSingleObject,
     };
-    let traces = update_traces(&out);
-    let Some(pid) = traces.iter().find_map(|t| {
-        t.strip_prefix("Started background updater ")?
-            .strip_suffix('.')?
-            .parse::<u32>()
-            .ok()
-    }) else {
+    let Some(pid) = onefile_tests::background_updater(&out) else {
         return out;
     };
     // SAFETY: a process handle of our own, closed below.
@@ -209,17 +196,6 @@ pub fn with_background_traces(mut out: Output) -> Output {
             CloseHandle(process);
         }
     }
-    let file = traces.iter().find_map(|t| {
-        t.strip_prefix("Its traces go to '")?
-            .strip_suffix("'.")
-            .map(PathBuf::from)
-    });
-    let text = file
-        .and_then(|file| fs::read_to_string(file).ok())
-        .unwrap_or_default();
-    let start = format!("AUTO UPDATE: Background updater {pid} started.");
-    if let Some(at) = text.rfind(&start) {
-        out.stderr.extend_from_slice(&text.as_bytes()[at..]);
-    }
+    onefile_tests::append_background_traces(&mut out, pid);
     out
 }
