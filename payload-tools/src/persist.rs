@@ -262,8 +262,9 @@ mod tests {
         assert!(!a.contains('/'));
     }
 
-    /// Windows refuses to rename over a file anyone has open (a web server
-    /// serving `update.toml`): the write waits for the reader to let go.
+    /// Windows may refuse to rename over a file anyone has open (a web
+    /// server serving `update.toml`): the write waits for the reader to let
+    /// go.
     #[test]
     fn a_file_briefly_held_by_a_reader_is_still_replaced() -> Result<()> {
         let dir = tempfile::tempdir().map_err(Error::io("cannot create", "a temporary folder"))?;

@@ -160,6 +160,7 @@ fn inspect_verify_unpack_round_trip() {
     assert_eq!(info["entry"], "bin/probe");
     assert_eq!(info["format_version"], 1);
     assert_eq!(info["self_test"], 1, "the stub answers the self-test");
+    assert_eq!(info["stub_self_test"], 1, "the stub's marker");
     let shown = tools(["inspect".as_ref(), exe.as_os_str()]);
     assert!(
         stdout(&shown).contains("self-test       protocol 1: an updater runs it"),

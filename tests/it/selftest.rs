@@ -292,7 +292,10 @@ fn a_build_whose_stub_predates_the_self_test_installs_without_one() {
     stub[at..at + 7].copy_from_slice(b"OLDFILE");
     let build = pack_11_with_stub(&p, &stub);
     let packed = p.s.path("edited.bin");
-    assert!(inspect(&packed)["self_test"].is_null());
+    let info = inspect(&packed);
+    for key in ["self_test", "stub_self_test"] {
+        assert_eq!(info.get(key), Some(&serde_json::Value::Null), "{key}");
+    }
     let shown = tools(["inspect".as_ref(), packed.as_os_str()]);
     assert!(
         stdout(&shown).contains("self-test       none: an updater installs this build untested"),
@@ -335,6 +338,18 @@ fn a_build_whose_metadata_promises_a_self_test_is_tested_though_its_stub_lost_th
     let appended = find(&build, SELF_TEST_MARKER).expect("the appended marker");
     assert!(appended >= cut, "the stub's own marker survived the cut");
     build[appended..appended + 7].copy_from_slice(b"OLDFILE");
+    // `inspect` tells from the metadata alone that an updater tests it.
+    let erased = p.s.path("erased.bin");
+    write_file(&erased, &build, false);
+    let info = inspect(&erased);
+    assert_eq!(info["self_test"], 1);
+    assert_eq!(info.get("stub_self_test"), Some(&serde_json::Value::Null));
+    let shown = tools(["inspect".as_ref(), erased.as_os_str()]);
+    assert!(
+        stdout(&shown).contains("self-test       protocol 1: an updater runs it"),
+        "{}",
+        stdout(&shown)
+    );
     announce_body(&p, build);
     expect_refused(&p);
     expect_held_back(&p);

@@ -714,13 +714,14 @@ impl Probe {
     }
 
     /// Replaces the record (under its lock). A record that cannot be
-    /// written loses what this launch adds to it (a start, a failure): said,
-    /// as it can only delay a rollback or count a start twice.
+    /// written loses what this launch adds to it (a pending start, that
+    /// the app started, a failure): said, as that can delay or hasten a
+    /// rollback by one start.
     fn store(&self, record: &Record) {
         if let Err(e) = record::store(&self.dir, &self.record, record) {
             info!(
                 target: UPDATE,
-                "Cannot write the probation record of {} ({e}); this start is not counted.",
+                "Cannot write the probation record of {} ({e}).",
                 record.version
             );
         }

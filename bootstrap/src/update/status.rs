@@ -41,7 +41,7 @@ pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How long a state waits for the app to let go of the file it replaces
 /// (Windows refuses to rename over a file being read) before it is
 /// skipped: briefly, as progress comes again.
-const REPLACE_PATIENCE: Duration = Duration::from_millis(50);
+const STATUS_REPLACE_PATIENCE: Duration = Duration::from_millis(50);
 
 /// Strings (versions, a server's error text) are cut to this many
 /// characters: the file stays small whatever a server sends.
@@ -286,7 +286,7 @@ impl Writer {
             let _ = self.dir.remove_file(&new);
             return false;
         }
-        match self.dir.replace(&new, &self.name, REPLACE_PATIENCE) {
+        match self.dir.replace(&new, &self.name, STATUS_REPLACE_PATIENCE) {
             Ok(()) => true,
             Err(e) => {
                 info!("Cannot replace the status file ({e}); state skipped.");

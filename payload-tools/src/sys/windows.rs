@@ -1,5 +1,6 @@
 //! Windows: positioned reads, exclusive file creation (private where a
-//! mode asks it), symlinks, the flush of extracted files, and folders held
+//! mode asks it), symlinks, the flush of extracted files, renames over a
+//! file that wait for its readers to let go, and folders held
 //! by handle ([`Dir`]) and checked by owner and DACL ([`acl`]). Built by
 //! `make windows` and tested under Wine by `make test-windows`
 //! (docs/windows.md).
@@ -158,17 +159,20 @@ pub fn open_not_following(
     Ok(unsafe { File::from_raw_handle(handle as RawHandle) })
 }
 
-/// Renames `from` over the file `to`. Windows refuses that while anyone
-/// has `to` open, even shared for deletion: another process reading it, or
-/// looking at it (a `stat` is an open handle here), or a web server serving
-/// it. Such a refusal is tried again, with pauses growing from 1 to 50 ms,
-/// until `patience` has passed; then its error is returned.
+/// Renames `from` over the file `to`. Windows refuses that while another
+/// process has `to` open: without sharing deletion always (a web server
+/// serving it, Python's `open()`), and even shared for deletion where the
+/// rename cannot use POSIX semantics (Wine, older Windows, other file
+/// systems), which makes a `stat` (an open handle here) enough. A refusal
+/// that may be such (access denied, a sharing violation) is tried again,
+/// with pauses growing from 1 to 50 ms, until `patience` has passed; then
+/// its error is returned.
 pub fn rename_replacing(from: &Path, to: &Path, patience: Duration) -> io::Result<()> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
         let refused = match std::fs::rename(from, to) {
-            Err(e) if is_held(&e) => e,
+            Err(e) if may_be_held(&e) => e,
             done => return done,
         };
         let left = patience.saturating_sub(started.elapsed());
@@ -180,8 +184,11 @@ pub fn rename_replacing(from: &Path, to: &Path, patience: Duration) -> io::Resul
     }
 }
 
-/// Whether `e` is Windows refusing a rename because the target is open.
-fn is_held(e: &io::Error) -> bool {
+/// Whether `e` may be Windows refusing a rename because the target is
+/// open: access denied is also what a read-only target, a folder or a
+/// missing permission gives, which waiting does not change (then the
+/// rename fails after its patience).
+fn may_be_held(e: &io::Error) -> bool {
     e.raw_os_error().is_some_and(|code| {
         code == ERROR_ACCESS_DENIED as i32 || code == ERROR_SHARING_VIOLATION as i32
     })
@@ -425,4 +432,33 @@ fn plain_name(name: &OsStr) -> io::Result<&OsStr> {
         ));
     }
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that does not let go within the patience (one that does
+    /// not share deletion, which every Windows refuses to rename over):
+    /// the rename gives up with Windows' refusal, and the file is left as
+    /// it was.
+    #[test]
+    fn a_rename_over_a_file_held_longer_than_its_patience_gives_up() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (new, target) = (dir.path().join("new"), dir.path().join("target"));
+        std::fs::write(&new, "new")?;
+        std::fs::write(&target, "old")?;
+        let reader = OpenOptions::new()
+            .read(true)
+            .share_mode(FILE_SHARE_READ)
+            .open(&target)?;
+        let refused = rename_replacing(&new, &target, Duration::from_millis(100))
+            .expect_err("renamed over a file held open");
+        assert!(may_be_held(&refused), "{refused}");
+        drop(reader);
+        assert_eq!(std::fs::read_to_string(&target)?, "old");
+        rename_replacing(&new, &target, Duration::from_millis(100))?;
+        assert_eq!(std::fs::read_to_string(&target)?, "new");
+        Ok(())
+    }
 }

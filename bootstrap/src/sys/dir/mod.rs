@@ -36,8 +36,9 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How long a whole write waits for others that hold, for a moment, the
-/// file it replaces (Windows refuses to rename over an open file).
+/// How long the launcher's writes that replace a file (records, the
+/// schedule) wait for others that hold it for a moment (Windows may refuse
+/// to rename over an open file: `payload_tools::sys::rename_replacing`).
 pub const REPLACE_PATIENCE: Duration = Duration::from_secs(1);
 
 impl Dir {
@@ -74,10 +75,10 @@ pub enum DirError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    /// Windows refuses to rename over a file someone has open, even one
-    /// shared for deletion, as a `stat` (an open handle there) or another
-    /// launcher's read holds it for a moment: a whole write waits for
-    /// them instead of losing what it writes.
+    /// Windows may refuse to rename over a file someone has open, even one
+    /// shared for deletion (Wine does), as a `stat` (an open handle there)
+    /// or another launcher's read holds it for a moment: a whole write
+    /// waits for them instead of losing what it writes.
     #[test]
     fn a_file_briefly_held_by_a_reader_is_still_replaced_whole()
     -> Result<(), Box<dyn std::error::Error>> {

@@ -385,6 +385,9 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
     let (file_len, file_crc) = file_crc32(&packed.file, exe)?;
     let t = &packed.trailer;
     let m = &packed.metadata;
+    // The updater runs the self-test if either the metadata or the stub's
+    // marker names the protocol it knows (docs/updates.md, "Older stubs").
+    let stub_self_test = stub::self_test_version_in_file(&packed.file, t.payload_offset, exe)?;
     if json {
         let value = serde_json::json!({
             "format_version": u32::from(m.format_version),
@@ -407,6 +410,7 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
             "frame_hashes": m.frame_hashes.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "requires": m.requires,
             "self_test": m.self_test,
+            "stub_self_test": stub_self_test,
             "update": m.update.as_ref().map(|u| serde_json::json!({
                 "url_spec": u.url_spec,
                 "exit_wait_ms": u.exit_wait_ms,
@@ -450,11 +454,17 @@ pub fn inspect(exe: &Path, json: bool) -> Result<(), Failure> {
         "unpacked        {} bytes in {} entries",
         m.unpacked_size, m.entry_count
     );
-    match m.self_test {
-        Some(version) => println!(
-            "self-test       protocol {version}: an updater runs it before installing this build"
+    let known = Some(stub::SELF_TEST_VERSION);
+    match (m.self_test, stub_self_test) {
+        (promised, marker) if promised == known || marker == known => println!(
+            "self-test       protocol {}: an updater runs it before installing this build",
+            stub::SELF_TEST_VERSION
         ),
-        None => println!("self-test       none: an updater installs this build untested"),
+        (None, None) => println!("self-test       none: an updater installs this build untested"),
+        (promised, marker) => println!(
+            "self-test       protocol {}, newer than this version knows: its updater installs this build untested",
+            promised.or(marker).unwrap_or_default()
+        ),
     }
     match &m.update {
         Some(u) => {
