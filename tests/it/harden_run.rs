@@ -10,9 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::launch::wait_for_pid;
-use crate::server::{Route, Server};
 use crate::support::*;
-use crate::update::publish;
+use crate::update::{Published, publish};
 
 /// Update settings pointing at a port nobody listens on: the launcher then
 /// stays as the app's parent (spawn mode) and the sidecar fails quietly.
@@ -365,63 +364,47 @@ fn with_a_terminal_the_app_shares_the_launchers_process_group() {
     assert_eq!(pgid, launcher, "with a terminal: {}", stderr(&out));
 }
 
-/// A spawn-mode build whose update server never answers, so that the
-/// launcher waits (30 s at most) for its sidecar after the app exits.
-fn build_that_waits_after_exit(s: &Scratch, server: &Server) -> PathBuf {
-    server.route("/1.0/update.toml", Route::Stall);
-    let spec = server.url("/{VERSION}/update.toml");
-    packed_probe(
-        s,
-        "waits",
-        &[
-            "--version",
-            "1.0",
-            "--update-url-spec",
-            &spec,
-            "--update-exit-wait",
-            "30",
-        ],
-    )
+/// A build whose launcher waits after its app exits: 1.0 gives its
+/// updater 30 s after the exit, and the 1.1 announced hangs in its
+/// self-test (a local step, which the launcher waits for rather than hand
+/// it off) until the self-test's 10 s limit.
+#[cfg(target_arch = "x86_64")]
+fn build_that_waits_after_exit() -> Published {
+    crate::selftest::publish_a_hanging_build("30")
 }
 
-/// Pids whose parent is `parent` (zombies included).
-fn children(parent: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Starts the build and returns once its app has exited and been reaped:
-/// the launcher is then waiting for the sidecar.
-fn start_and_let_the_app_exit(s: &Scratch, exe: &Path, pidfile: &Path) -> (Child, u32) {
-    let child = s
-        .command(exe)
-        .args(["sleep", "0", pidfile.to_str().expect("utf8")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+/// Starts `p`'s build and returns once its app has exited and been reaped
+/// and the launcher waits for its updater: the self-test of 1.1 runs. The
+/// app lives 2 s, so that the download is over by its exit and nothing is
+/// left on the network that the launcher would hand off.
+#[cfg(target_arch = "x86_64")]
+fn start_and_let_the_app_exit(p: &Published, pidfile: &Path) -> (Child, u32) {
+    let mut child =
+        p.s.command(&p.exe)
+            .args(["sleep", "2", pidfile.to_str().expect("utf8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
     let app = wait_for_pid(pidfile);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !children(child.id()).is_empty() {
-        assert!(Instant::now() < deadline, "the app never ended");
+    let folder = p.exe.parent().expect("folder");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let self_testing = || {
+        crate::selftest::running_in(folder)
+            .iter()
+            .any(|exe| Path::new(exe) != p.exe)
+    };
+    while Path::new(&format!("/proc/{app}")).exists() || !self_testing() {
+        assert!(
+            Instant::now() < deadline,
+            "the app never ended, or the self-test never started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the launcher did not wait for its updater"
+    );
     (child, app)
 }
 
@@ -437,13 +420,12 @@ fn wait_at_most(mut child: Child, limit: Duration) -> (Output, Duration) {
 }
 
 #[test]
+#[cfg(target_arch = "x86_64")]
 fn int_or_term_ends_the_wait_for_the_updater_at_once() {
-    let s = Scratch::new();
-    let server = Server::start();
-    let exe = build_that_waits_after_exit(&s, &server);
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        let pidfile = s.path(&format!("pid-{sig}"));
-        let (child, _) = start_and_let_the_app_exit(&s, &exe, &pidfile);
+        let p = build_that_waits_after_exit();
+        let pidfile = p.s.path(&format!("pid-{sig}"));
+        let (child, _) = start_and_let_the_app_exit(&p, &pidfile);
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, sig) };
         let (out, took) = wait_at_most(child, Duration::from_secs(3));
@@ -458,20 +440,19 @@ fn int_or_term_ends_the_wait_for_the_updater_at_once() {
 }
 
 #[test]
+#[cfg(target_arch = "x86_64")]
 fn a_term_passed_on_to_the_app_is_not_followed_by_the_wait() {
     // Whoever stops the app through the launcher (a service manager, a
     // user's `kill`) wants the launcher gone with it, not 30 s later.
-    let s = Scratch::new();
-    let server = Server::start();
-    let exe = build_that_waits_after_exit(&s, &server);
-    let pidfile = s.path("pid");
-    let child = s
-        .command(&exe)
-        .args(["wait-signal", pidfile.to_str().expect("utf8")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let p = build_that_waits_after_exit();
+    let pidfile = p.s.path("pid");
+    let child =
+        p.s.command(&p.exe)
+            .args(["wait-signal", pidfile.to_str().expect("utf8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
     wait_for_pid(&pidfile);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -486,11 +467,10 @@ fn a_term_passed_on_to_the_app_is_not_followed_by_the_wait() {
 }
 
 #[test]
+#[cfg(target_arch = "x86_64")]
 fn no_signal_reaches_a_process_that_reused_the_apps_pid() {
-    let s = Scratch::new();
-    let server = Server::start();
-    let exe = build_that_waits_after_exit(&s, &server);
-    let (launcher, app) = start_and_let_the_app_exit(&s, &exe, &s.path("pid"));
+    let p = build_that_waits_after_exit();
+    let (launcher, app) = start_and_let_the_app_exit(&p, &p.s.path("pid"));
     // Let the next process take the app's pid.
     let mut victim = None;
     for _ in 0..200 {

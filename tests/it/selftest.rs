@@ -356,7 +356,7 @@ fn a_build_whose_metadata_promises_a_self_test_is_tested_though_its_stub_lost_th
 }
 
 /// The processes running a file in `dir` (by `/proc/<pid>/exe`).
-fn running_in(dir: &Path) -> Vec<String> {
+pub fn running_in(dir: &Path) -> Vec<String> {
     fs::read_dir("/proc")
         .expect("/proc")
         .flatten()
@@ -370,7 +370,7 @@ fn running_in(dir: &Path) -> Vec<String> {
 /// exit, and a 1.1 announced whose stub spins forever at its first
 /// instruction (x86_64).
 #[cfg(target_arch = "x86_64")]
-fn publish_a_hanging_build(wait: &str) -> Published {
+pub fn publish_a_hanging_build(wait: &str) -> Published {
     let p = publish(&["--update-exit-wait", wait]);
     let mut build = p.v11.clone();
     let entry = entry_offset(&build);
