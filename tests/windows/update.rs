@@ -214,11 +214,12 @@ fn seed_update_renames_the_running_exe_aside_and_a_later_start_removes_it() {
     );
 
     p.announce("1.0", "1.1");
-    // The app runs for a second: the download usually finishes while it
-    // runs.
-    let out = p.run(&["version", "1"]);
+    // Again the app lives until the updater is done (here: the build is
+    // ready), so that nothing is handed off at its exit, which the exact
+    // traces below would show.
+    let seen = p.s.path("status-seen-2");
+    let out = p.run(&["watch-status", seen.to_str().expect("utf8"), "60"]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
-    assert_eq!(support::stdout(&out), "1.0\n");
     let mut traces = support::update_traces(&out);
     // The new build's cache folder is prepared beside the wait for the app,
     // so its traces come in no fixed order with those (prewarm.rs checks
@@ -275,14 +276,22 @@ fn seed_update_renames_the_running_exe_aside_and_a_later_start_removes_it() {
         "the 1.0 build is not aside"
     );
 
-    let out = p.run(&["version"]);
+    let seen = p.s.path("status-seen-3");
+    let out = p.run(&["watch-status", seen.to_str().expect("utf8"), "60"]);
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
-    assert_eq!(support::stdout(&out), "1.1\n");
-    // Decided at the app's exit, while the updater may still be busy.
+    let states = fs::read_to_string(&seen).expect("status record");
+    assert!(
+        states.contains("\"state\":\"up-to-date\",\"version\":\"1.1\""),
+        "{states}"
+    );
+    // Decided when the app has run 5 s or exits, whichever comes first,
+    // in no fixed order with the updater's traces.
     let mut traces = support::update_traces(&out);
-    let healthy = "1.1 is healthy (it exited with code 0); the previous build (1.0) is removed.";
-    assert!(traces.iter().any(|t| t == healthy), "{traces:#?}");
-    traces.retain(|t| t != healthy);
+    let healthy = |t: &String| {
+        t.starts_with("1.1 is healthy (") && t.ends_with("); the previous build (1.0) is removed.")
+    };
+    assert!(traces.iter().any(healthy), "{traces:#?}");
+    traces.retain(|t| !healthy(t));
     assert_eq!(
         traces,
         [
@@ -626,9 +635,11 @@ fn two_launches_at_once_update_once() {
     let children: Vec<Child> = (0..2)
         .map(|_| p.spawn(&p.exe, &["version", "2"], true))
         .collect();
+    // Each with the traces of the background updater it handed off to (if
+    // any), once that has ended.
     let outs: Vec<Output> = children
         .into_iter()
-        .map(|c| c.wait_with_output().expect("wait"))
+        .map(|c| support::with_background_traces(c.wait_with_output().expect("wait")))
         .collect();
     for out in &outs {
         assert_eq!(support::stdout(out), "1.0\n", "{}", support::stderr(out));
@@ -659,7 +670,7 @@ fn two_copies_of_the_app_each_update_their_own_executable() {
         p.spawn(&other, &["version", "2"], true),
     ];
     for child in children {
-        let out = child.wait_with_output().expect("wait");
+        let out = support::with_background_traces(child.wait_with_output().expect("wait"));
         assert_eq!(support::stdout(&out), "1.0\n", "{}", support::stderr(&out));
         assert!(
             traces_contain(&out, "Updated."),
