@@ -519,12 +519,7 @@ fn a_launch_asked_to_stop_hands_nothing_off() {
     p.server.route("/1.0/update.toml", Route::Stall);
     let pidfile = p.s.path("pid");
     let child =
-        p.s.command(&p.exe)
-            .args(["wait-signal", pidfile.to_str().expect("utf8")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        p.s.spawn_piped(&p.exe, &["wait-signal", pidfile.to_str().expect("utf8")]);
     crate::launch::wait_for_pid(&pidfile);
     // The check is under way (and hangs) when the stop comes.
     std::thread::sleep(Duration::from_millis(500));

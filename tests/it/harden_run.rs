@@ -380,12 +380,7 @@ fn build_that_waits_after_exit() -> Published {
 #[cfg(target_arch = "x86_64")]
 fn start_and_let_the_app_exit(p: &Published, pidfile: &Path) -> (Child, u32) {
     let mut child =
-        p.s.command(&p.exe)
-            .args(["sleep", "2", pidfile.to_str().expect("utf8")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        p.s.spawn_piped(&p.exe, &["sleep", "2", pidfile.to_str().expect("utf8")]);
     let app = wait_for_pid(pidfile);
     let folder = p.exe.parent().expect("folder");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -447,12 +442,7 @@ fn a_term_passed_on_to_the_app_is_not_followed_by_the_wait() {
     let p = build_that_waits_after_exit();
     let pidfile = p.s.path("pid");
     let child =
-        p.s.command(&p.exe)
-            .args(["wait-signal", pidfile.to_str().expect("utf8")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        p.s.spawn_piped(&p.exe, &["wait-signal", pidfile.to_str().expect("utf8")]);
     wait_for_pid(&pidfile);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

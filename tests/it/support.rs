@@ -107,6 +107,17 @@ impl Scratch {
             .expect("spawn")
     }
 
+    /// Starts a packed executable with its output piped (for tests that
+    /// signal it, then read what it said with `wait_with_output`).
+    pub fn spawn_piped(&self, exe: &Path, args: &[&str]) -> std::process::Child {
+        self.command(exe)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    }
+
     /// A command for a packed executable with this scratch's cache and
     /// traces on.
     pub fn command(&self, exe: &Path) -> Command {

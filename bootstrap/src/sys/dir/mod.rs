@@ -45,9 +45,9 @@ impl Dir {
     /// Writes `text` as the file `name`, whole: into `temporary`, created
     /// exclusively (never through a link), synced, then renamed over
     /// `name` ([`Dir::replace`], waiting up to [`REPLACE_PATIENCE`] for
-    /// readers that hold it). A failure removes the temporary and leaves `name` as it was;
-    /// a kill leaves at most the temporary, which its owner's sweep knows
-    /// by the name the caller chose.
+    /// readers that hold it). A failure removes the temporary and leaves
+    /// `name` as it was; a kill leaves at most the temporary, which its
+    /// owner's sweep knows by the name the caller chose.
     pub fn write_whole(&self, temporary: &str, name: &str, text: &str) -> io::Result<()> {
         let written = self.create_new(temporary).and_then(|mut file| {
             file.write_all(text.as_bytes())?;
@@ -75,6 +75,7 @@ pub enum DirError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     /// Windows may refuse to rename over a file someone has open, even one
     /// shared for deletion (Wine does), as a `stat` (an open handle there)
     /// or another launcher's read holds it for a moment: a whole write
