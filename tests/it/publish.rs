@@ -167,6 +167,18 @@ fn site_files(dir: &Path) -> Vec<(String, u32)> {
 /// minisign `.pub` file), over the body's exact bytes, and names the
 /// manifest's app and sequence in its trusted comment.
 fn assert_signed_by(text: &str, public: &str) {
+    let (body, signature) = assert_verifies(text, public);
+    let comment = signature.trusted_comment().expect("trusted comment");
+    assert!(
+        comment.contains(&format!("app={APP} sequence={}", sequence_of(&body))),
+        "{comment}"
+    );
+}
+
+/// The manifest signature of `text` verifies against `public` (a minisign
+/// `.pub` file) over the body's exact bytes; returns the body and the
+/// signature.
+pub fn assert_verifies(text: &str, public: &str) -> (String, minisign::SignatureBox) {
     let (body, section) = text
         .split_once("\n[manifest_signature]\n")
         .expect("a signature section");
@@ -189,11 +201,7 @@ fn assert_signed_by(text: &str, public: &str) {
         false,
     )
     .expect("the manifest's signature verifies");
-    let comment = signature.trusted_comment().expect("trusted comment");
-    assert!(
-        comment.contains(&format!("app={APP} sequence={}", sequence_of(&body))),
-        "{comment}"
-    );
+    (body, signature)
 }
 
 fn update_across_the_site(signed: bool) {

@@ -506,7 +506,7 @@ fn halt_if_rollbacks_halts_a_signed_release_above_the_threshold_and_not_below() 
         let text = site.manifest(version);
         assert!(text.contains("halted = true"), "{text}");
         assert!(text.contains("[manifest_signature]"), "{text}");
-        assert_verifies(&text, &public);
+        crate::publish::assert_verifies(&text, &public);
     }
 
     // Again: already halted, exit 0, nothing written.
@@ -548,32 +548,6 @@ fn halt_if_rollbacks_on_a_first_release_says_it_cannot_and_does_not_fail() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--log is read only by --halt-if-rollbacks"));
     assert!(fs::read_to_string(site.dir.join("1.0/update.toml")).is_ok());
-}
-
-/// The manifest's signature verifies against `public` over its body.
-fn assert_verifies(text: &str, public: &str) {
-    let (body, section) = text
-        .split_once("\n[manifest_signature]\n")
-        .expect("a signature section");
-    let body = format!("{body}\n");
-    let key = minisign::PublicKeyBox::from_string(&fs::read_to_string(public).expect("pub"))
-        .and_then(|b| b.into_public_key())
-        .expect("public key");
-    let signature = section
-        .split("\"\"\"")
-        .nth(1)
-        .expect("one minisig")
-        .trim_start_matches('\n');
-    let signature = minisign::SignatureBox::from_string(signature).expect("a minisig");
-    minisign::verify(
-        &key,
-        &signature,
-        std::io::Cursor::new(body.as_bytes()),
-        true,
-        false,
-        false,
-    )
-    .expect("the manifest's signature verifies");
 }
 
 /// A FIFO with no writer: opening it for reading would block for good.
