@@ -297,8 +297,8 @@ mod tests {
     const GARBAGE: &str = r#"127.0.0.1 - - [24/Nov/2026:14:06:56 +0000] "\x16\x03\x01\x02\x00\x01\x00\x01\xFC\x03\x03\xE9+\x06\x97T\xB34%M\x8F\x81\xD9\x9C\xBD-\xAA\xE7B8\xB1%Q\xDA\xBB\xD2-\xA0\xD9\xE9\x03\x83\x16 \x9D\x86\x8C\xBBES\x92_ M7r Y\xBF\x089\xCB0X\xE5\x5C\xE8\xA0\xDE\xC2\xEA\xAB,\x15\x09\xBC\x00>\x13\x02\x13\x03\x13\x01\xC0,\xC00\x00\x9F\xCC\xA9\xCC\xA8\xCC\xAA\xC0+\xC0/\x00\x9E\xC0$\xC0(\x00k\xC0#\xC0'\x00g\xC0" 400 157 "-" "-""#;
 
     #[test]
-    fn a_check() {
-        let r = Record::parse(CHECK.as_bytes()).expect("parses");
+    fn a_check() -> Result<(), Box<dyn std::error::Error>> {
+        let r = Record::parse(CHECK.as_bytes()).map_err(|e| format!("parses: {e}"))?;
         assert_eq!(
             r.day,
             Day {
@@ -321,15 +321,16 @@ mod tests {
                 arch: "x86_64"
             })
         );
-        let r = Record::parse(NOT_MODIFIED.as_bytes()).expect("parses");
+        let r = Record::parse(NOT_MODIFIED.as_bytes()).map_err(|e| format!("parses: {e}"))?;
         assert_eq!((r.status, r.bytes), (304, 0));
+        Ok(())
     }
 
     #[test]
-    fn a_range_and_a_report() {
-        let r = Record::parse(RANGE.as_bytes()).expect("parses");
+    fn a_range_and_a_report() -> Result<(), Box<dyn std::error::Error>> {
+        let r = Record::parse(RANGE.as_bytes()).map_err(|e| format!("parses: {e}"))?;
         assert_eq!((r.status, r.bytes, r.is_manifest()), (206, 1000, false));
-        let r = Record::parse(REPORT.as_bytes()).expect("parses");
+        let r = Record::parse(REPORT.as_bytes()).map_err(|e| format!("parses: {e}"))?;
         assert_eq!((r.path, r.status), ("/report", 404));
         let pairs: Vec<(String, String)> = query_pairs(r.query)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -345,24 +346,26 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
         assert_eq!(r.agent.map(|a| a.version), Some("1.1"));
+        Ok(())
     }
 
     #[test]
-    fn other_clients_and_garbage() {
-        let r = Record::parse(BROWSER.as_bytes()).expect("parses");
+    fn other_clients_and_garbage() -> Result<(), Box<dyn std::error::Error>> {
+        let r = Record::parse(BROWSER.as_bytes()).map_err(|e| format!("parses: {e}"))?;
         assert_eq!(r.agent, None);
         assert_eq!(r.day.to_string(), "2026-12-01");
         assert_eq!(Record::parse(GARBAGE.as_bytes()), Err(Error::Request));
+        Ok(())
     }
 
     #[test]
-    fn escaped_quotes_cannot_forge_fields() {
+    fn escaped_quotes_cannot_forge_fields() -> Result<(), Box<dyn std::error::Error>> {
         // The client sent `x" 200 9 "-" "onefile/0.1.0 demo/9.9 (linux; x86_64)`
         // as its User-Agent; nginx escaped the quotes.
-        let r = Record::parse(SPOOFED.as_bytes()).expect("parses");
+        let r = Record::parse(SPOOFED.as_bytes()).map_err(|e| format!("parses: {e}"))?;
         assert_eq!((r.status, r.bytes, r.agent), (200, 4, None));
         // Bytes that are not UTF-8 in the agent, escaped by nginx.
-        let r = Record::parse(ESCAPED.as_bytes()).expect("parses");
+        let r = Record::parse(ESCAPED.as_bytes()).map_err(|e| format!("parses: {e}"))?;
         assert_eq!((r.path, r.agent), ("/a%22b", None));
         // The same in the path.
         let line = r#"127.0.0.1 - - [24/Nov/2026:14:20:11 +0000] "GET /a\x22b.toml HTTP/1.1" 404 0 "-" "-""#;
@@ -370,10 +373,11 @@ mod tests {
             Record::parse(line.as_bytes()).map(|r| r.path),
             Ok(r"/a\x22b.toml")
         );
+        Ok(())
     }
 
     #[test]
-    fn spoofed_and_odd_agents() {
+    fn spoofed_and_odd_agents() -> Result<(), Box<dyn std::error::Error>> {
         for agent in [
             "onefile/0.1.0 demo/1.0 (linux; x86_64) extra",
             "onefile/0.1.0 demo/1.0(linux; x86_64)",
@@ -390,8 +394,10 @@ mod tests {
         }
         let long = format!("onefile/0.1.0 demo/{} (linux; x86_64)", "1".repeat(65));
         assert_eq!(Agent::parse(&long), None);
-        let a = Agent::parse("onefile/0.2.0-rc.1 my_app.x/1.0+b7 (windows; aarch64)").expect("ok");
+        let a =
+            Agent::parse("onefile/0.2.0-rc.1 my_app.x/1.0+b7 (windows; aarch64)").ok_or("ok")?;
         assert_eq!((a.app, a.version, a.os), ("my_app.x", "1.0+b7", "windows"));
+        Ok(())
     }
 
     #[test]

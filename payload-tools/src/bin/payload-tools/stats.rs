@@ -889,13 +889,12 @@ fn each_line(mut reader: impl BufRead, mut each: impl FnMut(Option<&[u8]>)) -> i
 
 /// Reads `r` to the end as lines, for the tests.
 #[cfg(test)]
-fn lines_of(r: impl io::Read) -> Vec<Option<Vec<u8>>> {
+fn lines_of(r: impl io::Read) -> io::Result<Vec<Option<Vec<u8>>>> {
     let mut lines = Vec::new();
     each_line(BufReader::with_capacity(16, r), |l| {
         lines.push(l.map(<[u8]>::to_vec))
-    })
-    .expect("reads");
-    lines
+    })?;
+    Ok(lines)
 }
 
 #[cfg(test)]
@@ -903,13 +902,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_across_buffers_and_too_long_ones() {
+    fn lines_across_buffers_and_too_long_ones() -> Result<(), Box<dyn std::error::Error>> {
         let long = vec![b'x'; MAX_LINE + 1];
         let mut input = b"one\ntwo-spans-buffers-of-16-bytes\n".to_vec();
         input.extend_from_slice(&long);
         input.extend_from_slice(b"\nlast");
         assert_eq!(
-            lines_of(&input[..]),
+            lines_of(&input[..])?,
             vec![
                 Some(b"one".to_vec()),
                 Some(b"two-spans-buffers-of-16-bytes".to_vec()),
@@ -918,12 +917,13 @@ mod tests {
             ]
         );
         let exact = vec![b'y'; MAX_LINE];
-        assert_eq!(lines_of(&exact[..]), vec![Some(exact.clone())]);
+        assert_eq!(lines_of(&exact[..])?, vec![Some(exact.clone())]);
+        Ok(())
     }
 
     #[test]
-    fn reports_are_plain_queries_with_app_and_event() {
-        let r = report_of("app=demo&from=1.0&to=1.1&event=updated").expect("report");
+    fn reports_are_plain_queries_with_app_and_event() -> Result<(), Box<dyn std::error::Error>> {
+        let r = report_of("app=demo&from=1.0&to=1.1&event=updated").ok_or("report")?;
         assert_eq!(
             (&*r.app, &*r.from, &*r.to, &*r.event),
             ("demo", "1.0", "1.1", "updated")
@@ -931,41 +931,45 @@ mod tests {
         assert!(report_of("from=1.0&event=updated").is_none());
         assert!(report_of("app=demo&from=1.0").is_none());
         assert!(report_of("app=de%20mo&event=updated").is_none());
-        let r = report_of("app=demo&from=1.0%2Bb7&to=1.1&event=updated").expect("report");
+        let r = report_of("app=demo&from=1.0%2Bb7&to=1.1&event=updated").ok_or("report")?;
         assert_eq!((&*r.from, &*r.to), ("1.0+b7", "1.1"));
         assert!(report_of(&format!("app=demo&event=failed&reason={}", "x".repeat(65))).is_none());
+        Ok(())
     }
 
     #[test]
-    fn the_check_cap_bounds_the_maps_and_leaves_reports_and_the_halt_alone() {
+    fn the_check_cap_bounds_the_maps_and_leaves_reports_and_the_halt_alone()
+    -> Result<(), Box<dyn std::error::Error>> {
         let mut tally = Tally::new();
         tally.budget.checks = 2;
         let mut halt = HaltCount::default();
-        let mut add = |line: String| {
+        let mut add = |line: String| -> Result<(), String> {
             tally.add_line(Some(line.as_bytes()), None, None);
-            let record = Record::parse(line.as_bytes()).expect("parses");
+            let record = Record::parse(line.as_bytes()).map_err(|e| format!("parses: {e}"))?;
             halt.add(&record, "demo", "1.1");
+            Ok(())
         };
         for v in 0..10 {
             add(format!(
                 r#"127.0.0.1 - - [24/Nov/2026:14:20:11 +0000] "GET /u.toml HTTP/1.1" 200 1 "-" "onefile/0.1.0 demo/1.{v} (linux; x86_64)""#
-            ));
+            ))?;
         }
         add(
             r#"127.0.0.1 - - [24/Nov/2026:14:20:11 +0000] "GET /r?app=demo&from=1.1&to=1.0&event=rolled-back&reason=crash HTTP/1.1" 404 1 "-" "onefile/0.1.0 demo/1.0 (linux; x86_64)""#
             .to_owned(),
-        );
+        )?;
         // Two versions counted, eight beyond the cap; the report has its own.
-        let day = tally.days.values().next().expect("a day");
+        let day = tally.days.values().next().ok_or("a day")?;
         assert_eq!(day.checks.total(), 2);
         assert_eq!(day.rolled_back.total(), 1);
         assert_eq!(tally.overflow.checks, 8);
         assert_eq!(tally.overflow.reports, 0);
         assert_eq!((halt.installs, halt.rollbacks), (0, 1));
+        Ok(())
     }
 
     #[test]
-    fn only_a_get_by_the_apps_updater_is_a_report() {
+    fn only_a_get_by_the_apps_updater_is_a_report() -> Result<(), Box<dyn std::error::Error>> {
         let line = |request: &str, agent: &str| {
             format!(
                 r#"203.0.113.7 - - [24/Nov/2026:10:00:00 +0000] "{request}" 404 153 "-" "{agent}""#
@@ -991,7 +995,7 @@ mod tests {
             tally.add_line(Some(text.as_bytes()), None, None);
             let mut halt = HaltCount::default();
             halt.add(
-                &Record::parse(text.as_bytes()).expect("parses"),
+                &Record::parse(text.as_bytes()).map_err(|e| format!("parses: {e}"))?,
                 "demo",
                 "1.1",
             );
@@ -1003,10 +1007,12 @@ mod tests {
             assert_eq!((rolled, halt.rollbacks), (counted, counted), "{text}");
             assert_eq!(tally.ignored_reports, 1 - counted, "{text}");
         }
+        Ok(())
     }
 
     #[test]
-    fn checks_are_200_and_304_and_versions_sort_as_versions() {
+    fn checks_are_200_and_304_and_versions_sort_as_versions()
+    -> Result<(), Box<dyn std::error::Error>> {
         let mut tally = Tally::new();
         for (method, status, version) in [
             ("GET", 200, "1.9"),
@@ -1020,7 +1026,7 @@ mod tests {
             );
             tally.add_line(Some(line.as_bytes()), None, None);
         }
-        let day = tally.days.values().next().expect("one day");
+        let day = tally.days.values().next().ok_or("one day")?;
         assert_eq!(tally.days.len(), 1);
         assert_eq!(day.checks.total(), 2);
         assert_eq!(day.manifest_bytes, 200);
@@ -1036,5 +1042,6 @@ mod tests {
             .map(|(v, _)| v.as_str())
             .collect();
         assert_eq!(order, ["1.9", "1.10"]);
+        Ok(())
     }
 }

@@ -507,20 +507,21 @@ mod tests {
     }
 
     /// An embedded stub of `bytes`, as `build.rs` writes one.
-    fn embedded_of(target: &'static str, bytes: &[u8]) -> &'static [Embedded] {
-        let compressed = zstd::bulk::compress(bytes, 19).expect("compress");
-        Box::leak(Box::new([Embedded {
+    fn embedded_of(target: &'static str, bytes: &[u8]) -> std::io::Result<&'static [Embedded]> {
+        let compressed = zstd::bulk::compress(bytes, 19)?;
+        Ok(Box::leak(Box::new([Embedded {
             target,
             len: bytes.len(),
             origin: "test",
             compressed: Box::leak(compressed.into_boxed_slice()),
-        }]))
+        }])))
     }
 
     #[test]
-    fn an_embedded_stub_is_unpacked_checked_and_packed_as_it_is() {
+    fn an_embedded_stub_is_unpacked_checked_and_packed_as_it_is()
+    -> Result<(), Box<dyn std::error::Error>> {
         let bytes = linux_stub_bytes(&[0x5a; 4096]);
-        let embedded = embedded_of(LINUX, &bytes);
+        let embedded = embedded_of(LINUX, &bytes)?;
         let Ok(Source::Embedded(found)) = choose(None, Some(LINUX), None, embedded) else {
             panic!("the embedded stub is chosen");
         };
@@ -529,10 +530,10 @@ mod tests {
 
         // What `pack` then does with the bytes: they are the packed file's
         // first part, which is executable.
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::tempdir()?;
         let app = dir.path().join("app");
-        std::fs::create_dir(&app).expect("mkdir");
-        std::fs::write(app.join("hello"), b"#!/bin/sh\necho hi\n").expect("write app");
+        std::fs::create_dir(&app)?;
+        std::fs::write(app.join("hello"), b"#!/bin/sh\necho hi\n")?;
         let output = dir.path().join("hello.bin");
         let opts = payload_tools::pack::PackOptions {
             input: app,
@@ -549,24 +550,22 @@ mod tests {
             windows_subsystem: Default::default(),
             dictionary: Default::default(),
         };
-        let report =
-            payload_tools::pack::pack(&opts, &mut payload_tools::pack::NoProgress).expect("pack");
-        let packed = std::fs::read(&output).expect("read packed");
+        let report = payload_tools::pack::pack(&opts, &mut payload_tools::pack::NoProgress)?;
+        let packed = std::fs::read(&output)?;
         assert_eq!(&packed[..bytes.len()], &bytes[..]);
         assert_eq!(report.metadata.stub_hash, Some(PartHash::of(&bytes)));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&output)
-                .expect("stat")
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(&output)?.permissions().mode();
             assert_eq!(mode & 0o777, 0o755);
         }
+        Ok(())
     }
 
     #[test]
-    fn an_embedded_stub_that_decodes_but_is_no_stub_for_its_target_is_refused() {
+    fn an_embedded_stub_that_decodes_but_is_no_stub_for_its_target_is_refused()
+    -> Result<(), Box<dyn std::error::Error>> {
         let mut no_self_test = linux_stub_bytes(b"");
         no_self_test.truncate(64 + stub::MARKER_LEN);
         let mut windows_header = linux_stub_bytes(b"");
@@ -576,7 +575,7 @@ mod tests {
             (&windows_header, "its platform is unknown"),
             (&b"just some bytes".to_vec(), "it lacks the stub marker"),
         ] {
-            let embedded = embedded_of(LINUX, bytes);
+            let embedded = embedded_of(LINUX, bytes)?;
             let refused = unpack(&embedded[0]).map_err(|f| f.message);
             assert!(
                 refused.as_ref().is_err_and(
@@ -585,6 +584,7 @@ mod tests {
                 "{why}: {refused:?}"
             );
         }
+        Ok(())
     }
 
     #[test]
