@@ -27,33 +27,26 @@ pub const MAX_LINE: usize = 8 * 1024;
 pub const MAX_AGENT_FIELD: usize = 64;
 
 /// Why a line is not a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Longer than [`MAX_LINE`].
+    #[error("line too long")]
     TooLong,
     /// Not UTF-8 (nginx escapes such bytes, so something else wrote it).
+    #[error("not UTF-8")]
     NotUtf8,
     /// Ends before the user agent's closing quote.
+    #[error("truncated line")]
     Truncated,
     /// `[$time_local]` is not `dd/Mon/yyyy:hh:mm:ss +zzzz`.
+    #[error("bad time")]
     Time,
     /// `"$request"` is not `METHOD TARGET PROTOCOL`.
+    #[error("bad request line")]
     Request,
     /// `$status` or `$body_bytes_sent` is not a number.
+    #[error("bad status or size")]
     Number,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Error::TooLong => "line too long",
-            Error::NotUtf8 => "not UTF-8",
-            Error::Truncated => "truncated line",
-            Error::Time => "bad time",
-            Error::Request => "bad request line",
-            Error::Number => "bad status or size",
-        })
-    }
 }
 
 /// A calendar day as the log gives it (the host's local time).
@@ -298,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_check() -> Result<(), Box<dyn std::error::Error>> {
-        let r = Record::parse(CHECK.as_bytes()).map_err(|e| format!("parses: {e}"))?;
+        let r = Record::parse(CHECK.as_bytes())?;
         assert_eq!(
             r.day,
             Day {
@@ -321,16 +314,16 @@ mod tests {
                 arch: "x86_64"
             })
         );
-        let r = Record::parse(NOT_MODIFIED.as_bytes()).map_err(|e| format!("parses: {e}"))?;
+        let r = Record::parse(NOT_MODIFIED.as_bytes())?;
         assert_eq!((r.status, r.bytes), (304, 0));
         Ok(())
     }
 
     #[test]
     fn a_range_and_a_report() -> Result<(), Box<dyn std::error::Error>> {
-        let r = Record::parse(RANGE.as_bytes()).map_err(|e| format!("parses: {e}"))?;
+        let r = Record::parse(RANGE.as_bytes())?;
         assert_eq!((r.status, r.bytes, r.is_manifest()), (206, 1000, false));
-        let r = Record::parse(REPORT.as_bytes()).map_err(|e| format!("parses: {e}"))?;
+        let r = Record::parse(REPORT.as_bytes())?;
         assert_eq!((r.path, r.status), ("/report", 404));
         let pairs: Vec<(String, String)> = query_pairs(r.query)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -351,7 +344,7 @@ mod tests {
 
     #[test]
     fn other_clients_and_garbage() -> Result<(), Box<dyn std::error::Error>> {
-        let r = Record::parse(BROWSER.as_bytes()).map_err(|e| format!("parses: {e}"))?;
+        let r = Record::parse(BROWSER.as_bytes())?;
         assert_eq!(r.agent, None);
         assert_eq!(r.day.to_string(), "2026-12-01");
         assert_eq!(Record::parse(GARBAGE.as_bytes()), Err(Error::Request));
@@ -362,10 +355,10 @@ mod tests {
     fn escaped_quotes_cannot_forge_fields() -> Result<(), Box<dyn std::error::Error>> {
         // The client sent `x" 200 9 "-" "onefile/0.1.0 demo/9.9 (linux; x86_64)`
         // as its User-Agent; nginx escaped the quotes.
-        let r = Record::parse(SPOOFED.as_bytes()).map_err(|e| format!("parses: {e}"))?;
+        let r = Record::parse(SPOOFED.as_bytes())?;
         assert_eq!((r.status, r.bytes, r.agent), (200, 4, None));
         // Bytes that are not UTF-8 in the agent, escaped by nginx.
-        let r = Record::parse(ESCAPED.as_bytes()).map_err(|e| format!("parses: {e}"))?;
+        let r = Record::parse(ESCAPED.as_bytes())?;
         assert_eq!((r.path, r.agent), ("/a%22b", None));
         // The same in the path.
         let line = r#"127.0.0.1 - - [24/Nov/2026:14:20:11 +0000] "GET /a\x22b.toml HTTP/1.1" 404 0 "-" "-""#;
@@ -394,8 +387,8 @@ mod tests {
         }
         let long = format!("onefile/0.1.0 demo/{} (linux; x86_64)", "1".repeat(65));
         assert_eq!(Agent::parse(&long), None);
-        let a =
-            Agent::parse("onefile/0.2.0-rc.1 my_app.x/1.0+b7 (windows; aarch64)").ok_or("ok")?;
+        let a = Agent::parse("onefile/0.2.0-rc.1 my_app.x/1.0+b7 (windows; aarch64)")
+            .ok_or("the agent is not read as onefile's")?;
         assert_eq!((a.app, a.version, a.os), ("my_app.x", "1.0+b7", "windows"));
         Ok(())
     }

@@ -923,7 +923,8 @@ mod tests {
 
     #[test]
     fn reports_are_plain_queries_with_app_and_event() -> Result<(), Box<dyn std::error::Error>> {
-        let r = report_of("app=demo&from=1.0&to=1.1&event=updated").ok_or("report")?;
+        let r = report_of("app=demo&from=1.0&to=1.1&event=updated")
+            .ok_or("no report read from the query")?;
         assert_eq!(
             (&*r.app, &*r.from, &*r.to, &*r.event),
             ("demo", "1.0", "1.1", "updated")
@@ -931,7 +932,8 @@ mod tests {
         assert!(report_of("from=1.0&event=updated").is_none());
         assert!(report_of("app=demo&from=1.0").is_none());
         assert!(report_of("app=de%20mo&event=updated").is_none());
-        let r = report_of("app=demo&from=1.0%2Bb7&to=1.1&event=updated").ok_or("report")?;
+        let r = report_of("app=demo&from=1.0%2Bb7&to=1.1&event=updated")
+            .ok_or("no report read from the query")?;
         assert_eq!((&*r.from, &*r.to), ("1.0+b7", "1.1"));
         assert!(report_of(&format!("app=demo&event=failed&reason={}", "x".repeat(65))).is_none());
         Ok(())
@@ -959,7 +961,7 @@ mod tests {
             .to_owned(),
         )?;
         // Two versions counted, eight beyond the cap; the report has its own.
-        let day = tally.days.values().next().ok_or("a day")?;
+        let day = tally.days.values().next().ok_or("no day tallied")?;
         assert_eq!(day.checks.total(), 2);
         assert_eq!(day.rolled_back.total(), 1);
         assert_eq!(tally.overflow.checks, 8);
@@ -994,11 +996,7 @@ mod tests {
             let mut tally = Tally::new();
             tally.add_line(Some(text.as_bytes()), None, None);
             let mut halt = HaltCount::default();
-            halt.add(
-                &Record::parse(text.as_bytes()).map_err(|e| format!("parses: {e}"))?,
-                "demo",
-                "1.1",
-            );
+            halt.add(&Record::parse(text.as_bytes())?, "demo", "1.1");
             let rolled = tally
                 .days
                 .values()
@@ -1026,7 +1024,7 @@ mod tests {
             );
             tally.add_line(Some(line.as_bytes()), None, None);
         }
-        let day = tally.days.values().next().ok_or("one day")?;
+        let day = tally.days.values().next().ok_or("no day tallied")?;
         assert_eq!(tally.days.len(), 1);
         assert_eq!(day.checks.total(), 2);
         assert_eq!(day.manifest_bytes, 200);
